@@ -1,0 +1,30 @@
+import Foundation
+import RPC
+
+/// The daemon's state shared by all handlers: the settings fixed by `initialize`, the registry of
+/// live objects and the memory ledger. Handler families extend it with their `register…` methods.
+final class Daemon: @unchecked Sendable {
+    struct Settings {
+        var debugMethods = false
+    }
+
+    let settings: Settings
+    let registry = ObjectRegistry()
+    let ledger: MemoryLedger
+    let router = Router()
+    /// Fixed by `initialize`.
+    private(set) var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    /// Default `hbmCapBytes`: this share of physical memory, leaving room for the OS and the client.
+    static let defaultCapFraction = 0.8
+
+    init(settings: Settings) {
+        self.settings = settings
+        self.ledger = MemoryLedger(capBytes: Int64(Double(ProcessInfo.processInfo.physicalMemory) * Self.defaultCapFraction))
+        registerLifecycle()
+        registerModels()
+        if settings.debugMethods { registerDebug() }
+    }
+
+    func setThreads(_ count: Int) { threads = count }
+}

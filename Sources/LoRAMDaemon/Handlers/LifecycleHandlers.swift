@@ -1,0 +1,55 @@
+import Foundation
+import RPC
+import Runtime
+
+/// `initialize`: the budget, the compute threads, and what this daemon can do. (`shutdown`,
+/// `exit` and `$/cancelRequest` belong to the RPC layer itself.)
+extension Daemon {
+    struct InitializeParams: Decodable {
+        var processId: Int64?
+        var clientInfo: ClientInfo?
+        var hbmCapBytes: Int64?
+        var threads: Int?
+        struct ClientInfo: Decodable { var name: String; var version: String? }
+    }
+
+    struct InitializeResult: Encodable {
+        var serverInfo: ServerInfo
+        var capabilities: Capabilities
+        var device: Device
+        struct ServerInfo: Encodable { var name: String; var version: String; var contractVersion: Int }
+        struct Capabilities: Encodable { var methods: [String]; var dtypes: [String]; var pruning: [String] }
+        struct Device: Encodable {
+            var kind: String
+            var threads: Int
+            var memoryBytes: Int64
+            var hbmCapBytes: Int64
+            /// Set when hbmCapBytes is the default share of physical memory.
+            var hbmCapFraction: Double?
+            var blas: String
+        }
+    }
+
+    func registerLifecycle() {
+        router.register("initialize") { [unowned self] (params: InitializeParams, _) -> InitializeResult in
+            let memory = Int64(ProcessInfo.processInfo.physicalMemory)
+            if let cap = params.hbmCapBytes, cap <= 0 {
+                throw RPCError.invalidParams(field: "hbmCapBytes", "must be a positive number of bytes, got \(cap)")
+            }
+            if let threads = params.threads, !(1...1024).contains(threads) {
+                throw RPCError.invalidParams(field: "threads", "must be between 1 and 1024, got \(threads)")
+            }
+            if let cap = params.hbmCapBytes { ledger.setCap(cap) }
+            let threads = params.threads ?? ProcessInfo.processInfo.activeProcessorCount
+            setThreads(threads)
+            BLAS.setThreads(threads)
+            return InitializeResult(
+                serverInfo: .init(name: "loramd", version: LoRAMDVersion.current, contractVersion: LoRAMDVersion.contract),
+                // Lists grow as the runtime learns formats and pruning methods; they say what works now.
+                capabilities: .init(methods: router.methods, dtypes: [], pruning: []),
+                device: .init(kind: "cpu", threads: threads, memoryBytes: memory, hbmCapBytes: ledger.capBytes,
+                              hbmCapFraction: params.hbmCapBytes == nil ? Self.defaultCapFraction : nil,
+                              blas: BLAS.configuration))
+        }
+    }
+}

@@ -1,0 +1,40 @@
+/// The table of methods the daemon serves. Handlers are typed: params decode into a Swift type
+/// (a missing or ill-typed field becomes InvalidParams naming it) and results encode from one.
+/// Handlers run on their own thread and may block; they check `context` for cancellation.
+public final class Router {
+    typealias RequestHandler = (JSONValue?, RequestContext) throws -> [UInt8]
+    typealias NotificationHandler = (JSONValue?) -> Void
+
+    private(set) var requestHandlers: [String: RequestHandler] = [:]
+    private(set) var notificationHandlers: [String: NotificationHandler] = [:]
+
+    public init() {}
+
+    public func register<Params: Decodable, Result: Encodable>(
+        _ method: String, _ handler: @escaping (Params, RequestContext) throws -> Result
+    ) {
+        precondition(requestHandlers[method] == nil, "\(method) registered twice")
+        requestHandlers[method] = { params, context in
+            let decoded = try ParamsCoding.decode(Params.self, from: params)
+            return try ParamsCoding.encode(try handler(decoded, context))
+        }
+    }
+
+    /// Notifications the daemon acts on; any other notification is ignored, as the contract says.
+    public func onNotification<Params: Decodable>(_ method: String, _ handler: @escaping (Params) -> Void) {
+        notificationHandlers[method] = { params in
+            if let decoded = try? ParamsCoding.decode(Params.self, from: params) { handler(decoded) }
+        }
+    }
+
+    /// Every request method, sorted: what `initialize` lists under capabilities.methods.
+    public var methods: [String] { requestHandlers.keys.sorted() }
+
+    func handler(for method: String) -> RequestHandler? { requestHandlers[method] }
+}
+
+/// Params of a method that takes none; any params sent are ignored.
+public struct NoParams: Decodable {
+    public init() {}
+    public init(from decoder: Decoder) throws {}
+}

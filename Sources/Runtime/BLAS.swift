@@ -1,0 +1,32 @@
+import COpenBLAS
+
+/// The matmuls the runtime needs, through OpenBLAS. Row-major throughout, as HF stores weights.
+public enum BLAS {
+    /// C[M,N] = alpha · A[M,K] · B[N,K]ᵀ + beta · C: the linear layer y = x·Wᵀ with W stored [out, in].
+    public static func matmulTransposedB(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0
+    ) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(k), b, Int32(k), beta, c, Int32(n))
+    }
+
+    /// C[M,N] = alpha · A[M,K] · B[K,N] + beta · C.
+    public static func matmul(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0
+    ) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(k), b, Int32(n), beta, c, Int32(n))
+    }
+
+    /// Sets the number of threads OpenBLAS uses for every later call (`threads` of `initialize`).
+    public static func setThreads(_ count: Int) {
+        openblas_set_num_threads(Int32(max(1, count)))
+    }
+
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// OpenBLAS's build description ("OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64").
+    public static var configuration: String { String(cString: openblas_get_config()) }
+}
