@@ -1,0 +1,124 @@
+import Foundation
+import XCTest
+import RPC
+
+/// The real `loramd` process over pipes: command line, lifecycle and exit codes.
+final class DaemonLifecycleTests: XCTestCase {
+    private func run(_ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = DaemonProcess.executable
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+
+    func testVersionHelpAndBadArguments() throws {
+        let (versionCode, version) = try run(["--version"])
+        XCTAssertEqual(versionCode, 0)
+        XCTAssertTrue(version.hasPrefix("loramd 0."), version)
+        let (helpCode, help) = try run(["--help"])
+        XCTAssertEqual(helpCode, 0)
+        XCTAssertTrue(help.contains("usage: loramd") && help.contains("--debug-methods"), help)
+        let (badCode, bad) = try run(["--frobnicate"])
+        XCTAssertEqual(badCode, 2)
+        XCTAssertTrue(bad.contains("unknown argument '--frobnicate'"), bad)
+    }
+
+    func testInitializeModelListShutdownExit() throws {
+        let d = try DaemonProcess(arguments: [])
+        d.request(1, "model/list")
+        XCTAssertEqual(d.response(id: 1)?["error"]?["code"], .int(-32002))
+        let result = try XCTUnwrap(d.initialize(#"{"processId":null,"hbmCapBytes":123456789,"threads":1,"capabilities":{},"rootUri":null}"#))
+        XCTAssertEqual(result["serverInfo"]?["name"], .string("loramd"))
+        guard case .array(let methods)? = result["capabilities"]?["methods"] else { return XCTFail("\(result)") }
+        XCTAssertTrue(methods.contains(.string("model/list")))
+        XCTAssertFalse(methods.contains(.string("debug/sleep")), "debug methods only with --debug-methods")
+        XCTAssertEqual(result["device"]?["hbmCapBytes"], .int(123456789))
+        XCTAssertEqual(result["device"]?["threads"], .int(1))
+        XCTAssertEqual(result["device"]?["kind"], .string("cpu"))
+
+        d.request(2, "model/list")
+        let list = try XCTUnwrap(d.response(id: 2)?["result"])
+        XCTAssertEqual(list["models"], .array([]))
+        XCTAssertEqual(list["adapters"], .array([]))
+        XCTAssertEqual(list["jobs"], .array([]))
+        XCTAssertEqual(list["memory"]?["capBytes"], .int(123456789))
+        XCTAssertEqual(list["memory"]?["usedBytes"], .int(0))
+
+        d.send(#"{"jsonrpc":"2.0","id":3,"method":"shutdown","params":null}"#)
+        XCTAssertEqual(d.response(id: 3)?["result"], .null)
+        d.request(4, "model/list")
+        XCTAssertEqual(d.response(id: 4)?["error"]?["code"], .int(-32600))
+        d.notify("exit")
+        XCTAssertEqual(d.exitCode(), 0)
+    }
+
+    func testDefaultCapIsAShareOfPhysicalMemory() throws {
+        let d = try DaemonProcess(arguments: [])
+        let result = try XCTUnwrap(d.initialize())
+        let memory = try XCTUnwrap(result["device"]?["memoryBytes"]?.intValue)
+        let cap = try XCTUnwrap(result["device"]?["hbmCapBytes"]?.intValue)
+        XCTAssertEqual(Double(cap), Double(memory) * 0.8, accuracy: 1)
+        XCTAssertEqual(result["device"]?["hbmCapFraction"], .double(0.8))
+        d.notify("exit")
+        XCTAssertEqual(d.exitCode(), 1)
+    }
+
+    func testBadInitializeParamsLeaveTheServerUninitialized() throws {
+        let d = try DaemonProcess(arguments: [])
+        d.request(1, "initialize", #"{"hbmCapBytes":-1}"#)
+        XCTAssertEqual(d.response(id: 1)?["error"]?["data"]?["field"], .string("hbmCapBytes"))
+        d.request(2, "initialize", #"{"threads":"many"}"#)
+        XCTAssertEqual(d.response(id: 2)?["error"]?["data"]?["field"], .string("threads"))
+        d.request(3, "model/list")
+        XCTAssertEqual(d.response(id: 3)?["error"]?["code"], .int(-32002))
+        XCTAssertNotNil(d.initialize())
+        d.closeInput()
+        XCTAssertEqual(d.exitCode(), 1)
+    }
+
+    func testExitWithoutShutdownExitsOne() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        d.notify("exit")
+        XCTAssertEqual(d.exitCode(), 1)
+    }
+
+    func testEndOfInputCancelsWorkAndExits() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        d.request(1, "debug/sleep", #"{"ms":60000}"#)
+        Thread.sleep(forTimeInterval: 0.2)
+        let start = Date()
+        d.closeInput()
+        XCTAssertEqual(d.response(id: 1)?["error"]?["code"], .int(-32800))
+        XCTAssertEqual(d.exitCode(timeout: 5), 1)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 3)
+    }
+
+    func testEndOfInputAfterShutdownExitsZero() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        d.request(1, "shutdown")
+        XCTAssertNotNil(d.response(id: 1))
+        d.closeInput()
+        XCTAssertEqual(d.exitCode(), 0)
+    }
+
+    func testOrphanedDaemonExitsWhenItsClientProcessIsGone() throws {
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        client.arguments = ["0.3"]
+        try client.run()
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize(#"{"processId":\#(client.processIdentifier)}"#))
+        client.waitUntilExit()
+        // The watcher polls once a second; the stdin pipe stays open all along.
+        XCTAssertEqual(d.exitCode(timeout: 5), 1)
+    }
+}
