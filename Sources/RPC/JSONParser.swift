@@ -131,7 +131,7 @@ public struct JSONParser {
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<position]), as: UTF8.self)
         if isInteger, let exact = Int64(text) { return .int(exact) }
-        guard let value = Double(text) else { throw Failure(offset: start, reason: "number out of range") }
+        guard let value = Double(text), value.isFinite else { throw Failure(offset: start, reason: "number out of range") }
         return .double(value)
     }
 

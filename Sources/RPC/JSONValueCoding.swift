@@ -53,10 +53,10 @@ public enum ParamsCoding {
         if P.self == JSONValue.self { return (params ?? .object([])) as! P }
         let value = params ?? .object([])
         guard case .object = value else {
-            throw RPCError.invalidParams(field: "", "must be an object, got \(value.kindName)")
+            throw RPCError.invalidParams(field: "params", "must be an object, got \(value.kindName)")
         }
         do {
-            return try JSONDecoder().decode(P.self, from: Data(value.serialized()))
+            return try JSONValueDecoder.decode(P.self, from: value)
         } catch let error as DecodingError {
             throw invalidParams(from: error)
         }
@@ -78,14 +78,14 @@ public enum ParamsCoding {
         switch error {
         case .keyNotFound(let key, let context):
             return .invalidParams(field: path(context.codingPath + [key]), "is required")
-        case .typeMismatch(let type, let context):
-            return .invalidParams(field: path(context.codingPath), "must be \(describe(type))")
-        case .valueNotFound(let type, let context):
-            return .invalidParams(field: path(context.codingPath), "must be \(describe(type)), not null")
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return .invalidParams(field: path(context.codingPath), context.debugDescription)
         case .dataCorrupted(let context):
-            return .invalidParams(field: path(context.codingPath), "is invalid: \(context.debugDescription)")
+            // Enums with raw values land here: "Cannot initialize Schedule from invalid String value x".
+            let detail = context.debugDescription.hasPrefix("is ") ? context.debugDescription : "is invalid: \(context.debugDescription)"
+            return .invalidParams(field: path(context.codingPath), detail)
         @unknown default:
-            return .invalidParams(field: "", "could not be decoded: \(error)")
+            return .invalidParams(field: "params", "could not be decoded: \(error)")
         }
     }
 
@@ -99,19 +99,5 @@ public enum ParamsCoding {
             }
         }
         return out
-    }
-
-    static func describe(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: return "a string"
-        case is Bool.Type: return "a boolean"
-        case is Int.Type, is Int64.Type, is Int32.Type, is UInt.Type, is UInt64.Type: return "an integer"
-        case is Double.Type, is Float.Type: return "a number"
-        default:
-            let name = String(describing: type)
-            if name.hasPrefix("Array") || name.hasPrefix("[") { return "an array" }
-            if name.hasPrefix("Dictionary") || name == "JSONValue" { return "an object" }
-            return "an object"
-        }
     }
 }

@@ -35,7 +35,7 @@ public final class ProgressReporter: @unchecked Sendable {
     public func report(message: String? = nil, percentage: Double? = nil, fields: [(String, JSONValue)] = []) {
         var value: [(String, JSONValue)] = fields
         if let message { value.append(("message", .string(message))) }
-        if let percentage { value.append(("percentage", .double(max(0, min(100, percentage))))) }
+        if let percentage { value.append(("percentage", Self.percentageValue(percentage))) }
         lock.lock(); defer { lock.unlock() }
         guard !ended else { return }
         // A report without a begin still opens the progress, so clients see a well-formed sequence.
@@ -67,7 +67,7 @@ public final class ProgressReporter: @unchecked Sendable {
         guard !begun else { return }
         begun = true
         emitLocked(.object(["kind": .string("begin"), "title": .string(title), "cancellable": .bool(cancellable),
-                            "message": message.map(JSONValue.string), "percentage": percentage.map(JSONValue.double)]))
+                            "message": message.map(JSONValue.string), "percentage": percentage.map(Self.percentageValue)]))
     }
 
     private func flushLocked() {
@@ -79,6 +79,11 @@ public final class ProgressReporter: @unchecked Sendable {
 
     private func emitLocked(_ value: JSONValue) {
         send(.object([("token", token), ("value", value)]))
+    }
+
+    /// LSP types percentage as an unsigned integer 0…100; clients such as VS Code expect that.
+    static func percentageValue(_ percentage: Double) -> JSONValue {
+        .int(Int64(max(0, min(100, percentage.isNaN ? 0 : percentage)).rounded(.down)))
     }
 
     static func merge(_ old: [(String, JSONValue)], _ new: [(String, JSONValue)]) -> [(String, JSONValue)] {

@@ -30,6 +30,9 @@ public final class RPCServer: @unchecked Sendable {
     private let lock = NSCondition()
     private var state = LifecycleState.uninitialized
     private var inFlight: [RequestID: CancellationToken] = [:]
+    /// Requests dispatched whose reply is not yet written. An id leaves `inFlight` before its
+    /// reply goes out (so the client may reuse it at once); exit waits on this count instead.
+    private var unanswered = 0
     private var parentWatcher: ParentProcessWatcher?
 
     public init(router: Router, sink: ByteSink, options: Options = Options()) {
@@ -39,9 +42,13 @@ public final class RPCServer: @unchecked Sendable {
         self.framer = MessageFramer(maxContentLength: options.maxContentLength)
     }
 
+    /// Messages that change the lifecycle: refused inside a batch, whose order is unspecified.
+    static let lifecycleMethods: Set<String> = ["initialize", "shutdown", "exit"]
+
     public var lifecycleState: LifecycleState { lock.lock(); defer { lock.unlock() }; return state }
 
-    public var requestsInFlight: Int { lock.lock(); defer { lock.unlock() }; return inFlight.count }
+    /// Requests dispatched and not yet answered.
+    public var requestsInFlight: Int { lock.lock(); defer { lock.unlock() }; return unanswered }
 
     // MARK: Input
 
@@ -129,9 +136,13 @@ public final class RPCServer: @unchecked Sendable {
 
     private func handleRequest(reply: Reply, id: RequestID, method: String, params: JSONValue?, inBatch: Bool) {
         let current = lifecycleState
-        if method == "initialize" || method == "shutdown", inBatch {
+        if Self.lifecycleMethods.contains(method), inBatch {
             return reply.fail(.invalidRequest("'\(method)' is not allowed inside a batch",
                                               hint: "Send '\(method)' as a message of its own."))
+        }
+        if method == "exit" {
+            return reply.fail(.invalidRequest("'exit' is a notification, not a request",
+                                              hint: "Send 'exit' without an id."))
         }
         switch current {
         case .uninitialized where method != "initialize":
@@ -161,6 +172,7 @@ public final class RPCServer: @unchecked Sendable {
                                               hint: "Give every request in flight a distinct id."))
         }
         inFlight[id] = token
+        unanswered += 1
         lock.unlock()
 
         let context = RequestContext(
@@ -172,8 +184,13 @@ public final class RPCServer: @unchecked Sendable {
             context.progress?.end()
             lock.lock()
             inFlight[id] = nil
-            lock.broadcast()
             lock.unlock()
+            defer {
+                lock.lock()
+                unanswered -= 1
+                lock.broadcast()
+                lock.unlock()
+            }
             switch outcome {
             case .success(let body): reply.succeed(resultBody: body); return true
             case .failure(let error): reply.fail(error); return false
@@ -240,7 +257,7 @@ public final class RPCServer: @unchecked Sendable {
         tokens.forEach { $0.cancel() }
         lock.lock()
         let deadline = Date(timeIntervalSinceNow: options.drainTimeout)
-        while !inFlight.isEmpty && lock.wait(until: deadline) {}
+        while unanswered > 0 && lock.wait(until: deadline) {}
         state = .exited(code: code)
         lock.unlock()
         parentWatcher?.stop()

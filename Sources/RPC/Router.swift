@@ -27,8 +27,11 @@ public final class Router {
         }
     }
 
+    /// Requests the RPC layer answers itself, before any handler.
+    static let builtinMethods = ["shutdown"]
+
     /// Every request method, sorted: what `initialize` lists under capabilities.methods.
-    public var methods: [String] { requestHandlers.keys.sorted() }
+    public var methods: [String] { (Array(requestHandlers.keys) + Self.builtinMethods).sorted() }
 
     func handler(for method: String) -> RequestHandler? { requestHandlers[method] }
 }

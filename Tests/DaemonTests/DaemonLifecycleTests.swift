@@ -37,6 +37,7 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertEqual(result["serverInfo"]?["name"], .string("loramd"))
         guard case .array(let methods)? = result["capabilities"]?["methods"] else { return XCTFail("\(result)") }
         XCTAssertTrue(methods.contains(.string("model/list")))
+        XCTAssertTrue(methods.contains(.string("shutdown")))
         XCTAssertFalse(methods.contains(.string("debug/sleep")), "debug methods only with --debug-methods")
         XCTAssertEqual(result["device"]?["hbmCapBytes"], .int(123456789))
         XCTAssertEqual(result["device"]?["threads"], .int(1))

@@ -17,7 +17,7 @@ final class JSONParserTests: XCTestCase {
 
     func testInvalidDocuments() {
         let cases = ["", "{", "[1,]", "{\"a\":}", "{a:1}", "01", "1.", "-", "1e", "tru", "nul", "\"abc",
-                     "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\u{01}\"", "[1 2]", "{} {}", "NaN", "'a'"]
+                     "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\u{01}\"", "[1 2]", "{} {}", "NaN", "'a'", "1e400", "-1e400"]
         for text in cases {
             XCTAssertThrowsError(try JSONParser.parse(text), "'\(text)' must not parse")
         }

@@ -143,7 +143,11 @@ final class RPCServerTests: XCTestCase {
             (#"{"name":"a","count":null}"#, "count"),
             (#"{"name":"a","count":1,"nested":{"values":[1,"x"]}}"#, "nested.values[1]"),
             (#"{"name":"a","count":1,"nested":{}}"#, "nested.values"),
-            (#"[1,2]"#, ""),
+            (#"{"name":"a","count":1.5}"#, "count"),
+            (#"{"name":"a","count":1e30}"#, "count"),
+            (#"{"name":7,"count":1}"#, "name"),
+            (#"{"name":"a","count":1,"nested":[]}"#, "nested"),
+            (#"[1,2]"#, "params"),
         ]
         for (i, (params, field)) in cases.enumerated() {
             h.request(i + 1, "typed", params)
@@ -152,6 +156,8 @@ final class RPCServerTests: XCTestCase {
             XCTAssertEqual(error?["data"]?["field"], .string(field), params)
             XCTAssertNotNil(error?["data"]?["hint"]?.stringValue)
         }
+        h.request(40, "typed", #"{"name":"a","count":1.5}"#)
+        XCTAssertEqual(h.waitForResponse(id: 40)?["error"]?["message"], .string("Invalid params: 'count' must be an integer, got 1.5"))
         h.request(50, "typed", #"{"name":"a","count":3,"extra":true}"#)
         XCTAssertEqual(h.waitForResponse(id: 50)?["result"], .string("a:3"))
         h.request(51, "typed")
@@ -226,7 +232,14 @@ final class RPCServerTests: XCTestCase {
         XCTAssertTrue(h.wait { $0.count == 3 })
         guard case .array(let second) = h.received[2] else { return XCTFail() }
         XCTAssertEqual(second[0]["error"]?["code"], .int(-32600))
+        h.send(#"[{"jsonrpc":"2.0","id":3,"method":"exit"}]"#)
+        XCTAssertTrue(h.wait { $0.count == 4 })
+        guard case .array(let third) = h.received[3] else { return XCTFail() }
+        XCTAssertEqual(third[0]["error"]?["code"], .int(-32600))
         XCTAssertEqual(h.server.lifecycleState, .running, "neither shutdown nor exit took effect")
+        h.request(4, "exit")
+        XCTAssertEqual(h.errorCode(id: 4), -32600, "exit is a notification")
+        XCTAssertEqual(h.server.lifecycleState, .running)
     }
 
     // MARK: Concurrency, cancellation, progress
@@ -285,7 +298,7 @@ final class RPCServerTests: XCTestCase {
         // Coalescing concatenates streamed text: every "." arrives.
         let text = reports.compactMap { $0["params"]?["value"]?["text"]?.stringValue }.joined()
         XCTAssertEqual(text.count, 100)
-        XCTAssertEqual(reports.last?["params"]?["value"]?["percentage"], .double(100))
+        XCTAssertEqual(reports.last?["params"]?["value"]?["percentage"], .int(100), "LSP percentages are integers")
         // end comes before the response.
         let endIndex = h.received.firstIndex { $0["params"]?["value"]?["kind"] == .string("end") }!
         let responseIndex = h.received.firstIndex { $0["id"] == .int(1) }!

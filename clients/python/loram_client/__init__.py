@@ -1,0 +1,74 @@
+"""loram_client: a Python client for loramd, the LoRAM daemon.
+
+The daemon speaks JSON-RPC 2.0 over stdio with Language Server Protocol framing; this
+package spawns it and gives blocking and future-based calls, progress and notification
+callbacks, and one exception class per error code of the RPC contract. Standard library
+only.
+
+    from loram_client import LoramClient
+
+    with LoramClient() as client:
+        print(client.request("model/list"))
+"""
+
+from ._version import __version__
+from .client import DEBUG_METHODS_FLAG, LoramClient
+from .errors import (
+    ERROR_CLASSES,
+    CallbackDeadlock,
+    ClientError,
+    DaemonExited,
+    DaemonNotFound,
+    FormatError,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    LoramError,
+    MethodNotFound,
+    NotFound,
+    OverBudget,
+    ParseError,
+    ProtocolError,
+    RequestCancelled,
+    RequestTimeout,
+    ServerNotInitialized,
+    ShapeMismatch,
+    error_from_response,
+)
+from .framing import FrameReader, FrameWriter, FramingError, encode_frame
+from .future import RequestFuture
+from .locate import find_daemon
+from .progress import new_token
+
+__all__ = [
+    "__version__",
+    "LoramClient",
+    "RequestFuture",
+    "DEBUG_METHODS_FLAG",
+    "find_daemon",
+    "new_token",
+    "FrameReader",
+    "FrameWriter",
+    "FramingError",
+    "encode_frame",
+    "ERROR_CLASSES",
+    "error_from_response",
+    "LoramError",
+    "ParseError",
+    "InvalidRequest",
+    "MethodNotFound",
+    "InvalidParams",
+    "InternalError",
+    "ServerNotInitialized",
+    "RequestCancelled",
+    "NotFound",
+    "FormatError",
+    "ShapeMismatch",
+    "OverBudget",
+    "ClientError",
+    "DaemonNotFound",
+    "DaemonExited",
+    "RequestTimeout",
+    "ProtocolError",
+    "CallbackDeadlock",
+]
