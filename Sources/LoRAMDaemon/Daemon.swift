@@ -12,8 +12,6 @@ final class Daemon: @unchecked Sendable {
     let registry = ObjectRegistry()
     let ledger: MemoryLedger
     let router = Router()
-    /// Fixed by `initialize`.
-    private(set) var threads = ProcessInfo.processInfo.activeProcessorCount
 
     /// Default `hbmCapBytes`: this share of physical memory, leaving room for the OS and the client.
     static let defaultCapFraction = 0.8
@@ -25,6 +23,4 @@ final class Daemon: @unchecked Sendable {
         registerModels()
         if settings.debugMethods { registerDebug() }
     }
-
-    func setThreads(_ count: Int) { threads = count }
 }

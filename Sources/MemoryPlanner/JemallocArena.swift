@@ -34,6 +34,20 @@ public final class JemallocArena: @unchecked Sendable {
     public func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
         sallocx(pointer, 0)
     }
+
+    /// Bytes live in this arena now, by jemalloc's own per-arena counters. Nothing else allocates
+    /// here, so this is exactly what the plans hold.
+    public var allocatedBytes: Int? {
+        Jemalloc.refreshStatistics()
+        var total = 0
+        for sizeClass in ["small", "large"] {
+            var bytes = 0
+            var size = MemoryLayout<Int>.size
+            guard mallctl("stats.arenas.\(index).\(sizeClass).allocated", &bytes, &size, nil, 0) == 0 else { return nil }
+            total += bytes
+        }
+        return total
+    }
 }
 
 /// Reads of jemalloc's global state through `mallctl`.
@@ -46,12 +60,17 @@ public enum Jemalloc {
         return String(cString: pointer)
     }
 
-    /// Bytes allocated by the application across the process (`stats.allocated`), refreshed first.
-    public static var allocatedBytes: Int? {
+    /// jemalloc caches its statistics; advancing the epoch refreshes them.
+    static func refreshStatistics() {
         var epochIn: UInt64 = 1
         var epochOut: UInt64 = 0
         var epochSize = MemoryLayout<UInt64>.size
         _ = mallctl("epoch", &epochOut, &epochSize, &epochIn, MemoryLayout<UInt64>.size)
+    }
+
+    /// Bytes allocated by the application across the process (`stats.allocated`), refreshed first.
+    public static var allocatedBytes: Int? {
+        refreshStatistics()
         var allocated = 0
         var size = MemoryLayout<Int>.size
         guard mallctl("stats.allocated", &allocated, &size, nil, 0) == 0 else { return nil }

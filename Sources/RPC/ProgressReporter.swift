@@ -24,8 +24,6 @@ public final class ProgressReporter: @unchecked Sendable {
         self.send = send
     }
 
-    public var hasBegun: Bool { lock.lock(); defer { lock.unlock() }; return begun }
-
     public func begin(title: String, message: String? = nil, percentage: Double? = nil, cancellable: Bool = true) {
         lock.lock(); defer { lock.unlock() }
         beginLocked(title: title, message: message, percentage: percentage, cancellable: cancellable)

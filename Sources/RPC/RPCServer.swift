@@ -23,8 +23,6 @@ public final class RPCServer: @unchecked Sendable {
     public let options: Options
     /// Called once, with the exit code, when the connection ends (`exit`, end of input, parent gone).
     public var onExit: (Int32) -> Void = { exit($0) }
-    /// Called after a successful `initialize` with its params (the daemon reads `processId`, caps).
-    public var onInitialized: (JSONValue?) -> Void = { _ in }
 
     private var framer: MessageFramer
     private let lock = NSCondition()
@@ -200,7 +198,6 @@ public final class RPCServer: @unchecked Sendable {
             // Inline: the reader reads the next message only once the state is `running`.
             guard execute() else { return }
             lock.lock(); state = .running; lock.unlock()
-            onInitialized(params)
             watchParent(params)
         } else {
             let thread = Thread { _ = execute() }

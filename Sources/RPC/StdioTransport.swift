@@ -5,12 +5,10 @@ import Foundation
 /// messages go to stdout; logs go to stderr.
 public enum StdioTransport {
     /// Never returns: the server's `onExit` ends the process.
-    public static func run(router: Router, options: RPCServer.Options = .init(),
-                           configure: (RPCServer) -> Void = { _ in }) -> Never {
+    public static func run(router: Router, options: RPCServer.Options = .init()) -> Never {
         // A client that closes our stdout must not kill us with SIGPIPE mid-cleanup.
         signal(SIGPIPE, SIG_IGN)
         let server = RPCServer(router: router, sink: FileDescriptorSink(fd: STDOUT_FILENO), options: options)
-        configure(server)
         let reader = Thread {
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
             while true {

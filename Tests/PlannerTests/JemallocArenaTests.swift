@@ -32,12 +32,15 @@ final class JemallocArenaTests: XCTestCase {
         XCTAssertEqual(floats[bytes / 4 - 1024], Float(bytes / 4 - 1024))
     }
 
-    func testAllocatedBytesCounterMoves() throws {
-        let before = try XCTUnwrap(Jemalloc.allocatedBytes)
+    func testTheArenasCountersSeeExactlyItsAllocations() throws {
         let arena = try JemallocArena()
-        let pointer = try XCTUnwrap(arena.allocate(bytes: 64 << 20))
-        let during = try XCTUnwrap(Jemalloc.allocatedBytes)
-        arena.deallocate(pointer)
-        XCTAssertGreaterThanOrEqual(during - before, 64 << 20)
+        XCTAssertEqual(arena.allocatedBytes, 0)
+        let big = try XCTUnwrap(arena.allocate(bytes: 64 << 20))
+        let small = try XCTUnwrap(arena.allocate(bytes: 100))
+        XCTAssertEqual(arena.allocatedBytes, arena.usableSize(big) + arena.usableSize(small))
+        arena.deallocate(big)
+        arena.deallocate(small)
+        XCTAssertEqual(arena.allocatedBytes, 0)
+        XCTAssertNotNil(Jemalloc.allocatedBytes, "the process-wide counter is readable too")
     }
 }

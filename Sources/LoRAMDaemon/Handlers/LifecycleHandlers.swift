@@ -41,7 +41,6 @@ extension Daemon {
             }
             if let cap = params.hbmCapBytes { ledger.setCap(cap) }
             let threads = params.threads ?? ProcessInfo.processInfo.activeProcessorCount
-            setThreads(threads)
             BLAS.setThreads(threads)
             return InitializeResult(
                 serverInfo: .init(name: "loramd", version: LoRAMDVersion.current, contractVersion: LoRAMDVersion.contract),
