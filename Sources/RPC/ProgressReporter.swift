@@ -24,8 +24,17 @@ public final class ProgressReporter: @unchecked Sendable {
         self.send = send
     }
 
+    /// Opens the progress. The RPC layer opens it for every request with a token, titled with
+    /// the method; a handler's own `begin` then arrives as a report whose message is its title
+    /// (LSP fixes the title at `begin`).
     public func begin(title: String, message: String? = nil, percentage: Double? = nil, cancellable: Bool = true) {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        if begun {
+            lock.unlock()
+            report(message: message.map { "\(title): \($0)" } ?? title, percentage: percentage)
+            return
+        }
+        defer { lock.unlock() }
         beginLocked(title: title, message: message, percentage: percentage, cancellable: cancellable)
     }
 

@@ -178,6 +178,8 @@ public final class RPCServer: @unchecked Sendable {
             progress: progressReporter(for: params),
             notifier: { [weak self] method, params in self?.sendNotification(method, params) })
         let execute = { [self] () -> Bool in
+            // Every request with a token gets begin … end, whether or not its handler reports.
+            context.progress?.begin(title: method)
             let outcome = Self.run(handler, params: params, context: context)
             context.progress?.end()
             lock.lock()

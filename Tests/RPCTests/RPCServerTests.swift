@@ -305,6 +305,16 @@ final class RPCServerTests: XCTestCase {
         XCTAssertLessThan(endIndex, responseIndex)
     }
 
+    func testEveryRequestWithATokenGetsBeginAndEnd() {
+        let h = ServerHarness()
+        h.initialize()
+        h.request(1, "echo", #"{"workDoneToken":"quick"}"#)
+        XCTAssertNotNil(h.waitForResponse(id: 1))
+        let values = h.notifications("$/progress").compactMap { $0["params"]?["value"] }
+        XCTAssertEqual(values.map { $0["kind"] }, [.string("begin"), .string("end")])
+        XCTAssertEqual(values.first?["title"], .string("echo"))
+    }
+
     func testNoProgressWithoutAToken() {
         let h = ServerHarness()
         h.initialize()

@@ -27,7 +27,6 @@ final class ServerHarness {
         router.register("typed") { (params: Typed, _) -> JSONValue in .string("\(params.name):\(params.count)") }
         router.register("fail") { (_: NoParams, _) -> JSONValue in throw NSError(domain: "test", code: 7) }
         router.register("sleep") { (params: SleepParams, context) -> JSONValue in
-            context.progress?.begin(title: "sleep")
             var slept = 0
             while slept < params.ms {
                 try context.cancellation.sleep(seconds: 0.005)

@@ -20,7 +20,7 @@ extension Daemon {
             guard (0...3_600_000).contains(params.ms) else {
                 throw RPCError.invalidParams(field: "ms", "must be between 0 and 3600000, got \(params.ms)")
             }
-            context.progress?.begin(title: "Sleeping \(params.ms) ms")
+            context.progress?.report(message: "sleeping \(params.ms) ms")
             let slice = 10
             var slept = 0
             while slept < params.ms {
