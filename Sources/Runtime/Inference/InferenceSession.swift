@@ -1,0 +1,170 @@
+/// Runs a `LlamaModel` over tokens with a KV cache: prefill in chunks of `chunkSize` tokens
+/// (sgemm), decoding one token at a time (sgemv). Every buffer a forward pass touches is
+/// allocated here, once, sized from the model; nothing is allocated per token.
+///
+/// Axes: T tokens in the chunk, C hidden, H query heads, KV kv heads, D head dim, I MLP width,
+/// V vocab, P positions in the cache.
+public final class InferenceSession: @unchecked Sendable {
+    public enum Logits {
+        case none
+        /// The last token's logits (V) into the buffer.
+        case last(UnsafeMutablePointer<Float>)
+        /// Every token's logits (T, V) into the buffer.
+        case all(UnsafeMutablePointer<Float>)
+    }
+
+    /// Where a hidden state comes from, as transformers' `output_hidden_states` numbers them.
+    public enum HiddenState: Hashable {
+        case embeddings
+        case layer(Int)
+        /// The last layer's output after the final RMSNorm.
+        case finalNorm
+    }
+
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case tokenOutOfRange(index: Int, id: Int, vocabSize: Int)
+        case contextFull(capacity: Int, needed: Int)
+
+        public var description: String {
+            switch self {
+            case let .tokenOutOfRange(index, id, vocab): return "token \(index) is id \(id), outside the vocabulary 0..<\(vocab)"
+            case let .contextFull(capacity, needed): return "the context needs \(needed) positions, the cache holds \(capacity)"
+            }
+        }
+    }
+
+    public let model: LlamaModel
+    public let cache: KVCache
+    public let chunkSize: Int
+    let rope: RotaryEmbedding
+
+    // Workspace, sized for the widest layer.
+    private let x, xn, q, k, v, att, gate, up: UnsafeMutablePointer<Float>
+    private let scores: UnsafeMutablePointer<Float>
+    private let scoreCapacity: Int
+    private let ropeTable: UnsafeMutablePointer<Float>
+    private let weightScratch: UnsafeMutablePointer<Float>
+    private let weightScratchCount: Int
+    public let workspaceBytes: Int
+
+    public init(model: LlamaModel, capacity: Int, chunkSize: Int = 256) {
+        let config = model.config
+        self.model = model
+        self.chunkSize = max(1, chunkSize)
+        cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: max(1, capacity))
+        rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
+        let t = self.chunkSize, c = config.hiddenSize, d = config.headDim
+        let h = model.layers.map(\.shape.headCount).max() ?? 1
+        let kv = model.layers.map(\.shape.kvHeadCount).max() ?? 1
+        let i = model.layers.map(\.shape.intermediateSize).max() ?? 1
+        // Scores for a block of query rows against every cached key; long contexts use fewer rows.
+        scoreCapacity = max(t * min(capacity, 4096), capacity)
+        weightScratchCount = 1 << 22
+        let sizes = [t * c, t * c, t * h * d, t * kv * d, t * kv * d, t * h * d, t * i, t * i]
+        let buffers = sizes.map { UnsafeMutablePointer<Float>.allocate(capacity: max(1, $0)) }
+        (x, xn, q, k, v, att, gate, up) = (buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5], buffers[6], buffers[7])
+        scores = .allocate(capacity: scoreCapacity)
+        ropeTable = .allocate(capacity: d)
+        weightScratch = .allocate(capacity: weightScratchCount)
+        workspaceBytes = 4 * (sizes.reduce(0, +) + scoreCapacity + d + weightScratchCount)
+    }
+
+    deinit {
+        for buffer in [x, xn, q, k, v, att, gate, up, scores, ropeTable, weightScratch] { buffer.deallocate() }
+    }
+
+    public var length: Int { cache.length }
+
+    public func reset() { cache.reset() }
+
+    /// Runs `tokens` at positions length…length+T-1 and appends them to the cache.
+    /// `checkpoint` runs between chunks (cancellation); `observe` sees hidden states (tests).
+    public func forward(_ tokens: [Int], logits: Logits = .none,
+                        observe: ((HiddenState, UnsafePointer<Float>, _ rows: Int, _ firstToken: Int) -> Void)? = nil,
+                        checkpoint: () throws -> Void = {}) throws {
+        let vocab = model.config.vocabSize
+        if let bad = tokens.firstIndex(where: { $0 < 0 || $0 >= vocab }) {
+            throw Failure.tokenOutOfRange(index: bad, id: tokens[bad], vocabSize: vocab)
+        }
+        guard cache.length + tokens.count <= cache.capacity else {
+            throw Failure.contextFull(capacity: cache.capacity, needed: cache.length + tokens.count)
+        }
+        var start = 0
+        while start < tokens.count {
+            try checkpoint()
+            let n = min(chunkSize, tokens.count - start)
+            tokens[start..<(start + n)].withUnsafeBufferPointer { chunk in
+                forwardChunk(chunk, observe: observe, firstToken: start)
+            }
+            let isLastChunk = start + n == tokens.count
+            switch logits {
+            case .none:
+                if observe != nil { finalNorm(rows: n, observe: observe, firstToken: start) }
+            case .all(let out):
+                finalNorm(rows: n, observe: observe, firstToken: start)
+                linear(xn, rows: n, model.lmHead, out + start * vocab)
+            case .last(let out):
+                if observe != nil {
+                    finalNorm(rows: n, observe: observe, firstToken: start)
+                    if isLastChunk { linear(xn + (n - 1) * model.config.hiddenSize, rows: 1, model.lmHead, out) }
+                } else if isLastChunk {
+                    let c = model.config.hiddenSize
+                    RMSNorm.forward(x + (n - 1) * c, weight: model.finalNorm, out: xn, rows: 1, cols: c, eps: model.config.rmsNormEps)
+                    linear(xn, rows: 1, model.lmHead, out)
+                }
+            }
+            start += n
+        }
+    }
+
+    private func finalNorm(rows: Int, observe: ((HiddenState, UnsafePointer<Float>, Int, Int) -> Void)?, firstToken: Int) {
+        RMSNorm.forward(x, weight: model.finalNorm, out: xn, rows: rows, cols: model.config.hiddenSize, eps: model.config.rmsNormEps)
+        observe?(.finalNorm, xn, rows, firstToken)
+    }
+
+    @inline(__always)
+    private func linear(_ input: UnsafePointer<Float>, rows: Int, _ weight: Weight, _ out: UnsafeMutablePointer<Float>,
+                        accumulate: Bool = false) {
+        Linear.forward(input, rows: rows, weight: weight, out: out, accumulate: accumulate,
+                       scratch: weightScratch, scratchCount: weightScratchCount)
+    }
+
+    /// One chunk of T tokens through every layer; leaves the residual stream in `x`.
+    private func forwardChunk(_ tokens: UnsafeBufferPointer<Int>, observe: ((HiddenState, UnsafePointer<Float>, Int, Int) -> Void)?,
+                              firstToken: Int) {
+        let config = model.config
+        let c = config.hiddenSize, d = config.headDim, n = tokens.count
+        let position = cache.length
+        for (t, id) in tokens.enumerated() {
+            let row = model.embedding.rows(id..<(id + 1), scratch: x + t * c)
+            if row != UnsafePointer(x + t * c) { (x + t * c).update(from: row, count: c) }
+        }
+        observe?(.embeddings, x, n, firstToken)
+        for (l, layer) in model.layers.enumerated() {
+            let h = layer.shape.headCount, kv = layer.shape.kvHeadCount, inter = layer.shape.intermediateSize
+            // Attention block: x += o(attention(rope(q(norm(x))), rope(k(…)), v(…)))
+            layer.inputNorm.withUnsafeBufferPointer {
+                RMSNorm.forward(x, weight: $0.baseAddress!, out: xn, rows: n, cols: c, eps: config.rmsNormEps)
+            }
+            linear(xn, rows: n, layer.q, q)
+            linear(xn, rows: n, layer.k, k)
+            linear(xn, rows: n, layer.v, v)
+            rope.apply(q, tokens: n, heads: h, rowStride: h * d, position: position, table: ropeTable)
+            rope.apply(k, tokens: n, heads: kv, rowStride: kv * d, position: position, table: ropeTable)
+            cache.store(layer: l, k: k, v: v, tokens: n, position: position)
+            CausalAttention.forward(q: q, out: att, tokens: n, position: position, heads: h, kvHeads: kv,
+                                    layer: l, cache: cache, scores: scores, scoreCapacity: scoreCapacity)
+            linear(att, rows: n, layer.o, x, accumulate: true)
+            // MLP block: x += down(silu(gate(norm(x))) · up(norm(x)))
+            layer.postAttentionNorm.withUnsafeBufferPointer {
+                RMSNorm.forward(x, weight: $0.baseAddress!, out: xn, rows: n, cols: c, eps: config.rmsNormEps)
+            }
+            linear(xn, rows: n, layer.gate, gate)
+            linear(xn, rows: n, layer.up, up)
+            SwiGLU.forward(gate: gate, up: up, out: gate, count: n * inter)
+            linear(gate, rows: n, layer.down, x, accumulate: true)
+            observe?(.layer(l), x, n, firstToken)
+        }
+        cache.length = position + n
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+
+/// Rotary position embeddings in Hugging Face's rotate-half layout: dimension i pairs with
+/// i + D/2. inv_freq and the angles are computed in fp32 as transformers does, so long positions
+/// round the same way; `linear` and `llama3` scalings reshape inv_freq as transformers'
+/// `_compute_*_rope_parameters` do.
+public struct RotaryEmbedding: Sendable {
+    public let headDim: Int
+    public let inverseFrequencies: [Float]
+
+    public init(headDim: Int, theta: Double, scaling: LlamaConfig.RopeScaling?) {
+        self.headDim = headDim
+        let half = headDim / 2
+        // 1 / theta^(2j/D) with the exponent in fp32, as torch computes arange(0, D, 2).float() / D.
+        var inv = (0..<half).map { j -> Float in
+            Float(1.0 / pow(theta, Double(Float(2 * j) / Float(headDim))))
+        }
+        switch scaling {
+        case .none: break
+        case .linear(let factor):
+            inv = inv.map { $0 / Float(factor) }
+        case .llama3(let factor, let low, let high, let original):
+            let lowWavelength = Double(original) / low
+            let highWavelength = Double(original) / high
+            inv = inv.map { f in
+                let wavelength = 2 * Double.pi / Double(f)
+                if wavelength < highWavelength { return f }
+                if wavelength > lowWavelength { return f / Float(factor) }
+                let smooth = Float((Double(original) / wavelength - low) / (high - low))
+                return (1 - smooth) * f / Float(factor) + smooth * f
+            }
+        }
+        inverseFrequencies = inv
+    }
+
+    /// Fills cos and sin (each D/2) for `position`.
+    @inline(__always)
+    public func angles(position: Int, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
+        let p = Float(position)
+        for j in 0..<inverseFrequencies.count {
+            let angle = p * inverseFrequencies[j]
+            cos[j] = Foundation.cos(angle)
+            sin[j] = Foundation.sin(angle)
+        }
+    }
+
+    /// Rotates `heads` heads of each of `tokens` rows in place; row t sits at `position + t`.
+    /// Shapes: x (T, heads·D) with rows `rowStride` apart; table (D) scratch for cos|sin.
+    public func apply(_ x: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, rowStride: Int, position: Int,
+                      table: UnsafeMutablePointer<Float>) {
+        let half = headDim / 2
+        let cos = table, sin = table + half
+        for t in 0..<tokens {
+            angles(position: position + t, cos: cos, sin: sin)
+            for h in 0..<heads {
+                let v = x + t * rowStride + h * headDim
+                for j in 0..<half {
+                    let a = v[j], b = v[j + half]
+                    v[j] = a * cos[j] - b * sin[j]
+                    v[j + half] = b * cos[j] + a * sin[j]
+                }
+            }
+        }
+    }
+}

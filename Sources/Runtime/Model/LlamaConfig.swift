@@ -1,0 +1,272 @@
+import Foundation
+
+/// What the runtime needs of a LLaMA-family config.json (`LlamaForCausalLM`), validated: every
+/// required field present, every size positive and consistent. Anything we do not compute
+/// correctly (biases, other activations, other architectures) is a FormatError, never a wrong answer.
+public struct LlamaConfig: Equatable, Sendable {
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var layerCount: Int
+    public var headCount: Int
+    public var kvHeadCount: Int
+    public var headDim: Int
+    public var vocabSize: Int
+    public var rmsNormEps: Float
+    public var ropeTheta: Double
+    public var ropeScaling: RopeScaling?
+    public var tiedEmbeddings: Bool
+    public var maxPositionEmbeddings: Int
+    public var bosTokenId: Int?
+    public var eosTokenIds: [Int]
+    /// `dtype` / `torch_dtype` of the checkpoint, if stated ("float32", "bfloat16", "float16").
+    public var declaredDType: String?
+    /// Per-layer shapes; uniform for an original model, varying for a pruned one.
+    public var layers: [LayerShape]
+
+    /// A decoder layer's widths: query heads, key/value heads and MLP neurons.
+    public struct LayerShape: Equatable, Sendable {
+        public var headCount: Int
+        public var kvHeadCount: Int
+        public var intermediateSize: Int
+        public init(headCount: Int, kvHeadCount: Int, intermediateSize: Int) {
+            self.headCount = headCount
+            self.kvHeadCount = kvHeadCount
+            self.intermediateSize = intermediateSize
+        }
+    }
+
+    public enum RopeScaling: Equatable, Sendable {
+        case linear(factor: Double)
+        case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositionEmbeddings: Int)
+    }
+
+    public static let fileName = "config.json"
+
+    public init(hiddenSize: Int, intermediateSize: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
+                headDim: Int? = nil, vocabSize: Int, rmsNormEps: Float = 1e-5, ropeTheta: Double = 10000,
+                ropeScaling: RopeScaling? = nil, tiedEmbeddings: Bool = false, maxPositionEmbeddings: Int = 2048,
+                bosTokenId: Int? = 1, eosTokenIds: [Int] = [2], declaredDType: String? = "float32") {
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.layerCount = layerCount
+        self.headCount = headCount
+        self.kvHeadCount = kvHeadCount
+        self.headDim = headDim ?? hiddenSize / headCount
+        self.vocabSize = vocabSize
+        self.rmsNormEps = rmsNormEps
+        self.ropeTheta = ropeTheta
+        self.ropeScaling = ropeScaling
+        self.tiedEmbeddings = tiedEmbeddings
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.bosTokenId = bosTokenId
+        self.eosTokenIds = eosTokenIds
+        self.declaredDType = declaredDType
+        self.layers = Array(repeating: LayerShape(headCount: headCount, kvHeadCount: kvHeadCount, intermediateSize: intermediateSize),
+                            count: layerCount)
+    }
+
+    public init(directory: URL) throws {
+        let url = directory.appendingPathComponent(Self.fileName)
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw FormatError(file: Self.fileName, "missing from \(directory.path)")
+        }
+        try self.init(json: data)
+    }
+
+    public init(json data: Data) throws {
+        let file = Self.fileName
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw FormatError(file: file, "not a JSON object")
+        }
+        let fields = ConfigFields(object, file: file)
+
+        if let architectures = object["architectures"] as? [String], !architectures.contains("LlamaForCausalLM") {
+            throw FormatError(file: file, "architecture \(architectures.joined(separator: ", ")) is not supported; loramd runs LlamaForCausalLM")
+        }
+        if let modelType = object["model_type"] as? String, modelType != "llama" {
+            throw FormatError(file: file, "model_type '\(modelType)' is not supported; loramd runs 'llama'")
+        }
+        if let act = object["hidden_act"] as? String, act != "silu" {
+            throw FormatError(file: file, "hidden_act '\(act)' is not supported; LLaMA uses silu")
+        }
+        for biasField in ["attention_bias", "mlp_bias"] where object[biasField].map(ConfigFields.isBoolean) == true && (object[biasField] as! Bool) {
+            throw FormatError(file: file, "\(biasField) true is not supported; LLaMA linears have no bias")
+        }
+
+        hiddenSize = try fields.positiveInt("hidden_size")
+        intermediateSize = try fields.positiveInt("intermediate_size")
+        layerCount = try fields.positiveInt("num_hidden_layers")
+        headCount = try fields.positiveInt("num_attention_heads")
+        kvHeadCount = try fields.optionalPositiveInt("num_key_value_heads") ?? headCount
+        vocabSize = try fields.positiveInt("vocab_size")
+        guard headCount % kvHeadCount == 0 else {
+            throw FormatError(file: file, "num_attention_heads \(headCount) is not a multiple of num_key_value_heads \(kvHeadCount)")
+        }
+        if let explicit = try fields.optionalPositiveInt("head_dim") {
+            headDim = explicit
+        } else {
+            guard hiddenSize % headCount == 0 else {
+                throw FormatError(file: file, "hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(headCount) and head_dim is not given")
+            }
+            headDim = hiddenSize / headCount
+        }
+        guard headDim % 2 == 0 else { throw FormatError(file: file, "head_dim \(headDim) must be even for rotary embeddings") }
+        rmsNormEps = Float(try fields.optionalDouble("rms_norm_eps") ?? 1e-6)
+        tiedEmbeddings = object["tie_word_embeddings"].map(ConfigFields.isBoolean) == true ? (object["tie_word_embeddings"] as! Bool) : false
+        maxPositionEmbeddings = try fields.optionalPositiveInt("max_position_embeddings") ?? 2048
+        bosTokenId = try fields.tokenIds("bos_token_id").first
+        eosTokenIds = try fields.tokenIds("eos_token_id")
+        declaredDType = (object["dtype"] as? String) ?? (object["torch_dtype"] as? String)
+
+        // transformers 5 puts rope_theta and the scaling into rope_parameters; older files use
+        // a top-level rope_theta and rope_scaling.
+        let ropeParameters = object["rope_parameters"] as? [String: Any]
+        let theta = try ConfigFields(ropeParameters ?? [:], file: file, prefix: "rope_parameters.").optionalDouble("rope_theta")
+        ropeTheta = try theta ?? fields.optionalDouble("rope_theta") ?? 10000
+        let scaling = (object["rope_scaling"] as? [String: Any]) ?? ropeParameters
+        ropeScaling = try scaling.flatMap { try Self.parseRopeScaling($0, file: file) }
+        layers = try Self.parseLayerShapes(object, file: file, layerCount: layerCount,
+                                           uniform: LayerShape(headCount: headCount, kvHeadCount: kvHeadCount, intermediateSize: intermediateSize))
+    }
+
+    static func parseRopeScaling(_ object: [String: Any], file: String) throws -> RopeScaling? {
+        let type = (object["rope_type"] as? String) ?? (object["type"] as? String) ?? "default"
+        let fields = ConfigFields(object, file: file, prefix: "rope_scaling.")
+        switch type {
+        case "default":
+            return nil
+        case "linear":
+            return .linear(factor: try fields.requiredDouble("factor"))
+        case "llama3":
+            return .llama3(factor: try fields.requiredDouble("factor"),
+                           lowFreqFactor: try fields.requiredDouble("low_freq_factor"),
+                           highFreqFactor: try fields.requiredDouble("high_freq_factor"),
+                           originalMaxPositionEmbeddings: try fields.positiveInt("original_max_position_embeddings"))
+        default:
+            throw FormatError(file: file, "rope scaling type '\(type)' is not supported (default, linear and llama3 are)")
+        }
+    }
+
+    /// A pruned model records its per-layer widths under `loram.layers`; an original has none.
+    static func parseLayerShapes(_ object: [String: Any], file: String, layerCount: Int, uniform: LayerShape) throws -> [LayerShape] {
+        guard let loram = object["loram"] as? [String: Any], let entries = loram["layers"] as? [[String: Any]] else {
+            return Array(repeating: uniform, count: layerCount)
+        }
+        guard entries.count == layerCount else {
+            throw FormatError(file: file, "loram.layers has \(entries.count) entries for \(layerCount) layers")
+        }
+        return try entries.enumerated().map { index, entry in
+            let fields = ConfigFields(entry, file: file, prefix: "loram.layers[\(index)].")
+            let shape = LayerShape(headCount: try fields.positiveInt("num_attention_heads"),
+                                   kvHeadCount: try fields.positiveInt("num_key_value_heads"),
+                                   intermediateSize: try fields.positiveInt("intermediate_size"))
+            guard shape.headCount % shape.kvHeadCount == 0 else {
+                throw FormatError(file: file, "loram.layers[\(index)]: \(shape.headCount) heads is not a multiple of \(shape.kvHeadCount) kv heads")
+            }
+            return shape
+        }
+    }
+
+    /// config.json in the transformers layout (what `model/save` and `make-model` write).
+    public func jsonObject() -> [String: Any] {
+        var object: [String: Any] = [
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+            "attention_bias": false, "mlp_bias": false, "attention_dropout": 0.0,
+            "hidden_size": hiddenSize, "intermediate_size": intermediateSize, "num_hidden_layers": layerCount,
+            "num_attention_heads": headCount, "num_key_value_heads": kvHeadCount, "head_dim": headDim,
+            "vocab_size": vocabSize, "rms_norm_eps": Double(rmsNormEps), "rope_theta": ropeTheta,
+            "tie_word_embeddings": tiedEmbeddings, "max_position_embeddings": maxPositionEmbeddings,
+            "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": true,
+        ]
+        if let bosTokenId { object["bos_token_id"] = bosTokenId }
+        object["eos_token_id"] = eosTokenIds.count == 1 ? eosTokenIds[0] as Any : eosTokenIds as Any
+        if let declaredDType { object["torch_dtype"] = declaredDType }
+        switch ropeScaling {
+        case .none: break
+        case .linear(let factor): object["rope_scaling"] = ["rope_type": "linear", "factor": factor]
+        case .llama3(let factor, let low, let high, let original):
+            object["rope_scaling"] = ["rope_type": "llama3", "factor": factor, "low_freq_factor": low,
+                                      "high_freq_factor": high, "original_max_position_embeddings": original]
+        }
+        let uniform = LayerShape(headCount: headCount, kvHeadCount: kvHeadCount, intermediateSize: intermediateSize)
+        if layers.contains(where: { $0 != uniform }) {
+            object["loram"] = ["layers": layers.map {
+                ["num_attention_heads": $0.headCount, "num_key_value_heads": $0.kvHeadCount, "intermediate_size": $0.intermediateSize]
+            }]
+        }
+        return object
+    }
+
+    public func jsonData() throws -> Data {
+        try JSONSerialization.data(withJSONObject: jsonObject(), options: [.prettyPrinted, .sortedKeys])
+    }
+}
+
+/// Typed reads of config fields with errors that name the field.
+struct ConfigFields {
+    let object: [String: Any]
+    let file: String
+    var prefix = ""
+
+    init(_ object: [String: Any], file: String, prefix: String = "") {
+        self.object = object
+        self.file = file
+        self.prefix = prefix
+    }
+
+    /// JSONSerialization's booleans also cast to numbers; tell them apart by their dynamic type.
+    static func isBoolean(_ value: Any) -> Bool {
+        value is Bool && String(describing: type(of: value)).contains("Bool")
+    }
+
+    /// An integer value (not a boolean, not fractional).
+    static func integer(_ value: Any) -> Int? {
+        guard !isBoolean(value), let d = value as? Double, d.rounded() == d, abs(d) < 9e15 else { return nil }
+        return Int(d)
+    }
+
+    func number(_ key: String) throws -> Double? {
+        guard let value = object[key], !(value is NSNull) else { return nil }
+        guard !Self.isBoolean(value), let d = value as? Double else {
+            throw FormatError(file: file, "\(prefix)\(key) must be a number")
+        }
+        return d
+    }
+
+    func positiveInt(_ key: String) throws -> Int {
+        guard let value = try optionalPositiveInt(key) else { throw FormatError(file: file, "missing required field \(prefix)\(key)") }
+        return value
+    }
+
+    func optionalPositiveInt(_ key: String) throws -> Int? {
+        guard let d = try number(key) else { return nil }
+        guard d.rounded() == d, d > 0, d < 1e12 else { throw FormatError(file: file, "\(prefix)\(key) must be a positive integer, got \(d)") }
+        return Int(d)
+    }
+
+    func optionalDouble(_ key: String) throws -> Double? {
+        guard let d = try number(key) else { return nil }
+        guard d.isFinite, d > 0 else { throw FormatError(file: file, "\(prefix)\(key) must be a positive number, got \(d)") }
+        return d
+    }
+
+    func requiredDouble(_ key: String) throws -> Double {
+        guard let d = try optionalDouble(key) else { throw FormatError(file: file, "missing required field \(prefix)\(key)") }
+        return d
+    }
+
+    /// bos/eos ids: an integer, a list of integers, or absent/null.
+    func tokenIds(_ key: String) throws -> [Int] {
+        switch object[key] {
+        case .none, is NSNull: return []
+        case let list as [Any]:
+            return try list.map {
+                guard let n = Self.integer($0), n >= 0 else { throw FormatError(file: file, "\(prefix)\(key) must be a token id or a list of them") }
+                return n
+            }
+        case let value:
+            guard let n = Self.integer(value), n >= 0 else { throw FormatError(file: file, "\(prefix)\(key) must be a token id or a list of them") }
+            return [n]
+        }
+    }
+}

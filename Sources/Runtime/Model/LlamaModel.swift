@@ -1,0 +1,138 @@
+import Foundation
+
+/// The weights of a LLaMA-family decoder: token embeddings, one `DecoderLayer` per layer, the
+/// final RMSNorm and the output projection (the embedding matrix itself when tied). Layers carry
+/// their own widths, so a structurally pruned model is the same type.
+public final class LlamaModel: @unchecked Sendable {
+    public struct DecoderLayer {
+        public var shape: LlamaConfig.LayerShape
+        public var inputNorm: [Float]
+        public var postAttentionNorm: [Float]
+        public var q, k, v, o: Weight
+        public var gate, up, down: Weight
+
+        public var linears: [(name: String, weight: Weight)] {
+            [("self_attn.q_proj", q), ("self_attn.k_proj", k), ("self_attn.v_proj", v), ("self_attn.o_proj", o),
+             ("mlp.gate_proj", gate), ("mlp.up_proj", up), ("mlp.down_proj", down)]
+        }
+    }
+
+    public let config: LlamaConfig
+    public let embedding: Weight
+    public let layers: [DecoderLayer]
+    public let finalNorm: [Float]
+    /// The output projection [vocab, hidden]; the same object as `embedding` when tied.
+    public let lmHead: Weight
+
+    public init(config: LlamaConfig, embedding: Weight, layers: [DecoderLayer], finalNorm: [Float], lmHead: Weight?) {
+        self.config = config
+        self.embedding = embedding
+        self.layers = layers
+        self.finalNorm = finalNorm
+        self.lmHead = lmHead ?? embedding
+    }
+
+    public var parameterCount: Int {
+        var count = embedding.elementCount + finalNorm.count + (config.tiedEmbeddings ? 0 : lmHead.elementCount)
+        for layer in layers {
+            count += layer.inputNorm.count + layer.postAttentionNorm.count
+            count += layer.linears.reduce(0) { $0 + $1.weight.elementCount }
+        }
+        return count
+    }
+
+    /// Bytes the weights occupy in memory (norms are always fp32).
+    public var byteCount: Int {
+        var bytes = embedding.byteCount + finalNorm.count * 4 + (config.tiedEmbeddings ? 0 : lmHead.byteCount)
+        for layer in layers {
+            bytes += (layer.inputNorm.count + layer.postAttentionNorm.count) * 4
+            bytes += layer.linears.reduce(0) { $0 + $1.weight.byteCount }
+        }
+        return bytes
+    }
+
+    /// Every weight under its Hugging Face name, in the order transformers saves them.
+    public func namedWeights() -> [(name: String, weight: Weight)] {
+        var out: [(String, Weight)] = [("model.embed_tokens.weight", embedding)]
+        for (i, layer) in layers.enumerated() {
+            for (name, weight) in layer.linears { out.append(("model.layers.\(i).\(name).weight", weight)) }
+        }
+        if !config.tiedEmbeddings { out.append(("lm_head.weight", lmHead)) }
+        return out
+    }
+
+    public func namedNorms() -> [(name: String, values: [Float])] {
+        var out: [(String, [Float])] = []
+        for (i, layer) in layers.enumerated() {
+            out.append(("model.layers.\(i).input_layernorm.weight", layer.inputNorm))
+            out.append(("model.layers.\(i).post_attention_layernorm.weight", layer.postAttentionNorm))
+        }
+        out.append(("model.norm.weight", finalNorm))
+        return out
+    }
+
+    /// Loads config.json and the safetensors weights of `directory`. `dtype` is the storage type in
+    /// memory (nil: as stored in the files). Nothing is kept if any tensor is missing or misshapen.
+    public static func load(directory: URL, dtype: TensorDType? = nil) throws -> LlamaModel {
+        let config = try LlamaConfig(directory: directory)
+        let checkpoint = try CheckpointDirectory(url: directory)
+        let c = config.hiddenSize, d = config.headDim
+        func weight(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight {
+            try Weight.load(name, from: checkpoint, rows: rows, cols: cols, dtype: dtype)
+        }
+        func norm(_ name: String) throws -> [Float] {
+            let w = try Weight.load(name, from: checkpoint, rows: 1, cols: c, dtype: .f32, isVector: true)
+            return w.toArray()
+        }
+        let embedding = try weight("model.embed_tokens.weight", config.vocabSize, c)
+        var layers: [DecoderLayer] = []
+        for (i, shape) in config.layers.enumerated() {
+            let p = "model.layers.\(i)."
+            let h = shape.headCount, kv = shape.kvHeadCount, inter = shape.intermediateSize
+            layers.append(DecoderLayer(
+                shape: shape,
+                inputNorm: try norm(p + "input_layernorm.weight"),
+                postAttentionNorm: try norm(p + "post_attention_layernorm.weight"),
+                q: try weight(p + "self_attn.q_proj.weight", h * d, c),
+                k: try weight(p + "self_attn.k_proj.weight", kv * d, c),
+                v: try weight(p + "self_attn.v_proj.weight", kv * d, c),
+                o: try weight(p + "self_attn.o_proj.weight", c, h * d),
+                gate: try weight(p + "mlp.gate_proj.weight", inter, c),
+                up: try weight(p + "mlp.up_proj.weight", inter, c),
+                down: try weight(p + "mlp.down_proj.weight", c, inter)))
+        }
+        let finalNorm = try norm("model.norm.weight")
+        let lmHead = config.tiedEmbeddings ? nil : try weight("lm_head.weight", config.vocabSize, c)
+        return LlamaModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead)
+    }
+
+    /// Writes config.json and model.safetensors (weights as `dtype`, norms fp32 as transformers does
+    /// for fp32 models, or in `dtype` too so the file stays single-typed like HF's bf16 checkpoints).
+    public func save(to directory: URL, dtype: TensorDType? = nil) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var config = self.config
+        let storeAs = dtype ?? embedding.dtype
+        config.declaredDType = ["F32": "float32", "BF16": "bfloat16", "F16": "float16"][storeAs.rawValue]
+        var entries: [SafetensorsWriter.Entry] = []
+        for (name, weight) in namedWeights() {
+            entries.append(SafetensorsWriter.Entry(name: name, dtype: storeAs, shape: [weight.rows, weight.cols]) { buffer in
+                let values = weight.toArray()
+                values.withUnsafeBufferPointer { DTypeConversion.fromFloat32($0.baseAddress!, count: values.count, to: storeAs, into: buffer.baseAddress!) }
+            })
+        }
+        for (name, values) in namedNorms() {
+            entries.append(.floats(name, values, shape: [values.count], as: storeAs))
+        }
+        entries.sort { $0.name < $1.name }
+        try SafetensorsWriter().write(entries, to: directory.appendingPathComponent(CheckpointDirectory.singleFileName))
+        try Self.writeAtomically(try config.jsonData(), to: directory.appendingPathComponent(LlamaConfig.fileName))
+    }
+
+    static func writeAtomically(_ data: Data, to url: URL) throws {
+        do {
+            try data.write(to: url, options: .atomic)
+        } catch {
+            throw FormatError(file: url.lastPathComponent, "cannot write: \(error.localizedDescription)")
+        }
+    }
+}

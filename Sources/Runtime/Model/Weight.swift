@@ -1,0 +1,107 @@
+import Foundation
+
+/// A weight matrix [rows, cols], row-major as Hugging Face stores it (a linear's W is [out, in],
+/// so y = x·Wᵀ). Held as F32, BF16 or F16: either borrowed from the checkpoint's memory mapping
+/// (F32 kept as F32, zero copy) or owned. Compute is fp32; other dtypes are widened into the
+/// caller's scratch block by block just before use.
+public final class Weight: @unchecked Sendable {
+    public let rows: Int
+    public let cols: Int
+    public let dtype: TensorDType
+    public let storage: UnsafeMutableRawPointer
+    /// Keeps the memory mapping alive for borrowed storage; nil when owned.
+    private let owner: AnyObject?
+
+    public var elementCount: Int { rows * cols }
+    public var byteCount: Int { elementCount * dtype.byteSize }
+    public var isBorrowed: Bool { owner != nil }
+
+    /// Owned, zero-filled.
+    public init(rows: Int, cols: Int, dtype: TensorDType = .f32) {
+        precondition(dtype.isWeightType)
+        self.rows = rows
+        self.cols = cols
+        self.dtype = dtype
+        let bytes = max(64, rows * cols * dtype.byteSize)
+        storage = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        storage.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        owner = nil
+    }
+
+    /// Borrowed from `owner`'s memory (F32, 4-byte aligned).
+    init(rows: Int, cols: Int, borrowing pointer: UnsafeRawPointer, owner: AnyObject) {
+        self.rows = rows
+        self.cols = cols
+        self.dtype = .f32
+        storage = UnsafeMutableRawPointer(mutating: pointer)
+        self.owner = owner
+    }
+
+    deinit { if owner == nil { storage.deallocate() } }
+
+    /// The fp32 pointer to the whole matrix when stored as F32; nil otherwise.
+    public var float32: UnsafeMutablePointer<Float>? {
+        dtype == .f32 ? storage.assumingMemoryBound(to: Float.self) : nil
+    }
+
+    /// Rows `range` as fp32: a direct pointer for F32, else widened into `scratch`.
+    @inline(__always)
+    public func rows(_ range: Range<Int>, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        if let direct = float32 { return UnsafePointer(direct + range.lowerBound * cols) }
+        DTypeConversion.toFloat32(storage + range.lowerBound * cols * dtype.byteSize, dtype: dtype,
+                                  count: range.count * cols, into: scratch)
+        return UnsafePointer(scratch)
+    }
+
+    /// Copies `values` (fp32, rows × cols) in, narrowing to this weight's dtype.
+    public func assign(_ values: UnsafePointer<Float>) {
+        precondition(owner == nil, "borrowed weights are read-only")
+        DTypeConversion.fromFloat32(values, count: elementCount, to: dtype, into: storage)
+    }
+
+    /// The whole matrix as an fp32 array (tests, saving).
+    public func toArray() -> [Float] {
+        [Float](unsafeUninitializedCapacity: elementCount) { buffer, count in
+            DTypeConversion.toFloat32(storage, dtype: dtype, count: elementCount, into: buffer.baseAddress!)
+            count = elementCount
+        }
+    }
+
+    /// Loads tensor `name` of `checkpoint` as a [rows, cols] weight stored as `dtype`
+    /// (nil: as in the file). Checks the shape first.
+    static func load(_ name: String, from checkpoint: CheckpointDirectory, rows: Int, cols: Int,
+                     dtype requested: TensorDType?, isVector: Bool = false) throws -> Weight {
+        let file = checkpoint.fileName(of: name)
+        guard let info = checkpoint.info(name), let bytes = checkpoint.bytes(of: name) else {
+            throw FormatError(file: file, "missing tensor \(name)")
+        }
+        let expected = isVector ? [cols] : [rows, cols]
+        guard info.shape == expected else {
+            throw FormatError(file: file, "tensor \(name) has shape \(info.shape), the config implies \(expected)")
+        }
+        guard info.dtype.isWeightType else {
+            throw FormatError(file: file, "tensor \(name) is \(info.dtype.rawValue); weights must be F32, BF16 or F16")
+        }
+        let dtype = requested ?? info.dtype
+        if dtype == .f32, info.dtype == .f32, Int(bitPattern: bytes.baseAddress) % 4 == 0 {
+            return Weight(rows: rows, cols: cols, borrowing: bytes.baseAddress!, owner: checkpoint)
+        }
+        let weight = Weight(rows: rows, cols: cols, dtype: dtype)
+        if dtype == info.dtype {
+            weight.storage.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        } else {
+            // Convert in row blocks through a bounded fp32 buffer.
+            let blockRows = max(1, (1 << 20) / max(1, cols))
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * cols)
+            defer { buffer.deallocate() }
+            var row = 0
+            while row < rows {
+                let n = min(blockRows, rows - row)
+                DTypeConversion.toFloat32(bytes.baseAddress! + row * cols * info.dtype.byteSize, dtype: info.dtype, count: n * cols, into: buffer)
+                DTypeConversion.fromFloat32(buffer, count: n * cols, to: dtype, into: weight.storage + row * cols * dtype.byteSize)
+                row += n
+            }
+        }
+        return weight
+    }
+}
