@@ -72,3 +72,30 @@ final class GoldenForwardTests: XCTestCase {
         XCTAssertEqual(session.length, 0, "a refused forward changes nothing")
     }
 }
+
+extension GoldenForwardTests {
+    /// The golden README's loss for the base model is not given, but the LoRA one is; the base
+    /// loss is recomputed here from the golden logits in double and must match ours.
+    func testPerplexityAgreesWithTheGoldenLogits() throws {
+        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let ids = try Self.inputIds()
+        let golden = try Fixtures.npy("tiny_logits.npy")
+        var expected = 0.0
+        for t in 0..<(ids.count - 1) {
+            let row = Array(golden.values[(t * 512)..<((t + 1) * 512)])
+            expected += row.withUnsafeBufferPointer { Perplexity.crossEntropy($0.baseAddress!, count: 512, label: ids[t + 1]) }
+        }
+        expected /= Double(ids.count - 1)
+        for chunk in [256, 5] {
+            let result = try Perplexity.evaluate(InferenceSession(model: model, capacity: 64, chunkSize: chunk),
+                                                 sequences: [Dataset.Example(ids: ids, labels: ids)])
+            XCTAssertEqual(result.tokens, ids.count - 1)
+            XCTAssertEqual(result.loss, expected, accuracy: 1e-5)
+        }
+        // Masked labels do not count.
+        var labels = ids
+        for t in 0..<10 { labels[t] = Dataset.ignoreIndex }
+        let masked = try Perplexity.evaluate(InferenceSession(model: model, capacity: 64), sequences: [Dataset.Example(ids: ids, labels: labels)])
+        XCTAssertEqual(masked.tokens, ids.count - 10)
+    }
+}

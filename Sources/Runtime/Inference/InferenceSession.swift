@@ -11,6 +11,9 @@ public final class InferenceSession: @unchecked Sendable {
         case last(UnsafeMutablePointer<Float>)
         /// Every token's logits (T, V) into the buffer.
         case all(UnsafeMutablePointer<Float>)
+        /// Each chunk's logits (chunkSize, V) into the buffer, handed to the closure with the
+        /// chunk's first token index and row count before the next chunk overwrites them.
+        case eachChunk(UnsafeMutablePointer<Float>, (_ firstToken: Int, _ rows: Int) throws -> Void)
     }
 
     /// Where a hidden state comes from, as transformers' `output_hidden_states` numbers them.
@@ -103,6 +106,10 @@ public final class InferenceSession: @unchecked Sendable {
             case .all(let out):
                 finalNorm(rows: n, observe: observe, firstToken: start)
                 linear(xn, rows: n, model.lmHead, out + start * vocab)
+            case .eachChunk(let out, let consume):
+                finalNorm(rows: n, observe: observe, firstToken: start)
+                linear(xn, rows: n, model.lmHead, out)
+                try consume(start, n)
             case .last(let out):
                 if observe != nil {
                     finalNorm(rows: n, observe: observe, firstToken: start)
