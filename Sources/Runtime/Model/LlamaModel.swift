@@ -75,7 +75,27 @@ public final class LlamaModel: @unchecked Sendable {
     /// memory (nil: as stored in the files). Nothing is kept if any tensor is missing or misshapen.
     public static func load(directory: URL, dtype: TensorDType? = nil) throws -> LlamaModel {
         let config = try LlamaConfig(directory: directory)
-        let checkpoint = try CheckpointDirectory(url: directory)
+        return try load(config: config, checkpoint: try CheckpointDirectory(url: directory), dtype: dtype)
+    }
+
+    /// Bytes the weights of `checkpoint` will occupy once loaded as `dtype` (nil: as stored),
+    /// from the headers alone: what the memory budget is charged before anything is read.
+    public static func plannedBytes(config: LlamaConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) -> Int {
+        var names = ["model.embed_tokens.weight", "model.norm.weight"]
+        if !config.tiedEmbeddings { names.append("lm_head.weight") }
+        for i in 0..<config.layerCount {
+            names += ["input_layernorm", "post_attention_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                      "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"].map { "model.layers.\(i).\($0).weight" }
+        }
+        return names.reduce(0) { total, name in
+            guard let info = checkpoint.info(name) else { return total }
+            let isNorm = name.hasSuffix("norm.weight")
+            let size = isNorm ? 4 : (dtype ?? info.dtype).byteSize
+            return total + info.elementCount * size
+        }
+    }
+
+    public static func load(config: LlamaConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) throws -> LlamaModel {
         let c = config.hiddenSize, d = config.headDim
         func weight(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight {
             try Weight.load(name, from: checkpoint, rows: rows, cols: cols, dtype: dtype)
@@ -126,6 +146,14 @@ public final class LlamaModel: @unchecked Sendable {
         entries.sort { $0.name < $1.name }
         try SafetensorsWriter().write(entries, to: directory.appendingPathComponent(CheckpointDirectory.singleFileName))
         try Self.writeAtomically(try config.jsonData(), to: directory.appendingPathComponent(LlamaConfig.fileName))
+    }
+
+    /// Copies a file next to its destination under a temporary name, then renames it into place.
+    public static func copyAtomically(_ source: URL, to destination: URL) throws {
+        guard let data = FileManager.default.contents(atPath: source.path) else {
+            throw FormatError(file: source.lastPathComponent, "cannot read \(source.path)")
+        }
+        try writeAtomically(data, to: destination)
     }
 
     static func writeAtomically(_ data: Data, to url: URL) throws {
