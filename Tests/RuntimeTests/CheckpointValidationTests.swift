@@ -6,7 +6,7 @@ import XCTest
 final class CheckpointValidationTests: XCTestCase {
     /// A copy of the golden tiny model to break.
     func copyOfTiny() throws -> URL {
-        let directory = try Fixtures.temporaryDirectory()
+        let directory = try temporaryDirectory()
         for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
             try FileManager.default.copyItem(at: Fixtures.tinyModel.appendingPathComponent(name), to: directory.appendingPathComponent(name))
         }
@@ -232,7 +232,7 @@ final class CheckpointValidationTests: XCTestCase {
         let golden = try Fixtures.npy("tiny_logits.npy")
         for dtype in [TensorDType.bf16, .f16] {
             // Saved in dtype, loaded as stored: the weights are rounded once, the math is fp32.
-            let directory = try Fixtures.temporaryDirectory("save\(dtype.rawValue)")
+            let directory = try temporaryDirectory("save\(dtype.rawValue)")
             try model.save(to: directory, dtype: dtype)
             let reloaded = try LlamaModel.load(directory: directory)
             XCTAssertEqual(reloaded.embedding.dtype, dtype)

@@ -30,9 +30,14 @@ enum Fixtures {
         try JSONSerialization.jsonObject(with: Data(contentsOf: golden.appendingPathComponent(name))) as! [String: Any]
     }
 
-    static func temporaryDirectory(_ label: String = #function) throws -> URL {
+}
+
+extension XCTestCase {
+    /// A fresh directory, removed when the test ends.
+    func temporaryDirectory(_ label: String = #function) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-tests-\(label.filter(\.isLetter))-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
         return url
     }
 }

@@ -157,10 +157,6 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     static func writeAtomically(_ data: Data, to url: URL) throws {
-        do {
-            try data.write(to: url, options: .atomic)
-        } catch {
-            throw FormatError(file: url.lastPathComponent, "cannot write: \(error.localizedDescription)")
-        }
+        try AtomicFile.write(data, to: url)
     }
 }
