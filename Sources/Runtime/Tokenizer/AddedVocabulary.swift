@@ -1,0 +1,180 @@
+/// One entry of tokenizer.json's `added_tokens`: text matched in the input before normalization
+/// and pre-tokenization (special tokens such as `<s>`, `<|begin_of_text|>`, or user additions).
+struct AddedToken: Equatable {
+    let content: [UInt8]
+    let special: Bool
+    let singleWord: Bool
+    let lstrip: Bool
+    let rstrip: Bool
+    let normalized: Bool
+}
+
+/// The added tokens with the ids tokenizers gives them, and the two matchers it runs: one over the
+/// raw input for tokens with `normalized: false`, one over each normalized piece for the rest.
+struct AddedVocabulary {
+    private(set) var idByContent: [TokenBytes: Int] = [:]
+    private(set) var tokenById: [Int: AddedToken] = [:]
+    private(set) var specialContents: Set<TokenBytes> = []
+    private(set) var rawMatcher = AddedTokenMatcher()
+    private(set) var normalizedMatcher = AddedTokenMatcher()
+
+    /// Registers the entries in file order the way tokenizers' `AddedVocabulary::add_tokens` does:
+    /// content already in the model keeps the model's id; new content gets the next id after the
+    /// model's vocabulary (the file's `id` is not consulted, as in tokenizers).
+    init(_ entries: [AddedToken], modelId: (TokenBytes) -> Int?, modelSize: Int, normalizer: TokenNormalizer?) {
+        var specialOrder: [AddedToken] = []
+        var plainOrder: [AddedToken] = []
+        for token in entries where token.special && !token.content.isEmpty {
+            if specialContents.insert(TokenBytes(token.content)).inserted { specialOrder.append(token) }
+        }
+        for token in entries {
+            if token.content.isEmpty || tokenById.values.contains(token) { continue }
+            let key = TokenBytes(token.content)
+            let id: Int
+            if let existing = idByContent[key] ?? modelId(key) {
+                id = existing
+            } else if let largest = idByContent.values.max() {
+                id = largest >= modelSize || modelSize == 0 ? largest + 1 : modelSize
+            } else {
+                id = modelSize
+            }
+            idByContent[key] = id
+            tokenById[id] = token
+            if !specialContents.contains(key) { plainOrder.append(token) }
+        }
+        for token in specialOrder + plainOrder {
+            guard let id = idByContent[TokenBytes(token.content)], let stored = tokenById[id] else { continue }
+            if token.normalized {
+                let pattern = normalizer?.apply(token.content) ?? token.content
+                normalizedMatcher.insert(pattern, id: id, token: stored)
+            } else {
+                rawMatcher.insert(token.content, id: id, token: stored)
+            }
+        }
+    }
+
+    var isEmpty: Bool { idByContent.isEmpty }
+}
+
+/// Finds added tokens in text with tokenizers' rules: leftmost-longest matches (its Aho-Corasick
+/// automaton), `single_word` discarding a match that touches a word character, `lstrip`/`rstrip`
+/// swallowing the whitespace beside it.
+struct AddedTokenMatcher {
+    private struct Node {
+        var children: [UInt8: Int32] = [:]
+        var match: Int32 = -1  // index into `entries`
+    }
+    private var nodes = [Node()]
+    private var rootChildren = [Int32](repeating: -1, count: 256)
+    private var entries: [(id: Int, token: AddedToken)] = []
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    mutating func insert(_ pattern: [UInt8], id: Int, token: AddedToken) {
+        guard !pattern.isEmpty else { return }
+        var node = 0
+        for (k, byte) in pattern.enumerated() {
+            if let child = nodes[node].children[byte] {
+                node = Int(child)
+            } else {
+                nodes.append(Node())
+                let child = Int32(nodes.count - 1)
+                nodes[node].children[byte] = child
+                if k == 0 { rootChildren[Int(byte)] = child }
+                node = Int(child)
+            }
+        }
+        if nodes[node].match < 0 {
+            entries.append((id, token))
+            nodes[node].match = Int32(entries.count - 1)
+        }
+    }
+
+    /// The text cut into stretches, each either an added token's id (with any whitespace it
+    /// strips) or plain text (id nil). Covers the whole text.
+    func split(_ text: [UInt8]) -> [(range: Range<Int>, id: Int?)] {
+        guard !isEmpty, !text.isEmpty else { return [(0..<text.count, nil)] }
+        var out: [(range: Range<Int>, id: Int?)] = []
+        var startOffset = 0
+        var position = 0
+        while position < text.count {
+            guard let (matchEnd, entry) = longestMatch(text, at: position) else {
+                position += 1
+                continue
+            }
+            let matchStart = position
+            position = matchEnd  // the automaton resumes after the match, kept or not
+            let token = entries[entry].token
+            if token.singleWord {
+                let startSpace = matchStart == 0 || !AddedTokenMatcher.isWordScalar(before: matchStart, in: text)
+                let stopSpace = matchEnd == text.count || !AddedTokenMatcher.isWordScalar(at: matchEnd, in: text)
+                if !startSpace || !stopSpace { continue }
+            }
+            var start = matchStart
+            var stop = matchEnd
+            if token.lstrip {
+                var k = start
+                while k > 0, let (scalar, length) = AddedTokenMatcher.scalar(before: k, in: text), scalar.properties.isWhitespace {
+                    k -= length
+                }
+                start = max(k, startOffset)
+            }
+            if token.rstrip {
+                while stop < text.count {
+                    let length = ByteText.sequenceLength(lead: text[stop])
+                    let scalar = ByteText.decodeScalar(text, at: stop, length: min(length, text.count - stop))
+                    guard scalar.properties.isWhitespace else { break }
+                    stop += length
+                }
+            }
+            start = max(start, startOffset)
+            if startOffset < start { out.append((startOffset..<start, nil)) }
+            out.append((start..<stop, entries[entry].id))
+            startOffset = stop
+        }
+        if startOffset != text.count { out.append((startOffset..<text.count, nil)) }
+        return out
+    }
+
+    private func longestMatch(_ text: [UInt8], at position: Int) -> (end: Int, entry: Int)? {
+        var node = rootChildren[Int(text[position])]
+        guard node >= 0 else { return nil }
+        var best: (end: Int, entry: Int)? = nil
+        var k = position + 1
+        while true {
+            let current = nodes[Int(node)]
+            if current.match >= 0 { best = (k, Int(current.match)) }
+            guard k < text.count, let child = current.children[text[k]] else { break }
+            node = child
+            k += 1
+        }
+        return best
+    }
+
+    private static func scalar(before end: Int, in text: [UInt8]) -> (Unicode.Scalar, Int)? {
+        var start = end - 1
+        while start > 0 && text[start] & 0xC0 == 0x80 { start -= 1 }
+        guard start >= 0 else { return nil }
+        return (ByteText.decodeScalar(text, at: start, length: end - start), end - start)
+    }
+
+    private static func isWordScalar(before end: Int, in text: [UInt8]) -> Bool {
+        guard let (scalar, _) = scalar(before: end, in: text) else { return false }
+        return isWord(scalar)
+    }
+
+    private static func isWordScalar(at start: Int, in text: [UInt8]) -> Bool {
+        let length = min(ByteText.sequenceLength(lead: text[start]), text.count - start)
+        return isWord(ByteText.decodeScalar(text, at: start, length: length))
+    }
+
+    /// Rust regex's Unicode `\w`: Alphabetic, marks, decimal digits, connector punctuation, Join_Control.
+    static func isWord(_ scalar: Unicode.Scalar) -> Bool {
+        let properties = scalar.properties
+        if properties.isAlphabetic || properties.isJoinControl { return true }
+        switch properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
+        default: return false
+        }
+    }
+}
