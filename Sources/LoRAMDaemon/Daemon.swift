@@ -21,6 +21,8 @@ final class Daemon: @unchecked Sendable {
         self.ledger = MemoryLedger(capBytes: Int64(Double(ProcessInfo.processInfo.physicalMemory) * Self.defaultCapFraction))
         registerLifecycle()
         registerModels()
+        registerTokenizer()
+        registerInference()
         if settings.debugMethods { registerDebug() }
     }
 }

@@ -4,6 +4,7 @@ import RPC
 /// `loramd`: the LoRAM daemon. JSON-RPC 2.0 with LSP framing on stdin/stdout; logs on stderr.
 let usage = """
 usage: loramd [--stdio] [--debug-methods] [--max-message-bytes N]
+       loramd make-model --out DIR [--preset tiny|small] [...]   (see loramd make-model --help)
        loramd --help | --version
 
 loramd trains LoRA adapters on a pruned (and optionally 4-bit) copy of a LLaMA-family model and
@@ -18,6 +19,10 @@ options:
   --help                  print this help
   --version               print the version
 """
+
+if CommandLine.arguments.dropFirst().first == "make-model" {
+    exit(MakeModelCommand.run(Array(CommandLine.arguments.dropFirst(2))))
+}
 
 var settings = Daemon.Settings()
 var options = RPCServer.Options()

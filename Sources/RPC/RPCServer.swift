@@ -214,7 +214,8 @@ public final class RPCServer: @unchecked Sendable {
             return .success(try handler(params, context))
         } catch let error as RPCError {
             // Whatever a cancelled handler threw on its way out, the client asked for cancellation.
-            if context.isCancelled && error.code != .invalidParams { return .failure(.requestCancelled) }
+            // A handler's own RequestCancelled (which may carry partial output) is kept as it is.
+            if context.isCancelled && error.code != .invalidParams && error.code != .requestCancelled { return .failure(.requestCancelled) }
             return .failure(error)
         } catch {
             if context.isCancelled { return .failure(.requestCancelled) }

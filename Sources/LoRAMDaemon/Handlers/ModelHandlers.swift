@@ -1,7 +1,29 @@
+import Foundation
 import RPC
+import Runtime
 
-/// `model/list` (and, as the runtime grows, the rest of the `model/…` family).
+/// `model/load`, `model/unload`, `model/save`, `model/list`.
 extension Daemon {
+    struct LoadParams: Decodable {
+        var path: String
+        var dtype: String?
+    }
+
+    struct LoadResult: Encodable {
+        var modelId: String
+        var config: JSONValue
+        var parameters: Int
+        var bytes: Int
+    }
+
+    struct ModelRef: Decodable { var modelId: String }
+
+    struct SaveParams: Decodable {
+        var modelId: String
+        var path: String
+        var dtype: String?
+    }
+
     struct ModelListResult: Encodable {
         var models: [JSONValue]
         var adapters: [JSONValue]
@@ -9,10 +31,94 @@ extension Daemon {
         var memory: JSONValue
     }
 
+    static let weightDTypes: [String: TensorDType] = ["f32": .f32, "bf16": .bf16, "f16": .f16]
+
+    static func weightDType(_ name: String?, field: String = "dtype") throws -> TensorDType? {
+        guard let name else { return nil }
+        guard let dtype = weightDTypes[name.lowercased()] else {
+            throw RPCError.invalidParams(field: field, "must be one of f32, bf16, f16, got '\(name)'")
+        }
+        return dtype
+    }
+
+    func model(_ id: String, field: String = "modelId") throws -> LoadedModel {
+        do {
+            return try registry.lookup(id, kind: .model) as! LoadedModel
+        } catch let error as RPCError {
+            throw error.with("field", .string(field))
+        }
+    }
+
     func registerModels() {
         router.register("model/list") { [unowned self] (_: NoParams, _) -> ModelListResult in
             ModelListResult(models: registry.listings(.model), adapters: registry.listings(.adapter),
                             jobs: registry.listings(.job), memory: ledger.summary)
+        }
+
+        router.register("model/load") { [unowned self] (params: LoadParams, context) -> LoadResult in
+            let dtype = try Self.weightDType(params.dtype)
+            let directory = try PathParam.existingDirectory(params.path, field: "path")
+            let handle = registry.newHandle(.model)
+            return try ErrorMapping.translating {
+                let config = try LlamaConfig(directory: directory)
+                let checkpoint = try CheckpointDirectory(url: directory)
+                let bytes = LlamaModel.plannedBytes(config: config, checkpoint: checkpoint, dtype: dtype)
+                // Charged first: over the budget, nothing is read.
+                try ledger.charge(Int64(bytes), to: handle, breakdown: .object([("weights", .int(Int64(bytes)))]))
+                do {
+                    try context.checkCancelled()
+                    let tokenizer = FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
+                        ? try Tokenizer(directory: directory) : nil
+                    let model = try LlamaModel.load(config: config, checkpoint: checkpoint, dtype: dtype)
+                    try context.checkCancelled()
+                    var eos = Set(config.eosTokenIds)
+                    eos.formUnion(Self.generationConfigEOS(directory))
+                    if let id = tokenizer?.eosTokenId { eos.insert(id) }
+                    let loaded = LoadedModel(handle: handle, model: model, tokenizer: tokenizer, directory: directory,
+                                             eosTokenIds: eos, bytes: model.byteCount)
+                    registry.insert(loaded, as: .model)
+                    return LoadResult(modelId: handle, config: loaded.configSummary, parameters: model.parameterCount, bytes: loaded.bytes)
+                } catch {
+                    ledger.release(handle)
+                    throw error
+                }
+            }
+        }
+
+        router.register("model/unload") { [unowned self] (params: ModelRef, _) -> JSONValue in
+            _ = try model(params.modelId)
+            registry.remove(params.modelId, kind: .model)
+            ledger.release(params.modelId)
+            return .null
+        }
+
+        router.register("model/save") { [unowned self] (params: SaveParams, _) -> JSONValue in
+            let loaded = try model(params.modelId)
+            let dtype = try Self.weightDType(params.dtype)
+            let directory = PathParam.url(params.path)
+            return try ErrorMapping.translating {
+                try loaded.model.save(to: directory, dtype: dtype)
+                var files = [LlamaConfig.fileName, CheckpointDirectory.singleFileName]
+                // The tokenizer and generation settings travel with the weights.
+                for name in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"] {
+                    let source = loaded.directory.appendingPathComponent(name)
+                    guard FileManager.default.fileExists(atPath: source.path), source.standardizedFileURL != directory.appendingPathComponent(name).standardizedFileURL else { continue }
+                    try LlamaModel.copyAtomically(source, to: directory.appendingPathComponent(name))
+                    files.append(name)
+                }
+                return .object([("files", .array(files.sorted().map { .string(directory.appendingPathComponent($0).path) }))])
+            }
+        }
+    }
+
+    /// EOS ids from generation_config.json (an int or a list), if the file is there and readable.
+    static func generationConfigEOS(_ directory: URL) -> [Int] {
+        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent("generation_config.json").path),
+              let value = try? JSONParser.parse(Array(data)), let eos = value["eos_token_id"] else { return [] }
+        switch eos {
+        case .int(let id): return [Int(id)]
+        case .array(let ids): return ids.compactMap { $0.intValue.map(Int.init) }
+        default: return []
         }
     }
 }

@@ -1,0 +1,60 @@
+import Foundation
+import RPC
+import Runtime
+
+/// Runtime errors in the contract's terms: a file that cannot be read is FormatError with
+/// `file` and `problem`; a request the model cannot serve as asked is InvalidParams.
+enum ErrorMapping {
+    static func rpc(_ error: Error) -> Error {
+        switch error {
+        case let error as FormatError:
+            return RPCError(.formatError, "Format error: \(error.file): \(error.problem)",
+                            hint: "Check \(error.file): \(error.problem).",
+                            data: [("file", .string(error.file)), ("problem", .string(error.problem))])
+        case let failure as InferenceSession.Failure:
+            switch failure {
+            case .tokenOutOfRange(let index, _, _):
+                return RPCError.invalidParams(field: "ids[\(index)]", failure.description)
+            case .contextFull:
+                return RPCError.invalidParams(field: "maxTokens", failure.description)
+            }
+        default:
+            return error
+        }
+    }
+
+    /// Runs `body`, translating Runtime errors.
+    static func translating<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch { throw rpc(error) }
+    }
+}
+
+/// Paths in params: relative ones resolve against the daemon's working directory.
+enum PathParam {
+    static func url(_ path: String) -> URL {
+        URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL
+    }
+
+    /// A directory that must exist, else NotFound naming it.
+    static func existingDirectory(_ path: String, field: String) throws -> URL {
+        let url = url(path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check '\(field)': no such file or directory.",
+                           data: [("field", .string(field)), ("path", .string(url.path))])
+        }
+        guard isDirectory.boolValue else {
+            throw RPCError.invalidParams(field: field, "must be a directory, \(url.path) is a file")
+        }
+        return url
+    }
+
+    static func existingFile(_ path: String, field: String) throws -> URL {
+        let url = url(path)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check '\(field)': no such file.",
+                           data: [("field", .string(field)), ("path", .string(url.path))])
+        }
+        return url
+    }
+}

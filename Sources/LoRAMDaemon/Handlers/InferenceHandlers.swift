@@ -1,0 +1,184 @@
+import Foundation
+import RPC
+import Runtime
+
+/// `model/forward`, `generate` and `eval/perplexity`: each request runs its own session (KV cache
+/// and workspace) on a shared, read-only model, charged to the memory budget while it runs.
+extension Daemon {
+    struct ForwardParams: Decodable {
+        var modelId: String
+        var adapterId: String?
+        var ids: [Int]
+        var logits: String?
+    }
+
+    struct GenerateParams: Decodable {
+        var modelId: String
+        var adapterId: String?
+        var prompt: String?
+        var ids: [Int]?
+        var maxTokens: Int
+        var temperature: Double?
+        var topP: Double?
+        var topK: Int?
+        var seed: UInt64?
+        var stop: [String]?
+        var addBos: Bool?
+    }
+
+    struct GenerateResult: Encodable {
+        struct Usage: Encodable { var promptTokens: Int; var completionTokens: Int }
+        struct Timing: Encodable { var prefillTokensPerSecond: Double; var decodeTokensPerSecond: Double; var prefillSeconds: Double; var decodeSeconds: Double }
+        var text: String
+        var ids: [Int]
+        var finishReason: String
+        var usage: Usage
+        var timing: Timing
+    }
+
+    struct PerplexityParams: Decodable {
+        struct DatasetParam: Decodable { var path: String; var format: String; var trainOnInputs: Bool? }
+        var modelId: String
+        var adapterId: String?
+        var dataset: DatasetParam
+        var seqLen: Int?
+        var maxSamples: Int?
+    }
+
+    /// Adapters arrive with the training work; until then any adapterId names nothing.
+    func rejectAdapter(_ adapterId: String?) throws {
+        guard let adapterId else { return }
+        _ = try registry.lookup(adapterId, kind: .adapter)
+        throw RPCError.invalidParams(field: "adapterId", "adapters cannot be applied yet")
+    }
+
+    /// A session for `tokens` positions, charged to the budget for as long as `body` runs.
+    func withSession<T>(_ loaded: LoadedModel, capacity: Int, request: RequestContext, _ body: (InferenceSession) throws -> T) throws -> T {
+        let config = loaded.model.config
+        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
+        let owner = "request \(request.id)"
+        // The workspace is known only once built; charge the cache first, then the workspace.
+        try ledger.charge(Int64(kvBytes), to: owner, breakdown: .object([("kvCache", .int(Int64(kvBytes)))]))
+        defer { ledger.release(owner) }
+        let session = InferenceSession(model: loaded.model, capacity: capacity)
+        return try body(session)
+    }
+
+    func registerInference() {
+        router.register("model/forward") { [unowned self] (params: ForwardParams, context) -> JSONValue in
+            let loaded = try model(params.modelId)
+            try rejectAdapter(params.adapterId)
+            guard !params.ids.isEmpty else { throw RPCError.invalidParams(field: "ids", "must not be empty") }
+            try Self.checkIds(params.ids, vocabSize: loaded.model.config.vocabSize, field: "ids")
+            let all: Bool
+            switch params.logits ?? "last" {
+            case "last": all = false
+            case "all": all = true
+            case let other: throw RPCError.invalidParams(field: "logits", "must be \"last\" or \"all\", got \"\(other)\"")
+            }
+            let vocab = loaded.model.config.vocabSize
+            return try ErrorMapping.translating {
+                try withSession(loaded, capacity: params.ids.count, request: context) { session in
+                    let rows = all ? params.ids.count : 1
+                    var logits = [Float](repeating: 0, count: rows * vocab)
+                    try logits.withUnsafeMutableBufferPointer { buffer in
+                        try session.forward(params.ids, logits: all ? .all(buffer.baseAddress!) : .last(buffer.baseAddress!),
+                                            checkpoint: context.checkCancelled)
+                    }
+                    return .object([("logits", .array((0..<rows).map { r in
+                        .array(logits[(r * vocab)..<((r + 1) * vocab)].map { .double(Double($0)) })
+                    }))])
+                }
+            }
+        }
+
+        router.register("generate") { [unowned self] (params: GenerateParams, context) -> GenerateResult in
+            let loaded = try model(params.modelId)
+            try rejectAdapter(params.adapterId)
+            guard (1...1_000_000).contains(params.maxTokens) else {
+                throw RPCError.invalidParams(field: "maxTokens", "must be between 1 and 1000000, got \(params.maxTokens)")
+            }
+            if let t = params.temperature, !(t >= 0 && t.isFinite) { throw RPCError.invalidParams(field: "temperature", "must be >= 0") }
+            if let p = params.topP, !(p > 0 && p <= 1) { throw RPCError.invalidParams(field: "topP", "must be in (0, 1]") }
+            if let k = params.topK, k < 1 { throw RPCError.invalidParams(field: "topK", "must be >= 1") }
+            let prompt: [Int]
+            switch (params.prompt, params.ids) {
+            case (let text?, nil):
+                prompt = try loaded.requireTokenizer().encode(text, addSpecialTokens: params.addBos ?? true)
+            case (nil, let ids?):
+                try Self.checkIds(ids, vocabSize: loaded.model.config.vocabSize, field: "ids")
+                prompt = ids
+            case (nil, nil): throw RPCError.invalidParams(field: "prompt", "is required (or give 'ids')")
+            default: throw RPCError.invalidParams(field: "ids", "give 'prompt' or 'ids', not both")
+            }
+            guard !prompt.isEmpty else { throw RPCError.invalidParams(field: "prompt", "encodes to no tokens") }
+            var options = TextGenerator.Options(maxTokens: params.maxTokens)
+            options.sampler = Sampler.Settings(temperature: params.temperature ?? 0, topK: params.topK, topP: params.topP,
+                                               seed: params.seed ?? 0)
+            options.stop = params.stop ?? []
+            options.eosTokenIds = loaded.eosTokenIds
+            let decoder: IncrementalTextDecoder = loaded.tokenizer?.makeStreamingDecoder(skipSpecialTokens: true) ?? NoTextDecoder()
+            return try ErrorMapping.translating {
+                try withSession(loaded, capacity: prompt.count + params.maxTokens, request: context) { session in
+                    do {
+                        let output = try TextGenerator(session: session).generate(
+                            prompt: prompt, options: options, decoder: decoder,
+                            onText: { piece in context.progress?.report(fields: [("text", .string(piece))]) },
+                            checkpoint: context.checkCancelled)
+                        return GenerateResult(output)
+                    } catch let stopped as TextGenerator.Stopped {
+                        // The partial output travels with the cancellation.
+                        let partial = GenerateResult(stopped.partial)
+                        throw RPCError.requestCancelled.with("partial", .object([
+                            ("text", .string(partial.text)), ("ids", .array(partial.ids.map { .int(Int64($0)) })),
+                            ("finishReason", .string("cancelled"))]))
+                    }
+                }
+            }
+        }
+
+        router.register("eval/perplexity") { [unowned self] (params: PerplexityParams, context) -> JSONValue in
+            let loaded = try model(params.modelId)
+            try rejectAdapter(params.adapterId)
+            guard let format = Dataset.Format(rawValue: params.dataset.format) else {
+                throw RPCError.invalidParams(field: "dataset.format", "must be text, prompt_completion or tokens, got '\(params.dataset.format)'")
+            }
+            let seqLen = params.seqLen ?? min(1024, loaded.model.config.maxPositionEmbeddings)
+            guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2") }
+            if let n = params.maxSamples, n < 1 { throw RPCError.invalidParams(field: "maxSamples", "must be at least 1") }
+            let url = try PathParam.existingFile(params.dataset.path, field: "dataset.path")
+            return try ErrorMapping.translating {
+                let dataset = try Dataset(url: url, format: format, encoder: loaded.tokenizer, vocabSize: loaded.model.config.vocabSize,
+                                          trainOnInputs: params.dataset.trainOnInputs ?? false)
+                var sequences = dataset.sequences(seqLen: seqLen)
+                if let n = params.maxSamples { sequences = Array(sequences.prefix(n)) }
+                let capacity = sequences.map(\.ids.count).max() ?? 1
+                let result = try withSession(loaded, capacity: capacity, request: context) { session in
+                    try Perplexity.evaluate(session, sequences: sequences, checkpoint: context.checkCancelled)
+                }
+                guard result.tokens > 0 else {
+                    throw RPCError.invalidParams(field: "dataset", "has no token with a label to predict")
+                }
+                return .object([("loss", .double(result.loss)), ("perplexity", .double(result.perplexity)),
+                                ("tokens", .int(Int64(result.tokens))), ("sequences", .int(Int64(sequences.count)))])
+            }
+        }
+    }
+}
+
+extension Daemon.GenerateResult {
+    init(_ output: TextGenerator.Output) {
+        self.init(text: output.text, ids: output.ids, finishReason: output.finishReason.rawValue,
+                  usage: .init(promptTokens: output.promptTokens, completionTokens: output.ids.count),
+                  timing: .init(prefillTokensPerSecond: output.prefillTokensPerSecond, decodeTokensPerSecond: output.decodeTokensPerSecond,
+                                prefillSeconds: output.prefillSeconds, decodeSeconds: output.decodeSeconds))
+    }
+}
+
+/// For checkpoints without a tokenizer: ids only, no text.
+final class NoTextDecoder: IncrementalTextDecoder {
+    func append(_ id: Int) -> String { "" }
+    func flush() -> String { "" }
+}
+
+extension StreamingDecoder: IncrementalTextDecoder {}

@@ -1,0 +1,68 @@
+import Foundation
+import Runtime
+
+/// `loramd make-model`: a random LLaMA checkpoint in the Hugging Face layout, with a byte-level
+/// BPE tokenizer trained on a built-in corpus, so the README, tests and benchmarks need no download.
+enum MakeModelCommand {
+    static let usage = """
+    usage: loramd make-model --out DIR [--preset tiny|small] [--seed N] [--dtype f32|bf16|f16] [--tied] [--std X]
+
+    Writes config.json, generation_config.json, model.safetensors, tokenizer.json and
+    tokenizer_config.json: a random LlamaForCausalLM that loads like any Hugging Face checkpoint.
+      tiny   2 layers, hidden 64, 4 heads / 2 kv heads, MLP 176, vocab 512 (the golden model's shape)
+      small  8 layers, hidden 512, 8 heads / 4 kv heads, MLP 1408, vocab 4096 (about 28M parameters)
+    """
+
+    static func run(_ arguments: [String]) -> Int32 {
+        var preset = ModelMaker.Preset.tiny
+        var out: String?
+        var initialization = ModelMaker.Initialization()
+        var dtype = TensorDType.f32
+        var tied = false
+        var rest = arguments[...]
+        func fail(_ message: String) -> Int32 {
+            FileHandle.standardError.write(Data("loramd make-model: \(message)\n\n\(usage)\n".utf8))
+            return 2
+        }
+        while let argument = rest.popFirst() {
+            switch argument {
+            case "--help", "-h": print(usage); return 0
+            case "--tied": tied = true
+            case "--preset", "--out", "--seed", "--dtype", "--std":
+                guard let value = rest.popFirst() else { return fail("\(argument) needs a value") }
+                switch argument {
+                case "--preset":
+                    guard let p = ModelMaker.Preset(rawValue: value) else { return fail("unknown preset '\(value)'") }
+                    preset = p
+                case "--out": out = value
+                case "--seed":
+                    guard let s = UInt64(value) else { return fail("--seed needs a non-negative integer") }
+                    initialization.seed = s
+                case "--std":
+                    guard let s = Float(value), s > 0 else { return fail("--std needs a positive number") }
+                    initialization.std = s
+                default:
+                    guard let d = Daemon.weightDTypes[value] else { return fail("--dtype must be f32, bf16 or f16") }
+                    dtype = d
+                }
+            default: return fail("unknown argument '\(argument)'")
+            }
+        }
+        guard let out else { return fail("--out DIR is required") }
+        var config = preset.config
+        config.tiedEmbeddings = tied
+        do {
+            let start = Date()
+            let tokenizer = try TokenizerBuilder.byteLevelBPE(corpus: TokenizerBuilder.builtInCorpus, vocabularySize: config.vocabSize)
+            let model = ModelMaker.randomModel(config: config, initialization: initialization, dtype: dtype)
+            let directory = URL(fileURLWithPath: out)
+            try ModelMaker.write(model, tokenizerJSON: tokenizer, to: directory)
+            print(String(format: "made %@ model: %d parameters, %.1f MB as %@, in %@ (%.1f s)", preset.rawValue, model.parameterCount,
+                         Double(model.byteCount) / 1e6, dtype.rawValue, directory.path, Date().timeIntervalSince(start)))
+            return 0
+        } catch {
+            FileHandle.standardError.write(Data("loramd make-model: \(error)\n".utf8))
+            return 1
+        }
+    }
+}
