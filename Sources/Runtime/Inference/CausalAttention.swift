@@ -50,12 +50,7 @@ enum CausalAttention {
     static func softmaxCausal(_ row: UnsafeMutablePointer<Float>, valid: Int, width: Int) {
         var maxValue = -Float.infinity
         for j in 0..<valid where row[j] > maxValue { maxValue = row[j] }
-        var sum: Float = 0
-        for j in 0..<valid {
-            let e = expf(row[j] - maxValue)
-            row[j] = e
-            sum += e
-        }
+        let sum = VectorExp.expShiftedSum(row, count: valid, shift: maxValue)
         let inverse = 1 / sum
         for j in 0..<valid { row[j] *= inverse }
         for j in valid..<width { row[j] = 0 }

@@ -67,9 +67,9 @@ public final class InferenceSession: @unchecked Sendable {
         let buffers = sizes.map { UnsafeMutablePointer<Float>.allocate(capacity: max(1, $0)) }
         (x, xn, q, k, v, att, gate, up) = (buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5], buffers[6], buffers[7])
         scores = .allocate(capacity: scoreCapacity)
-        ropeTable = .allocate(capacity: d)
+        ropeTable = .allocate(capacity: t * d)
         weightScratch = .allocate(capacity: weightScratchCount)
-        workspaceBytes = 4 * (sizes.reduce(0, +) + scoreCapacity + d + weightScratchCount)
+        workspaceBytes = 4 * (sizes.reduce(0, +) + scoreCapacity + t * d + weightScratchCount)
     }
 
     deinit {
@@ -147,6 +147,7 @@ public final class InferenceSession: @unchecked Sendable {
             if row != UnsafePointer(x + t * c) { (x + t * c).update(from: row, count: c) }
         }
         observe?(.embeddings, x, n, firstToken)
+        rope.fillTable(ropeTable, tokens: n, position: position)
         for (l, layer) in model.layers.enumerated() {
             let h = layer.shape.headCount, kv = layer.shape.kvHeadCount, inter = layer.shape.intermediateSize
             // Attention block: x += o(attention(rope(q(norm(x))), rope(k(…)), v(…)))
@@ -156,8 +157,8 @@ public final class InferenceSession: @unchecked Sendable {
             linear(xn, rows: n, layer.q, q)
             linear(xn, rows: n, layer.k, k)
             linear(xn, rows: n, layer.v, v)
-            rope.apply(q, tokens: n, heads: h, rowStride: h * d, position: position, table: ropeTable)
-            rope.apply(k, tokens: n, heads: kv, rowStride: kv * d, position: position, table: ropeTable)
+            rope.apply(q, tokens: n, heads: h, rowStride: h * d, table: ropeTable)
+            rope.apply(k, tokens: n, heads: kv, rowStride: kv * d, table: ropeTable)
             cache.store(layer: l, k: k, v: v, tokens: n, position: position)
             CausalAttention.forward(q: q, out: att, tokens: n, position: position, heads: h, kvHeads: kv,
                                     layer: l, cache: cache, scores: scores, scoreCapacity: scoreCapacity)

@@ -44,14 +44,20 @@ public struct RotaryEmbedding: Sendable {
         }
     }
 
-    /// Rotates `heads` heads of each of `tokens` rows in place; row t sits at `position + t`.
-    /// Shapes: x (T, heads·D) with rows `rowStride` apart; table (D) scratch for cos|sin.
-    public func apply(_ x: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, rowStride: Int, position: Int,
-                      table: UnsafeMutablePointer<Float>) {
+    /// Fills `table` (T, D): row t holds cos | sin for position `position + t`. Computed once per
+    /// chunk and shared by q and k of every layer.
+    public func fillTable(_ table: UnsafeMutablePointer<Float>, tokens: Int, position: Int) {
         let half = headDim / 2
-        let cos = table, sin = table + half
+        for t in 0..<tokens { angles(position: position + t, cos: table + t * headDim, sin: table + t * headDim + half) }
+    }
+
+    /// Rotates `heads` heads of each of `tokens` rows in place, with angles from `fillTable`.
+    /// Shapes: x (T, heads·D) with rows `rowStride` apart; table (T, D).
+    public func apply(_ x: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, rowStride: Int,
+                      table: UnsafePointer<Float>) {
+        let half = headDim / 2
         for t in 0..<tokens {
-            angles(position: position + t, cos: cos, sin: sin)
+            let cos = table + t * headDim, sin = cos + half
             for h in 0..<heads {
                 let v = x + t * rowStride + h * headDim
                 for j in 0..<half {

@@ -4,9 +4,6 @@ import Foundation
 /// Shapes: gate, up, out (T, I); `out` may alias `gate`.
 public enum SwiGLU {
     public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = gate[i]
-            out[i] = g / (1 + expf(-g)) * up[i]
-        }
+        VectorExp.swiglu(gate: gate, up: up, out: out, count: count)
     }
 }
