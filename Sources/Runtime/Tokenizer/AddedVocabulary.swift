@@ -15,6 +15,9 @@ struct AddedVocabulary {
     private(set) var idByContent: [TokenBytes: Int] = [:]
     private(set) var tokenById: [Int: AddedToken] = [:]
     private(set) var specialContents: Set<TokenBytes> = []
+    /// The string an id decodes from: the content, normalized for `normalized` tokens (tokenizers
+    /// stores those as the normalizer made them, so "ZZTop" behind Prepend("▁") decodes as "▁ZZTop").
+    private(set) var stringById: [Int: [UInt8]] = [:]
     private(set) var rawMatcher = AddedTokenMatcher()
     private(set) var normalizedMatcher = AddedTokenMatcher()
 
@@ -40,6 +43,7 @@ struct AddedVocabulary {
             }
             idByContent[key] = id
             tokenById[id] = token
+            stringById[id] = token.normalized ? normalizer?.apply(token.content) ?? token.content : token.content
             if !specialContents.contains(key) { plainOrder.append(token) }
         }
         for token in specialOrder + plainOrder {

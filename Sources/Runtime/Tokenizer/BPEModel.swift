@@ -26,12 +26,12 @@ final class BPEModel: @unchecked Sendable {
     /// Number of vocabulary entries (tokenizers' `get_vocab_size`).
     var size: Int { idByToken.count }
 
-    init(_ object: [String: Any], _ path: String, _ json: TokenizerJSON) throws {
+    init(_ object: TokenizerJSONParser.Object, _ path: String, _ json: TokenizerJSON) throws {
         let vocabObject = try json.object(json.optional(object, "vocab"), "\(path).vocab")
         var idByToken: [TokenBytes: Int] = [:]
         idByToken.reserveCapacity(vocabObject.count)
         var largest = -1
-        for (token, value) in vocabObject {
+        for (token, value) in vocabObject.entries {
             let id = try json.int(value, "\(path).vocab[\"\(token)\"]")
             guard id >= 0, id < Int(Int32.max) else { throw json.error("\(path).vocab[\"\(token)\"]", "id \(id) is out of range") }
             idByToken[TokenBytes(token)] = id

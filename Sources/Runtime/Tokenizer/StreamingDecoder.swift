@@ -3,8 +3,10 @@
 /// something precedes it, so each step decodes a short window: the tokens already emitted last
 /// time (the context) plus the new ones, and emits what the window adds beyond the context's text,
 /// unless that ends in U+FFFD (an incomplete sequence, held back until more ids arrive or
-/// `flush()`). This is the algorithm of tokenizers' `DecodeStream`; concatenating every piece
-/// and `flush()` gives `decode(allIds)`.
+/// `flush()`). This is the algorithm of tokenizers' `DecodeStream`, plus one rule it lacks: with a
+/// ByteFallback decoder, a run of `<0xAB>` tokens is held until the run ends, because one invalid
+/// byte turns the whole run into U+FFFDs. Concatenating every piece and `flush()` gives
+/// `decode(allIds)`.
 public final class StreamingDecoder {
     private let tokenizer: Tokenizer
     private let skipSpecialTokens: Bool
@@ -13,6 +15,8 @@ public final class StreamingDecoder {
     /// The decoded text of the context (`ids[..<contextCount]`).
     private var prefix: [UInt8] = []
     private var contextCount = 0
+    /// The last id that reaches the decoder is a `<0xAB>` token of a ByteFallback decoder.
+    private var inByteRun = false
 
     init(tokenizer: Tokenizer, skipSpecialTokens: Bool) {
         self.tokenizer = tokenizer
@@ -21,14 +25,11 @@ public final class StreamingDecoder {
 
     /// Adds one id; returns the text that became final (often "", never a partial character).
     public func append(_ id: Int) -> String {
-        if prefix.isEmpty && !ids.isEmpty {
-            let text = decode(ids[...])
-            if !StreamingDecoder.endsWithReplacement(text) {
-                prefix = text
-                contextCount = ids.count
-            }
-        }
         ids.append(id)
+        if let token = tokenizer.decodedToken(id, skipSpecialTokens: skipSpecialTokens) {
+            inByteRun = tokenizer.decoder?.usesByteFallback == true && TokenDecoder.fallbackByte(token) != nil
+        }
+        if inByteRun { return "" }
         let text = decode(ids[...])
         guard text.count > prefix.count, !StreamingDecoder.endsWithReplacement(text),
               text.starts(with: prefix) else { return "" }
@@ -47,6 +48,7 @@ public final class StreamingDecoder {
             ids.removeAll()
             prefix.removeAll()
             contextCount = 0
+            inByteRun = false
         }
         guard text.count > prefix.count, text.starts(with: prefix) else { return "" }
         return String(decoding: text[prefix.count...], as: UTF8.self)

@@ -16,6 +16,16 @@ indirect enum TokenDecoder {
     case metaspace(replacement: Unicode.Scalar, prependScheme: PreTokenizer.PrependScheme)
     case sequence([TokenDecoder])
 
+    /// Whether a ByteFallback step runs: its output for a run of byte tokens depends on the
+    /// whole run, which the streaming decoder must wait for.
+    var usesByteFallback: Bool {
+        switch self {
+        case .byteFallback: return true
+        case .sequence(let steps): return steps.contains { $0.usesByteFallback }
+        default: return false
+        }
+    }
+
     func decode(_ tokens: [[UInt8]]) -> [UInt8] {
         Array(decodeChain(tokens).joined())
     }

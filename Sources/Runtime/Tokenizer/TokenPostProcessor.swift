@@ -34,7 +34,7 @@ indirect enum TokenPostProcessor {
         case "TemplateProcessing":
             var idsByName: [String: [Int]] = [:]
             if let specials = json.optional(object, "special_tokens") {
-                for (name, entry) in try json.object(specials, "\(path).special_tokens") {
+                for (name, entry) in try json.object(specials, "\(path).special_tokens").entries {
                     let entryObject = try json.object(entry, "\(path).special_tokens[\"\(name)\"]")
                     let ids = try json.array(entryObject["ids"], "\(path).special_tokens[\"\(name)\"].ids")
                     idsByName[name] = try ids.enumerated().map { try json.int($1, "\(path).special_tokens[\"\(name)\"].ids[\($0)]") }

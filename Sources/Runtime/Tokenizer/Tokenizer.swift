@@ -83,7 +83,10 @@ public final class Tokenizer: @unchecked Sendable {
         let added = AddedVocabulary(entries, modelId: { model.idByToken[$0] }, modelSize: model.size,
                                     normalizer: normalizer)
         self.added = added
-        specialTokenIds = Set(added.specialContents.compactMap { added.idByContent[$0] })
+        // tokenizers skips a token on decode when its string is a special token's content.
+        specialTokenIds = Set(added.stringById.compactMap { id, string in
+            added.specialContents.contains(TokenBytes(string)) ? id : nil
+        })
         vocabularySize = max(model.tokenById.count, (added.idByContent.values.max() ?? -1) + 1)
 
         let settings = try TokenizerConfig(config, file: Tokenizer.siblingConfigName(of: fileName))
@@ -164,11 +167,17 @@ public final class Tokenizer: @unchecked Sendable {
         var tokens: [[UInt8]] = []
         tokens.reserveCapacity(ids.count)
         for id in ids {
-            if skipSpecialTokens && specialTokenIds.contains(id) { continue }
-            if let token = tokenBytes(for: id) { tokens.append(token) }
+            if let token = decodedToken(id, skipSpecialTokens: skipSpecialTokens) { tokens.append(token) }
         }
         if let decoder { return decoder.decode(tokens) }
         return Array(tokens.joined(separator: [0x20]))
+    }
+
+    /// The token string decode hands to the decoder for an id; nil when the id is skipped
+    /// (out of range, or special while skipping special tokens).
+    func decodedToken(_ id: Int, skipSpecialTokens: Bool) -> [UInt8]? {
+        if skipSpecialTokens && specialTokenIds.contains(id) { return nil }
+        return tokenBytes(for: id)
     }
 
     /// An incremental decoder for generation; see `StreamingDecoder`.
@@ -179,12 +188,13 @@ public final class Tokenizer: @unchecked Sendable {
     // MARK: Vocabulary
 
     func tokenBytes(for id: Int) -> [UInt8]? {
-        if let token = added.tokenById[id] { return token.content }
+        if let string = added.stringById[id] { return string }
         guard id >= 0, id < model.tokenById.count else { return nil }
         return model.tokenById[id]
     }
 
-    /// The token string of an id (added tokens first, then the model vocabulary).
+    /// The token string of an id (added tokens first, then the model vocabulary), as tokenizers'
+    /// `id_to_token` gives it: a `normalized` added token in its normalized form.
     public func token(for id: Int) -> String? {
         tokenBytes(for: id).map { String(decoding: $0, as: UTF8.self) }
     }
