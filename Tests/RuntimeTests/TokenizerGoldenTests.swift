@@ -61,6 +61,28 @@ final class TokenizerGoldenTests: XCTestCase {
         XCTAssertNil(tokenizer.id(for: "no such token"))
     }
 
+    /// Greedy generations of the random tiny model are full of cut-off UTF-8: decode must give
+    /// transformers' text (U+FFFD per invalid sequence, as `from_utf8_lossy`), and streaming too.
+    func testRandomModelGenerationsDecodeLikeTransformers() throws {
+        let tokenizer = try Tokenizer(directory: TokenizerFixtures.golden)
+        let url = TokenizerFixtures.sharedGolden.appendingPathComponent("tiny_greedy_golden.json")
+        guard let data = try? Data(contentsOf: url),
+              let root = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw XCTSkip("../shared/golden/tiny_greedy_golden.json is not available")
+        }
+        for c in root["cases"] as! [[String: Any]] {
+            let generated = c["generated_ids"] as! [Int]
+            let hex = Array((c["generated_bytes_hex"] as! String).utf8)
+            let bytes = stride(from: 0, to: hex.count, by: 2).map { UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16)! }
+            XCTAssertEqual(Array(tokenizer.decode(generated).utf8), Array((c["generated_text"] as! String).utf8))
+            XCTAssertEqual(Array(tokenizer.decode(generated).utf8), Array(LossyUTF8.string(bytes).utf8))
+            let all = (c["prompt_ids"] as! [Int]) + generated
+            XCTAssertEqual(Array(tokenizer.decode(all, skipSpecialTokens: true).utf8), Array((c["full_text"] as! String).utf8))
+            let stream = tokenizer.makeStreamingDecoder()
+            XCTAssertEqual(generated.map { stream.append($0) }.joined() + stream.flush(), c["generated_text"] as! String)
+        }
+    }
+
     /// The golden prompt of the model tests encodes to the ids the logits were computed for.
     func testModelGoldenPromptIds() throws {
         let tokenizer = try Tokenizer(directory: TokenizerFixtures.golden)

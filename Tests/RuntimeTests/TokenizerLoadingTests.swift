@@ -85,6 +85,16 @@ final class TokenizerLoadingTests: XCTestCase {
         XCTAssertEqual(tokenizer.vocabularySize, 7)
     }
 
+    func testLegacyMergeSplitsAtTheFirstSpaceByte() throws {
+        // "e \u{301}": the space and the combining mark form one Swift Character.
+        let tokenizer = try Tokenizer(tokenizerJSON: tokenizerJSON(model: #"{"type":"BPE","vocab":{"e":0,"\u0301":1,"e\u0301":2},"merges":["e \u0301"]}"#))
+        XCTAssertEqual(tokenizer.encode("e\u{301}e"), [2, 0])
+    }
+
+    func testSparseIdsAreRejectedNotAllocated() {
+        assertFormatError(tokenizerJSON(model: #"{"type":"BPE","vocab":{"a":0,"b":2000000000},"merges":[]}"#), mentions: "too sparse")
+    }
+
     func testDecodeSkipsIdsOutOfRange() throws {
         let tokenizer = try Tokenizer(directory: TokenizerFixtures.golden)
         let ids = tokenizer.encode("Hello", addSpecialTokens: false)

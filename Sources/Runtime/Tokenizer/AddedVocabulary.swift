@@ -30,17 +30,20 @@ struct AddedVocabulary {
         for token in entries where token.special && !token.content.isEmpty {
             if specialContents.insert(TokenBytes(token.content)).inserted { specialOrder.append(token) }
         }
+        var largestId: Int? = nil
         for token in entries {
-            if token.content.isEmpty || tokenById.values.contains(token) { continue }
             let key = TokenBytes(token.content)
+            // An identical entry is ignored (content maps to one id, so that is the only place to look).
+            if token.content.isEmpty || idByContent[key].flatMap({ tokenById[$0] }) == token { continue }
             let id: Int
             if let existing = idByContent[key] ?? modelId(key) {
                 id = existing
-            } else if let largest = idByContent.values.max() {
+            } else if let largest = largestId {
                 id = largest >= modelSize || modelSize == 0 ? largest + 1 : modelSize
             } else {
                 id = modelSize
             }
+            largestId = max(largestId ?? id, id)
             idByContent[key] = id
             tokenById[id] = token
             stringById[id] = token.normalized ? normalizer?.apply(token.content) ?? token.content : token.content

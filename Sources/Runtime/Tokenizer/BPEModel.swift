@@ -37,6 +37,10 @@ final class BPEModel: @unchecked Sendable {
             idByToken[TokenBytes(token)] = id
             largest = max(largest, id)
         }
+        // The reverse map is an array; ids far sparser than any real vocabulary would make it huge.
+        guard largest < 4 * idByToken.count + 65_536 else {
+            throw json.error("\(path).vocab", "ids are too sparse (largest id \(largest) for \(idByToken.count) tokens)")
+        }
         var tokenById = [[UInt8]?](repeating: nil, count: largest + 1)
         for (token, id) in idByToken { tokenById[id] = token.bytes }
         self.idByToken = idByToken
@@ -74,12 +78,14 @@ final class BPEModel: @unchecked Sendable {
             let entryPath = "\(path).merges[\(rank)]"
             let left: String, right: String
             if let line = entry as? String {
-                // The pre-0.20 form "a b", split at the first space.
-                guard let space = line.firstIndex(of: " ") else {
+                // The pre-0.20 form "a b", split at the first space byte (a Character search would
+                // miss a space that a combining mark after it joins into one grapheme).
+                let bytes = Array(line.utf8)
+                guard let space = bytes.firstIndex(of: 0x20) else {
                     throw json.error(entryPath, "merge \"\(line)\" is not two tokens separated by a space")
                 }
-                left = String(line[..<space])
-                right = String(line[line.index(after: space)...])
+                left = String(decoding: bytes[..<space], as: UTF8.self)
+                right = String(decoding: bytes[(space + 1)...], as: UTF8.self)
             } else if let pair = entry as? [Any], pair.count == 2 {
                 left = try json.string(pair[0], "\(entryPath)[0]")
                 right = try json.string(pair[1], "\(entryPath)[1]")

@@ -8,7 +8,12 @@ import Foundation
 /// 1. added tokens (`<s>`, `<|begin_of_text|>`, ...) are cut out of the raw text, longest first;
 /// 2. each remaining stretch is normalized, and added tokens marked `normalized` are cut out of it;
 /// 3. the pre-tokenizer splits it into words (and maps bytes to GPT-2's printable alphabet);
-/// 4. BPE merges each word into ids; 5. the post-processor adds BOS/EOS when asked.
+/// 4. BPE merges each word into ids;
+/// 5. the post-processor adds BOS/EOS when asked.
+///
+/// Decoding maps ids to token strings (skipping ids out of range, and special tokens on request)
+/// and runs the decoder chain. Unsupported components (WordPiece, Unigram, NFKC, ...) and
+/// malformed files are `FormatError`s at load time.
 ///
 /// ```swift
 /// let tokenizer = try Tokenizer(directory: modelDirectory)
@@ -28,8 +33,14 @@ public final class Tokenizer: @unchecked Sendable {
     let postProcessor: TokenPostProcessor?
     let decoder: TokenDecoder?
 
+    /// The first special token the post-processor puts before the text, else the config's
+    /// `bos_token`, else an added token named `<s>`, `<|begin_of_text|>`, `<|startoftext|>` or `<bos>`.
     public let bosTokenId: Int?
+    /// The config's `eos_token` (LLaMA-3 Instruct says `<|eot_id|>` there), else the last special
+    /// token the post-processor puts after the text, else an added token named `</s>`,
+    /// `<|end_of_text|>`, `<|endoftext|>`, `<|eot_id|>` or `<eos>`.
     public let eosTokenId: Int?
+    /// Ids of added tokens marked special: what `skipSpecialTokens` drops.
     public let specialTokenIds: Set<Int>
     /// Largest id + 1 over the model vocabulary and the added tokens.
     public let vocabularySize: Int
