@@ -658,6 +658,9 @@ def main():
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
         "git": run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip(),
+        # uncommitted changes under Sources/ were compiled into the loramd that ran
+        "gitDirtySources": [line[3:] for line in run(["git", "status", "--porcelain", "--", "Sources", "Package.swift"])
+                            .stdout.splitlines() if line.strip()],
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(),
                     "loadAverageBefore": load_before, "loadAverageAfter": _loadavg()},
