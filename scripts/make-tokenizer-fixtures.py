@@ -4,7 +4,8 @@
 TokenizerBuilder's output against it.
 
     pip install tokenizers==0.23.3
-    python3 scripts/make-tokenizer-fixtures.py                 # rewrite every fixture
+    python3 scripts/make-tokenizer-fixtures.py                 # rewrite every cases.json
+    python3 scripts/make-tokenizer-fixtures.py --retrain       # also retrain every tokenizer.json
     python3 scripts/make-tokenizer-fixtures.py --check-builder DIR
         # DIR holds tokenizer.json and encodings.json written by the Swift test
         # TokenizerBuilderTests.testWritesBuilderOutputForThePythonCheck (run with
@@ -106,11 +107,19 @@ def cases_for(tok, full):
     return {"tokenizers_version": tokenizers.__version__, "cases": cases, "decode_cases": decode_cases}
 
 
+RETRAIN = "--retrain" in sys.argv
+
+
 def write(name, tok_json, description, full=True):
-    """Writes the fixture from tokenizer.json text, encoding with a tokenizer loaded from that text."""
+    """Writes the fixture from tokenizer.json text, encoding with a tokenizer loaded from that text.
+    An existing tokenizer.json is kept unless --retrain: the trainer breaks some ties differently
+    from run to run, and the committed tokenizers should only change on purpose."""
     folder = FIXTURES / name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer.json").write_text(tok_json)
+    if (folder / "tokenizer.json").exists() and not RETRAIN:
+        tok_json = (folder / "tokenizer.json").read_text()
+    else:
+        (folder / "tokenizer.json").write_text(tok_json)
     tok = Tokenizer.from_str(tok_json)
     data = cases_for(tok, full)
     data["description"] = description
@@ -139,7 +148,7 @@ def sentencepiece_model(byte_fallback=True, fuse_unk=True):
     """LLaMA-2 layout: <unk> <s> </s>, the 256 <0xAB> byte tokens, then learned pieces."""
     pieces, merges = trained(pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True),
                              normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]),
-                             vocab_size=300, limit_alphabet=40, initial_alphabet=["▁"])
+                             vocab_size=300, initial_alphabet=["▁"])
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
     for b in range(256):
         vocab[f"<0x{b:02X}>"] = len(vocab)
@@ -253,7 +262,7 @@ def make_splits():
 
 def make_affixes():
     pre = pre_tokenizers.Split(" ", "removed")
-    pieces, merges = trained(pre, vocab_size=300, continuing_subword_prefix="##", end_of_word_suffix="</w>", limit_alphabet=50)
+    pieces, merges = trained(pre, vocab_size=300, continuing_subword_prefix="##", end_of_word_suffix="</w>")
     vocab = {"[UNK]": 0}
     for p in pieces:
         vocab.setdefault(p, len(vocab))
