@@ -32,7 +32,7 @@ let package = Package(
 
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
         .testTarget(name: "PlannerTests", dependencies: ["MemoryPlanner", "CJemalloc"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "COpenBLAS"], exclude: ["Fixtures"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "COpenBLAS"]),
         // Drives the real `loramd` process over pipes.
         .testTarget(name: "DaemonTests", dependencies: ["LoRAMDaemon", "RPC"]),
     ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the tokenizer fixtures in Tests/RuntimeTests/Fixtures/tokenizers with the Python
+"""Builds the tokenizer fixtures in Tests/Fixtures/tokenizers with the Python
 `tokenizers` library (the reference the Swift tokenizer reproduces), and checks the Swift
 TokenizerBuilder's output against it.
 
@@ -27,8 +27,8 @@ import tokenizers
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "Tests/RuntimeTests/Fixtures/tokenizers"
-GOLDEN = ROOT / "Tests/RuntimeTests/Fixtures/golden/tiny_tokenizer_golden.json"
+FIXTURES = ROOT / "Tests/Fixtures/tokenizers"
+GOLDEN = ROOT / "Tests/Fixtures/golden/tiny_tokenizer_golden.json"
 
 GPT2_REGEX = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 LLAMA3_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"

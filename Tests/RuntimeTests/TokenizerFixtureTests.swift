@@ -2,14 +2,13 @@ import Foundation
 import XCTest
 @testable import Runtime
 
-/// Where the tokenizer tests' fixtures live: Tests/RuntimeTests/Fixtures, found from this file.
+/// Where the tokenizer tests' fixtures live, under Tests/Fixtures.
 enum TokenizerFixtures {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
-    static let golden = root.appendingPathComponent("golden")
-    static let tokenizers = root.appendingPathComponent("tokenizers")
-    /// ../shared/golden beside the repository, for the files not copied here.
-    static let sharedGolden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/golden")
+    /// The golden tiny model's directory (tokenizer.json, tokenizer_config.json).
+    static let golden = Fixtures.tinyModel
+    /// The golden JSON files (tiny_tokenizer_golden.json, tiny_greedy_golden.json, ...).
+    static let goldenData = Fixtures.golden
+    static let tokenizers = Fixtures.root.appendingPathComponent("tokenizers")
 }
 
 /// Every fixture in Fixtures/tokenizers, made with the Python `tokenizers` library by

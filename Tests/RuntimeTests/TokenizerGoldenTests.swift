@@ -3,7 +3,7 @@ import XCTest
 @testable import Runtime
 
 /// The tiny model's byte-level BPE against the 30 golden cases produced by tokenizers 0.23.3
-/// (Fixtures/golden, copied from ../shared/golden): ids with and without BOS, token strings,
+/// (Tests/Fixtures/golden, copied from ../shared/golden): ids with and without BOS, token strings,
 /// and both decodes, all exact.
 final class TokenizerGoldenTests: XCTestCase {
     struct Case {
@@ -16,7 +16,7 @@ final class TokenizerGoldenTests: XCTestCase {
     }
 
     static func cases() throws -> [Case] {
-        let url = TokenizerFixtures.golden.appendingPathComponent("tiny_tokenizer_golden.json")
+        let url = TokenizerFixtures.goldenData.appendingPathComponent("tiny_tokenizer_golden.json")
         let root = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         return (root["cases"] as! [[String: Any]]).map { c in
             // utf8_hex is authoritative for the input text.
@@ -65,11 +65,7 @@ final class TokenizerGoldenTests: XCTestCase {
     /// transformers' text (U+FFFD per invalid sequence, as `from_utf8_lossy`), and streaming too.
     func testRandomModelGenerationsDecodeLikeTransformers() throws {
         let tokenizer = try Tokenizer(directory: TokenizerFixtures.golden)
-        let url = TokenizerFixtures.sharedGolden.appendingPathComponent("tiny_greedy_golden.json")
-        guard let data = try? Data(contentsOf: url),
-              let root = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw XCTSkip("../shared/golden/tiny_greedy_golden.json is not available")
-        }
+        let root = try Fixtures.json("tiny_greedy_golden.json")
         for c in root["cases"] as! [[String: Any]] {
             let generated = c["generated_ids"] as! [Int]
             let hex = Array((c["generated_bytes_hex"] as! String).utf8)
@@ -86,11 +82,7 @@ final class TokenizerGoldenTests: XCTestCase {
     /// The golden prompt of the model tests encodes to the ids the logits were computed for.
     func testModelGoldenPromptIds() throws {
         let tokenizer = try Tokenizer(directory: TokenizerFixtures.golden)
-        let url = TokenizerFixtures.sharedGolden.appendingPathComponent("tiny_golden.json")
-        guard let data = try? Data(contentsOf: url),
-              let root = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw XCTSkip("../shared/golden/tiny_golden.json is not available")
-        }
+        let root = try Fixtures.json("tiny_golden.json")
         XCTAssertEqual(tokenizer.encode(root["prompt"] as! String), root["input_ids"] as! [Int])
     }
 }
