@@ -6,8 +6,12 @@ public enum VectorExp {
 
     @inline(__always)
     static func exp(_ x: F8) -> F8 {
-        let clamped = x.clamped(lowerBound: F8(repeating: -87.3), upperBound: F8(repeating: 88.7))
-        let n = (clamped * 1.442_695_04).rounded(.toNearestOrEven)
+        // Written with operations that lower to vector instructions: `.clamped`, `.rounded` and
+        // SIMD Int32 conversion do not, and were slower than scalar expf.
+        let clamped = pointwiseMin(pointwiseMax(x, F8(repeating: -87.3)), F8(repeating: 88.7))
+        let magic = F8(repeating: 12_582_912)  // 1.5 · 2^23: adding it rounds to the nearest integer
+        let shifted = clamped * 1.442_695_04 + magic
+        let n = shifted - magic
         var r = clamped - n * 0.693_359_375
         r = r - n * -2.121_944_4e-4
         var p = F8(repeating: 1.987_569_15e-4)
@@ -17,8 +21,9 @@ public enum VectorExp {
         p = p * r + 1.666_666_545_9e-1
         p = p * r + 5.000_000_120_1e-1
         p = p * r * r + r + 1
-        let exponent = (SIMD8<Int32>(n, rounding: .toNearestOrEven) &+ 127) &<< 23
-        return p * unsafeBitCast(exponent, to: F8.self)
+        // The low mantissa bits of `shifted` hold n, as 0x4B400000 + n.
+        let bits = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        return p * unsafeBitCast((bits &+ 127) &<< 23, to: F8.self)
     }
 
     @inline(__always)
