@@ -25,8 +25,10 @@ let package = Package(
         .target(name: "RPC"),
         // Lifetimes, offsets, the jemalloc-backed arena, cap search. Knows shapes, never weights.
         .target(name: "MemoryPlanner", dependencies: ["CJemalloc"]),
+        // Elementwise kernels in C: AVX2/FMA where the CPU has it (chosen at run time).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Tensors, kernels, model, tokenizer, LoRA, training, pruning, quantization, generation.
-        .target(name: "Runtime", dependencies: ["MemoryPlanner", "COpenBLAS"]),
+        .target(name: "Runtime", dependencies: ["MemoryPlanner", "COpenBLAS", "CKernels"]),
         // The `loramd` executable: method handlers translating between RPC and the rest.
         .executableTarget(name: "LoRAMDaemon", dependencies: ["RPC", "Runtime", "MemoryPlanner"]),
 

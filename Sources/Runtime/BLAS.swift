@@ -23,6 +23,7 @@ public enum BLAS {
     /// Sets the number of threads OpenBLAS uses for every later call (`threads` of `initialize`).
     public static func setThreads(_ count: Int) {
         openblas_set_num_threads(Int32(max(1, count)))
+        Parallel.threads = max(1, count)
     }
 
     public static var threads: Int { Int(openblas_get_num_threads()) }

@@ -1,11 +1,18 @@
+import CKernels
 import COpenBLAS
 import Foundation
 
 /// Grouped-query causal self-attention over the KV cache: query head h reads kv head
 /// h / (H / KV); scores are scaled by 1/sqrt(D), masked causally and softmaxed in fp32.
 /// Shapes: q (T, H·D) for positions `position…position+T-1`; out (T, H·D); the cache already
-/// holds keys and values for positions 0…position+T-1. `scores` holds at least rows·(position+T).
+/// holds keys and values for positions 0…position+T-1; `scores` holds at least H·(position+T).
+///
+/// Query rows go in blocks: every head's scores for a block first (OpenBLAS, all cores), then
+/// all their softmaxes at once (split across cores), then every head's output.
 enum CausalAttention {
+    /// Few enough rows that little of the masked triangle is computed.
+    static let maxBlockRows = 128
+
     static func forward(q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, tokens: Int, position: Int,
                         heads: Int, kvHeads: Int, layer: Int, cache: KVCache,
                         scores: UnsafeMutablePointer<Float>, scoreCapacity: Int) {
@@ -13,46 +20,50 @@ enum CausalAttention {
         let group = heads / kvHeads
         let scale = 1 / Float(d).squareRoot()
         let stride = heads * d
-        // Query rows per block, so the score matrix fits its buffer however long the context.
-        let blockRows = max(1, min(tokens, scoreCapacity / total))
-        for h in 0..<heads {
-            let keys = cache.keys(layer: layer, head: h / group)
-            let values = cache.values(layer: layer, head: h / group)
-            var start = 0
-            while start < tokens {
-                let rows = min(blockRows, tokens - start)
-                // Keys this block can see: up to its last row's position.
-                let visible = position + start + rows
+        let blockRows = max(1, min(tokens, maxBlockRows, scoreCapacity / (heads * total)))
+        var start = 0
+        while start < tokens {
+            let rows = min(blockRows, tokens - start)
+            // Keys this block can see: up to its last row's position.
+            let visible = position + start + rows
+            let headScores = rows * visible
+            for h in 0..<heads {
+                let keys = cache.keys(layer: layer, head: h / group)
                 let qBlock = q + start * stride + h * d
-                let oBlock = out + start * stride + h * d
+                let s = scores + h * headScores
                 if rows == 1 {
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(d), scale, keys, Int32(d), qBlock, 1, 0, scores, 1)
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(d), scale, keys, Int32(d), qBlock, 1, 0, s, 1)
                 } else {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
-                                scale, qBlock, Int32(stride), keys, Int32(d), 0, scores, Int32(visible))
+                                scale, qBlock, Int32(stride), keys, Int32(d), 0, s, Int32(visible))
                 }
-                for r in 0..<rows {
-                    softmaxCausal(scores + r * visible, valid: position + start + r + 1, width: visible)
+            }
+            // Row r of head h sees keys 0…position+start+r.
+            Parallel.ranges(heads * rows, costPerItem: visible * 4) { range in
+                var index = range.lowerBound
+                while index < range.upperBound {
+                    let h = index / rows, r0 = index % rows, r1 = min(rows, r0 + (range.upperBound - index))
+                    lk_softmax_causal(scores + h * headScores, visible, r0, r1, position + start + 1)
+                    index += r1 - r0
                 }
+            }
+            for h in 0..<heads {
+                let values = cache.values(layer: layer, head: h / group)
+                let oBlock = out + start * stride + h * d
+                let s = scores + h * headScores
                 if rows == 1 {
-                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(d), 1, values, Int32(d), scores, 1, 0, oBlock, 1)
+                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(d), 1, values, Int32(d), s, 1, 0, oBlock, 1)
                 } else {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
-                                1, scores, Int32(visible), values, Int32(d), 0, oBlock, Int32(stride))
+                                1, s, Int32(visible), values, Int32(d), 0, oBlock, Int32(stride))
                 }
-                start += rows
             }
+            start += rows
         }
     }
 
     /// Softmax over the first `valid` entries of a row of `width`; the masked rest become 0.
-    @inline(__always)
     static func softmaxCausal(_ row: UnsafeMutablePointer<Float>, valid: Int, width: Int) {
-        var maxValue = -Float.infinity
-        for j in 0..<valid where row[j] > maxValue { maxValue = row[j] }
-        let sum = VectorExp.expShiftedSum(row, count: valid, shift: maxValue)
-        let inverse = 1 / sum
-        for j in 0..<valid { row[j] *= inverse }
-        for j in valid..<width { row[j] = 0 }
+        lk_softmax_causal(row, width, 0, 1, valid)
     }
 }

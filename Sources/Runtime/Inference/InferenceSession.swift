@@ -36,6 +36,9 @@ public final class InferenceSession: @unchecked Sendable {
         }
     }
 
+    /// Prefill chunk: bigger chunks make bigger, more efficient matmuls but a bigger workspace.
+    public static let defaultChunkSize = 256
+
     public let model: LlamaModel
     public let cache: KVCache
     public let chunkSize: Int
@@ -50,7 +53,7 @@ public final class InferenceSession: @unchecked Sendable {
     private let weightScratchCount: Int
     public let workspaceBytes: Int
 
-    public init(model: LlamaModel, capacity: Int, chunkSize: Int = 256) {
+    public init(model: LlamaModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize) {
         let config = model.config
         self.model = model
         self.chunkSize = max(1, chunkSize)
@@ -60,8 +63,9 @@ public final class InferenceSession: @unchecked Sendable {
         let h = model.layers.map(\.shape.headCount).max() ?? 1
         let kv = model.layers.map(\.shape.kvHeadCount).max() ?? 1
         let i = model.layers.map(\.shape.intermediateSize).max() ?? 1
-        // Scores for a block of query rows against every cached key; long contexts use fewer rows.
-        scoreCapacity = max(t * min(capacity, 4096), capacity)
+        // Every head's scores for a block of query rows against every cached key: at least one
+        // row per head; long contexts use fewer rows per block to stay under 64 MB.
+        scoreCapacity = max(h * capacity, min(h * min(t, CausalAttention.maxBlockRows) * capacity, 16 << 20))
         weightScratchCount = 1 << 22
         let sizes = [t * c, t * c, t * h * d, t * kv * d, t * kv * d, t * h * d, t * i, t * i]
         let buffers = sizes.map { UnsafeMutablePointer<Float>.allocate(capacity: max(1, $0)) }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Rotary position embeddings in Hugging Face's rotate-half layout: dimension i pairs with
@@ -55,17 +56,8 @@ public struct RotaryEmbedding: Sendable {
     /// Shapes: x (T, heads·D) with rows `rowStride` apart; table (T, D).
     public func apply(_ x: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, rowStride: Int,
                       table: UnsafePointer<Float>) {
-        let half = headDim / 2
-        for t in 0..<tokens {
-            let cos = table + t * headDim, sin = cos + half
-            for h in 0..<heads {
-                let v = x + t * rowStride + h * headDim
-                for j in 0..<half {
-                    let a = v[j], b = v[j + half]
-                    v[j] = a * cos[j] - b * sin[j]
-                    v[j + half] = b * cos[j] + a * sin[j]
-                }
-            }
+        Parallel.ranges(tokens, costPerItem: heads * headDim) { range in
+            lk_rope(x, rowStride, heads, headDim, table, range.lowerBound, range.upperBound)
         }
     }
 }

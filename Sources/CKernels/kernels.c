@@ -1,0 +1,148 @@
+#include "CKernels.h"
+#include <math.h>
+#include <immintrin.h>
+
+// ---- portable versions ----------------------------------------------------------------------
+
+static void softmax_row_portable(float *row, long valid, long width) {
+    float m = -INFINITY;
+    for (long j = 0; j < valid; j++) if (row[j] > m) m = row[j];
+    float sum = 0;
+    for (long j = 0; j < valid; j++) { row[j] = expf(row[j] - m); sum += row[j]; }
+    float inv = 1.0f / sum;
+    for (long j = 0; j < valid; j++) row[j] *= inv;
+    for (long j = valid; j < width; j++) row[j] = 0;
+}
+
+static void swiglu_portable(const float *gate, const float *up, float *out, long begin, long end) {
+    for (long i = begin; i < end; i++) { float g = gate[i]; out[i] = g / (1.0f + expf(-g)) * up[i]; }
+}
+
+static void rmsnorm_row_portable(const float *x, const float *w, float *out, long cols, float eps) {
+    float sum = 0;
+    for (long i = 0; i < cols; i++) sum += x[i] * x[i];
+    float scale = 1.0f / sqrtf(sum / (float)cols + eps);
+    for (long i = 0; i < cols; i++) out[i] = x[i] * scale * w[i];
+}
+
+// ---- AVX2 + FMA versions ----------------------------------------------------------------------
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+// Cephes expf: range reduction by ln 2 in two parts, a degree-6 polynomial, 2^n from the bits.
+AVX2 static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+AVX2 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline float hmax256(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static void softmax_row_avx2(float *row, long valid, long width) {
+    long j = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; j + 8 <= valid; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(row + j));
+    float m = hmax256(vm);
+    for (; j < valid; j++) if (row[j] > m) m = row[j];
+    __m256 shift = _mm256_set1_ps(m), vs = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= valid; j += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), shift));
+        _mm256_storeu_ps(row + j, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    float sum = hsum256(vs);
+    for (; j < valid; j++) { row[j] = expf(row[j] - m); sum += row[j]; }
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (j = 0; j + 8 <= valid; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), inv));
+    for (; j < valid; j++) row[j] *= 1.0f / sum;
+    for (j = valid; j < width; j++) row[j] = 0;
+}
+
+AVX2 static void swiglu_avx2(const float *gate, const float *up, float *out, long begin, long end) {
+    long i = begin;
+    __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= end; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, g))));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    swiglu_portable(gate, up, out, i, end);
+}
+
+AVX2 static void rmsnorm_row_avx2(const float *x, const float *w, float *out, long cols, float eps) {
+    long i = 0;
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + 8 <= cols; i += 8) { __m256 v = _mm256_loadu_ps(x + i); acc = _mm256_fmadd_ps(v, v, acc); }
+    float sum = hsum256(acc);
+    for (; i < cols; i++) sum += x[i] * x[i];
+    float scale = 1.0f / sqrtf(sum / (float)cols + eps);
+    __m256 vs = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= cols; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+    for (; i < cols; i++) out[i] = x[i] * scale * w[i];
+}
+
+// ---- dispatch ---------------------------------------------------------------------------------
+
+static int has_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) { __builtin_cpu_init(); cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+    return cached;
+}
+
+void lk_softmax_causal(float *scores, long width, long row0, long row1, long valid0) {
+    int fast = has_avx2();
+    for (long r = row0; r < row1; r++) {
+        long valid = valid0 + r < width ? valid0 + r : width;
+        if (fast) softmax_row_avx2(scores + r * width, valid, width); else softmax_row_portable(scores + r * width, valid, width);
+    }
+}
+
+void lk_swiglu(const float *gate, const float *up, float *out, long begin, long end) {
+    if (has_avx2()) swiglu_avx2(gate, up, out, begin, end); else swiglu_portable(gate, up, out, begin, end);
+}
+
+void lk_rmsnorm(const float *x, const float *w, float *out, long cols, float eps, long row0, long row1) {
+    int fast = has_avx2();
+    for (long r = row0; r < row1; r++) {
+        if (fast) rmsnorm_row_avx2(x + r * cols, w, out + r * cols, cols, eps);
+        else rmsnorm_row_portable(x + r * cols, w, out + r * cols, cols, eps);
+    }
+}
+
+void lk_rope(float *x, long stride, long heads, long headDim, const float *table, long row0, long row1) {
+    long half = headDim / 2;
+    for (long t = row0; t < row1; t++) {
+        const float *c = table + t * headDim, *s = c + half;
+        for (long h = 0; h < heads; h++) {
+            float *v = x + t * stride + h * headDim;
+            for (long j = 0; j < half; j++) {
+                float a = v[j], b = v[j + half];
+                v[j] = a * c[j] - b * s[j];
+                v[j + half] = b * c[j] + a * s[j];
+            }
+        }
+    }
+}
