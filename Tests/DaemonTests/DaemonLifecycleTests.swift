@@ -38,6 +38,7 @@ final class DaemonLifecycleTests: XCTestCase {
         guard case .array(let methods)? = result["capabilities"]?["methods"] else { return XCTFail("\(result)") }
         XCTAssertTrue(methods.contains(.string("model/list")))
         XCTAssertTrue(methods.contains(.string("shutdown")))
+        XCTAssertEqual(result["capabilities"]?["dtypes"], .array([.string("bf16"), .string("f16"), .string("f32")]))
         XCTAssertFalse(methods.contains(.string("debug/sleep")), "debug methods only with --debug-methods")
         XCTAssertEqual(result["device"]?["hbmCapBytes"], .int(123456789))
         XCTAssertEqual(result["device"]?["threads"], .int(1))
