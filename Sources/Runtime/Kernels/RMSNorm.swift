@@ -10,3 +10,35 @@ public enum RMSNorm {
         }
     }
 }
+
+extension RMSNorm {
+    /// 1 / sqrt(mean(x²) + eps) per row, what the backward needs from the forward.
+    /// Shapes: x (T, C); out (T).
+    public static func inverseRMS(_ x: UnsafePointer<Float>, rows: Int, cols: Int, eps: Float, out: UnsafeMutablePointer<Float>) {
+        for t in 0..<rows {
+            let row = x + t * cols
+            var sum: Float = 0
+            for i in 0..<cols { sum += row[i] * row[i] }
+            out[t] = 1 / (sum / Float(cols) + eps).squareRoot()
+        }
+    }
+
+    /// Backward of y = x·r·w with r = 1/sqrt(mean(x²) + eps):
+    /// dx += r·(dy⊙w) − x·r³·mean(x⊙dy⊙w); dw += Σ_t dy⊙x·r (when `weightGrad` is given).
+    /// Shapes: dy, x, dx (T, C); w, weightGrad (C); inverse (T).
+    public static func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                inverse: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, weightGrad: UnsafeMutablePointer<Float>?,
+                                rows: Int, cols: Int) {
+        for t in 0..<rows {
+            let g = dy + t * cols, xr = x + t * cols, out = dx + t * cols
+            let r = inverse[t]
+            var dot: Float = 0
+            for i in 0..<cols { dot += xr[i] * g[i] * weight[i] }
+            let coefficient = r * r * r * dot / Float(cols)
+            for i in 0..<cols { out[i] += r * g[i] * weight[i] - coefficient * xr[i] }
+            if let weightGrad {
+                for i in 0..<cols { weightGrad[i] += g[i] * xr[i] * r }
+            }
+        }
+    }
+}

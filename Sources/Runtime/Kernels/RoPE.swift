@@ -60,4 +60,22 @@ public struct RotaryEmbedding: Sendable {
             lk_rope(x, rowStride, heads, headDim, table, range.lowerBound, range.upperBound)
         }
     }
+
+    /// Backward of `apply`: the rotation's transpose, i.e. the rotation by the opposite angle.
+    /// Shapes: dx (T, heads·D) with rows `rowStride` apart; table (T, D) as for the forward.
+    public func applyBackward(_ dx: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, rowStride: Int,
+                              table: UnsafePointer<Float>) {
+        let half = headDim / 2
+        for t in 0..<tokens {
+            let cos = table + t * headDim, sin = cos + half
+            for h in 0..<heads {
+                let v = dx + t * rowStride + h * headDim
+                for j in 0..<half {
+                    let a = v[j], b = v[j + half]
+                    v[j] = a * cos[j] + b * sin[j]
+                    v[j + half] = b * cos[j] - a * sin[j]
+                }
+            }
+        }
+    }
 }

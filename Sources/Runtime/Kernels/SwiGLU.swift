@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 
 /// LLaMA's MLP gate: out = silu(gate) · up, elementwise, with silu(x) = x · sigmoid(x).
 /// Shapes: gate, up, out (T, I); `out` may alias `gate`.
@@ -6,6 +7,22 @@ public enum SwiGLU {
     public static func forward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, count: Int) {
         Parallel.ranges(count, costPerItem: 4) { range in
             lk_swiglu(gate, up, out, range.lowerBound, range.upperBound)
+        }
+    }
+}
+
+extension SwiGLU {
+    /// Backward of out = silu(gate)·up: dgate = dout·up·silu'(gate), dup = dout·silu(gate), with
+    /// silu'(g) = σ(g)·(1 + g·(1 − σ(g))). Writes dgate over `dgate` and dup over `dup`.
+    /// Shapes: all (T, I).
+    public static func backward(dout: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                                dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let g = gate[i]
+            let sigmoid = 1 / (1 + expf(-g))
+            let d = dout[i]
+            dup[i] = d * g * sigmoid
+            dgate[i] = d * up[i] * sigmoid * (1 + g * (1 - sigmoid))
         }
     }
 }

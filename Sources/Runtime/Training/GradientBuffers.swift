@@ -1,0 +1,75 @@
+/// One fp32 gradient buffer per trainable tensor, and nothing for frozen ones: in LoRA mode the
+/// adapter's A and B; in full mode every base weight and norm not frozen. The optimizer walks
+/// `entries`; the step finds a tensor's buffer by the tensor.
+public final class GradientBuffers: @unchecked Sendable {
+    public struct Entry {
+        /// PEFT's name for adapter tensors, transformers' for base tensors.
+        public let name: String
+        public let parameter: UnsafeMutablePointer<Float>
+        public let gradient: UnsafeMutablePointer<Float>
+        public let count: Int
+        /// Norm weights (and biases, which LLaMA has none of) get no weight decay, as in transformers' Trainer.
+        public let decays: Bool
+    }
+
+    public private(set) var entries: [Entry] = []
+    private var byWeight: [ObjectIdentifier: UnsafeMutablePointer<Float>] = [:]
+    private var byNorm: [UnsafeMutablePointer<Float>: UnsafeMutablePointer<Float>] = [:]
+    private let buffers = FloatBuffers()
+
+    public var byteCount: Int { buffers.byteCount }
+
+    /// Gradients for the adapter's pairs only.
+    public init(adapter: LoRAAdapter) {
+        for (path, pair) in adapter.namedPairs {
+            add(weight: pair.a, name: "base_model.model.\(path).lora_A.weight")
+            add(weight: pair.b, name: "base_model.model.\(path).lora_B.weight")
+        }
+    }
+
+    /// Gradients for every base tensor whose name does not contain one of `frozen` (e.g. "lm_head").
+    /// A tied embedding is one tensor: frozen if either of its names is.
+    public init(weights: TrainingWeights, frozen: Set<String>) {
+        let config = weights.config
+        func isFrozen(_ name: String) -> Bool { frozen.contains { name.contains($0) } }
+        let c = config.hiddenSize
+        let embeddingFrozen = isFrozen("model.embed_tokens.weight") || (config.tiedEmbeddings && isFrozen("lm_head.weight"))
+        if !embeddingFrozen { add(weight: weights.embedding, name: "model.embed_tokens.weight") }
+        for (i, layer) in weights.layers.enumerated() {
+            let p = "model.layers.\(i)."
+            for (name, weight) in [("self_attn.q_proj", layer.q), ("self_attn.k_proj", layer.k), ("self_attn.v_proj", layer.v),
+                                   ("self_attn.o_proj", layer.o), ("mlp.gate_proj", layer.gate), ("mlp.up_proj", layer.up),
+                                   ("mlp.down_proj", layer.down)] where !isFrozen(p + name + ".weight") {
+                add(weight: weight, name: p + name + ".weight")
+            }
+            for (name, norm) in [("input_layernorm", layer.inputNorm), ("post_attention_layernorm", layer.postAttentionNorm)]
+            where !isFrozen(p + name + ".weight") {
+                add(norm: norm, count: c, name: p + name + ".weight")
+            }
+        }
+        if !isFrozen("model.norm.weight") { add(norm: weights.finalNorm, count: c, name: "model.norm.weight") }
+        if !config.tiedEmbeddings && !isFrozen("lm_head.weight") { add(weight: weights.lmHead, name: "lm_head.weight") }
+    }
+
+    private func add(weight: Weight, name: String) {
+        precondition(weight.dtype == .f32 && !weight.isBorrowed, "\(name): trainable weights must be owned fp32")
+        let gradient = buffers.make(weight.elementCount)
+        byWeight[ObjectIdentifier(weight)] = gradient
+        entries.append(Entry(name: name, parameter: weight.float32!, gradient: gradient, count: weight.elementCount, decays: true))
+    }
+
+    private func add(norm: UnsafeMutablePointer<Float>, count: Int, name: String) {
+        let gradient = buffers.make(count)
+        byNorm[norm] = gradient
+        entries.append(Entry(name: name, parameter: norm, gradient: gradient, count: count, decays: false))
+    }
+
+    public func gradient(for weight: Weight) -> UnsafeMutablePointer<Float>? { byWeight[ObjectIdentifier(weight)] }
+    public func gradient(forNorm norm: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float>? { byNorm[norm] }
+
+    public func zero() {
+        for entry in entries { entry.gradient.update(repeating: 0, count: entry.count) }
+    }
+
+    public var parameterCount: Int { entries.reduce(0) { $0 + $1.count } }
+}

@@ -1,0 +1,409 @@
+import CKernels
+import COpenBLAS
+import Foundation
+
+/// One micro-batch through the model and back: the forward keeps what the backward needs, the
+/// backward adds every trainable tensor's gradient into `gradients`. LoRA mode computes gradients
+/// for the adapter only (no buffer exists for a frozen base weight); full mode for every unfrozen
+/// tensor. With `checkpointing`, only each layer's input is kept and the layer's forward is
+/// recomputed just before its backward.
+///
+/// Axes: B rows of S tokens (T = B·S), C hidden, H heads, KV kv heads, D head dim, I MLP width,
+/// V vocab, r LoRA rank. Attention is causal within each row.
+public final class TrainingStep: @unchecked Sendable {
+    public let weights: TrainingWeights
+    public let adapter: LoRAAdapter?
+    public let gradients: GradientBuffers
+    public let rows: Int
+    public let seqLen: Int
+    public let checkpointing: Bool
+
+    /// What one layer's backward needs from its forward.
+    struct LayerActivations {
+        var xIn, inv1, xn1, q, k, v, probs, att, xMid, inv2, xn2, gate, up, act: UnsafeMutablePointer<Float>
+        /// x·Aᵀ of each LoRA pair of the layer, (T, r).
+        var loraU: [LoRATarget: UnsafeMutablePointer<Float>]
+    }
+
+    private let buffers: FloatBuffers
+    private var saved: [LayerActivations] = []
+    /// Layer inputs only, when checkpointing.
+    private var layerInputs: [UnsafeMutablePointer<Float>] = []
+    private let rope: RotaryEmbedding
+    private let ropeTable: UnsafeMutablePointer<Float>
+    // Final norm and the loss.
+    private let xFinal, invFinal, xnFinal, logits, finalU: UnsafeMutablePointer<Float>
+    // Backward workspaces.
+    private let dx, dxn, dq, dk, dv, datt, dact, dgate, dup, dScores, du, dropped, scratch: UnsafeMutablePointer<Float>
+    private let scratchCount = 1 << 20
+    private let lossRows = 32
+    private var dropoutSeed: UInt64 = 0
+    private var dropoutOn = false
+
+    /// Bytes of activations and workspaces (gradients are counted by `gradients`).
+    public var workspaceBytes: Int { buffers.byteCount }
+
+    public init(weights: TrainingWeights, adapter: LoRAAdapter?, gradients: GradientBuffers,
+                microBatch: Int, seqLen: Int, checkpointing: Bool) {
+        let buffers = FloatBuffers()
+        self.buffers = buffers
+        self.weights = weights
+        self.adapter = adapter
+        self.gradients = gradients
+        self.rows = microBatch
+        self.seqLen = seqLen
+        self.checkpointing = checkpointing
+        let config = weights.config
+        let t = microBatch * seqLen, c = config.hiddenSize, d = config.headDim, v = config.vocabSize
+        let hMax = config.layers.map(\.headCount).max() ?? 1
+        let kvMax = config.layers.map(\.kvHeadCount).max() ?? 1
+        let iMax = config.layers.map(\.intermediateSize).max() ?? 1
+        let r = adapter?.rank ?? 1
+        rope = RotaryEmbedding(headDim: d, theta: config.ropeTheta, scaling: config.ropeScaling)
+        ropeTable = buffers.make(t * d)
+        for b in 0..<microBatch { rope.fillTable(ropeTable + b * seqLen * d, tokens: seqLen, position: 0) }
+
+        func makeActivations(_ shape: LlamaConfig.LayerShape, _ targets: [LoRATarget]) -> LayerActivations {
+            var loraU: [LoRATarget: UnsafeMutablePointer<Float>] = [:]
+            for target in targets { loraU[target] = buffers.make(t * r) }
+            return LayerActivations(
+                xIn: buffers.make(t * c), inv1: buffers.make(t), xn1: buffers.make(t * c),
+                q: buffers.make(t * shape.headCount * d), k: buffers.make(t * shape.kvHeadCount * d), v: buffers.make(t * shape.kvHeadCount * d),
+                probs: buffers.make(microBatch * shape.headCount * seqLen * seqLen), att: buffers.make(t * shape.headCount * d),
+                xMid: buffers.make(t * c), inv2: buffers.make(t), xn2: buffers.make(t * c),
+                gate: buffers.make(t * shape.intermediateSize), up: buffers.make(t * shape.intermediateSize),
+                act: buffers.make(t * shape.intermediateSize), loraU: loraU)
+        }
+        let allTargets = LoRATarget.layerTargets.filter { adapter?.targets.contains($0) ?? false }
+        if checkpointing {
+            // One set of activations, sized for the widest layer, reused by every layer.
+            let widest = LlamaConfig.LayerShape(headCount: hMax, kvHeadCount: kvMax, intermediateSize: iMax)
+            saved = [makeActivations(widest, allTargets)]
+            layerInputs = config.layers.map { _ in buffers.make(t * c) }
+        } else {
+            saved = config.layers.map { makeActivations($0, allTargets) }
+        }
+        xFinal = buffers.make(t * c)
+        invFinal = buffers.make(t)
+        xnFinal = buffers.make(t * c)
+        logits = buffers.make(lossRows * v)
+        finalU = buffers.make(t * r)
+        dx = buffers.make(t * c)
+        dxn = buffers.make(t * max(c, iMax))
+        dq = buffers.make(t * hMax * d)
+        dk = buffers.make(t * kvMax * d)
+        dv = buffers.make(t * kvMax * d)
+        datt = buffers.make(t * hMax * d)
+        dact = buffers.make(t * iMax)
+        dgate = buffers.make(t * iMax)
+        dup = buffers.make(t * iMax)
+        dScores = buffers.make(seqLen * seqLen)
+        du = buffers.make(max(t, lossRows) * r)
+        dropped = buffers.make(t * max(c, iMax, hMax * d))
+        scratch = buffers.make(scratchCount)
+    }
+
+    private func activations(_ layer: Int) -> LayerActivations { checkpointing ? saved[0] : saved[layer] }
+
+    // MARK: Step
+
+    /// Forward and backward over one micro-batch (ids and labels: B·S each, labels[t] is the
+    /// target at t, -100 for none). Gradients are added, scaled by 1/`normalizer` (the number of
+    /// labelled tokens in the whole accumulated batch). Returns the summed loss and token count.
+    public func run(ids: [Int], labels: [Int], normalizer: Int, dropoutSeed: UInt64?) -> (lossSum: Double, tokens: Int) {
+        precondition(ids.count == rows * seqLen && labels.count == ids.count)
+        self.dropoutSeed = dropoutSeed ?? 0
+        dropoutOn = dropoutSeed != nil && (adapter?.dropout ?? 0) > 0
+        forward(ids)
+        let result = lossAndBackward(labels: labels, normalizer: Float(max(1, normalizer)), backward: true)
+        for l in stride(from: weights.layers.count - 1, through: 0, by: -1) {
+            if checkpointing {
+                forwardLayer(l, input: layerInputs[l])
+                // The down projection's output is the next layer's input (kept); its x·Aᵀ is not.
+                let a = activations(l)
+                if let u = a.loraU[.down] { loraProject(a.act, weights.layers[l].down, .down, layer: l, u: u, rowCount: rows * seqLen) }
+            }
+            backwardLayer(l)
+        }
+        if let gradient = gradients.gradient(for: weights.embedding) {
+            let c = weights.config.hiddenSize
+            for (t, id) in ids.enumerated() {
+                let row = gradient + id * c, g = dx + t * c
+                for i in 0..<c { row[i] += g[i] }
+            }
+        }
+        return result
+    }
+
+    /// The loss alone (no gradients, no dropout).
+    public func loss(ids: [Int], labels: [Int]) -> (lossSum: Double, tokens: Int) {
+        dropoutOn = false
+        forward(ids)
+        return lossAndBackward(labels: labels, normalizer: 1, backward: false)
+    }
+
+    // MARK: Forward
+
+    private func forward(_ ids: [Int]) {
+        let c = weights.config.hiddenSize
+        let x = checkpointing ? layerInputs[0] : saved[0].xIn
+        for (t, id) in ids.enumerated() {
+            let row = weights.embedding.rows(id..<(id + 1), scratch: x + t * c)
+            if row != UnsafePointer(x + t * c) { (x + t * c).update(from: row, count: c) }
+        }
+        for l in 0..<weights.layers.count {
+            let input = checkpointing ? layerInputs[l] : saved[l].xIn
+            let output = l + 1 < weights.layers.count ? (checkpointing ? layerInputs[l + 1] : saved[l + 1].xIn) : xFinal
+            forwardLayer(l, input: input)
+            let a = activations(l)
+            // The layer's output: xMid + down(act) was accumulated into xMid's copy below.
+            output.update(from: a.xMid, count: rows * seqLen * c)
+            linear(a.act, weights.layers[l].down, .down, layer: l, into: output, accumulate: true, u: a.loraU[.down])
+        }
+    }
+
+    /// One layer's forward from `input`, filling its activations up to `act`.
+    private func forwardLayer(_ l: Int, input: UnsafeMutablePointer<Float>) {
+        let layer = weights.layers[l], a = activations(l)
+        let config = weights.config
+        let t = rows * seqLen, c = config.hiddenSize, d = config.headDim
+        let h = layer.shape.headCount, kv = layer.shape.kvHeadCount, inter = layer.shape.intermediateSize
+        if input != a.xIn { a.xIn.update(from: input, count: t * c) }
+        normalize(a.xIn, weight: layer.inputNorm, inverse: a.inv1, out: a.xn1)
+        linear(a.xn1, layer.q, .q, layer: l, into: a.q, u: a.loraU[.q])
+        linear(a.xn1, layer.k, .k, layer: l, into: a.k, u: a.loraU[.k])
+        linear(a.xn1, layer.v, .v, layer: l, into: a.v, u: a.loraU[.v])
+        rope.apply(a.q, tokens: t, heads: h, rowStride: h * d, table: ropeTable)
+        rope.apply(a.k, tokens: t, heads: kv, rowStride: kv * d, table: ropeTable)
+        attentionForward(a, heads: h, kvHeads: kv)
+        a.xMid.update(from: a.xIn, count: t * c)
+        linear(a.att, layer.o, .o, layer: l, into: a.xMid, accumulate: true, u: a.loraU[.o])
+        normalize(a.xMid, weight: layer.postAttentionNorm, inverse: a.inv2, out: a.xn2)
+        linear(a.xn2, layer.gate, .gate, layer: l, into: a.gate, u: a.loraU[.gate])
+        linear(a.xn2, layer.up, .up, layer: l, into: a.up, u: a.loraU[.up])
+        SwiGLU.forward(gate: a.gate, up: a.up, out: a.act, count: t * inter)
+    }
+
+    private func normalize(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, inverse: UnsafeMutablePointer<Float>,
+                           out: UnsafeMutablePointer<Float>) {
+        let t = rows * seqLen, c = weights.config.hiddenSize
+        RMSNorm.inverseRMS(x, rows: t, cols: c, eps: weights.config.rmsNormEps, out: inverse)
+        for row in 0..<t {
+            let r = inverse[row], xr = x + row * c, o = out + row * c
+            for i in 0..<c { o[i] = xr[i] * r * weight[i] }
+        }
+    }
+
+    private func attentionForward(_ a: LayerActivations, heads h: Int, kvHeads kv: Int) {
+        let d = weights.config.headDim, s = seqLen
+        let group = h / kv, scale = 1 / Float(d).squareRoot()
+        for b in 0..<rows {
+            for head in 0..<h {
+                let g = head / group
+                let q = a.q + b * s * h * d + head * d, k = a.k + b * s * kv * d + g * d, v = a.v + b * s * kv * d + g * d
+                let p = a.probs + (b * h + head) * s * s
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(s), Int32(s), Int32(d),
+                            scale, q, Int32(h * d), k, Int32(kv * d), 0, p, Int32(s))
+                lk_softmax_causal(p, s, 0, s, 1)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
+                            1, p, Int32(s), v, Int32(kv * d), 0, a.att + b * s * h * d + head * d, Int32(h * d))
+            }
+        }
+    }
+
+    /// y (+)= x·Wᵀ, plus scaling·(dropout(x)·Aᵀ)·Bᵀ when the adapter targets it (keeping x·Aᵀ in `u`).
+    private func linear(_ x: UnsafePointer<Float>, _ weight: Weight, _ target: LoRATarget, layer: Int,
+                        into out: UnsafeMutablePointer<Float>, accumulate: Bool = false, u: UnsafeMutablePointer<Float>?, rowCount: Int? = nil) {
+        let t = rowCount ?? rows * seqLen
+        Linear.forward(x, rows: t, weight: weight, out: out, accumulate: accumulate, scratch: scratch, scratchCount: scratchCount)
+        guard let adapter, let pair = adapter.pair(target, layer: layer), let u else { return }
+        let r = adapter.rank, outFeatures = weight.rows
+        loraProject(x, weight, target, layer: layer, u: u, rowCount: t)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(outFeatures), Int32(r),
+                    adapter.scaling, u, Int32(r), pair.b.float32!, Int32(r), 1, out, Int32(outFeatures))
+    }
+
+    /// u = dropout(x)·Aᵀ for the pair on `target` of `layer`.
+    private func loraProject(_ x: UnsafePointer<Float>, _ weight: Weight, _ target: LoRATarget, layer: Int,
+                             u: UnsafeMutablePointer<Float>, rowCount t: Int) {
+        guard let adapter, let pair = adapter.pair(target, layer: layer) else { return }
+        let inFeatures = weight.cols
+        let input = dropout(x, count: t * inFeatures, target: target, layer: layer)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(t), Int32(adapter.rank), Int32(inFeatures),
+                    1, input, Int32(inFeatures), pair.a.float32!, Int32(inFeatures), 0, u, Int32(adapter.rank))
+    }
+
+    // MARK: LoRA dropout
+
+    /// dropout(x) into `dropped`, or x itself when dropout is off. The mask is a hash of
+    /// (seed, layer, target, index), so the backward regenerates it instead of storing it.
+    private func dropout(_ x: UnsafePointer<Float>, count: Int, target: LoRATarget, layer: Int) -> UnsafePointer<Float> {
+        guard dropoutOn, let adapter else { return x }
+        let keep = 1 - adapter.dropout, scale = Float(1 / keep)
+        let base = maskBase(target: target, layer: layer)
+        for i in 0..<count { dropped[i] = Self.kept(base, i, keep) ? x[i] * scale : 0 }
+        return UnsafePointer(dropped)
+    }
+
+    private func maskBase(target: LoRATarget, layer: Int) -> UInt64 {
+        dropoutSeed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(layer &* 16 &+ (LoRATarget.allCases.firstIndex(of: target) ?? 0)) &* 0xBF58_476D_1CE4_E5B9
+    }
+
+    @inline(__always)
+    static func kept(_ base: UInt64, _ index: Int, _ keep: Double) -> Bool {
+        var z = base &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Double(z >> 11) * 0x1.0p-53 < keep
+    }
+
+    // MARK: Loss
+
+    /// Final norm, lm_head and cross-entropy in blocks of rows, so (T, V) logits never exist at
+    /// once; with `backward`, dx gets the gradient of the layers' output.
+    private func lossAndBackward(labels: [Int], normalizer: Float, backward: Bool) -> (Double, Int) {
+        let config = weights.config
+        let t = rows * seqLen, c = config.hiddenSize, v = config.vocabSize
+        normalize(xFinal, weight: weights.finalNorm, inverse: invFinal, out: xnFinal)
+        if backward { dxn.update(repeating: 0, count: t * c) }
+        var total = 0.0
+        var count = 0
+        let lmGradient = gradients.gradient(for: weights.lmHead)
+        var start = 0
+        while start < t {
+            let n = min(lossRows, t - start)
+            let x = xnFinal + start * c
+            linear(x, weights.lmHead, .lmHead, layer: 0, into: logits, u: finalU + start * (adapter?.rank ?? 1), rowCount: n)
+            for row in 0..<n {
+                let position = start + row
+                let target = position % seqLen + 1 < seqLen ? labels[position + 1] : Dataset.ignoreIndex
+                let values = logits + row * v
+                guard target != Dataset.ignoreIndex else {
+                    if backward { values.update(repeating: 0, count: v) }
+                    continue
+                }
+                var maxValue = -Float.infinity
+                for j in 0..<v where values[j] > maxValue { maxValue = values[j] }
+                var sum = 0.0
+                for j in 0..<v { sum += exp(Double(values[j] - maxValue)) }
+                total += log(sum) + Double(maxValue) - Double(values[target])
+                count += 1
+                if backward {
+                    // d(loss)/d(logits) = (softmax − onehot) / normalizer
+                    let inverse = Float(1 / sum) / normalizer
+                    for j in 0..<v { values[j] = expf(values[j] - maxValue) * inverse }
+                    values[target] -= 1 / normalizer
+                }
+            }
+            if backward {
+                linearBackward(dy: logits, x: x, weight: weights.lmHead, target: .lmHead, layer: 0,
+                               u: finalU + start * (adapter?.rank ?? 1), dx: dxn + start * c, rowCount: n, weightGradient: lmGradient)
+            }
+            start += n
+        }
+        if backward {
+            dx.update(repeating: 0, count: t * c)
+            RMSNorm.backward(dy: dxn, x: xFinal, weight: weights.finalNorm, inverse: invFinal, dx: dx,
+                             weightGrad: gradients.gradient(forNorm: weights.finalNorm), rows: t, cols: c)
+        }
+        return (total, count)
+    }
+
+    // MARK: Backward
+
+    /// The gradients of y = x·Wᵀ + s·(drop(x)·Aᵀ)·Bᵀ: dx += dy·W + s·drop'(dy·B·A); W's, A's and B's
+    /// gradients where they exist. `dx` accumulates.
+    private func linearBackward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: Weight, target: LoRATarget, layer: Int,
+                                u: UnsafePointer<Float>?, dx: UnsafeMutablePointer<Float>, rowCount: Int? = nil,
+                                weightGradient: UnsafeMutablePointer<Float>? = nil) {
+        let t = rowCount ?? rows * seqLen, inFeatures = weight.cols, outFeatures = weight.rows
+        LinearBackward.input(dy: dy, rows: t, weight: weight, dx: dx, accumulate: true, scratch: scratch, scratchCount: scratchCount)
+        if let gradientW = weightGradient ?? gradients.gradient(for: weight) {
+            LinearBackward.weight(dy: dy, x: x, rows: t, outFeatures: outFeatures, inFeatures: inFeatures, grad: gradientW)
+        }
+        guard let adapter, let pair = adapter.pair(target, layer: layer), let u else { return }
+        let r = adapter.rank, s = adapter.scaling
+        // dB += s·dyᵀ·u ; du = s·dy·B ; dA += duᵀ·drop(x) ; dx += drop'(du·A)
+        if let gradientB = gradients.gradient(for: pair.b) {
+            LinearBackward.weight(dy: dy, x: u, rows: t, outFeatures: outFeatures, inFeatures: r, grad: gradientB, scale: s)
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(r), Int32(outFeatures),
+                    s, dy, Int32(outFeatures), pair.b.float32!, Int32(r), 0, du, Int32(r))
+        let input = dropout(x, count: t * inFeatures, target: target, layer: layer)
+        if let gradientA = gradients.gradient(for: pair.a) {
+            LinearBackward.weight(dy: du, x: input, rows: t, outFeatures: r, inFeatures: inFeatures, grad: gradientA)
+        }
+        if dropoutOn {
+            let keep = 1 - adapter.dropout, scale = Float(1 / keep)
+            let base = maskBase(target: target, layer: layer)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(inFeatures), Int32(r),
+                        1, du, Int32(r), pair.a.float32!, Int32(inFeatures), 0, dropped, Int32(inFeatures))
+            for i in 0..<(t * inFeatures) where Self.kept(base, i, keep) { dx[i] += dropped[i] * scale }
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(inFeatures), Int32(r),
+                        1, du, Int32(r), pair.a.float32!, Int32(inFeatures), 1, dx, Int32(inFeatures))
+        }
+    }
+
+    /// Backward through layer `l`: dx holds the gradient of its output on entry and of its input on exit.
+    private func backwardLayer(_ l: Int) {
+        let layer = weights.layers[l], a = activations(l)
+        let config = weights.config
+        let t = rows * seqLen, c = config.hiddenSize, d = config.headDim
+        let h = layer.shape.headCount, kv = layer.shape.kvHeadCount, inter = layer.shape.intermediateSize
+        // MLP: out = xMid + down(silu(gate(xn2))·up(xn2)); dx is d(out) and passes to xMid unchanged.
+        dact.update(repeating: 0, count: t * inter)
+        linearBackward(dy: dx, x: a.act, weight: layer.down, target: .down, layer: l, u: a.loraU[.down], dx: dact)
+        SwiGLU.backward(dout: dact, gate: a.gate, up: a.up, dgate: dgate, dup: dup, count: t * inter)
+        dxn.update(repeating: 0, count: t * c)
+        linearBackward(dy: dgate, x: a.xn2, weight: layer.gate, target: .gate, layer: l, u: a.loraU[.gate], dx: dxn)
+        linearBackward(dy: dup, x: a.xn2, weight: layer.up, target: .up, layer: l, u: a.loraU[.up], dx: dxn)
+        RMSNorm.backward(dy: dxn, x: a.xMid, weight: layer.postAttentionNorm, inverse: a.inv2, dx: dx,
+                         weightGrad: gradients.gradient(forNorm: layer.postAttentionNorm), rows: t, cols: c)
+        // Attention: xMid = xIn + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1))).
+        datt.update(repeating: 0, count: t * h * d)
+        linearBackward(dy: dx, x: a.att, weight: layer.o, target: .o, layer: l, u: a.loraU[.o], dx: datt)
+        attentionBackward(a, heads: h, kvHeads: kv)
+        rope.applyBackward(dq, tokens: t, heads: h, rowStride: h * d, table: ropeTable)
+        rope.applyBackward(dk, tokens: t, heads: kv, rowStride: kv * d, table: ropeTable)
+        dxn.update(repeating: 0, count: t * c)
+        linearBackward(dy: dq, x: a.xn1, weight: layer.q, target: .q, layer: l, u: a.loraU[.q], dx: dxn)
+        linearBackward(dy: dk, x: a.xn1, weight: layer.k, target: .k, layer: l, u: a.loraU[.k], dx: dxn)
+        linearBackward(dy: dv, x: a.xn1, weight: layer.v, target: .v, layer: l, u: a.loraU[.v], dx: dxn)
+        RMSNorm.backward(dy: dxn, x: a.xIn, weight: layer.inputNorm, inverse: a.inv1, dx: dx,
+                         weightGrad: gradients.gradient(forNorm: layer.inputNorm), rows: t, cols: c)
+    }
+
+    /// out = P·V with P = softmax(scale·Q·Kᵀ): dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P⊙(dP − rowsum(dP⊙P));
+    /// dQ = scale·dS·K; dK += scale·dSᵀ·Q. GQA heads of a group add into their kv head.
+    private func attentionBackward(_ a: LayerActivations, heads h: Int, kvHeads kv: Int) {
+        let d = weights.config.headDim, s = seqLen, t = rows * seqLen
+        let group = h / kv, scale = 1 / Float(d).squareRoot()
+        dk.update(repeating: 0, count: t * kv * d)
+        dv.update(repeating: 0, count: t * kv * d)
+        for b in 0..<rows {
+            for head in 0..<h {
+                let g = head / group
+                let qOffset = b * s * h * d + head * d, kvOffset = b * s * kv * d + g * d
+                let p = a.probs + (b * h + head) * s * s
+                let dO = datt + qOffset
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
+                            1, p, Int32(s), dO, Int32(h * d), 1, dv + kvOffset, Int32(kv * d))
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(s), Int32(s), Int32(d),
+                            1, dO, Int32(h * d), a.v + kvOffset, Int32(kv * d), 0, dScores, Int32(s))
+                for row in 0..<s {
+                    let pr = p + row * s, dr = dScores + row * s
+                    var dot: Float = 0
+                    for j in 0...row { dot += pr[j] * dr[j] }
+                    for j in 0...row { dr[j] = pr[j] * (dr[j] - dot) }
+                    for j in (row + 1)..<s { dr[j] = 0 }
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
+                            scale, dScores, Int32(s), a.k + kvOffset, Int32(kv * d), 0, dq + qOffset, Int32(h * d))
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
+                            scale, dScores, Int32(s), a.q + qOffset, Int32(h * d), 1, dk + kvOffset, Int32(kv * d))
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+/// The weights a training step reads. For LoRA they are the loaded model's own (read-only, in
+/// whatever dtype it holds); for full-parameter training they are an owned fp32 copy the job
+/// updates in place. Norm weights always live in owned buffers so they can be trained.
+public final class TrainingWeights: @unchecked Sendable {
+    public struct Layer {
+        public let shape: LlamaConfig.LayerShape
+        public let inputNorm: UnsafeMutablePointer<Float>
+        public let postAttentionNorm: UnsafeMutablePointer<Float>
+        public let q, k, v, o, gate, up, down: Weight
+
+        public func linear(_ target: LoRATarget) -> Weight {
+            switch target {
+            case .q: return q
+            case .k: return k
+            case .v: return v
+            case .o: return o
+            case .gate: return gate
+            case .up: return up
+            case .down: return down
+            case .lmHead: preconditionFailure("lm_head is not a layer linear")
+            }
+        }
+    }
+
+    public let config: LlamaConfig
+    public let embedding: Weight
+    public let layers: [Layer]
+    public let finalNorm: UnsafeMutablePointer<Float>
+    public let lmHead: Weight
+    private let norms: FloatBuffers
+
+    /// `copy`: an owned fp32 copy of every weight (full-parameter training); else the model's own.
+    public init(model: LlamaModel, copy: Bool) {
+        config = model.config
+        norms = FloatBuffers()
+        func take(_ w: Weight) -> Weight {
+            guard copy else { return w }
+            let owned = Weight(rows: w.rows, cols: w.cols, dtype: .f32)
+            let values = w.toArray()
+            values.withUnsafeBufferPointer { owned.assign($0.baseAddress!) }
+            return owned
+        }
+        let c = model.config.hiddenSize
+        let norms = self.norms as FloatBuffers
+        func norm(_ values: [Float]) -> UnsafeMutablePointer<Float> {
+            let buffer = norms.make(c)
+            buffer.update(from: values, count: c)
+            return buffer
+        }
+        embedding = take(model.embedding)
+        lmHead = model.config.tiedEmbeddings ? embedding : take(model.lmHead)
+        layers = model.layers.map { layer in
+            Layer(shape: layer.shape, inputNorm: norm(layer.inputNorm), postAttentionNorm: norm(layer.postAttentionNorm),
+                  q: take(layer.q), k: take(layer.k), v: take(layer.v), o: take(layer.o),
+                  gate: take(layer.gate), up: take(layer.up), down: take(layer.down))
+        }
+        finalNorm = norm(model.finalNorm)
+    }
+
+    /// A LlamaModel over these weights as they are now (norms copied), for evaluation and saving.
+    public func snapshot() -> LlamaModel {
+        let c = config.hiddenSize
+        func array(_ p: UnsafeMutablePointer<Float>) -> [Float] { Array(UnsafeBufferPointer(start: p, count: c)) }
+        return LlamaModel(config: config, embedding: embedding, layers: layers.map { l in
+            LlamaModel.DecoderLayer(shape: l.shape, inputNorm: array(l.inputNorm), postAttentionNorm: array(l.postAttentionNorm),
+                                    q: l.q, k: l.k, v: l.v, o: l.o, gate: l.gate, up: l.up, down: l.down)
+        }, finalNorm: array(finalNorm), lmHead: config.tiedEmbeddings ? nil : lmHead)
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+import XCTest
+@testable import Runtime
+
+/// Gradients against PEFT (golden) and against finite differences.
+final class TrainingGradientTests: XCTestCase {
+    /// The golden adapter (r 8, alpha 16, all 7 projections), read tensor by tensor.
+    static func goldenAdapter(config: LlamaConfig) throws -> LoRAAdapter {
+        let adapter = LoRAAdapter(config: config, rank: 8, alpha: 16, targets: Set(LoRATarget.layerTargets))
+        let file = try SafetensorsFile(url: Fixtures.golden.appendingPathComponent("tiny_lora/adapter_model.safetensors"))
+        for (path, pair) in adapter.namedPairs {
+            for (suffix, weight) in [("lora_A", pair.a), ("lora_B", pair.b)] {
+                let info = try XCTUnwrap(file.tensors["base_model.model.\(path).\(suffix).weight"])
+                XCTAssertEqual(info.shape, [weight.rows, weight.cols])
+                let bytes = file.bytes(of: info)
+                DTypeConversion.toFloat32(bytes.baseAddress!, dtype: .f32, count: weight.elementCount, into: weight.float32!)
+            }
+        }
+        return adapter
+    }
+
+    static func tensors(_ name: String) throws -> [String: [Float]] {
+        let file = try SafetensorsFile(url: Fixtures.golden.appendingPathComponent(name))
+        var out: [String: [Float]] = [:]
+        for (key, info) in file.tensors {
+            var values = [Float](repeating: 0, count: info.elementCount)
+            values.withUnsafeMutableBufferPointer { DTypeConversion.toFloat32(file.bytes(of: info).baseAddress!, dtype: info.dtype, count: info.elementCount, into: $0.baseAddress!) }
+            out[key] = values
+        }
+        return out
+    }
+
+    func loraStep(checkpointing: Bool) throws -> (GradientBuffers, Double, Int) {
+        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let adapter = try Self.goldenAdapter(config: model.config)
+        let ids = try GoldenForwardTests.inputIds()
+        let gradients = GradientBuffers(adapter: adapter)
+        let step = TrainingStep(weights: TrainingWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
+                                microBatch: 1, seqLen: ids.count, checkpointing: checkpointing)
+        let (loss, tokens) = step.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil)
+        return (gradients, loss, tokens)
+    }
+
+    func testLoRAGradientsMatchPEFT() throws {
+        let (gradients, loss, tokens) = try loraStep(checkpointing: false)
+        let meta = (try Fixtures.json("tiny_golden.json")["lora"] as! [String: Any])
+        XCTAssertEqual(tokens, 34)
+        XCTAssertEqual(loss / Double(tokens), meta["loss_before_step"] as! Double, accuracy: 1e-5)
+        let golden = try Self.tensors("tiny_lora_grads.safetensors")
+        XCTAssertEqual(golden.count, 28)
+        let maxReference = golden.values.flatMap { $0 }.map(abs).max()!
+        var worst: Float = 0
+        for entry in gradients.entries {
+            let name = entry.name.replacingOccurrences(of: ".lora_A.weight", with: ".lora_A.default.weight")
+                .replacingOccurrences(of: ".lora_B.weight", with: ".lora_B.default.weight")
+            let reference = try XCTUnwrap(golden[name], name)
+            worst = max(worst, maxAbsDifference(Array(UnsafeBufferPointer(start: entry.gradient, count: entry.count)), reference))
+        }
+        // Golden README: max|d| <= 2e-5 · max|ref| over all gradient tensors.
+        XCTAssertLessThanOrEqual(worst, 2e-5 * maxReference, "worst |d| = \(worst), bound \(2e-5 * maxReference)")
+        print("LoRA gradients: worst |d| = \(worst) (bound \(2e-5 * maxReference))")
+    }
+
+    func testCheckpointingGivesTheSameGradients() throws {
+        let (plain, lossPlain, _) = try loraStep(checkpointing: false)
+        let (checkpointed, lossCheckpointed, _) = try loraStep(checkpointing: true)
+        XCTAssertEqual(lossPlain, lossCheckpointed)
+        for (a, b) in zip(plain.entries, checkpointed.entries) {
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: a.gradient, count: a.count)),
+                           Array(UnsafeBufferPointer(start: b.gradient, count: b.count)), a.name)
+        }
+    }
+}
