@@ -112,3 +112,21 @@ extension TrainingGradientTests {
         print("finite differences: \(checked) coordinates, worst relative error \(worst)")
     }
 }
+
+extension TrainingGradientTests {
+    /// The layout computed from shapes alone is exactly what the step allocates.
+    func testLayoutPredictsTheAllocation() throws {
+        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        for checkpointing in [false, true] {
+            for rank: Int? in [nil, 4] {
+                let targets: Set<LoRATarget> = [.q, .v, .down, .lmHead]
+                let adapter = rank.map { LoRAAdapter(config: model.config, rank: $0, alpha: 8, targets: targets) }
+                let weights = TrainingWeights(model: model, copy: adapter == nil)
+                let gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: ["lm_head"])
+                let step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: 3, seqLen: 10, checkpointing: checkpointing)
+                let layout = TrainingStep.Layout(config: model.config, rank: rank, targets: targets, microBatch: 3, seqLen: 10, checkpointing: checkpointing)
+                XCTAssertEqual(step.workspaceBytes, layout.byteCount, "checkpointing \(checkpointing), rank \(String(describing: rank))")
+            }
+        }
+    }
+}

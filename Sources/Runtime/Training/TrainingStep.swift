@@ -18,6 +18,46 @@ public final class TrainingStep: @unchecked Sendable {
     public let seqLen: Int
     public let checkpointing: Bool
 
+    /// Every buffer the step allocates, by size in floats, from the shapes alone: what the memory
+    /// plan charges before anything is allocated, and what `init` then allocates.
+    public struct Layout: Sendable {
+        public var ropeTable = 0
+        /// Per layer when not checkpointing; one shared set (widest layer) when checkpointing.
+        public var activationSets: [Int] = []
+        public var layerInputs: [Int] = []
+        public var loss = 0
+        public var backward = 0
+        public var scratch = 0
+
+        public var floatCount: Int { ropeTable + activationSets.reduce(0, +) + layerInputs.reduce(0, +) + loss + backward + scratch }
+        public var byteCount: Int { floatCount * 4 }
+
+        public init(config: LlamaConfig, rank: Int?, targets: Set<LoRATarget>, microBatch: Int, seqLen: Int, checkpointing: Bool) {
+            let t = microBatch * seqLen, c = config.hiddenSize, d = config.headDim, v = config.vocabSize
+            let hMax = config.layers.map(\.headCount).max() ?? 1
+            let kvMax = config.layers.map(\.kvHeadCount).max() ?? 1
+            let iMax = config.layers.map(\.intermediateSize).max() ?? 1
+            let r = rank ?? 1
+            let loraTargets = LoRATarget.layerTargets.filter { rank != nil && targets.contains($0) }.count
+            func activations(_ shape: LlamaConfig.LayerShape) -> Int {
+                let h = shape.headCount, kv = shape.kvHeadCount, i = shape.intermediateSize
+                return loraTargets * t * r + 4 * t * c + 2 * t + t * h * d * 2 + 2 * t * kv * d
+                    + microBatch * h * seqLen * seqLen + 3 * t * i
+            }
+            ropeTable = t * d
+            if checkpointing {
+                activationSets = [activations(.init(headCount: hMax, kvHeadCount: kvMax, intermediateSize: iMax))]
+                layerInputs = config.layers.map { _ in t * c }
+            } else {
+                activationSets = config.layers.map(activations)
+            }
+            loss = t * c + t + t * c + TrainingStep.lossRows * v + t * r
+            backward = t * c + t * max(c, iMax) + t * hMax * d + 2 * t * kvMax * d + t * hMax * d + 3 * t * iMax
+                + seqLen * seqLen + max(t, TrainingStep.lossRows) * r + t * max(c, iMax, hMax * d)
+            scratch = TrainingStep.scratchCount
+        }
+    }
+
     /// What one layer's backward needs from its forward.
     struct LayerActivations {
         var xIn, inv1, xn1, q, k, v, probs, att, xMid, inv2, xn2, gate, up, act: UnsafeMutablePointer<Float>
@@ -35,8 +75,10 @@ public final class TrainingStep: @unchecked Sendable {
     private let xFinal, invFinal, xnFinal, logits, finalU: UnsafeMutablePointer<Float>
     // Backward workspaces.
     private let dx, dxn, dq, dk, dv, datt, dact, dgate, dup, dScores, du, dropped, scratch: UnsafeMutablePointer<Float>
-    private let scratchCount = 1 << 20
-    private let lossRows = 32
+    static let scratchCount = 1 << 20
+    static let lossRows = 32
+    private var scratchCount: Int { Self.scratchCount }
+    private var lossRows: Int { Self.lossRows }
     private var dropoutSeed: UInt64 = 0
     private var dropoutOn = false
 
@@ -86,7 +128,7 @@ public final class TrainingStep: @unchecked Sendable {
         xFinal = buffers.make(t * c)
         invFinal = buffers.make(t)
         xnFinal = buffers.make(t * c)
-        logits = buffers.make(lossRows * v)
+        logits = buffers.make(Self.lossRows * v)
         finalU = buffers.make(t * r)
         dx = buffers.make(t * c)
         dxn = buffers.make(t * max(c, iMax))
@@ -98,9 +140,9 @@ public final class TrainingStep: @unchecked Sendable {
         dgate = buffers.make(t * iMax)
         dup = buffers.make(t * iMax)
         dScores = buffers.make(seqLen * seqLen)
-        du = buffers.make(max(t, lossRows) * r)
+        du = buffers.make(max(t, Self.lossRows) * r)
         dropped = buffers.make(t * max(c, iMax, hMax * d))
-        scratch = buffers.make(scratchCount)
+        scratch = buffers.make(Self.scratchCount)
     }
 
     private func activations(_ layer: Int) -> LayerActivations { checkpointing ? saved[0] : saved[layer] }
