@@ -146,3 +146,97 @@ void lk_rope(float *x, long stride, long heads, long headDim, const float *table
         }
     }
 }
+
+// ---- training kernels ---------------------------------------------------------------------------
+
+static float cross_entropy_portable(float *row, long v, long target, float scale) {
+    float m = -INFINITY;
+    for (long j = 0; j < v; j++) if (row[j] > m) m = row[j];
+    double sum = 0;
+    for (long j = 0; j < v; j++) sum += exp((double)(row[j] - m));
+    float loss = (float)(log(sum) + m - row[target]);
+    if (scale != 0) {
+        float inv = (float)(1.0 / sum) * scale;
+        for (long j = 0; j < v; j++) row[j] = expf(row[j] - m) * inv;
+        row[target] -= scale;
+    }
+    return loss;
+}
+
+AVX2 static float cross_entropy_avx2(float *row, long v, long target, float scale) {
+    long j = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; j + 8 <= v; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(row + j));
+    float m = hmax256(vm);
+    for (; j < v; j++) if (row[j] > m) m = row[j];
+    float picked = row[target];
+    __m256 shift = _mm256_set1_ps(m), vs = _mm256_setzero_ps();
+    // Exponentials stay in the row when a gradient is wanted, so they are computed once.
+    for (j = 0; j + 8 <= v; j += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), shift));
+        if (scale != 0) _mm256_storeu_ps(row + j, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    double sum = hsum256(vs);
+    for (; j < v; j++) { float e = expf(row[j] - m); if (scale != 0) row[j] = e; sum += e; }
+    float loss = (float)(log(sum) + m - picked);
+    if (scale != 0) {
+        __m256 inv = _mm256_set1_ps((float)(1.0 / sum) * scale);
+        for (j = 0; j + 8 <= v; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), inv));
+        for (; j < v; j++) row[j] *= (float)(1.0 / sum) * scale;
+        row[target] -= scale;
+    }
+    return loss;
+}
+
+float lk_cross_entropy_row(float *row, long v, long target, float scale) {
+    return has_avx2() ? cross_entropy_avx2(row, v, target, scale) : cross_entropy_portable(row, v, target, scale);
+}
+
+static void swiglu_backward_portable(const float *dout, const float *gate, const float *up, float *dgate, float *dup, long begin, long end) {
+    for (long i = begin; i < end; i++) {
+        float g = gate[i], s = 1.0f / (1.0f + expf(-g)), d = dout[i];
+        dup[i] = d * g * s;
+        dgate[i] = d * up[i] * s * (1.0f + g * (1.0f - s));
+    }
+}
+
+AVX2 static void swiglu_backward_avx2(const float *dout, const float *gate, const float *up, float *dgate, float *dup, long begin, long end) {
+    long i = begin;
+    __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= end; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i), d = _mm256_loadu_ps(dout + i);
+        __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, g))));
+        _mm256_storeu_ps(dup + i, _mm256_mul_ps(_mm256_mul_ps(d, g), s));
+        __m256 ds = _mm256_mul_ps(s, _mm256_fmadd_ps(g, _mm256_sub_ps(one, s), one));
+        _mm256_storeu_ps(dgate + i, _mm256_mul_ps(_mm256_mul_ps(d, _mm256_loadu_ps(up + i)), ds));
+    }
+    swiglu_backward_portable(dout, gate, up, dgate, dup, i, end);
+}
+
+void lk_swiglu_backward(const float *dout, const float *gate, const float *up, float *dgate, float *dup, long begin, long end) {
+    if (has_avx2()) swiglu_backward_avx2(dout, gate, up, dgate, dup, begin, end);
+    else swiglu_backward_portable(dout, gate, up, dgate, dup, begin, end);
+}
+
+void lk_rmsnorm_backward(const float *dy, const float *x, const float *w, const float *inverse, float *dx,
+                         long cols, long row0, long row1) {
+    for (long t = row0; t < row1; t++) {
+        const float *g = dy + t * cols, *xr = x + t * cols;
+        float *out = dx + t * cols;
+        float r = inverse[t], dot = 0;
+        for (long i = 0; i < cols; i++) dot += xr[i] * g[i] * w[i];
+        float coefficient = r * r * r * dot / (float)cols;
+        for (long i = 0; i < cols; i++) out[i] += r * g[i] * w[i] - coefficient * xr[i];
+    }
+}
+
+void lk_softmax_backward_causal(const float *p, float *d, long s, long row0, long row1) {
+    for (long r = row0; r < row1; r++) {
+        const float *pr = p + r * s;
+        float *dr = d + r * s, dot = 0;
+        for (long j = 0; j <= r; j++) dot += pr[j] * dr[j];
+        for (long j = 0; j <= r; j++) dr[j] = pr[j] * (dr[j] - dot);
+        for (long j = r + 1; j < s; j++) dr[j] = 0;
+    }
+}

@@ -20,4 +20,22 @@ void lk_rmsnorm(const float *x, const float *w, float *out, long cols, float eps
 // rotate-half layout with table (tokens, headDim) = cos | sin per token.
 void lk_rope(float *x, long stride, long heads, long headDim, const float *table, long row0, long row1);
 
+// Cross-entropy of one row of logits (width v) against `target`: returns the loss
+// log(sum(exp(x))) - x[target]; with `scale` != 0 also overwrites the row with its gradient
+// scale * (softmax(x) - onehot(target)).
+float lk_cross_entropy_row(float *row, long v, long target, float scale);
+
+// The backward of out = silu(gate) * up, for i in [begin, end):
+// dgate[i] = dout[i] * up[i] * silu'(gate[i]); dup[i] = dout[i] * silu(gate[i]).
+void lk_swiglu_backward(const float *dout, const float *gate, const float *up, float *dgate, float *dup, long begin, long end);
+
+// Rows [row0, row1) of the RMSNorm backward (x, dy, dx: rows of cols; inverse: 1/rms per row):
+// dx += r*(dy*w) - x*r^3*mean(x*dy*w).
+void lk_rmsnorm_backward(const float *dy, const float *x, const float *w, const float *inverse, float *dx,
+                         long cols, long row0, long row1);
+
+// Rows [row0, row1) of a causal softmax backward on (s, s) matrices: with p the probabilities and
+// d the upstream gradient (overwritten), row r: d = p * (d - sum_j<=r p*d), 0 past r.
+void lk_softmax_backward_causal(const float *p, float *d, long s, long row0, long row1);
+
 #endif

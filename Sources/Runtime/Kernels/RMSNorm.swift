@@ -29,14 +29,12 @@ extension RMSNorm {
     public static func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 inverse: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, weightGrad: UnsafeMutablePointer<Float>?,
                                 rows: Int, cols: Int) {
-        for t in 0..<rows {
-            let g = dy + t * cols, xr = x + t * cols, out = dx + t * cols
-            let r = inverse[t]
-            var dot: Float = 0
-            for i in 0..<cols { dot += xr[i] * g[i] * weight[i] }
-            let coefficient = r * r * r * dot / Float(cols)
-            for i in 0..<cols { out[i] += r * g[i] * weight[i] - coefficient * xr[i] }
-            if let weightGrad {
+        Parallel.ranges(rows, costPerItem: cols * 2) { range in
+            lk_rmsnorm_backward(dy, x, weight, inverse, dx, cols, range.lowerBound, range.upperBound)
+        }
+        if let weightGrad {
+            for t in 0..<rows {
+                let g = dy + t * cols, xr = x + t * cols, r = inverse[t]
                 for i in 0..<cols { weightGrad[i] += g[i] * xr[i] * r }
             }
         }

@@ -17,12 +17,8 @@ extension SwiGLU {
     /// Shapes: all (T, I).
     public static func backward(dout: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
                                 dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = gate[i]
-            let sigmoid = 1 / (1 + expf(-g))
-            let d = dout[i]
-            dup[i] = d * g * sigmoid
-            dgate[i] = d * up[i] * sigmoid * (1 + g * (1 - sigmoid))
+        Parallel.ranges(count, costPerItem: 6) { range in
+            lk_swiglu_backward(dout, gate, up, dgate, dup, range.lowerBound, range.upperBound)
         }
     }
 }

@@ -325,18 +325,9 @@ public final class TrainingStep: @unchecked Sendable {
                     if backward { values.update(repeating: 0, count: v) }
                     continue
                 }
-                var maxValue = -Float.infinity
-                for j in 0..<v where values[j] > maxValue { maxValue = values[j] }
-                var sum = 0.0
-                for j in 0..<v { sum += exp(Double(values[j] - maxValue)) }
-                total += log(sum) + Double(maxValue) - Double(values[target])
+                // d(loss)/d(logits) = (softmax − onehot) / normalizer, written over the logits.
+                total += Double(lk_cross_entropy_row(values, v, target, backward ? 1 / normalizer : 0))
                 count += 1
-                if backward {
-                    // d(loss)/d(logits) = (softmax − onehot) / normalizer
-                    let inverse = Float(1 / sum) / normalizer
-                    for j in 0..<v { values[j] = expf(values[j] - maxValue) * inverse }
-                    values[target] -= 1 / normalizer
-                }
             }
             if backward {
                 linearBackward(dy: logits, x: x, weight: weights.lmHead, target: .lmHead, layer: 0,
@@ -434,13 +425,7 @@ public final class TrainingStep: @unchecked Sendable {
                             1, p, Int32(s), dO, Int32(h * d), 1, dv + kvOffset, Int32(kv * d))
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(s), Int32(s), Int32(d),
                             1, dO, Int32(h * d), a.v + kvOffset, Int32(kv * d), 0, dScores, Int32(s))
-                for row in 0..<s {
-                    let pr = p + row * s, dr = dScores + row * s
-                    var dot: Float = 0
-                    for j in 0...row { dot += pr[j] * dr[j] }
-                    for j in 0...row { dr[j] = pr[j] * (dr[j] - dot) }
-                    for j in (row + 1)..<s { dr[j] = 0 }
-                }
+                lk_softmax_backward_causal(p, dScores, s, 0, s)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
                             scale, dScores, Int32(s), a.k + kvOffset, Int32(kv * d), 0, dq + qOffset, Int32(h * d))
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
