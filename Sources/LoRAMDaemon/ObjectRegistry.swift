@@ -41,6 +41,12 @@ final class ObjectRegistry: @unchecked Sendable {
         return object
     }
 
+    /// The live objects of `kind`, by handle.
+    func objects(_ kind: Kind) -> [LiveObject] {
+        lock.lock(); defer { lock.unlock() }
+        return (objects[kind] ?? [:]).values.sorted { $0.handle < $1.handle }
+    }
+
     func listings(_ kind: Kind) -> [JSONValue] {
         lock.lock(); defer { lock.unlock() }
         return (objects[kind] ?? [:]).values.sorted { $0.handle < $1.handle }.map(\.listing)

@@ -29,10 +29,11 @@ public enum JSONValue: Equatable, Sendable {
         }
     }
 
-    /// The value under `key` when this is an object (the first one, should a key repeat).
+    /// The value under `key` when this is an object (the last one, should a key repeat, as
+    /// JavaScript's and Python's JSON parsers do).
     public subscript(key: String) -> JSONValue? {
         guard case let .object(members) = self else { return nil }
-        return members.first(where: { $0.0 == key })?.1
+        return members.last(where: { $0.0 == key })?.1
     }
 
     public var isNull: Bool { if case .null = self { return true } else { return false } }

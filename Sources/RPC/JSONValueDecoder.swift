@@ -26,8 +26,9 @@ private struct ValueDecoder: Decoder, SingleValueDecodingContainer {
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         guard case .object(let members) = value else { throw mismatch("an object", [String: Any].self) }
+        // A repeated key keeps its last value, as JavaScript's and Python's JSON do.
         var byKey: [String: JSONValue] = [:]
-        for (key, member) in members where byKey[key] == nil { byKey[key] = member }
+        for (key, member) in members { byKey[key] = member }
         return KeyedDecodingContainer(KeyedContainer<Key>(members: byKey, codingPath: codingPath))
     }
 

@@ -54,3 +54,12 @@ final class JSONParserTests: XCTestCase {
         XCTAssertEqual(JSONValue.double(.nan).serializedString, "null")
     }
 }
+
+extension JSONParserTests {
+    func testARepeatedKeyKeepsItsLastValue() throws {
+        let value = try JSONParser.parse(#"{"a":1,"b":2,"a":3}"#)
+        XCTAssertEqual(value["a"], .int(3))
+        struct P: Decodable { var a: Int }
+        XCTAssertEqual(try JSONValueDecoder.decode(P.self, from: value).a, 3)
+    }
+}
