@@ -2,6 +2,9 @@
 /// (sgemm), decoding one token at a time (sgemv). Every buffer a forward pass touches is
 /// allocated here, once, sized from the model; nothing is allocated per token.
 ///
+/// With a LoRA `adapter`, every targeted linear (lm_head included) computes
+/// y = x·Wᵀ + scaling·(x·Aᵀ)·Bᵀ through a [T, r] workspace; no dropout at inference.
+///
 /// Axes: T tokens in the chunk, C hidden, H query heads, KV kv heads, D head dim, I MLP width,
 /// V vocab, P positions in the cache.
 public final class InferenceSession: @unchecked Sendable {
@@ -42,7 +45,14 @@ public final class InferenceSession: @unchecked Sendable {
     public let model: LlamaModel
     public let cache: KVCache
     public let chunkSize: Int
+    /// The LoRA adapter applied on top of the weights, if any.
+    public let adapter: LoRAAdapter?
     let rope: RotaryEmbedding
+    /// Per layer, the adapter's pairs in `LoRATarget.layerTargets` order (nil: not targeted);
+    /// empty without an adapter.
+    private let loraPairs: [[LoRAPair?]]
+    private let loraScaling: Float
+    private let loraWorkspace: UnsafeMutablePointer<Float>?
 
     // Workspace, sized for the widest layer.
     private let x, xn, q, k, v, att, gate, up: UnsafeMutablePointer<Float>
@@ -53,10 +63,18 @@ public final class InferenceSession: @unchecked Sendable {
     private let weightScratchCount: Int
     public let workspaceBytes: Int
 
-    public init(model: LlamaModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize) {
+    /// `adapter` must fit `model` (`LoRAAdapter.checkFits`).
+    public init(model: LlamaModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize, adapter: LoRAAdapter? = nil) {
         let config = model.config
         self.model = model
         self.chunkSize = max(1, chunkSize)
+        self.adapter = adapter
+        if let adapter {
+            do { try adapter.checkFits(model) } catch { preconditionFailure("the adapter does not fit the model: \(error)") }
+        }
+        loraPairs = adapter.map { adapter in adapter.layers.map { pairs in LoRATarget.layerTargets.map { pairs[$0] } } } ?? []
+        loraScaling = adapter?.scaling ?? 0
+        loraWorkspace = adapter.map { .allocate(capacity: max(1, chunkSize) * $0.rank) }
         cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: max(1, capacity))
         rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
         let t = self.chunkSize, c = config.hiddenSize, d = config.headDim
@@ -73,11 +91,12 @@ public final class InferenceSession: @unchecked Sendable {
         scores = .allocate(capacity: scoreCapacity)
         ropeTable = .allocate(capacity: t * d)
         weightScratch = .allocate(capacity: weightScratchCount)
-        workspaceBytes = 4 * (sizes.reduce(0, +) + scoreCapacity + t * d + weightScratchCount)
+        workspaceBytes = 4 * (sizes.reduce(0, +) + scoreCapacity + t * d + weightScratchCount + t * (adapter?.rank ?? 0))
     }
 
     deinit {
         for buffer in [x, xn, q, k, v, att, gate, up, scores, ropeTable, weightScratch] { buffer.deallocate() }
+        loraWorkspace?.deallocate()
     }
 
     public var length: Int { cache.length }
@@ -109,19 +128,19 @@ public final class InferenceSession: @unchecked Sendable {
                 if observe != nil { finalNorm(rows: n, observe: observe, firstToken: start) }
             case .all(let out):
                 finalNorm(rows: n, observe: observe, firstToken: start)
-                linear(xn, rows: n, model.lmHead, out + start * vocab)
+                outputProjection(xn, rows: n, out + start * vocab)
             case .eachChunk(let out, let consume):
                 finalNorm(rows: n, observe: observe, firstToken: start)
-                linear(xn, rows: n, model.lmHead, out)
+                outputProjection(xn, rows: n, out)
                 try consume(start, n)
             case .last(let out):
                 if observe != nil {
                     finalNorm(rows: n, observe: observe, firstToken: start)
-                    if isLastChunk { linear(xn + (n - 1) * model.config.hiddenSize, rows: 1, model.lmHead, out) }
+                    if isLastChunk { outputProjection(xn + (n - 1) * model.config.hiddenSize, rows: 1, out) }
                 } else if isLastChunk {
                     let c = model.config.hiddenSize
                     RMSNorm.forward(x + (n - 1) * c, weight: model.finalNorm, out: xn, rows: 1, cols: c, eps: model.config.rmsNormEps)
-                    linear(xn, rows: 1, model.lmHead, out)
+                    outputProjection(xn, rows: 1, out)
                 }
             }
             start += n
@@ -140,6 +159,22 @@ public final class InferenceSession: @unchecked Sendable {
                        scratch: weightScratch, scratchCount: weightScratchCount)
     }
 
+    /// logits = x·lm_headᵀ (+ the adapter's lm_head pair).
+    private func outputProjection(_ input: UnsafePointer<Float>, rows: Int, _ out: UnsafeMutablePointer<Float>) {
+        linear(input, rows: rows, model.lmHead, out)
+        if let pair = adapter?.lmHead {
+            LoRALinear.forward(input, rows: rows, pair: pair, scaling: loraScaling, out: out, workspace: loraWorkspace!)
+        }
+    }
+
+    /// Adds the adapter's share to a linear's output: `slot` is the target's index in
+    /// `LoRATarget.layerTargets`.
+    @inline(__always)
+    private func lora(_ pairs: [LoRAPair?]?, _ slot: Int, _ input: UnsafePointer<Float>, rows: Int, _ out: UnsafeMutablePointer<Float>) {
+        guard let pair = pairs?[slot] else { return }
+        LoRALinear.forward(input, rows: rows, pair: pair, scaling: loraScaling, out: out, workspace: loraWorkspace!)
+    }
+
     /// One chunk of T tokens through every layer; leaves the residual stream in `x`.
     private func forwardChunk(_ tokens: UnsafeBufferPointer<Int>, observe: ((HiddenState, UnsafePointer<Float>, Int, Int) -> Void)?,
                               firstToken: Int) {
@@ -154,27 +189,35 @@ public final class InferenceSession: @unchecked Sendable {
         rope.fillTable(ropeTable, tokens: n, position: position)
         for (l, layer) in model.layers.enumerated() {
             let h = layer.shape.headCount, kv = layer.shape.kvHeadCount, inter = layer.shape.intermediateSize
+            let pairs: [LoRAPair?]? = loraPairs.isEmpty ? nil : loraPairs[l]
             // Attention block: x += o(attention(rope(q(norm(x))), rope(k(…)), v(…)))
             layer.inputNorm.withUnsafeBufferPointer {
                 RMSNorm.forward(x, weight: $0.baseAddress!, out: xn, rows: n, cols: c, eps: config.rmsNormEps)
             }
             linear(xn, rows: n, layer.q, q)
+            lora(pairs, 0, xn, rows: n, q)
             linear(xn, rows: n, layer.k, k)
+            lora(pairs, 1, xn, rows: n, k)
             linear(xn, rows: n, layer.v, v)
+            lora(pairs, 2, xn, rows: n, v)
             rope.apply(q, tokens: n, heads: h, rowStride: h * d, table: ropeTable)
             rope.apply(k, tokens: n, heads: kv, rowStride: kv * d, table: ropeTable)
             cache.store(layer: l, k: k, v: v, tokens: n, position: position)
             CausalAttention.forward(q: q, out: att, tokens: n, position: position, heads: h, kvHeads: kv,
                                     layer: l, cache: cache, scores: scores, scoreCapacity: scoreCapacity)
             linear(att, rows: n, layer.o, x, accumulate: true)
+            lora(pairs, 3, att, rows: n, x)
             // MLP block: x += down(silu(gate(norm(x))) · up(norm(x)))
             layer.postAttentionNorm.withUnsafeBufferPointer {
                 RMSNorm.forward(x, weight: $0.baseAddress!, out: xn, rows: n, cols: c, eps: config.rmsNormEps)
             }
             linear(xn, rows: n, layer.gate, gate)
+            lora(pairs, 4, xn, rows: n, gate)
             linear(xn, rows: n, layer.up, up)
+            lora(pairs, 5, xn, rows: n, up)
             SwiGLU.forward(gate: gate, up: up, out: gate, count: n * inter)
             linear(gate, rows: n, layer.down, x, accumulate: true)
+            lora(pairs, 6, gate, rows: n, x)
             observe?(.layer(l), x, n, firstToken)
         }
         cache.length = position + n
