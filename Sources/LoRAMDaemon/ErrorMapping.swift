@@ -11,6 +11,12 @@ enum ErrorMapping {
             return RPCError(.formatError, "Format error: \(error.file): \(error.problem)",
                             hint: "Check \(error.file): \(error.problem).",
                             data: [("file", .string(error.file)), ("problem", .string(error.problem))])
+        case let mismatch as AdapterShapeMismatch:
+            return RPCError(.shapeMismatch, "Shape mismatch: \(mismatch.description)",
+                            hint: "The adapter was made for a model of other shapes; apply it to that model, or make one for this model.",
+                            data: [("tensor", .string(mismatch.tensor)),
+                                   ("expected", mismatch.expected.map { .array($0.map { .int(Int64($0)) }) } ?? .null),
+                                   ("found", .array(mismatch.found.map { .int(Int64($0)) }))])
         case let failure as InferenceSession.Failure:
             switch failure {
             case .tokenOutOfRange(let index, _, _):

@@ -45,29 +45,24 @@ extension Daemon {
         var maxSamples: Int?
     }
 
-    /// Adapters arrive with the training work; until then any adapterId names nothing.
-    func rejectAdapter(_ adapterId: String?) throws {
-        guard let adapterId else { return }
-        _ = try registry.lookup(adapterId, kind: .adapter)
-        throw RPCError.invalidParams(field: "adapterId", "adapters cannot be applied yet")
-    }
-
-    /// A session for `tokens` positions, charged to the budget for as long as `body` runs.
-    func withSession<T>(_ loaded: LoadedModel, capacity: Int, request: RequestContext, _ body: (InferenceSession) throws -> T) throws -> T {
+    /// A session for `tokens` positions (with `adapter` applied, if any), charged to the budget
+    /// for as long as `body` runs.
+    func withSession<T>(_ loaded: LoadedModel, adapter: LoRAAdapter? = nil, capacity: Int, request: RequestContext,
+                        _ body: (InferenceSession) throws -> T) throws -> T {
         let config = loaded.model.config
         let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
         let owner = "request \(request.id)"
         // The workspace is known only once built; charge the cache first, then the workspace.
         try ledger.charge(Int64(kvBytes), to: owner, breakdown: .object([("kvCache", .int(Int64(kvBytes)))]))
         defer { ledger.release(owner) }
-        let session = InferenceSession(model: loaded.model, capacity: capacity)
+        let session = InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter)
         return try body(session)
     }
 
     func registerInference() {
         router.register("model/forward") { [unowned self] (params: ForwardParams, context) -> JSONValue in
             let loaded = try model(params.modelId)
-            try rejectAdapter(params.adapterId)
+            let adapter = try appliedAdapter(params.adapterId, on: loaded)
             guard !params.ids.isEmpty else { throw RPCError.invalidParams(field: "ids", "must not be empty") }
             try Self.checkIds(params.ids, vocabSize: loaded.model.config.vocabSize, field: "ids")
             let all: Bool
@@ -78,7 +73,7 @@ extension Daemon {
             }
             let vocab = loaded.model.config.vocabSize
             return try ErrorMapping.translating {
-                try withSession(loaded, capacity: params.ids.count, request: context) { session in
+                try withSession(loaded, adapter: adapter, capacity: params.ids.count, request: context) { session in
                     let rows = all ? params.ids.count : 1
                     var logits = [Float](repeating: 0, count: rows * vocab)
                     try logits.withUnsafeMutableBufferPointer { buffer in
@@ -94,7 +89,7 @@ extension Daemon {
 
         router.register("generate") { [unowned self] (params: GenerateParams, context) -> GenerateResult in
             let loaded = try model(params.modelId)
-            try rejectAdapter(params.adapterId)
+            let adapter = try appliedAdapter(params.adapterId, on: loaded)
             guard (1...1_000_000).contains(params.maxTokens) else {
                 throw RPCError.invalidParams(field: "maxTokens", "must be between 1 and 1000000, got \(params.maxTokens)")
             }
@@ -119,7 +114,7 @@ extension Daemon {
             options.eosTokenIds = loaded.eosTokenIds
             let decoder: IncrementalTextDecoder = loaded.tokenizer?.makeStreamingDecoder(skipSpecialTokens: true) ?? NoTextDecoder()
             return try ErrorMapping.translating {
-                try withSession(loaded, capacity: prompt.count + params.maxTokens, request: context) { session in
+                try withSession(loaded, adapter: adapter, capacity: prompt.count + params.maxTokens, request: context) { session in
                     do {
                         let output = try TextGenerator(session: session).generate(
                             prompt: prompt, options: options, decoder: decoder,
@@ -139,7 +134,7 @@ extension Daemon {
 
         router.register("eval/perplexity") { [unowned self] (params: PerplexityParams, context) -> JSONValue in
             let loaded = try model(params.modelId)
-            try rejectAdapter(params.adapterId)
+            let adapter = try appliedAdapter(params.adapterId, on: loaded)
             guard let format = Dataset.Format(rawValue: params.dataset.format) else {
                 throw RPCError.invalidParams(field: "dataset.format", "must be text, prompt_completion or tokens, got '\(params.dataset.format)'")
             }
@@ -153,7 +148,7 @@ extension Daemon {
                 var sequences = dataset.sequences(seqLen: seqLen)
                 if let n = params.maxSamples { sequences = Array(sequences.prefix(n)) }
                 let capacity = sequences.map(\.ids.count).max() ?? 1
-                let result = try withSession(loaded, capacity: capacity, request: context) { session in
+                let result = try withSession(loaded, adapter: adapter, capacity: capacity, request: context) { session in
                     try Perplexity.evaluate(session, sequences: sequences, checkpoint: context.checkCancelled)
                 }
                 guard result.tokens > 0 else {

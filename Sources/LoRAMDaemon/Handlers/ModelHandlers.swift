@@ -87,8 +87,10 @@ extension Daemon {
 
         router.register("model/unload") { [unowned self] (params: ModelRef, _) -> JSONValue in
             _ = try model(params.modelId)
-            registry.remove(params.modelId, kind: .model)
-            ledger.release(params.modelId)
+            try removeModelUnlessAdapted(params.modelId) {
+                registry.remove(params.modelId, kind: .model)
+                ledger.release(params.modelId)
+            }
             return .null
         }
 

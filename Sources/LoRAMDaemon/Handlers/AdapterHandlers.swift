@@ -1,0 +1,187 @@
+import Foundation
+import RPC
+import Runtime
+
+/// `adapter/create`, `adapter/load`, `adapter/save`, `adapter/merge`, `adapter/unload`, and the
+/// lookup `model/forward`, `generate` and `eval/perplexity` use for `adapterId`.
+///
+/// An adapter belongs to the model it was created or loaded on; applying it to another model is
+/// InvalidParams (field `adapterId`). Its fp32 bytes are charged to the budget before they are
+/// allocated, and `model/unload` of a model with live adapters is refused (InvalidParams naming
+/// them), so an adapter never outlives its model.
+extension Daemon {
+    struct AdapterCreateParams: Decodable {
+        var modelId: String
+        var r: Int
+        var alpha: Double
+        var dropout: Double?
+        var targets: [String]
+        var seed: UInt64?
+        /// loramd's own: B ~ N(0, bInitStd) instead of PEFT's zero (tests, experiments).
+        var bInitStd: Double?
+    }
+
+    struct AdapterLoadParams: Decodable {
+        var modelId: String
+        var path: String
+    }
+
+    struct AdapterSaveParams: Decodable {
+        var adapterId: String
+        var path: String
+    }
+
+    struct AdapterMergeParams: Decodable {
+        var modelId: String
+        var adapterId: String
+    }
+
+    struct AdapterRef: Decodable { var adapterId: String }
+
+    /// Serialises adding adapters and models against `model/unload`, so no adapter is added to a
+    /// model that is on its way out.
+    static let adapterLifecycle = NSLock()
+
+    func loadedAdapter(_ id: String, field: String = "adapterId") throws -> LoadedAdapter {
+        do {
+            return try registry.lookup(id, kind: .adapter) as! LoadedAdapter
+        } catch let error as RPCError {
+            throw error.with("field", .string(field))
+        }
+    }
+
+    /// The adapter `adapterId` names, checked to belong to `loaded`; nil when none is given.
+    func appliedAdapter(_ adapterId: String?, on loaded: LoadedModel) throws -> LoRAAdapter? {
+        guard let adapterId else { return nil }
+        let adapter = try loadedAdapter(adapterId)
+        guard adapter.modelId == loaded.handle else {
+            throw RPCError.invalidParams(field: "adapterId", "belongs to \(adapter.modelId), not \(loaded.handle)",
+                                         hint: "Apply \(adapterId) with modelId \(adapter.modelId), or save it and 'adapter/load' it onto \(loaded.handle).")
+        }
+        return adapter.adapter
+    }
+
+    /// The live adapters of model `modelId`.
+    func adapters(of modelId: String) -> [LoadedAdapter] {
+        registry.objects(.adapter).compactMap { $0 as? LoadedAdapter }.filter { $0.modelId == modelId }
+    }
+
+    /// Runs `remove` (the unloading of model `modelId`) unless adapters still use the model.
+    func removeModelUnlessAdapted(_ modelId: String, _ remove: () -> Void) throws {
+        Self.adapterLifecycle.lock(); defer { Self.adapterLifecycle.unlock() }
+        let live = adapters(of: modelId).map(\.handle)
+        guard live.isEmpty else {
+            throw RPCError.invalidParams(field: "modelId", "has live adapters: \(live.joined(separator: ", "))",
+                                         hint: "Unload them first with 'adapter/unload' (save them with 'adapter/save' to keep them).")
+                .with("adapters", .array(live.map { .string($0) }))
+        }
+        remove()
+    }
+
+    /// Registers `object` unless model `modelId` was unloaded meanwhile.
+    private func insert(_ object: LiveObject, as kind: ObjectRegistry.Kind, whileModelLives modelId: String) throws {
+        Self.adapterLifecycle.lock(); defer { Self.adapterLifecycle.unlock() }
+        _ = try model(modelId)
+        registry.insert(object, as: kind)
+    }
+
+    /// Charges `bytes` to `handle`, runs `body`, and gives the charge back if it fails.
+    private func charged<T>(_ bytes: Int, to handle: String, kind: String, _ body: () throws -> T) throws -> T {
+        try ledger.charge(Int64(bytes), to: handle, breakdown: .object([(kind, .int(Int64(bytes)))]))
+        do { return try body() } catch {
+            ledger.release(handle)
+            throw error
+        }
+    }
+
+    static func targets(_ names: [String], field: String = "targets") throws -> Set<LoRATarget> {
+        guard !names.isEmpty else { throw RPCError.invalidParams(field: field, "must name at least one linear") }
+        return Set(try names.enumerated().map { index, name in
+            guard let target = LoRATarget(rawValue: name) else {
+                throw RPCError.invalidParams(field: "\(field)[\(index)]", "'\(name)' is not one of \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return target
+        })
+    }
+
+    func registerAdapters() {
+        router.register("adapter/create") { [unowned self] (params: AdapterCreateParams, _) -> JSONValue in
+            let loaded = try model(params.modelId)
+            guard (1...65536).contains(params.r) else { throw RPCError.invalidParams(field: "r", "must be between 1 and 65536, got \(params.r)") }
+            guard params.alpha > 0, params.alpha.isFinite else { throw RPCError.invalidParams(field: "alpha", "must be > 0, got \(params.alpha)") }
+            let dropout = params.dropout ?? 0
+            guard dropout >= 0, dropout < 1 else { throw RPCError.invalidParams(field: "dropout", "must be in [0, 1), got \(dropout)") }
+            let targets = try Self.targets(params.targets)
+            var b = LoRAAdapter.BInitialization.zero
+            if let std = params.bInitStd {
+                guard std >= 0, std.isFinite else { throw RPCError.invalidParams(field: "bInitStd", "must be >= 0, got \(std)") }
+                if std > 0 { b = .normal(std: Float(std)) }
+            }
+            let config = loaded.model.config
+            let handle = registry.newHandle(.adapter)
+            let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: config, rank: params.r, targets: targets))
+            return try charged(bytes, to: handle, kind: "adapter") {
+                let adapter = LoRAAdapter.create(config: config, rank: params.r, alpha: params.alpha, dropout: dropout,
+                                                 targets: targets, seed: params.seed ?? 0, b: b)
+                let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: adapter, path: nil, baseModelPath: loaded.directory.path)
+                try insert(object, as: .adapter, whileModelLives: loaded.handle)
+                return object.summary
+            }
+        }
+
+        router.register("adapter/load") { [unowned self] (params: AdapterLoadParams, context) -> JSONValue in
+            let loaded = try model(params.modelId)
+            let directory = try PathParam.existingDirectory(params.path, field: "path")
+            let handle = registry.newHandle(.adapter)
+            return try ErrorMapping.translating {
+                // The config says what the tensors will cost; charged before they are read.
+                let config = try PEFTAdapterConfig(directory: directory)
+                let targets = try config.resolveTargets(layerCount: loaded.model.config.layerCount)
+                let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: loaded.model.config, rank: config.rank, targets: targets))
+                return try charged(bytes, to: handle, kind: "adapter") {
+                    try context.checkCancelled()
+                    let adapter = try PEFTAdapterFile.load(directory: directory, model: loaded.model)
+                    let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: adapter, path: directory,
+                                               baseModelPath: loaded.directory.path)
+                    try insert(object, as: .adapter, whileModelLives: loaded.handle)
+                    return object.summary
+                }
+            }
+        }
+
+        router.register("adapter/save") { [unowned self] (params: AdapterSaveParams, _) -> JSONValue in
+            let object = try loadedAdapter(params.adapterId)
+            let directory = PathParam.url(params.path)
+            return try ErrorMapping.translating {
+                let files = try PEFTAdapterFile.save(object.adapter, to: directory, baseModelNameOrPath: object.baseModelPath)
+                return .object([("files", .array(files.map { .string($0.path) }))])
+            }
+        }
+
+        router.register("adapter/merge") { [unowned self] (params: AdapterMergeParams, context) -> JSONValue in
+            let loaded = try model(params.modelId)
+            let object = try loadedAdapter(params.adapterId)
+            _ = try appliedAdapter(params.adapterId, on: loaded)
+            let handle = registry.newHandle(.model)
+            let bytes = loaded.model.mergedByteCount(with: object.adapter)
+            return try ErrorMapping.translating {
+                try charged(bytes, to: handle, kind: "weights") {
+                    try context.checkCancelled()
+                    let merged = try loaded.model.merged(with: object.adapter)
+                    let result = LoadedModel(handle: handle, model: merged, tokenizer: loaded.tokenizer, directory: loaded.directory,
+                                             eosTokenIds: loaded.eosTokenIds, bytes: merged.byteCount)
+                    try insert(result, as: .model, whileModelLives: loaded.handle)
+                    return .object([("modelId", .string(handle)), ("parameters", .int(Int64(merged.parameterCount))),
+                                    ("bytes", .int(Int64(result.bytes))), ("config", result.configSummary)])
+                }
+            }
+        }
+
+        router.register("adapter/unload") { [unowned self] (params: AdapterRef, _) -> JSONValue in
+            _ = try loadedAdapter(params.adapterId)
+            registry.remove(params.adapterId, kind: .adapter)
+            ledger.release(params.adapterId)
+            return .null
+        }
+    }
+}

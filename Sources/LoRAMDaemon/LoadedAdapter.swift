@@ -1,0 +1,45 @@
+import Foundation
+import RPC
+import Runtime
+
+/// A LoRA adapter the client created or loaded, bound to the model it was made for: requests
+/// apply it to that model only, and that model cannot be unloaded while the adapter lives.
+final class LoadedAdapter: LiveObject, @unchecked Sendable {
+    let handle: String
+    let modelId: String
+    let adapter: LoRAAdapter
+    /// The directory it was loaded from; nil for a new one.
+    let path: URL?
+    /// Where the base model came from: `base_model_name_or_path` when saved.
+    let baseModelPath: String
+    let bytes: Int
+
+    init(handle: String, modelId: String, adapter: LoRAAdapter, path: URL?, baseModelPath: String) {
+        self.handle = handle
+        self.modelId = modelId
+        self.adapter = adapter
+        self.path = path
+        self.baseModelPath = baseModelPath
+        bytes = Self.bytes(parameters: adapter.parameterCount)
+    }
+
+    /// Adapters are held in fp32.
+    static func bytes(parameters: Int) -> Int { parameters * 4 }
+
+    var targetNames: JSONValue {
+        .array(LoRATarget.allCases.filter(adapter.targets.contains).map { .string($0.rawValue) })
+    }
+
+    /// What `adapter/create` and `adapter/load` answer.
+    var summary: JSONValue {
+        .object([("adapterId", .string(handle)), ("modelId", .string(modelId)), ("r", .int(Int64(adapter.rank))),
+                 ("alpha", .double(adapter.alpha)), ("dropout", .double(adapter.dropout)), ("targets", targetNames),
+                 ("parameters", .int(Int64(adapter.parameterCount))), ("bytes", .int(Int64(bytes)))])
+    }
+
+    var listing: JSONValue {
+        guard case .object(var members) = summary else { return summary }
+        members.append(("path", path.map { .string($0.path) } ?? .null))
+        return .object(members)
+    }
+}
