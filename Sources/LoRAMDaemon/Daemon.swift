@@ -23,6 +23,7 @@ final class Daemon: @unchecked Sendable {
         registerModels()
         registerTokenizer()
         registerInference()
+        registerTraining()
         registerAdapters()
         if settings.debugMethods { registerDebug() }
     }

@@ -1,0 +1,387 @@
+import Foundation
+import RPC
+import Runtime
+
+/// `train/create`, `train/step`, `train/run`, `train/save`, `train/resume`, `train/close`.
+/// A job owns its activations, gradients and optimizer state, charged to the budget from creation
+/// to `train/close`. One step runs at a time per job; other jobs and requests run alongside.
+extension Daemon {
+    struct DatasetParam: Decodable {
+        var path: String
+        var format: String
+        var trainOnInputs: Bool?
+    }
+
+    struct TrainCreateParams: Decodable {
+        var modelId: String
+        var adapterId: String?
+        var freeze: [String]?
+        var dataset: DatasetParam
+        var evalDataset: DatasetParam?
+        var seqLen: Int
+        var microBatch: Int
+        var gradAccum: Int?
+        var steps: Int
+        var lr: Double
+        var schedule: String?
+        var warmupSteps: Int?
+        var weightDecay: Double?
+        var maxGradNorm: Double?
+        var checkpointing: String?
+        var seed: UInt64?
+        var packing: Bool?
+    }
+
+    struct JobRef: Decodable { var jobId: String }
+    struct TrainStepParams: Decodable { var jobId: String; var steps: Int? }
+    struct TrainRunParams: Decodable { var jobId: String; var evalEvery: Int?; var saveEvery: Int?; var outDir: String? }
+    struct TrainSaveParams: Decodable { var jobId: String; var path: String }
+    struct TrainResumeParams: Decodable { var path: String; var modelId: String?; var adapterId: String? }
+
+    func job(_ id: String) throws -> TrainingJobObject {
+        do {
+            return try registry.lookup(id, kind: .job) as! TrainingJobObject
+        } catch let error as RPCError {
+            throw error.with("field", .string("jobId"))
+        }
+    }
+
+    /// Reads a dataset param into examples, FormatError (with the line) before any step.
+    func readDataset(_ param: DatasetParam, field: String, model: LoadedModel) throws -> Dataset {
+        guard let format = Dataset.Format(rawValue: param.format) else {
+            throw RPCError.invalidParams(field: "\(field).format", "must be text, prompt_completion or tokens, got '\(param.format)'")
+        }
+        let url = try PathParam.existingFile(param.path, field: "\(field).path")
+        return try ErrorMapping.translating {
+            try Dataset(url: url, format: format, encoder: model.tokenizer, vocabSize: model.model.config.vocabSize,
+                        trainOnInputs: param.trainOnInputs ?? false)
+        }
+    }
+
+    func registerTraining() {
+        router.register("train/create") { [unowned self] (params: TrainCreateParams, context) -> JSONValue in
+            let loaded = try model(params.modelId)
+            let settings = try Self.trainingSettings(params)
+            let adapter = try params.adapterId.map { try trainableAdapter($0, modelId: params.modelId) }
+            if adapter != nil, let freeze = params.freeze, !freeze.isEmpty {
+                throw RPCError.invalidParams(field: "freeze", "applies to full-parameter training (no adapterId); an adapter trains only itself")
+            }
+            let dataset = try readDataset(params.dataset, field: "dataset", model: loaded)
+            let evalDataset = try params.evalDataset.map { try readDataset($0, field: "evalDataset", model: loaded) }
+            var settingsToUse = settings
+            let plan = try planTraining(loaded: loaded, adapter: adapter, settings: &settingsToUse, checkpointing: params.checkpointing ?? "none")
+            let handle = registry.newHandle(.job)
+            try ledger.charge(Int64(plan.total), to: handle, breakdown: plan.breakdown)
+            let examples = settingsToUse.packing ? dataset.examples : dataset.sequences(seqLen: settingsToUse.seqLen)
+            let job = TrainingJob(model: loaded.model, adapter: adapter, examples: examples, settings: settingsToUse)
+            let object = TrainingJobObject(handle: handle, job: job, model: loaded, adapterId: params.adapterId,
+                                           dataset: .init(path: dataset.url.path, format: dataset.format.rawValue,
+                                                          trainOnInputs: params.dataset.trainOnInputs ?? false),
+                                           evalExamples: evalDataset.map { $0.sequences(seqLen: settingsToUse.seqLen) }, plannedBytes: plan.total)
+            registry.insert(object, as: .job)
+            var warnings: [JSONValue] = []
+            if !dataset.completionsContainEOS(eosIds: loaded.eosTokenIds, seqLen: settingsToUse.seqLen) {
+                let message = "No completion in \(dataset.url.lastPathComponent) ends in an EOS token, so a model trained on it never learns to stop; end each completion with the EOS text (e.g. \"</s>\")."
+                context.log(.warning, message)
+                warnings.append(.string(message))
+            }
+            return .object([("jobId", .string(handle)), ("plan", plan.json), ("parameters", .int(Int64(job.gradients.parameterCount))),
+                             ("examples", .int(Int64(examples.count))), ("warnings", .array(warnings))])
+        }
+
+        router.register("train/step") { [unowned self] (params: TrainStepParams, context) -> JSONValue in
+            let object = try job(params.jobId)
+            let count = params.steps ?? 1
+            guard count >= 1 else { throw RPCError.invalidParams(field: "steps", "must be at least 1") }
+            return try object.exclusively {
+                var losses: [JSONValue] = []
+                var last: TrainingJob.StepResult?
+                var seconds = 0.0, tokens = 0
+                for _ in 0..<count {
+                    guard !object.job.isFinished else {
+                        if last == nil { throw RPCError.invalidParams(field: "jobId", "the job has run all its \(object.job.settings.steps) steps") }
+                        break
+                    }
+                    try context.checkCancelled()
+                    let result = object.job.runStep()
+                    losses.append(.double(result.loss))
+                    seconds += result.seconds
+                    tokens += result.tokens
+                    last = result
+                }
+                let result = last!
+                return .object([("step", .int(Int64(result.step))), ("losses", .array(losses)), ("lr", .double(result.lr)),
+                                ("gradNorm", .double(result.gradNorm)), ("tokensPerSecond", .double(Double(tokens) / max(seconds, 1e-9))),
+                                ("peakBytes", .int(Int64(object.plannedBytes + object.model.bytes)))])
+            }
+        }
+
+        router.register("train/run") { [unowned self] (params: TrainRunParams, context) -> JSONValue in
+            let object = try job(params.jobId)
+            if let n = params.evalEvery, n < 1 { throw RPCError.invalidParams(field: "evalEvery", "must be at least 1") }
+            if let n = params.saveEvery, n < 1 { throw RPCError.invalidParams(field: "saveEvery", "must be at least 1") }
+            if params.saveEvery != nil && params.outDir == nil { throw RPCError.invalidParams(field: "outDir", "is required with saveEvery") }
+            let outDir = params.outDir.map(PathParam.url)
+            return try object.exclusively {
+                let job = object.job
+                let total = job.settings.steps
+                let start = Date()
+                let firstStep = job.completedSteps
+                var last: TrainingJob.StepResult?
+                var evalLoss: Double?
+                var checkpoints: [JSONValue] = []
+                context.progress?.report(message: "training \(total - firstStep) steps", percentage: 100 * Double(firstStep) / Double(total))
+                while !job.isFinished {
+                    if context.isCancelled {
+                        throw RPCError.requestCancelled.with("partial", .object([("step", .int(Int64(job.completedSteps))),
+                                                                                ("loss", last.map { .double($0.loss) } ?? .null)]))
+                    }
+                    let result = job.runStep()
+                    last = result
+                    if let every = params.evalEvery, result.step % every == 0, let eval = object.evalExamples {
+                        evalLoss = job.evaluate(eval).loss
+                    }
+                    if let every = params.saveEvery, result.step % every == 0, let outDir {
+                        let directory = outDir.appendingPathComponent("checkpoint-\(result.step)")
+                        try save(object, to: directory)
+                        checkpoints.append(.string(directory.path))
+                    }
+                    let elapsed = Date().timeIntervalSince(start)
+                    let done = result.step - firstStep
+                    let eta = elapsed / Double(done) * Double(total - result.step)
+                    var fields: [(String, JSONValue)] = [
+                        ("step", .int(Int64(result.step))), ("loss", .double(result.loss)), ("lr", .double(result.lr)),
+                        ("tokensPerSecond", .double(Double(result.tokens) / max(result.seconds, 1e-9))),
+                        ("peakBytes", .int(Int64(object.plannedBytes + object.model.bytes))), ("etaSeconds", .double(eta)),
+                    ]
+                    if let evalLoss { fields.append(("evalLoss", .double(evalLoss))) }
+                    context.progress?.report(message: "step \(result.step)/\(total), loss \(String(format: "%.4f", result.loss))",
+                                             percentage: 100 * Double(result.step) / Double(total), fields: fields)
+                }
+                if params.evalEvery != nil, let eval = object.evalExamples { evalLoss = job.evaluate(eval).loss }
+                if let outDir {
+                    let directory = outDir.appendingPathComponent("final")
+                    try save(object, to: directory)
+                    checkpoints.append(.string(directory.path))
+                }
+                return .object([("step", .int(Int64(job.completedSteps))), ("loss", last.map { .double($0.loss) } ?? .null),
+                                ("evalLoss", evalLoss.map(JSONValue.double) ?? .null), ("checkpoints", .array(checkpoints))])
+            }
+        }
+
+        router.register("train/save") { [unowned self] (params: TrainSaveParams, _) -> JSONValue in
+            let object = try job(params.jobId)
+            let directory = PathParam.url(params.path)
+            let files = try object.exclusively { try save(object, to: directory) }
+            return .object([("files", .array(files.map(JSONValue.string)))])
+        }
+
+        router.register("train/resume") { [unowned self] (params: TrainResumeParams, context) -> JSONValue in
+            let directory = try PathParam.existingDirectory(params.path, field: "path")
+            let state = try ErrorMapping.translating { try TrainingJob.readState(directory) }
+            let loaded: LoadedModel
+            if let modelId = params.modelId {
+                loaded = try model(modelId)
+            } else if let match = registry.objects(.model).compactMap({ $0 as? LoadedModel }).first(where: { $0.directory.path == state.model }) {
+                loaded = match
+            } else {
+                throw RPCError.invalidParams(field: "modelId", "no loaded model comes from \(state.model); load it first or give modelId")
+            }
+            guard let reference = state.dataset else {
+                throw RPCError(.formatError, "Format error: \(TrainingJob.stateFile) names no dataset", hint: "Resume a state saved by train/save.",
+                               data: [("file", .string(TrainingJob.stateFile)), ("problem", .string("no dataset"))])
+            }
+            let dataset = try readDataset(DatasetParam(path: reference.path, format: reference.format, trainOnInputs: reference.trainOnInputs),
+                                          field: "dataset", model: loaded)
+            var settings = state.settings
+            let adapterShape = state.adapter.map { LoRAAdapter(config: loaded.model.config, rank: $0.rank, alpha: $0.alpha, dropout: $0.dropout,
+                                                                targets: Set($0.targets.compactMap(LoRATarget.init(rawValue:)))) }
+            let plan = try planTraining(loaded: loaded, adapter: adapterShape, settings: &settings, checkpointing: settings.checkpointing ? "layer" : "none")
+            let handle = registry.newHandle(.job)
+            try ledger.charge(Int64(plan.total), to: handle, breakdown: plan.breakdown)
+            do {
+                let examples = settings.packing ? dataset.examples : dataset.sequences(seqLen: settings.seqLen)
+                let job = try ErrorMapping.translating { try TrainingJob.resume(from: directory, model: loaded.model, examples: examples) }
+                let object = TrainingJobObject(handle: handle, job: job, model: loaded, adapterId: nil, dataset: reference,
+                                               evalExamples: nil, plannedBytes: plan.total)
+                registry.insert(object, as: .job)
+                return .object([("jobId", .string(handle)), ("step", .int(Int64(job.completedSteps))), ("plan", plan.json)])
+            } catch {
+                ledger.release(handle)
+                throw error
+            }
+        }
+
+        router.register("train/close") { [unowned self] (params: JobRef, _) -> JSONValue in
+            let object = try job(params.jobId)
+            try object.exclusively {
+                registry.remove(params.jobId, kind: .job)
+                ledger.release(params.jobId)
+            }
+            return .null
+        }
+    }
+
+    /// The adapter `id` names, which must belong to model `modelId`.
+    func trainableAdapter(_ id: String, modelId: String) throws -> LoRAAdapter {
+        let object: LiveObject
+        do {
+            object = try registry.lookup(id, kind: .adapter)
+        } catch let error as RPCError {
+            throw error.with("field", .string("adapterId"))
+        }
+        guard let adapter = object as? TrainableAdapterObject else { throw RPCError.internalError("adapter \(id) has no trainable weights") }
+        guard adapter.modelId == modelId else {
+            throw RPCError.invalidParams(field: "adapterId", "belongs to model \(adapter.modelId), not \(modelId)")
+        }
+        return adapter.adapter
+    }
+
+    /// The adapter in PEFT's layout, loadable by `adapter/load` and by PEFT on the same base.
+    func exportAdapter(_ adapter: LoRAAdapter, model: LoadedModel, to directory: URL) throws -> [String] {
+        try PEFTAdapterFile.save(adapter, to: directory, baseModelNameOrPath: model.directory.path).map(\.path)
+    }
+
+    /// Writes the job's state and, for people and other tools, the trained result: the adapter in
+    /// PEFT's layout (`adapter/`) or the full model in Hugging Face's (`model/`).
+    @discardableResult
+    func save(_ object: TrainingJobObject, to directory: URL) throws -> [String] {
+        try ErrorMapping.translating {
+            try object.job.save(to: directory, modelPath: object.model.directory.path, dataset: object.dataset)
+            var files = [TrainingJob.parametersFile, TrainingJob.optimizerFile, TrainingJob.stateFile].map { directory.appendingPathComponent($0).path }
+            if let adapter = object.job.adapter {
+                files += try exportAdapter(adapter, model: object.model, to: directory.appendingPathComponent("adapter"))
+            } else {
+                let modelDirectory = directory.appendingPathComponent("model")
+                try object.job.weights.snapshot().save(to: modelDirectory)
+                files += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { modelDirectory.appendingPathComponent($0).path }
+            }
+            return files
+        }
+    }
+
+    struct TrainingPlan {
+        var weights, adapter, gradients, optimizer, activations: Int
+        var total: Int { adapter + gradients + optimizer + activations + weights }
+        var breakdown: JSONValue {
+            .object([("weights", .int(Int64(weights))), ("adapter", .int(Int64(adapter))), ("gradients", .int(Int64(gradients))),
+                     ("optimizer", .int(Int64(optimizer))), ("activations", .int(Int64(activations)))])
+        }
+        var json: JSONValue { .object([("peakBytes", .int(Int64(total))), ("breakdown", breakdown)]) }
+    }
+
+    /// The bytes a job will hold, from shapes alone; `auto` checkpointing turns layer checkpointing
+    /// on only when the job would not fit the budget without it.
+    func planTraining(loaded: LoadedModel, adapter: LoRAAdapter?, settings: inout TrainingJob.Settings, checkpointing: String) throws -> TrainingPlan {
+        let config = loaded.model.config
+        func plan(_ checkpointed: Bool) -> TrainingPlan {
+            let layout = TrainingStep.Layout(config: config, rank: adapter?.rank, targets: adapter?.targets ?? [],
+                                             microBatch: settings.microBatch, seqLen: settings.seqLen, checkpointing: checkpointed)
+            let trainable = adapter?.parameterCount ?? (loaded.model.parameterCount - settings.frozenParameterCount(config))
+            return TrainingPlan(weights: adapter == nil ? loaded.model.parameterCount * 4 : 0, adapter: 0, gradients: trainable * 4,
+                                optimizer: AdamW.stateBytes(parameters: trainable), activations: layout.byteCount)
+        }
+        switch checkpointing {
+        case "none": settings.checkpointing = false
+        case "layer": settings.checkpointing = true
+        case "auto":
+            let free = ledger.capBytes - ledger.usedBytes
+            settings.checkpointing = Int64(plan(false).total) > free && Int64(plan(true).total) <= free
+        default: throw RPCError.invalidParams(field: "checkpointing", "must be none, layer or auto, got '\(checkpointing)'")
+        }
+        return plan(settings.checkpointing)
+    }
+
+    static func trainingSettings(_ p: TrainCreateParams) throws -> TrainingJob.Settings {
+        guard p.seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2") }
+        guard p.microBatch >= 1 else { throw RPCError.invalidParams(field: "microBatch", "must be at least 1") }
+        guard p.steps >= 1 else { throw RPCError.invalidParams(field: "steps", "must be at least 1") }
+        guard p.lr > 0, p.lr.isFinite else { throw RPCError.invalidParams(field: "lr", "must be a positive number") }
+        var s = TrainingJob.Settings(seqLen: p.seqLen, microBatch: p.microBatch, steps: p.steps, lr: p.lr)
+        if let g = p.gradAccum { guard g >= 1 else { throw RPCError.invalidParams(field: "gradAccum", "must be at least 1") }; s.gradAccum = g }
+        if let schedule = p.schedule {
+            guard ["cosine", "linear", "constant"].contains(schedule) else {
+                throw RPCError.invalidParams(field: "schedule", "must be cosine, linear or constant, got '\(schedule)'")
+            }
+            s.schedule = schedule
+        }
+        if let w = p.warmupSteps { guard w >= 0 else { throw RPCError.invalidParams(field: "warmupSteps", "must be >= 0") }; s.warmupSteps = w }
+        if let wd = p.weightDecay { guard wd >= 0 else { throw RPCError.invalidParams(field: "weightDecay", "must be >= 0") }; s.weightDecay = wd }
+        if let m = p.maxGradNorm { guard m >= 0 else { throw RPCError.invalidParams(field: "maxGradNorm", "must be >= 0 (0 turns clipping off)") }; s.maxGradNorm = m > 0 ? m : nil }
+        s.seed = p.seed ?? 0
+        s.packing = p.packing ?? false
+        s.frozen = p.freeze ?? []
+        return s
+    }
+}
+
+extension TrainingJob.Settings {
+    /// Parameters of the base tensors `frozen` names (for full-parameter planning).
+    func frozenParameterCount(_ config: LlamaConfig) -> Int {
+        let c = config.hiddenSize, d = config.headDim
+        var count = 0
+        func frozenName(_ name: String) -> Bool { frozen.contains { name.contains($0) } }
+        if frozenName("model.embed_tokens.weight") || (config.tiedEmbeddings && frozenName("lm_head.weight")) { count += config.vocabSize * c }
+        if !config.tiedEmbeddings && frozenName("lm_head.weight") { count += config.vocabSize * c }
+        if frozenName("model.norm.weight") { count += c }
+        for (i, s) in config.layers.enumerated() {
+            let p = "model.layers.\(i)."
+            let sizes = [("self_attn.q_proj", s.headCount * d * c), ("self_attn.k_proj", s.kvHeadCount * d * c), ("self_attn.v_proj", s.kvHeadCount * d * c),
+                         ("self_attn.o_proj", c * s.headCount * d), ("mlp.gate_proj", s.intermediateSize * c), ("mlp.up_proj", s.intermediateSize * c),
+                         ("mlp.down_proj", c * s.intermediateSize), ("input_layernorm", c), ("post_attention_layernorm", c)]
+            for (name, size) in sizes where frozenName(p + name + ".weight") { count += size }
+        }
+        return count
+    }
+}
+
+/// What training needs of a live adapter object.
+protocol TrainableAdapterObject: LiveObject {
+    var adapter: LoRAAdapter { get }
+    var modelId: String { get }
+}
+
+/// A training job the client created, with what the daemon needs around it.
+final class TrainingJobObject: LiveObject, @unchecked Sendable {
+    let handle: String
+    let job: TrainingJob
+    let model: LoadedModel
+    let adapterId: String?
+    let dataset: TrainingJob.SavedState.DatasetReference
+    let evalExamples: [Dataset.Example]?
+    let plannedBytes: Int
+    private let lock = NSLock()
+    private var busy = false
+
+    init(handle: String, job: TrainingJob, model: LoadedModel, adapterId: String?, dataset: TrainingJob.SavedState.DatasetReference,
+         evalExamples: [Dataset.Example]?, plannedBytes: Int) {
+        self.handle = handle
+        self.job = job
+        self.model = model
+        self.adapterId = adapterId
+        self.dataset = dataset
+        self.evalExamples = evalExamples
+        self.plannedBytes = plannedBytes
+    }
+
+    /// Runs `body` unless another request is using the job (then InvalidParams: it is busy).
+    func exclusively<T>(_ body: () throws -> T) throws -> T {
+        lock.lock()
+        guard !busy else {
+            lock.unlock()
+            throw RPCError.invalidParams(field: "jobId", "is busy with another request (a train/run or train/step in progress)",
+                                         hint: "Wait for it to finish, or cancel it with $/cancelRequest.")
+        }
+        busy = true
+        lock.unlock()
+        defer { lock.lock(); busy = false; lock.unlock() }
+        return try body()
+    }
+
+    var listing: JSONValue {
+        .object([("jobId", .string(handle)), ("modelId", .string(model.handle)), ("adapterId", adapterId.map(JSONValue.string) ?? .null),
+                 ("mode", .string(job.adapter == nil ? "full" : "lora")), ("step", .int(Int64(job.completedSteps))),
+                 ("steps", .int(Int64(job.settings.steps))), ("bytes", .int(Int64(plannedBytes)))])
+    }
+}
+extension LoadedAdapter: TrainableAdapterObject {}

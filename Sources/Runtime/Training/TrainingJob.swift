@@ -1,0 +1,256 @@
+import Foundation
+
+/// A training run: the model's trainable tensors (a LoRA adapter, or every unfrozen base tensor),
+/// AdamW, a learning-rate schedule and a data loader, advanced one optimizer step at a time. Each
+/// step accumulates `gradAccum` micro-batches, normalised by the labelled tokens of all of them
+/// (transformers' `num_items_in_batch`), clips the global norm, and steps the optimizer at the
+/// schedule's rate. `save` and `resume` carry the trainable tensors, the optimizer moments, the
+/// step and the data position, so a resumed run continues bit for bit.
+public final class TrainingJob: @unchecked Sendable {
+    public struct Settings: Codable, Equatable, Sendable {
+        public var seqLen: Int
+        public var microBatch: Int
+        public var gradAccum = 1
+        public var steps: Int
+        public var lr: Double
+        /// "cosine", "linear" or "constant", with warmup, as transformers defines them.
+        public var schedule = "constant"
+        public var warmupSteps = 0
+        /// transformers' default is 0; norm weights never decay.
+        public var weightDecay = 0.0
+        /// transformers' default 1.0; nil turns clipping off.
+        public var maxGradNorm: Double? = 1.0
+        public var checkpointing = false
+        public var seed: UInt64 = 0
+        /// Rows are filled by packing examples end to end instead of truncating each.
+        public var packing = false
+        /// Full-parameter training: tensors whose name contains one of these stay frozen.
+        public var frozen: [String] = []
+        public var beta1 = 0.9
+        public var beta2 = 0.999
+        public var eps = 1e-8
+
+        public init(seqLen: Int, microBatch: Int, steps: Int, lr: Double) {
+            self.seqLen = seqLen
+            self.microBatch = microBatch
+            self.steps = steps
+            self.lr = lr
+        }
+
+        var learningRateSchedule: LearningRateSchedule {
+            switch schedule {
+            case "cosine": return .cosine(warmupSteps: warmupSteps, totalSteps: steps)
+            case "linear": return .linear(warmupSteps: warmupSteps, totalSteps: steps)
+            default: return .constant(warmupSteps: warmupSteps)
+            }
+        }
+    }
+
+    public struct StepResult: Sendable {
+        /// 1-based index of the optimizer step just taken.
+        public var step: Int
+        public var loss: Double
+        public var lr: Double
+        /// Global gradient norm before clipping.
+        public var gradNorm: Double
+        public var tokens: Int
+        public var seconds: Double
+    }
+
+    public let settings: Settings
+    public let weights: TrainingWeights
+    public let adapter: LoRAAdapter?
+    public let gradients: GradientBuffers
+    public let step: TrainingStep
+    public let optimizer: AdamW
+    public private(set) var loader: DataLoader
+    public private(set) var completedSteps = 0
+    private let schedule: LearningRateSchedule
+
+    /// LoRA training when `adapter` is given (the model stays untouched); full-parameter training
+    /// of an fp32 copy of the model otherwise.
+    public init(model: LlamaModel, adapter: LoRAAdapter?, examples: [Dataset.Example], settings: Settings) {
+        self.settings = settings
+        self.adapter = adapter
+        weights = TrainingWeights(model: model, copy: adapter == nil)
+        gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: Set(settings.frozen))
+        step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: settings.microBatch,
+                            seqLen: settings.seqLen, checkpointing: settings.checkpointing)
+        optimizer = AdamW(tensors: gradients.entries.map {
+            AdamW.Tensor(name: $0.name, values: $0.parameter, gradients: $0.gradient, count: $0.count, decays: $0.decays)
+        }, settings: AdamW.Settings(lr: settings.lr, beta1: settings.beta1, beta2: settings.beta2, eps: settings.eps,
+                                    weightDecay: settings.weightDecay))
+        loader = DataLoader(examples: examples, mode: settings.packing ? .pack : .truncate, microBatch: settings.microBatch,
+                            seqLen: settings.seqLen, seed: settings.seed, padId: model.config.eosTokenIds.first ?? 0)
+        schedule = settings.learningRateSchedule
+    }
+
+    public var isFinished: Bool { completedSteps >= settings.steps }
+
+    /// Bytes this job holds beyond the model it reads: activations and workspaces, gradients,
+    /// optimizer moments, and the fp32 copy of the weights for full-parameter training.
+    public var byteCount: Int {
+        step.workspaceBytes + gradients.byteCount + optimizer.stateByteCount + (adapter?.parameterCount ?? 0) * 4
+            + (adapter == nil ? weights.snapshot().byteCount : 0)
+    }
+
+    /// One optimizer step over `gradAccum` micro-batches.
+    public func runStep() -> StepResult {
+        let start = DispatchTime.now().uptimeNanoseconds
+        gradients.zero()
+        let batches = (0..<settings.gradAccum).map { _ in loader.next() }
+        let normalizer = max(1, batches.reduce(0) { $0 + $1.lossTokens })
+        var lossSum = 0.0
+        for (index, batch) in batches.enumerated() {
+            let seed = (adapter?.dropout ?? 0) > 0 ? Self.dropoutSeed(settings.seed, step: completedSteps, micro: index) : nil
+            lossSum += step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: seed).lossSum
+        }
+        let buffers = gradients.entries.map { UnsafeMutableBufferPointer(start: $0.gradient, count: $0.count) }
+        let norm: Float
+        if let maxNorm = settings.maxGradNorm {
+            norm = GradientClipping.clip(buffers, maxNorm: maxNorm)
+        } else {
+            norm = GradientClipping.totalNorm(buffers.map { UnsafeBufferPointer($0) })
+        }
+        let lr = schedule.lr(base: settings.lr, step: completedSteps)
+        optimizer.step(lr: lr)
+        completedSteps += 1
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return StepResult(step: completedSteps, loss: lossSum / Double(normalizer), lr: lr, gradNorm: Double(norm),
+                          tokens: settings.gradAccum * settings.microBatch * settings.seqLen, seconds: seconds)
+    }
+
+    /// Mean loss over `examples` (truncated to seqLen, evaluated in micro-batches), no dropout.
+    public func evaluate(_ examples: [Dataset.Example]) -> (loss: Double, tokens: Int) {
+        var total = 0.0, count = 0
+        for batch in DataLoader.singlePass(examples: examples, mode: .truncate, microBatch: settings.microBatch, seqLen: settings.seqLen) {
+            let (sum, n) = step.loss(ids: batch.ids, labels: batch.labels)
+            total += sum
+            count += n
+        }
+        return (count > 0 ? total / Double(count) : .nan, count)
+    }
+
+    static func dropoutSeed(_ seed: UInt64, step: Int, micro: Int) -> UInt64 {
+        var random = Xoshiro256StarStar(seed: seed ^ UInt64(step) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(micro) &* 0xD6E8_FEB8_6659_FD93)
+        return random.next()
+    }
+
+    // MARK: Save and resume
+
+    /// What `state.json` records.
+    public struct SavedState: Codable, Sendable {
+        public var format = "loramd-training-state"
+        public var version = 1
+        public var settings: Settings
+        public var completedSteps: Int
+        public var optimizerStep: Int
+        public var position: DataLoader.Position
+        public var mode: String
+        public var adapter: AdapterShape?
+        public var model: String
+        public var dataset: DatasetReference?
+
+        public struct AdapterShape: Codable, Sendable {
+            public var rank: Int
+            public var alpha: Double
+            public var dropout: Double
+            public var targets: [String]
+        }
+
+        public struct DatasetReference: Codable, Sendable {
+            public var path: String
+            public var format: String
+            public var trainOnInputs: Bool
+            public init(path: String, format: String, trainOnInputs: Bool) {
+                self.path = path
+                self.format = format
+                self.trainOnInputs = trainOnInputs
+            }
+        }
+    }
+
+    public static let parametersFile = "parameters.safetensors"
+    public static let optimizerFile = "optimizer.safetensors"
+    public static let stateFile = "state.json"
+
+    /// Writes the trainable tensors, the optimizer moments and the state, each file under a
+    /// temporary name first.
+    public func save(to directory: URL, modelPath: String, dataset: SavedState.DatasetReference?) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let entries = gradients.entries
+        try SafetensorsWriter().write(entries.map { entry in
+            SafetensorsWriter.Entry(name: entry.name, dtype: .f32, shape: [entry.count]) { buffer in
+                buffer.baseAddress!.copyMemory(from: entry.parameter, byteCount: entry.count * 4)
+            }
+        }, to: directory.appendingPathComponent(Self.parametersFile))
+        let state = optimizer.state
+        var moments: [SafetensorsWriter.Entry] = []
+        for moment in state.moments {
+            moments.append(.floats("\(moment.name).exp_avg", moment.expAvg, shape: [moment.expAvg.count]))
+            moments.append(.floats("\(moment.name).exp_avg_sq", moment.expAvgSq, shape: [moment.expAvgSq.count]))
+        }
+        try SafetensorsWriter().write(moments, to: directory.appendingPathComponent(Self.optimizerFile))
+        let saved = SavedState(settings: settings, completedSteps: completedSteps, optimizerStep: state.step, position: loader.position,
+                               mode: adapter == nil ? "full" : "lora",
+                               adapter: adapter.map { SavedState.AdapterShape(rank: $0.rank, alpha: $0.alpha, dropout: $0.dropout,
+                                                                               targets: $0.targets.map(\.rawValue).sorted()) },
+                               model: modelPath, dataset: dataset)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(saved), to: directory.appendingPathComponent(Self.stateFile))
+    }
+
+    public static func readState(_ directory: URL) throws -> SavedState {
+        let url = directory.appendingPathComponent(stateFile)
+        guard let data = FileManager.default.contents(atPath: url.path) else { throw FormatError(file: stateFile, "missing from \(directory.path)") }
+        do {
+            let state = try JSONDecoder().decode(SavedState.self, from: data)
+            guard state.format == "loramd-training-state", state.version == 1 else {
+                throw FormatError(file: stateFile, "not a loramd training state of version 1")
+            }
+            return state
+        } catch let error as FormatError {
+            throw error
+        } catch {
+            throw FormatError(file: stateFile, "not a valid training state: \(error)")
+        }
+    }
+
+    /// A job continuing the one saved in `directory`, on `model` (the same base it trained on)
+    /// and `examples` (the same dataset).
+    public static func resume(from directory: URL, model: LlamaModel, examples: [Dataset.Example]) throws -> TrainingJob {
+        let state = try readState(directory)
+        var adapter: LoRAAdapter?
+        if let shape = state.adapter {
+            let targets = Set(shape.targets.compactMap(LoRATarget.init(rawValue:)))
+            adapter = LoRAAdapter(config: model.config, rank: shape.rank, alpha: shape.alpha, dropout: shape.dropout, targets: targets)
+        }
+        let job = TrainingJob(model: model, adapter: adapter, examples: examples, settings: state.settings)
+        let parameters = try SafetensorsFile(url: directory.appendingPathComponent(parametersFile))
+        let moments = try SafetensorsFile(url: directory.appendingPathComponent(optimizerFile))
+        func read(_ file: SafetensorsFile, _ name: String, count: Int) throws -> [Float] {
+            guard let info = file.tensors[name], info.dtype == .f32, info.elementCount == count else {
+                throw FormatError(file: file.fileName, "tensor \(name) is missing or is not \(count) fp32 values")
+            }
+            return Array(UnsafeBufferPointer(start: file.bytes(of: info).baseAddress!.assumingMemoryBound(to: Float.self), count: count))
+        }
+        var restored: [AdamW.State.Moments] = []
+        for entry in job.gradients.entries {
+            let values = try read(parameters, entry.name, count: entry.count)
+            entry.parameter.update(from: values, count: entry.count)
+            restored.append(.init(name: entry.name, expAvg: try read(moments, "\(entry.name).exp_avg", count: entry.count),
+                                  expAvgSq: try read(moments, "\(entry.name).exp_avg_sq", count: entry.count)))
+        }
+        do {
+            try job.optimizer.restore(.init(step: state.optimizerStep, moments: restored))
+        } catch {
+            throw FormatError(file: optimizerFile, "\(error)")
+        }
+        job.completedSteps = state.completedSteps
+        job.loader = DataLoader(examples: examples, mode: state.settings.packing ? .pack : .truncate, microBatch: state.settings.microBatch,
+                                seqLen: state.settings.seqLen, seed: state.settings.seed, padId: model.config.eosTokenIds.first ?? 0,
+                                position: state.position)
+        return job
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import XCTest
+import RPC
+
+/// train/* through the real process on the golden tiny model.
+final class DaemonTrainingTests: XCTestCase {
+    static var tiny: String { DaemonModelTests.tiny }
+
+    func directory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-train-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    /// A tokens dataset: `count` short sequences with some masked labels.
+    func tokensDataset(in directory: URL, count: Int = 10) throws -> URL {
+        let url = directory.appendingPathComponent("train.jsonl")
+        let lines = (0..<count).map { i -> String in
+            let ids = [1] + (0..<(8 + i % 5)).map { 3 + ($0 * 7 + i * 13) % 90 }
+            let labels = ids.enumerated().map { $0.offset < 2 ? -100 : $0.element }
+            return #"{"ids":\#(ids),"labels":\#(labels)}"#
+        }
+        try Data(lines.joined(separator: "\n").utf8).write(to: url)
+        return url
+    }
+
+    func double(_ value: JSONValue?) -> Double? {
+        switch value { case .double(let d)?: return d; case .int(let i)?: return Double(i); default: return nil }
+    }
+
+    func create(_ d: DaemonProcess, id: Int, modelId: String, dataset: URL, steps: Int = 6, extra: String = "") -> JSONValue? {
+        d.request(id, "train/create", #"{"modelId":"\#(modelId)","freeze":["lm_head"],"dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16,"microBatch":2,"gradAccum":2,"steps":\#(steps),"lr":0.002,"schedule":"cosine","warmupSteps":1,"seed":3\#(extra)}"#)
+        return d.response(id: id)
+    }
+
+    func testFullParameterTrainingStepsSavesAndResumesExactly() throws {
+        let work = try directory()
+        let dataset = try tokensDataset(in: work)
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        d.request(1, "model/list")
+        let usedBefore = d.response(id: 1)?["result"]?["memory"]?["usedBytes"]?.intValue ?? -1
+
+        // Straight: 6 steps.
+        let straight = try XCTUnwrap(create(d, id: 2, modelId: modelId, dataset: dataset)?["result"], "\(d.received.last ?? .null)")
+        let straightId = try XCTUnwrap(straight["jobId"]?.stringValue)
+        XCTAssertGreaterThan(straight["plan"]?["peakBytes"]?.intValue ?? 0, 0)
+        d.request(3, "train/step", #"{"jobId":"\#(straightId)","steps":6}"#)
+        let all = try XCTUnwrap(d.response(id: 3)?["result"])
+        guard case .array(let straightLosses)? = all["losses"] else { return XCTFail("\(all)") }
+        XCTAssertEqual(straightLosses.count, 6)
+        XCTAssertEqual(all["step"], .int(6))
+        XCTAssertLessThan(double(straightLosses.last)!, double(straightLosses.first)!, "the loss falls")
+
+        // Interrupted: 2 steps, save, close, resume, 4 more.
+        let first = try XCTUnwrap(create(d, id: 4, modelId: modelId, dataset: dataset)?["result"]?["jobId"]?.stringValue)
+        d.request(5, "train/step", #"{"jobId":"\#(first)","steps":2}"#)
+        guard case .array(let firstLosses)? = d.response(id: 5)?["result"]?["losses"] else { return XCTFail() }
+        let saved = work.appendingPathComponent("checkpoint")
+        d.request(6, "train/save", #"{"jobId":"\#(first)","path":"\#(saved.path)"}"#)
+        XCTAssertNotNil(d.response(id: 6)?["result"]?["files"], "\(d.received.last ?? .null)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: saved.appendingPathComponent("model/model.safetensors").path))
+        d.request(7, "train/close", #"{"jobId":"\#(first)"}"#)
+        XCTAssertEqual(d.response(id: 7)?["result"], .null)
+        d.request(8, "train/resume", #"{"path":"\#(saved.path)"}"#)
+        let resumed = try XCTUnwrap(d.response(id: 8)?["result"], "\(d.received.last ?? .null)")
+        XCTAssertEqual(resumed["step"], .int(2))
+        let resumedId = try XCTUnwrap(resumed["jobId"]?.stringValue)
+        d.request(9, "train/step", #"{"jobId":"\#(resumedId)","steps":4}"#)
+        guard case .array(let restLosses)? = d.response(id: 9)?["result"]?["losses"] else { return XCTFail() }
+        XCTAssertEqual(firstLosses + restLosses, straightLosses, "resumed losses equal the straight run's exactly")
+
+        d.request(10, "train/step", #"{"jobId":"\#(resumedId)"}"#)
+        XCTAssertEqual(d.response(id: 10)?["error"]?["data"]?["field"], .string("jobId"), "a finished job takes no more steps")
+        for (i, id) in [straightId, resumedId].enumerated() {
+            d.request(11 + i, "train/close", #"{"jobId":"\#(id)"}"#)
+            XCTAssertEqual(d.response(id: 11 + i)?["result"], .null)
+        }
+        d.request(20, "model/list")
+        XCTAssertEqual(d.response(id: 20)?["result"]?["memory"]?["usedBytes"]?.intValue, usedBefore, "closed jobs give their memory back")
+        d.closeInput()
+        _ = d.exitCode()
+    }
+
+    func testRunReportsProgressAndCancelStopsAtAStepBoundary() throws {
+        let work = try directory()
+        let dataset = try tokensDataset(in: work)
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        let jobId = try XCTUnwrap(create(d, id: 1, modelId: modelId, dataset: dataset, steps: 4)?["result"]?["jobId"]?.stringValue)
+        d.request(2, "train/run", #"{"jobId":"\#(jobId)","outDir":"\#(work.appendingPathComponent("run").path)","saveEvery":2,"workDoneToken":"t"}"#)
+        let run = try XCTUnwrap(d.response(id: 2)?["result"], "\(d.received.last ?? .null)")
+        XCTAssertEqual(run["step"], .int(4))
+        guard case .array(let checkpoints)? = run["checkpoints"] else { return XCTFail() }
+        XCTAssertEqual(checkpoints.count, 3, "steps 2 and 4, and the final state")
+        let reports = d.received.filter { $0["params"]?["token"] == .string("t") && $0["params"]?["value"]?["kind"] == .string("report") }
+            .compactMap { $0["params"]?["value"] }
+        XCTAssertTrue(reports.contains { $0["step"] != nil && $0["loss"] != nil && $0["lr"] != nil && $0["tokensPerSecond"] != nil
+                                         && $0["peakBytes"] != nil && $0["etaSeconds"] != nil }, "\(reports)")
+
+        // A long run, cancelled: it stops at a step boundary and the job stays usable.
+        let long = try XCTUnwrap(create(d, id: 3, modelId: modelId, dataset: dataset, steps: 100000)?["result"]?["jobId"]?.stringValue)
+        d.request(4, "train/run", #"{"jobId":"\#(long)","workDoneToken":"long"}"#)
+        XCTAssertTrue(d.wait { $0.contains { $0["params"]?["token"] == .string("long") && $0["params"]?["value"]?["step"] != nil } })
+        d.notify("$/cancelRequest", #"{"id":4}"#)
+        let error = try XCTUnwrap(d.response(id: 4)?["error"])
+        XCTAssertEqual(error["code"], .int(-32800))
+        let stoppedAt = try XCTUnwrap(error["data"]?["partial"]?["step"]?.intValue)
+        d.request(5, "train/step", #"{"jobId":"\#(long)"}"#)
+        XCTAssertEqual(d.response(id: 5)?["result"]?["step"], .int(stoppedAt + 1), "the state is intact and stepping continues")
+        d.closeInput()
+        _ = d.exitCode()
+    }
+
+    func testBadDatasetsAndParamsCreateNoJob() throws {
+        let work = try directory()
+        let bad = work.appendingPathComponent("bad.jsonl")
+        try Data("{\"ids\":[1,2,3]}\n{\"ids\":[1,\"x\"]}\n".utf8).write(to: bad)
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        let error = try XCTUnwrap(create(d, id: 1, modelId: modelId, dataset: bad)?["error"])
+        XCTAssertEqual(error["code"], .int(-31010))
+        XCTAssertTrue(error["data"]?["problem"]?.stringValue?.hasPrefix("line 2:") == true, "\(error)")
+        let good = try tokensDataset(in: work)
+        for (i, (extra, field)) in [(#","seqLen":1"#, "seqLen"), (#","schedule":"sawtooth""#, "schedule"), (#","checkpointing":"maybe""#, "checkpointing"),
+                                    (#","lr":-1"#, "lr")].enumerated() {
+            // Later keys override earlier ones in our decoder; build the params with the bad value last.
+            d.request(10 + i, "train/create", #"{"modelId":"\#(modelId)","dataset":{"path":"\#(good.path)","format":"tokens"},"microBatch":1,"steps":1,"seqLen":8,"lr":0.01\#(extra)}"#)
+            XCTAssertEqual(d.response(id: 10 + i)?["error"]?["data"]?["field"], .string(field), extra)
+        }
+        d.request(20, "model/list")
+        XCTAssertEqual(d.response(id: 20)?["result"]?["jobs"], .array([]))
+        d.closeInput()
+        _ = d.exitCode()
+    }
+
+    func testCompletionsWithoutEOSGetAWarning() throws {
+        let work = try directory()
+        let dataset = work.appendingPathComponent("pc.jsonl")
+        try Data((0..<4).map { #"{"prompt":"Question \#($0)?","completion":" Answer \#($0)."}"# }.joined(separator: "\n").utf8).write(to: dataset)
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        d.request(1, "train/create", #"{"modelId":"\#(modelId)","dataset":{"path":"\#(dataset.path)","format":"prompt_completion"},"seqLen":32,"microBatch":1,"steps":1,"lr":0.01}"#)
+        let result = try XCTUnwrap(d.response(id: 1)?["result"], "\(d.received.last ?? .null)")
+        guard case .array(let warnings)? = result["warnings"] else { return XCTFail() }
+        XCTAssertEqual(warnings.count, 1)
+        let log = d.received.first { $0["method"] == .string("window/logMessage") }
+        XCTAssertEqual(log?["params"]?["type"], .int(2))
+        XCTAssertTrue(log?["params"]?["message"]?.stringValue?.contains("never learns to stop") == true)
+        d.closeInput()
+        _ = d.exitCode()
+    }
+}
+
+extension DaemonProcess {
+    /// model/load, returning the modelId (nil on error).
+    func loadModel(_ path: String, id: Int = 999) -> String? {
+        request(id, "model/load", #"{"path":"\#(path)"}"#)
+        return response(id: id)?["result"]?["modelId"]?.stringValue
+    }
+}
