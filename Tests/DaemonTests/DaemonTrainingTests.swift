@@ -164,3 +164,37 @@ extension DaemonProcess {
         return response(id: id)?["result"]?["modelId"]?.stringValue
     }
 }
+
+extension DaemonTrainingTests {
+    func testLoRATrainingSavesAPEFTAdapterThatLoadsAndServes() throws {
+        let work = try directory()
+        let dataset = try tokensDataset(in: work)
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        d.request(1, "adapter/create", #"{"modelId":"\#(modelId)","r":4,"alpha":8,"dropout":0.05,"targets":["q_proj","v_proj","down_proj","lm_head"],"seed":1}"#)
+        let adapterId = try XCTUnwrap(d.response(id: 1)?["result"]?["adapterId"]?.stringValue, "\(d.received.last ?? .null)")
+        d.request(2, "eval/perplexity", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16}"#)
+        let before = try XCTUnwrap(double(d.response(id: 2)?["result"]?["loss"]))
+        d.request(3, "train/create", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16,"microBatch":2,"steps":20,"lr":0.01,"checkpointing":"layer"}"#)
+        let created = try XCTUnwrap(d.response(id: 3)?["result"], "\(d.received.last ?? .null)")
+        let jobId = try XCTUnwrap(created["jobId"]?.stringValue)
+        d.request(4, "train/run", #"{"jobId":"\#(jobId)"}"#)
+        XCTAssertEqual(d.response(id: 4)?["result"]?["step"], .int(20))
+        // The adapter object was trained in place: the same adapterId now gives a lower loss.
+        d.request(5, "eval/perplexity", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16}"#)
+        let after = try XCTUnwrap(double(d.response(id: 5)?["result"]?["loss"]))
+        XCTAssertLessThan(after, before * 0.8, "\(before) -> \(after)")
+        let saved = work.appendingPathComponent("lora")
+        d.request(6, "train/save", #"{"jobId":"\#(jobId)","path":"\#(saved.path)"}"#)
+        XCTAssertNotNil(d.response(id: 6)?["result"])
+        d.request(7, "adapter/load", #"{"modelId":"\#(modelId)","path":"\#(saved.appendingPathComponent("adapter").path)"}"#)
+        let reloaded = try XCTUnwrap(d.response(id: 7)?["result"]?["adapterId"]?.stringValue, "\(d.received.last ?? .null)")
+        d.request(8, "eval/perplexity", #"{"modelId":"\#(modelId)","adapterId":"\#(reloaded)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16}"#)
+        XCTAssertEqual(try XCTUnwrap(double(d.response(id: 8)?["result"]?["loss"])), after, accuracy: 1e-9, "the saved adapter is the trained one")
+        d.request(9, "generate", #"{"modelId":"\#(modelId)","adapterId":"\#(reloaded)","ids":[1,5,9],"maxTokens":4}"#)
+        XCTAssertEqual(d.response(id: 9)?["result"]?["usage"]?["completionTokens"], .int(4))
+        d.closeInput()
+        _ = d.exitCode()
+    }
+}
