@@ -108,6 +108,16 @@ public final class InferenceSession: @unchecked Sendable {
     public func forward(_ tokens: [Int], logits: Logits = .none,
                         observe: ((HiddenState, UnsafePointer<Float>, _ rows: Int, _ firstToken: Int) -> Void)? = nil,
                         checkpoint: () throws -> Void = {}) throws {
+        if let adapter {
+            try adapter.access.reading { try forwardUnlocked(tokens, logits: logits, observe: observe, checkpoint: checkpoint) }
+        } else {
+            try forwardUnlocked(tokens, logits: logits, observe: observe, checkpoint: checkpoint)
+        }
+    }
+
+    private func forwardUnlocked(_ tokens: [Int], logits: Logits,
+                                 observe: ((HiddenState, UnsafePointer<Float>, _ rows: Int, _ firstToken: Int) -> Void)?,
+                                 checkpoint: () throws -> Void) throws {
         let vocab = model.config.vocabSize
         if let bad = tokens.firstIndex(where: { $0 < 0 || $0 >= vocab }) {
             throw Failure.tokenOutOfRange(index: bad, id: tokens[bad], vocabSize: vocab)

@@ -43,6 +43,8 @@ public final class LoRAAdapter: @unchecked Sendable {
     /// Per decoder layer, the pairs of its targeted linears.
     public let layers: [[LoRATarget: LoRAPair]]
     public let lmHead: LoRAPair?
+    /// Inference reads and the optimizer writes the pairs under this lock.
+    public let access = ReadWriteLock()
 
     public var scaling: Float { Float(alpha / Double(rank)) }
 

@@ -113,7 +113,7 @@ public final class TrainingJob: @unchecked Sendable {
             norm = GradientClipping.totalNorm(buffers.map { UnsafeBufferPointer($0) })
         }
         let lr = schedule.lr(base: settings.lr, step: completedSteps)
-        optimizer.step(lr: lr)
+        if let adapter { adapter.access.writing { optimizer.step(lr: lr) } } else { optimizer.step(lr: lr) }
         completedSteps += 1
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return StepResult(step: completedSteps, loss: lossSum / Double(normalizer), lr: lr, gradNorm: Double(norm),
