@@ -36,14 +36,14 @@ public struct SafetensorsWriter {
     public func write(_ entries: [Entry], to url: URL) throws {
         var header = "{"
         if !metadata.isEmpty {
-            let pairs = metadata.keys.sorted().map { "\(Self.quote($0)):\(Self.quote(metadata[$0]!))" }
+            let pairs = metadata.keys.sorted().map { "\(JSONStringLiteral.quote($0)):\(JSONStringLiteral.quote(metadata[$0]!))" }
             header += "\"__metadata__\":{\(pairs.joined(separator: ","))},"
         }
         var offset = 0
         header += entries.map { entry in
             defer { offset += entry.byteCount }
             let shape = entry.shape.map(String.init).joined(separator: ",")
-            return "\(Self.quote(entry.name)):{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + entry.byteCount)]}"
+            return "\(JSONStringLiteral.quote(entry.name)):{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + entry.byteCount)]}"
         }.joined(separator: ",")
         header += "}"
         var headerBytes = Array(header.utf8)
@@ -74,21 +74,5 @@ public struct SafetensorsWriter {
             try? FileManager.default.removeItem(at: temporary)
             throw error
         }
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
     }
 }

@@ -40,9 +40,9 @@ public enum TokenizerBuilder {
     }
 
     private static func tokenizerJSON(tokens: [[UInt8]], merges: [(Int32, Int32)]) -> String {
-        func quotedToken(_ bytes: [UInt8]) -> String { quoted(String(decoding: bytes, as: UTF8.self)) }
+        func quotedToken(_ bytes: [UInt8]) -> String { JSONStringLiteral.quote(String(decoding: bytes, as: UTF8.self)) }
         let addedTokens = specialTokens.enumerated().map { id, content in
-            #"{"id":\#(id),"content":\#(quoted(content)),"single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}"#
+            #"{"id":\#(id),"content":\#(JSONStringLiteral.quote(content)),"single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}"#
         }
         let template = #"{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],"pair":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}},{"SpecialToken":{"id":"<s>","type_id":1}},{"Sequence":{"id":"B","type_id":1}}],"special_tokens":{"<s>":{"id":"<s>","ids":[1],"tokens":["<s>"]}}}"#
         let vocab = tokens.enumerated().map { "\(quotedToken($0.element)):\($0.offset)" }
@@ -61,26 +61,6 @@ public enum TokenizerBuilder {
         """
     }
 
-    /// A JSON string literal.
-    private static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
 }
 
 /// Why `TokenizerBuilder` could not make a tokenizer of the requested size.
