@@ -1,11 +1,11 @@
 import Foundation
 
-/// The linears a LoRA adapter may target, by PEFT's module names.
-public enum LoRATarget: String, CaseIterable, Codable, Sendable {
-    case q = "q_proj", k = "k_proj", v = "v_proj", o = "o_proj"
-    case gate = "gate_proj", up = "up_proj", down = "down_proj"
-    case lmHead = "lm_head"
+// Runtime builds on the planner's shapes and names; clients of Runtime see them too.
+@_exported import MemoryPlanner
 
+/// Runtime's view of a LoRA target (the enum itself lives in MemoryPlanner, which plans adapters
+/// without weights): the order a decoder layer uses them in, and PEFT's module paths.
+extension LoRATarget {
     /// The per-layer targets, in the order a decoder layer uses them.
     public static let layerTargets: [LoRATarget] = [.q, .k, .v, .o, .gate, .up, .down]
 
