@@ -1,0 +1,55 @@
+/// What a plan is for: a training step or a generation, with the settings memory depends on.
+public struct Workload: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable { case train, generate }
+    /// How the frozen base weights are held: bytes per parameter of the decoder linears.
+    public enum BaseDType: String, Codable, Sendable {
+        case f32, bf16, f16, nf4
+
+        /// NF4 with double quantisation (bitsandbytes, block 64): 4 bits per weight, one 8-bit
+        /// absmax per 64 weights, one fp32 scale per 256 blocks: 4.127 bits.
+        public func linearBytes(_ parameters: Int) -> Int {
+            switch self {
+            case .f32: return parameters * 4
+            case .bf16, .f16: return parameters * 2
+            case .nf4:
+                let blocks = (parameters + 63) / 64
+                return (parameters + 1) / 2 + blocks + ((blocks + 255) / 256) * 4
+            }
+        }
+
+        /// Embeddings, lm_head and norms stay in 16 bits under NF4 (as QLoRA does), else as the base.
+        public var otherBytesPerParameter: Int { self == .f32 ? 4 : 2 }
+    }
+
+    public struct LoRA: Codable, Equatable, Sendable {
+        public var r: Int
+        public var targets: Set<LoRATarget>
+        public init(r: Int, targets: Set<LoRATarget>) {
+            self.r = r
+            self.targets = targets
+        }
+    }
+
+    public var kind: Kind
+    public var microBatch: Int
+    public var seqLen: Int
+    public var gradAccum: Int
+    /// nil: full-parameter training (or plain generation).
+    public var lora: LoRA?
+    public var baseDType: BaseDType
+    public var checkpointing: Bool
+    /// Tokens generated after a prompt of `seqLen` (generate only).
+    public var newTokens: Int
+
+    public init(kind: Kind, microBatch: Int = 1, seqLen: Int, gradAccum: Int = 1, lora: LoRA? = nil,
+                baseDType: BaseDType = .f32, checkpointing: Bool = false, newTokens: Int = 0) {
+        self.kind = kind
+        self.microBatch = microBatch
+        self.seqLen = seqLen
+        self.gradAccum = gradAccum
+        self.lora = lora
+        self.baseDType = baseDType
+        self.checkpointing = checkpointing
+        self.newTokens = newTokens
+    }
+}
