@@ -129,17 +129,19 @@ enum TracePrograms {
 
     /// A random program: `count` buffers with random sizes (1 B to 64 MB, log-uniform, with a
     /// few outliers up to 1 GB) and random lifetimes over `ops` ops; about 1 in 20 persistent.
-    static func random(count: Int, ops: Int, using random: inout SplitMix64) -> StepProgram {
+    /// `largestLog2` and `outliers` shrink the sizes for tests that touch every byte.
+    static func random(count: Int, ops: Int, largestLog2: Double = 26, outliers: Bool = true,
+                       using random: inout SplitMix64) -> StepProgram {
         var p = StepProgram()
         var creates = [[Int]](repeating: [], count: ops)
         var reads = [[Int]](repeating: [], count: ops)
         var releases = [[Int]](repeating: [], count: ops)
         for i in 0..<count {
             let bytes: Int
-            if Int.random(in: 0..<100, using: &random) < 2 {
+            if outliers && Int.random(in: 0..<100, using: &random) < 2 {
                 bytes = Int.random(in: (256 << 20)...(1 << 30), using: &random)
             } else {
-                bytes = Int(exp2(Double.random(in: 0...26, using: &random)))
+                bytes = Int(exp2(Double.random(in: 0...largestLog2, using: &random)))
             }
             let persistent = Int.random(in: 0..<20, using: &random) == 0
             let b = p.buffer("b\(i)", kind: BufferKind.allCases[i % BufferKind.allCases.count], bytes: bytes, persistent: persistent)
