@@ -24,6 +24,7 @@ final class Daemon: @unchecked Sendable {
         registerTokenizer()
         registerInference()
         registerTraining()
+        registerPlanning()
         registerAdapters()
         if settings.debugMethods { registerDebug() }
     }

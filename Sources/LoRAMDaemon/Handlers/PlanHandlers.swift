@@ -1,0 +1,173 @@
+import Foundation
+import MemoryPlanner
+import RPC
+import Runtime
+
+/// `memory/plan`: the exact peak of a training step or a generation on any model (a loaded one,
+/// a config.json, a preset, an inline config), its placement, and the change that would fit a cap.
+/// A dry run: nothing is loaded or allocated.
+extension Daemon {
+    struct PlanParams: Decodable {
+        var model: JSONValue
+        var workload: WorkloadParam
+        var hbmCapBytes: Int64?
+        var search: Bool?
+        var accounting: String?
+        var detail: Bool?
+    }
+
+    struct WorkloadParam: Decodable {
+        struct LoRAParam: Decodable { var r: Int; var targets: [String]? }
+        struct PruneParam: Decodable { var method: String; var ratio: Double; var layers: [Int]? }
+        var kind: String
+        var microBatch: Int?
+        var seqLen: Int
+        var gradAccum: Int?
+        var newTokens: Int?
+        var lora: LoRAParam?
+        var baseDType: String?
+        var prune: PruneParam?
+        var checkpointing: JSONValue?
+        var optimizer: String?
+    }
+
+    /// The shape `model` names: {modelId} / "modelId", {path} of a config.json or its directory,
+    /// {preset}, or {config} inline.
+    func planShape(_ model: JSONValue) throws -> ModelShape {
+        func shape(json data: Data, file: String) throws -> ModelShape {
+            do { return try ModelShape(configJSON: data) } catch {
+                throw RPCError(.formatError, "Format error: \(file): \(error)", hint: "Give a LlamaForCausalLM config.json.",
+                               data: [("file", .string(file)), ("problem", .string("\(error)"))])
+            }
+        }
+        if let id = model.stringValue ?? model["modelId"]?.stringValue {
+            let loaded = try self.model(id, field: "model.modelId")
+            let config = loaded.model.config
+            return ModelShape(hidden: config.hiddenSize, headDim: config.headDim, vocab: config.vocabSize, tiedEmbeddings: config.tiedEmbeddings,
+                              layers: config.layers.map { .init(heads: $0.headCount, kvHeads: $0.kvHeadCount, intermediate: $0.intermediateSize) })
+        }
+        if let name = model["preset"]?.stringValue {
+            guard let preset = ModelShape.preset(named: name) else {
+                throw RPCError.invalidParams(field: "model.preset", "unknown preset '\(name)'; known: \(ModelShape.presets.map(\.name).joined(separator: ", "))")
+            }
+            return preset
+        }
+        if let path = model["path"]?.stringValue {
+            var url = try PathParam.existingFile(path, field: "model.path")
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                url = url.appendingPathComponent("config.json")
+            }
+            guard let data = FileManager.default.contents(atPath: url.path) else {
+                throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check 'model.path'.", data: [("field", .string("model.path"))])
+            }
+            return try shape(json: data, file: url.lastPathComponent)
+        }
+        if let config = model["config"], case .object = config {
+            return try shape(json: Data(config.serialized()), file: "config")
+        }
+        throw RPCError.invalidParams(field: "model", "must be a modelId, {modelId}, {path}, {preset} or {config}")
+    }
+
+    static func planWorkload(_ p: WorkloadParam) throws -> (Workload, Pruning?) {
+        guard let kind = Workload.Kind(rawValue: p.kind) else { throw RPCError.invalidParams(field: "workload.kind", "must be train or generate") }
+        guard p.seqLen >= 1 else { throw RPCError.invalidParams(field: "workload.seqLen", "must be at least 1") }
+        let microBatch = p.microBatch ?? 1
+        guard microBatch >= 1 else { throw RPCError.invalidParams(field: "workload.microBatch", "must be at least 1") }
+        let base = try p.baseDType.map { name -> Workload.BaseDType in
+            guard let dtype = Workload.BaseDType(rawValue: name) else { throw RPCError.invalidParams(field: "workload.baseDType", "must be f32, bf16, f16 or nf4") }
+            return dtype
+        } ?? .bf16
+        var lora: Workload.LoRA?
+        if let l = p.lora {
+            guard l.r >= 1 else { throw RPCError.invalidParams(field: "workload.lora.r", "must be at least 1") }
+            let targets = try (l.targets ?? LoRATarget.decoder.map(\.rawValue)).enumerated().map { index, name -> LoRATarget in
+                guard let target = LoRATarget(rawValue: name) else { throw RPCError.invalidParams(field: "workload.lora.targets[\(index)]", "unknown target '\(name)'") }
+                return target
+            }
+            lora = Workload.LoRA(r: l.r, targets: Set(targets))
+        }
+        let checkpointing: Bool
+        switch p.checkpointing {
+        case .none, .some(.null), .some(.bool(false)), .some(.string("none")): checkpointing = false
+        case .some(.bool(true)), .some(.string("layer")): checkpointing = true
+        default: throw RPCError.invalidParams(field: "workload.checkpointing", "must be none, layer, true or false")
+        }
+        if let optimizer = p.optimizer, optimizer != "adamw" { throw RPCError.invalidParams(field: "workload.optimizer", "only adamw is planned") }
+        var pruning: Pruning?
+        if let prune = p.prune {
+            switch prune.method {
+            case "random", "l2", "taylor", "structured":
+                var layers: Range<Int>?
+                if let l = prune.layers {
+                    guard l.count == 2, l[0] < l[1] else { throw RPCError.invalidParams(field: "workload.prune.layers", "must be [start, end) with start < end") }
+                    layers = l[0]..<l[1]
+                }
+                pruning = .structured(ratio: prune.ratio, layers: layers)
+            case "semi": pruning = .semiStructured(zeros: 2, group: 4)
+            case "magnitude", "unstructured": pruning = .unstructured(sparsity: prune.ratio)
+            default: throw RPCError.invalidParams(field: "workload.prune.method", "must be random, l2, taylor, semi or magnitude")
+            }
+        }
+        return (Workload(kind: kind, microBatch: microBatch, seqLen: p.seqLen, gradAccum: p.gradAccum ?? 1, lora: lora,
+                         baseDType: base, checkpointing: checkpointing, newTokens: p.newTokens ?? 0), pruning)
+    }
+
+    static func breakdownJSON(_ breakdown: [BufferKind: Int]) -> JSONValue {
+        let names: [(BufferKind, String)] = [(.weight, "weights"), (.adapter, "adapter"), (.gradient, "gradients"), (.optimizer, "optimizer"),
+                                             (.activation, "activations"), (.kvCache, "kvCache"), (.workspace, "workspace")]
+        return .object(names.map { ($0.1, .int(Int64(breakdown[$0.0] ?? 0))) })
+    }
+
+    func registerPlanning() {
+        router.register("memory/plan") { [unowned self] (params: PlanParams, _) -> JSONValue in
+            let original = try planShape(params.model)
+            let (workload, pruning) = try Self.planWorkload(params.workload)
+            let paper: Bool
+            switch params.accounting ?? "full" {
+            case "full": paper = false
+            case "paper": paper = true
+            case let other: throw RPCError.invalidParams(field: "accounting", "must be full or paper, got '\(other)'")
+            }
+            if let cap = params.hbmCapBytes, cap <= 0 { throw RPCError.invalidParams(field: "hbmCapBytes", "must be positive") }
+            let cap = params.hbmCapBytes ?? ledger.capBytes
+            let plan: MemoryPlan
+            do {
+                plan = try MemoryPlan(original: original, pruning: pruning, workload: workload)
+            } catch let error as PruningError {
+                throw RPCError.invalidParams(field: "workload.prune", "\(error)")
+            }
+            let accounting = plan.accounting
+            let peak = paper ? plan.paperBytes : plan.peakBytes
+            var result: [(String, JSONValue)] = [
+                ("fits", .bool(Int64(peak) <= cap)), ("peakBytes", .int(Int64(peak))),
+                ("lowerBoundBytes", .int(Int64(paper ? peak : plan.lowerBoundBytes))), ("capBytes", .int(cap)),
+                ("breakdown", paper ? Self.breakdownJSON([.weight: peak]) : Self.breakdownJSON(plan.breakdown)),
+                ("parameters", .object([("original", .int(Int64(accounting.original))), ("carrier", .int(Int64(accounting.pruned)))])),
+                ("reduction", .double(workload.baseDType == .nf4 ? accounting.qloramReduction : accounting.loramReduction)),
+                ("accounting", .string(paper ? "paper" : "full")),
+                ("peakOverLowerBound", .double(plan.placement.ratio)),
+            ]
+            if params.search == true && Int64(peak) > cap && !paper {
+                if let suggestion = PlanSearch.fit(original: original, pruning: pruning, workload: workload, capBytes: Int(cap)) {
+                    result.append(("suggestion", .object([
+                        ("changes", .object(suggestion.changes.map { ($0.0, .string($0.1)) })),
+                        ("peakBytes", .int(Int64(suggestion.plan.peakBytes))),
+                        ("breakdown", Self.breakdownJSON(suggestion.plan.breakdown)),
+                    ])))
+                } else {
+                    result.append(("suggestion", .null))
+                }
+            }
+            if params.detail == true && !paper {
+                result.append(("buffers", .array(plan.placement.placements.map { b in
+                    .object([("name", .string(b.name)), ("kind", .string(b.kind.rawValue)), ("bytes", .int(Int64(b.bytes))),
+                             ("offset", .int(Int64(b.offset))), ("start", .int(Int64(b.lifetime.start))), ("end", .int(Int64(b.lifetime.end))),
+                             ("persistent", .bool(b.persistent))])
+                })))
+                result.append(("liveAtPeak", .array(plan.placement.liveAtPeak.map { .string($0.name) })))
+            }
+            return .object(result)
+        }
+    }
+}

@@ -1,0 +1,98 @@
+/// A workload planned on a model: the step description, its placement in one arena, the peak,
+/// the lower bound, where the bytes go, and what the paper's accounting says of the same model.
+public struct MemoryPlan: Sendable {
+    public let original: ModelShape
+    /// The shape that is actually held: the original, or its pruned carrier.
+    public let carrier: ModelShape
+    public let pruning: Pruning?
+    public let workload: Workload
+    public let program: StepProgram
+    public let placement: BestFitPlacement
+
+    public var peakBytes: Int { placement.peak }
+    public var lowerBoundBytes: Int { placement.lowerBound }
+
+    /// Bytes by kind at the moment the most bytes are live (they sum to the lower bound).
+    public var breakdown: [BufferKind: Int] {
+        var out: [BufferKind: Int] = Dictionary(uniqueKeysWithValues: BufferKind.allCases.map { ($0, 0) })
+        for buffer in placement.liveAtPeak { out[buffer.kind, default: 0] += buffer.bytes }
+        return out
+    }
+
+    public var accounting: ParameterAccounting {
+        ParameterAccounting(original: original.parameterCount, pruned: carrier.parameterCount)
+    }
+
+    public init(original: ModelShape, pruning: Pruning? = nil, workload: Workload) throws {
+        self.original = original
+        self.pruning = pruning
+        self.workload = workload
+        carrier = try pruning.map { try original.pruned($0) } ?? original
+        program = workload.kind == .train ? StepProgramBuilder.trainingStep(carrier, workload) : StepProgramBuilder.generation(carrier, workload)
+        try program.validate()
+        placement = try BestFitPlacement(program)
+    }
+
+    /// The paper's parameter-storage bytes (§3.1): carrier parameters × 2 bytes, a quarter of that
+    /// for a 4-bit base. It ignores adapters, optimizer state, activations and quantisation constants.
+    public var paperBytes: Int {
+        let parameters = pruning.map { (try? original.prunedParameterCount($0)) ?? carrier.parameterCount } ?? carrier.parameterCount
+        return (workload.baseDType == .nf4 ? parameters / 4 : parameters) * 2
+    }
+}
+
+/// Given a cap, the smallest change to a workload that fits: first layer checkpointing, then a
+/// smaller micro-batch (gradient accumulation keeps the effective batch), then a 4-bit base, then
+/// structured pruning at growing ratios. The first candidate in that order that fits is the answer.
+public enum PlanSearch {
+    public struct Suggestion: Sendable {
+        public let workload: Workload
+        public let pruning: Pruning?
+        public let plan: MemoryPlan
+        /// What changed, by setting name, for people: ["checkpointing": "layer", "microBatch": "1", ...].
+        public let changes: [(String, String)]
+    }
+
+    public static let pruneRatios = [0.5, 0.65, 0.75, 0.85, 0.95]
+
+    public static func fit(original: ModelShape, pruning: Pruning?, workload: Workload, capBytes: Int) -> Suggestion? {
+        var candidates: [(Workload, Pruning?, [(String, String)])] = []
+        func add(_ w: Workload, _ p: Pruning?, _ changes: [(String, String)]) { candidates.append((w, p, changes)) }
+        var base = workload
+        var changes: [(String, String)] = []
+        if workload.kind == .train && !workload.checkpointing {
+            base.checkpointing = true
+            changes.append(("checkpointing", "layer"))
+            add(base, pruning, changes)
+        }
+        var smaller = base
+        var microChanges = changes
+        while workload.kind == .train && smaller.microBatch > 1 {
+            smaller.gradAccum *= 2
+            smaller.microBatch = (smaller.microBatch + 1) / 2
+            microChanges = changes.filter { $0.0 != "microBatch" && $0.0 != "gradAccum" } + [("microBatch", "\(smaller.microBatch)"), ("gradAccum", "\(smaller.gradAccum)")]
+            add(smaller, pruning, microChanges)
+        }
+        var quantized = smaller
+        var quantChanges = microChanges
+        if quantized.baseDType != .nf4 && (workload.kind == .generate || workload.lora != nil) {
+            quantized.baseDType = .nf4
+            quantChanges.append(("baseDType", "nf4"))
+            add(quantized, pruning, quantChanges)
+        }
+        let current: Double = {
+            if case .structured(let r, _)? = pruning { return r }
+            return 0
+        }()
+        if workload.lora != nil || workload.kind == .generate {
+            for ratio in pruneRatios where ratio > current {
+                add(quantized, .structured(ratio: ratio), quantChanges + [("prune", "structured \(ratio)")])
+            }
+        }
+        for (w, p, c) in candidates {
+            guard let plan = try? MemoryPlan(original: original, pruning: p, workload: w), plan.peakBytes <= capBytes else { continue }
+            return Suggestion(workload: w, pruning: p, plan: plan, changes: c)
+        }
+        return nil
+    }
+}
