@@ -5,6 +5,7 @@ import RPC
 let usage = """
 usage: loramd [--stdio] [--debug-methods] [--max-message-bytes N]
        loramd make-model --out DIR [--preset tiny|small] [...]   (see loramd make-model --help)
+       loramd plan --preset llama-3.1-70b [...]                   (memory-plan dry run; see loramd plan --help)
        loramd --help | --version
 
 loramd trains LoRA adapters on a pruned (and optionally 4-bit) copy of a LLaMA-family model and
@@ -20,8 +21,10 @@ options:
   --version               print the version
 """
 
-if CommandLine.arguments.dropFirst().first == "make-model" {
-    exit(MakeModelCommand.run(Array(CommandLine.arguments.dropFirst(2))))
+switch CommandLine.arguments.dropFirst().first {
+case "make-model": exit(MakeModelCommand.run(Array(CommandLine.arguments.dropFirst(2))))
+case "plan": exit(PlanCommand.run(Array(CommandLine.arguments.dropFirst(2))))
+default: break
 }
 
 var settings = Daemon.Settings()

@@ -124,3 +124,41 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertEqual(d.exitCode(timeout: 5), 1)
     }
 }
+
+extension DaemonLifecycleTests {
+    func testPlanCommandPrintsJSONAndDrawsThePicture() throws {
+        let svg = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID().uuidString).svg")
+        defer { try? FileManager.default.removeItem(at: svg) }
+        let (code, output) = try runDaemon(["plan", "--preset", "llama-3.1-70b", "--prune", "0.85", "--nf4", "--seq", "512",
+                                            "--cap", "20GiB", "--search", "--json", "--svg", svg.path])
+        XCTAssertEqual(code, 0, output)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+        XCTAssertEqual(object["fits"] as? Bool, false)
+        XCTAssertEqual((object["parameters"] as? [String: Any])?["carrier"] as? Int, 17_849_982_976)
+        let suggestion = try XCTUnwrap(object["suggestion"] as? [String: Any])
+        XCTAssertEqual((suggestion["changes"] as? [String: String])?["checkpointing"], "layer")
+        XCTAssertLessThanOrEqual(try XCTUnwrap(suggestion["peakBytes"] as? Int), 20 << 30)
+        let picture = try String(contentsOf: svg, encoding: .utf8)
+        XCTAssertTrue(picture.hasPrefix("<svg") || picture.hasPrefix("<?xml"), String(picture.prefix(80)))
+        let (paperCode, paper) = try runDaemon(["plan", "--preset", "llama-2-70b", "--prune", "0.85", "--paper", "--json", "--base", "bf16"])
+        XCTAssertEqual(paperCode, 0)
+        let paperObject = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(paper.utf8)) as? [String: Any])
+        XCTAssertEqual(paperObject["peakBytes"] as? Int, 16_272_924_672 * 2, "the paper's HBM column: carrier parameters × 2 bytes")
+        let (badCode, bad) = try runDaemon(["plan", "--preset", "gpt-9"])
+        XCTAssertEqual(badCode, 2)
+        XCTAssertTrue(bad.contains("unknown preset"), bad)
+    }
+
+    private func runDaemon(_ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = DaemonProcess.executable
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+}

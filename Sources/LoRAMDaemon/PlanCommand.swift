@@ -1,0 +1,117 @@
+import Foundation
+import MemoryPlanner
+
+/// `loramd plan`: a memory-plan dry run from the command line, for people asking "will this model
+/// train on my card, and how?". The same planner as `memory/plan`; optionally the picture as SVG.
+enum PlanCommand {
+    static let usage = """
+    usage: loramd plan (--preset NAME | --config FILE) [--train | --generate] [--seq N] [--micro-batch N]
+                       [--lora-r N] [--full] [--base f32|bf16|f16|nf4] [--nf4] [--prune RATIO] [--checkpointing]
+                       [--new-tokens N] [--cap BYTES|20GiB] [--search] [--paper] [--svg FILE] [--json]
+
+    presets: \(ModelShape.presets.map(\.name).joined(separator: ", "))
+    example: loramd plan --preset llama-3.1-70b --prune 0.85 --nf4 --seq 512 --cap 20GiB --search --svg plan.svg
+    """
+
+    static func run(_ arguments: [String]) -> Int32 {
+        var shape: ModelShape?
+        var workload = Workload(kind: .train, microBatch: 1, seqLen: 512, lora: .init(r: 8, targets: LoRATarget.decoder), baseDType: .bf16)
+        var pruning: Pruning?
+        var cap: Int?
+        var search = false, paper = false, json = false
+        var svg: String?
+        var rest = arguments[...]
+        func fail(_ message: String) -> Int32 {
+            FileHandle.standardError.write(Data("loramd plan: \(message)\n\n\(usage)\n".utf8))
+            return 2
+        }
+        func value(_ flag: String) -> String? { rest.popFirst() }
+        while let flag = rest.popFirst() {
+            switch flag {
+            case "--help", "-h": print(usage); return 0
+            case "--train": workload.kind = .train
+            case "--generate": workload.kind = .generate
+            case "--full": workload.lora = nil
+            case "--nf4": workload.baseDType = .nf4
+            case "--checkpointing": workload.checkpointing = true
+            case "--search": search = true
+            case "--paper": paper = true
+            case "--json": json = true
+            default:
+                guard let text = value(flag) else { return fail("\(flag) needs a value") }
+                switch flag {
+                case "--preset":
+                    guard let s = ModelShape.preset(named: text) else { return fail("unknown preset '\(text)'") }
+                    shape = s
+                case "--config":
+                    guard let data = FileManager.default.contents(atPath: text) else { return fail("cannot read \(text)") }
+                    do { shape = try ModelShape(configJSON: data) } catch { return fail("\(error)") }
+                case "--seq": guard let n = Int(text), n > 0 else { return fail("--seq needs a positive integer") }; workload.seqLen = n
+                case "--micro-batch": guard let n = Int(text), n > 0 else { return fail("--micro-batch needs a positive integer") }; workload.microBatch = n
+                case "--new-tokens": guard let n = Int(text), n >= 0 else { return fail("--new-tokens needs an integer") }; workload.newTokens = n
+                case "--lora-r": guard let n = Int(text), n > 0 else { return fail("--lora-r needs a positive integer") }; workload.lora = .init(r: n, targets: LoRATarget.decoder)
+                case "--base": guard let b = Workload.BaseDType(rawValue: text) else { return fail("--base must be f32, bf16, f16 or nf4") }; workload.baseDType = b
+                case "--prune": guard let r = Double(text) else { return fail("--prune needs a ratio") }; pruning = .structured(ratio: r)
+                case "--cap": guard let c = parseBytes(text) else { return fail("--cap takes bytes or a size like 20GiB, 24GB") }; cap = c
+                case "--svg": svg = text
+                default: return fail("unknown argument '\(flag)'")
+                }
+            }
+        }
+        guard let shape else { return fail("give --preset or --config") }
+        do {
+            let plan = try MemoryPlan(original: shape, pruning: pruning, workload: workload)
+            let peak = paper ? plan.paperBytes : plan.peakBytes
+            let suggestion = search && cap != nil && peak > cap! && !paper
+                ? PlanSearch.fit(original: shape, pruning: pruning, workload: workload, capBytes: cap!) : nil
+            if let svg {
+                try Data(PlanPicture.svg(plan.placement).utf8).write(to: URL(fileURLWithPath: svg))
+            }
+            if json {
+                var object: [String: Any] = ["peakBytes": peak, "lowerBoundBytes": paper ? peak : plan.lowerBoundBytes,
+                                             "parameters": ["original": plan.accounting.original, "carrier": plan.accounting.pruned],
+                                             "breakdown": Dictionary(uniqueKeysWithValues: plan.breakdown.map { ($0.key.rawValue, $0.value) })]
+                if let cap { object["fits"] = peak <= cap; object["capBytes"] = cap }
+                if let suggestion { object["suggestion"] = ["changes": Dictionary(uniqueKeysWithValues: suggestion.changes), "peakBytes": suggestion.plan.peakBytes] }
+                print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+                return 0
+            }
+            func gib(_ bytes: Int) -> String { String(format: "%8.2f GiB", Double(bytes) / Double(1 << 30)) }
+            print("model      \(plan.accounting.original.formatted()) parameters; carrier \(plan.accounting.pruned.formatted())" +
+                  String(format: " (%.2fx fewer%@)", workload.baseDType == .nf4 ? plan.accounting.qloramReduction : plan.accounting.loramReduction,
+                         workload.baseDType == .nf4 ? ", counted as the paper counts 4-bit" : ""))
+            print("workload   \(workload.kind.rawValue), micro-batch \(workload.microBatch) x \(workload.seqLen) tokens, " +
+                  (workload.lora.map { "LoRA r \($0.r)" } ?? "full-parameter") + ", base \(workload.baseDType.rawValue)" +
+                  (workload.checkpointing ? ", layer checkpointing" : ""))
+            print("peak      \(gib(peak))  (\(paper ? "paper accounting: parameter storage only" : String(format: "lower bound %@, peak/bound %.4f", gib(plan.lowerBoundBytes), plan.placement.ratio)))")
+            if !paper {
+                for kind in BufferKind.allCases where (plan.breakdown[kind] ?? 0) > 0 {
+                    print("  \(kind.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(gib(plan.breakdown[kind]!))")
+                }
+            }
+            if let cap {
+                print(peak <= cap ? "fits       under \(gib(cap))" : "DOES NOT FIT under \(gib(cap))")
+            }
+            if let suggestion {
+                print("suggestion \(suggestion.changes.map { "\($0.0)=\($0.1)" }.joined(separator: ", ")) -> peak \(gib(suggestion.plan.peakBytes))")
+            } else if search, let cap, peak > cap, !paper {
+                print("suggestion none: no checkpointing, micro-batch, 4-bit or pruning change fits")
+            }
+            if let svg { print("picture    \(svg)") }
+            return 0
+        } catch {
+            FileHandle.standardError.write(Data("loramd plan: \(error)\n".utf8))
+            return 1
+        }
+    }
+
+    /// "21474836480", "20GiB", "24GB", "512MiB".
+    static func parseBytes(_ text: String) -> Int? {
+        let units: [(String, Double)] = [("GiB", 1_073_741_824), ("MiB", 1_048_576), ("KiB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            guard let number = Double(text.dropLast(suffix.count)), number > 0 else { return nil }
+            return Int(number * scale)
+        }
+        return Int(text).flatMap { $0 > 0 ? $0 : nil }
+    }
+}
