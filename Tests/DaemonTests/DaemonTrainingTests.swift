@@ -247,3 +247,32 @@ final class DaemonPlanTests: XCTestCase {
         _ = d.exitCode()
     }
 }
+
+extension DaemonTrainingTests {
+    func testOverBudgetChangesNothingAndItsSuggestionFits() throws {
+        let work = try directory()
+        let dataset = try tokensDataset(in: work)
+        let d = try DaemonProcess()
+        // Room for the tiny model (~0.4 MB) and a small job, not for a big micro-batch.
+        XCTAssertNotNil(d.initialize(#"{"hbmCapBytes":8000000}"#))
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        d.request(1, "model/list")
+        let used = d.response(id: 1)?["result"]?["memory"]?["usedBytes"]
+        let params = #"{"modelId":"\#(modelId)","freeze":["lm_head"],"dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":64,"steps":2,"lr":0.001"#
+        d.request(2, "train/create", params + #","microBatch":16}"#)
+        let error = try XCTUnwrap(d.response(id: 2)?["error"], "\(d.received.last ?? .null)")
+        XCTAssertEqual(error["code"], .int(-31020))
+        XCTAssertNotNil(error["data"]?["breakdown"])
+        let changes = try XCTUnwrap(error["data"]?["suggestion"]?["changes"], "\(error)")
+        d.request(3, "model/list")
+        XCTAssertEqual(d.response(id: 3)?["result"]?["memory"]?["usedBytes"], used, "OverBudget charged nothing")
+        XCTAssertEqual(d.response(id: 3)?["result"]?["jobs"], .array([]))
+        // Applying the suggestion fits.
+        let microBatch = changes["microBatch"]?.intValue ?? 16, gradAccum = changes["gradAccum"]?.intValue ?? 1
+        let checkpointing = changes["checkpointing"]?.stringValue ?? "none"
+        d.request(4, "train/create", params + #","microBatch":\#(microBatch),"gradAccum":\#(gradAccum),"checkpointing":"\#(checkpointing)"}"#)
+        XCTAssertNotNil(d.response(id: 4)?["result"]?["jobId"], "\(d.received.last ?? .null)")
+        d.closeInput()
+        _ = d.exitCode()
+    }
+}

@@ -71,7 +71,11 @@ extension Daemon {
             var settingsToUse = settings
             let plan = try planTraining(loaded: loaded, adapter: adapter, settings: &settingsToUse, checkpointing: params.checkpointing ?? "none")
             let handle = registry.newHandle(.job)
-            try ledger.charge(Int64(plan.total), to: handle, breakdown: plan.breakdown)
+            do {
+                try ledger.charge(Int64(plan.total), to: handle, breakdown: plan.breakdown)
+            } catch let error as RPCError where error.code == .overBudget {
+                throw error.with("suggestion", trainingSuggestion(loaded: loaded, adapter: adapter, settings: settingsToUse))
+            }
             let examples = settingsToUse.packing ? dataset.examples : dataset.sequences(seqLen: settingsToUse.seqLen)
             let job = TrainingJob(model: loaded.model, adapter: adapter, examples: examples, settings: settingsToUse)
             let object = TrainingJobObject(handle: handle, job: job, model: loaded, adapterId: params.adapterId,
@@ -257,6 +261,36 @@ extension Daemon {
                 files += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { modelDirectory.appendingPathComponent($0).path }
             }
             return files
+        }
+    }
+
+    /// The first of layer checkpointing, then halving the micro-batch (doubling gradAccum so the
+    /// effective batch stays), that makes the job fit the free budget; `null` when none does.
+    func trainingSuggestion(loaded: LoadedModel, adapter: LoRAAdapter?, settings: TrainingJob.Settings) -> JSONValue {
+        let free = ledger.capBytes - ledger.usedBytes
+        var candidate = settings
+        var changes: [(String, JSONValue)] = []
+        func fits(_ s: TrainingJob.Settings) -> Int? {
+            var copy = s
+            guard let plan = try? planTraining(loaded: loaded, adapter: adapter, settings: &copy, checkpointing: s.checkpointing ? "layer" : "none"),
+                  Int64(plan.total) <= free else { return nil }
+            return plan.total
+        }
+        while true {
+            if !candidate.checkpointing {
+                candidate.checkpointing = true
+                changes.append(("checkpointing", .string("layer")))
+            } else if candidate.microBatch > 1 {
+                candidate.microBatch = (candidate.microBatch + 1) / 2
+                candidate.gradAccum *= 2
+                changes.removeAll { $0.0 == "microBatch" || $0.0 == "gradAccum" }
+                changes += [("microBatch", .int(Int64(candidate.microBatch))), ("gradAccum", .int(Int64(candidate.gradAccum)))]
+            } else {
+                return .null
+            }
+            if let bytes = fits(candidate) {
+                return .object([("changes", .object(changes)), ("peakBytes", .int(Int64(bytes)))])
+            }
         }
     }
 
