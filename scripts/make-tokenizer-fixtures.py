@@ -6,10 +6,10 @@ TokenizerBuilder's output against it.
     pip install tokenizers==0.23.3
     python3 scripts/make-tokenizer-fixtures.py                 # rewrite every cases.json
     python3 scripts/make-tokenizer-fixtures.py --retrain       # also retrain every tokenizer.json
-    python3 scripts/make-tokenizer-fixtures.py --check-builder DIR
-        # DIR holds tokenizer.json and encodings.json written by the Swift test
-        # TokenizerBuilderTests.testWritesBuilderOutputForThePythonCheck (run with
-        # LORAMD_TOKENIZER_BUILDER_DUMP=DIR); exits 1 unless tokenizers encodes every text identically.
+    python3 scripts/make-tokenizer-fixtures.py --check-builder [LORAMD]
+        # makes the tiny and small models with `loramd make-model` (their tokenizer.json comes from
+        # TokenizerBuilder), encodes texts through the daemon's `tokenize` and with the tokenizers
+        # library, and exits 1 unless every encoding is identical.
 
 Each fixture is a tokenizer.json plus cases.json (UTF-8, compact, to stay small):
   cases:        text, ids (add_special_tokens=True), ids_no_special,
@@ -276,25 +276,35 @@ def make_affixes():
           full=False)
 
 
-def check_builder(folder):
-    folder = Path(folder)
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    expected = json.loads((folder / "encodings.json").read_text())
+def check_builder(loramd):
+    import os, subprocess, tempfile
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients/python"))
+    from loram_client import LoramClient
+    golden = json.loads((Path(__file__).resolve().parent.parent / "Tests/Fixtures/golden/tiny_tokenizer_golden.json").read_text())
+    cases = golden["cases"] if isinstance(golden, dict) else golden
+    texts = [bytes.fromhex(c["utf8_hex"]).decode("utf-8") for c in cases]
+    texts += [p for p in (Path(__file__).resolve().parent.parent / "README.md").read_text().split("\n\n") if p.strip()]
     bad = 0
-    for entry in expected:
-        text = bytes.fromhex(entry["utf8_hex"]).decode("utf-8")
-        ids = tok.encode(text, add_special_tokens=True).ids
-        decoded = tok.decode(ids[1:], skip_special_tokens=False)  # without the <s> the template adds
-        if ids != entry["ids"] or decoded != text:
-            bad += 1
-            print("MISMATCH", repr(text[:60]), ids[:20], entry["ids"][:20])
-    print(f"builder check: vocab {tok.get_vocab_size()}, {len(expected)} texts, {bad} mismatches")
+    with tempfile.TemporaryDirectory() as work, LoramClient(loramd) as client:
+        for preset in ["tiny", "small"]:
+            folder = os.path.join(work, preset)
+            subprocess.run([loramd, "make-model", "--preset", preset, "--out", folder], check=True, capture_output=True)
+            tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+            model = client.request("model/load", {"path": folder})["modelId"]
+            for text in texts:
+                ours = client.request("tokenize", {"modelId": model, "text": text})["ids"]
+                theirs = tok.encode(text, add_special_tokens=True).ids
+                if ours != theirs:
+                    bad += 1
+                    print("MISMATCH", preset, repr(text[:60]), ours[:20], theirs[:20])
+            print(f"builder check, {preset}: vocab {tok.get_vocab_size()}, {len(texts)} texts")
+    print(f"builder check: {bad} mismatches")
     return bad == 0
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--check-builder":
-        sys.exit(0 if check_builder(sys.argv[2]) else 1)
+    if len(sys.argv) in (2, 3) and sys.argv[1] == "--check-builder":
+        sys.exit(0 if check_builder(sys.argv[2] if len(sys.argv) == 3 else ".build/debug/loramd") else 1)
     print("tokenizers", tokenizers.__version__)
     make_llama2()
     make_metaspace()

@@ -65,25 +65,4 @@ final class TokenizerBuilderTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("ran out of pairs"))
         }
     }
-
-    /// With LORAMD_TOKENIZER_BUILDER_DUMP=DIR, writes DIR/<size>/tokenizer.json and encodings.json
-    /// for `scripts/make-tokenizer-fixtures.py --check-builder DIR/<size>`.
-    func testWritesBuilderOutputForThePythonCheck() throws {
-        guard let dump = ProcessInfo.processInfo.environment["LORAMD_TOKENIZER_BUILDER_DUMP"] else {
-            throw XCTSkip("set LORAMD_TOKENIZER_BUILDER_DUMP to write the builder output for the Python check")
-        }
-        let texts = TokenizerBuilder.builtInCorpus.components(separatedBy: "\n\n")
-            + (try TokenizerGoldenTests.cases()).map(\.text)
-        for size in [512, 4096] {
-            let folder = URL(fileURLWithPath: dump).appendingPathComponent("\(size)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            let data = try TokenizerBuilder.byteLevelBPE(corpus: TokenizerBuilder.builtInCorpus, vocabularySize: size)
-            try data.write(to: folder.appendingPathComponent("tokenizer.json"))
-            let tokenizer = try Tokenizer(tokenizerJSON: data)
-            let entries = texts.map { text -> [String: Any] in
-                ["utf8_hex": text.utf8.map { String(format: "%02x", $0) }.joined(), "ids": tokenizer.encode(text)]
-            }
-            try JSONSerialization.data(withJSONObject: entries).write(to: folder.appendingPathComponent("encodings.json"))
-        }
-    }
 }
