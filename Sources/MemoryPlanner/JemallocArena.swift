@@ -68,6 +68,15 @@ public enum Jemalloc {
         _ = mallctl("epoch", &epochOut, &epochSize, &epochIn, MemoryLayout<UInt64>.size)
     }
 
+    /// Bytes the calling thread has allocated since it started (`thread.allocated`, cumulative):
+    /// the difference across a piece of work is what that work allocated, freed or not.
+    public static var threadAllocatedBytes: UInt64? {
+        var value: UInt64 = 0
+        var size = MemoryLayout<UInt64>.size
+        guard mallctl("thread.allocated", &value, &size, nil, 0) == 0 else { return nil }
+        return value
+    }
+
     /// Bytes allocated by the application across the process (`stats.allocated`), refreshed first.
     public static var allocatedBytes: Int? {
         refreshStatistics()

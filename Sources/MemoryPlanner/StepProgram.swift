@@ -155,3 +155,20 @@ public struct StepProgram: Codable, Equatable, Sendable {
         }
     }
 }
+
+extension StepProgram {
+    /// The program without its persistent buffers (weights, adapter, optimizer state live outside
+    /// the step's arena); op references to them are dropped, the rest renumbered.
+    public func transientOnly() -> StepProgram {
+        var newIndex: [Int: Int] = [:]
+        var out = StepProgram()
+        for (index, buffer) in buffers.enumerated() where !buffer.persistent {
+            newIndex[index] = out.buffer(buffer.name, kind: buffer.kind, bytes: buffer.bytes, persistent: false)
+        }
+        for op in ops {
+            out.op(op.name, creates: op.creates.compactMap { newIndex[$0] }, reads: op.reads.compactMap { newIndex[$0] },
+                   releases: op.releases.compactMap { newIndex[$0] })
+        }
+        return out
+    }
+}

@@ -7,8 +7,7 @@ final class StepProgramConsistencyTests: XCTestCase {
     func testTrainingProgramMatchesTheStepsAllocation() throws {
         let model = try LlamaModel.load(directory: Fixtures.tinyModel)
         let config = model.config
-        let shape = ModelShape(hidden: config.hiddenSize, headDim: config.headDim, vocab: config.vocabSize, tiedEmbeddings: config.tiedEmbeddings,
-                               layers: config.layers.map { .init(heads: $0.headCount, kvHeads: $0.kvHeadCount, intermediate: $0.intermediateSize) })
+        let shape = config.modelShape
         XCTAssertEqual(shape.parameterCount, model.parameterCount)
         for rank: Int? in [nil, 4] {
             let targets: Set<LoRATarget> = [.q, .v, .down, .lmHead]

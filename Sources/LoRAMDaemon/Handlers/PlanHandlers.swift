@@ -41,10 +41,7 @@ extension Daemon {
             }
         }
         if let id = model.stringValue ?? model["modelId"]?.stringValue {
-            let loaded = try self.model(id, field: "model.modelId")
-            let config = loaded.model.config
-            return ModelShape(hidden: config.hiddenSize, headDim: config.headDim, vocab: config.vocabSize, tiedEmbeddings: config.tiedEmbeddings,
-                              layers: config.layers.map { .init(heads: $0.headCount, kvHeads: $0.kvHeadCount, intermediate: $0.intermediateSize) })
+            return try self.model(id, field: "model.modelId").model.config.modelShape
         }
         if let name = model["preset"]?.stringValue {
             guard let preset = ModelShape.preset(named: name) else {

@@ -270,3 +270,11 @@ struct ConfigFields {
         }
     }
 }
+
+extension LlamaConfig {
+    /// The widths the memory planner needs, per layer.
+    public var modelShape: ModelShape {
+        ModelShape(hidden: hiddenSize, headDim: headDim, vocab: vocabSize, tiedEmbeddings: tiedEmbeddings,
+                   layers: layers.map { .init(heads: $0.headCount, kvHeads: $0.kvHeadCount, intermediate: $0.intermediateSize) })
+    }
+}

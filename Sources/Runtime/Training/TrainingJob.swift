@@ -74,8 +74,13 @@ public final class TrainingJob: @unchecked Sendable {
         self.adapter = adapter
         weights = TrainingWeights(model: model, copy: adapter == nil)
         gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: Set(settings.frozen))
+        // Without checkpointing the step runs in its planned arena (checkpointing: separate buffers, for now).
+        let program = StepProgramBuilder.trainingStep(model.config.modelShape, Workload(
+            kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
+            lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: false))
+        let arena = settings.checkpointing ? nil : try? PlannedBuffers(program)
         step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: settings.microBatch,
-                            seqLen: settings.seqLen, checkpointing: settings.checkpointing)
+                            seqLen: settings.seqLen, checkpointing: settings.checkpointing, arena: arena)
         optimizer = AdamW(tensors: gradients.entries.map {
             AdamW.Tensor(name: $0.name, values: $0.parameter, gradients: $0.gradient, count: $0.count, decays: $0.decays)
         }, settings: AdamW.Settings(lr: settings.lr, beta1: settings.beta1, beta2: settings.beta2, eps: settings.eps,

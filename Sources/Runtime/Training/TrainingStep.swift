@@ -66,6 +66,8 @@ public final class TrainingStep: @unchecked Sendable {
     }
 
     private let buffers: FloatBuffers
+    /// The planned arena the buffers live in, when there is one.
+    public let arena: PlannedBuffers?
     private var saved: [LayerActivations] = []
     /// Layer inputs only, when checkpointing.
     private var layerInputs: [UnsafeMutablePointer<Float>] = []
@@ -82,11 +84,16 @@ public final class TrainingStep: @unchecked Sendable {
     private var dropoutSeed: UInt64 = 0
     private var dropoutOn = false
 
-    /// Bytes of activations and workspaces (gradients are counted by `gradients`).
-    public var workspaceBytes: Int { buffers.byteCount }
+    /// Bytes of activations and workspaces (gradients are counted by `gradients`): the arena's
+    /// planned peak, or the sum of the separate allocations.
+    public var workspaceBytes: Int { arena?.peakBytes ?? buffers.byteCount }
 
+    /// `arena`: the step's planned arena (the transient part of `StepProgramBuilder.trainingStep`
+    /// for these settings, placed); every buffer is then a view into it at its planned offset, and
+    /// buffers whose lifetimes do not meet share memory. Without it, each buffer is allocated on its own.
     public init(weights: TrainingWeights, adapter: LoRAAdapter?, gradients: GradientBuffers,
-                microBatch: Int, seqLen: Int, checkpointing: Bool) {
+                microBatch: Int, seqLen: Int, checkpointing: Bool, arena: PlannedBuffers? = nil) {
+        precondition(arena == nil || !checkpointing, "the planned arena does not cover checkpointing yet")
         let buffers = FloatBuffers()
         self.buffers = buffers
         self.weights = weights
@@ -95,6 +102,11 @@ public final class TrainingStep: @unchecked Sendable {
         self.rows = microBatch
         self.seqLen = seqLen
         self.checkpointing = checkpointing
+        self.arena = arena
+        /// `count` floats of planned buffer `name` (or an allocation of their own without an arena).
+        func take(_ name: String, _ count: Int) -> UnsafeMutablePointer<Float> {
+            arena?.take(name, floats: count) ?? buffers.make(count)
+        }
         let config = weights.config
         let t = microBatch * seqLen, c = config.hiddenSize, d = config.headDim, v = config.vocabSize
         let hMax = config.layers.map(\.headCount).max() ?? 1
@@ -102,47 +114,50 @@ public final class TrainingStep: @unchecked Sendable {
         let iMax = config.layers.map(\.intermediateSize).max() ?? 1
         let r = adapter?.rank ?? 1
         rope = RotaryEmbedding(headDim: d, theta: config.ropeTheta, scaling: config.ropeScaling)
-        ropeTable = buffers.make(t * d)
+        ropeTable = take("workspace.rope", t * d)
         for b in 0..<microBatch { rope.fillTable(ropeTable + b * seqLen * d, tokens: seqLen, position: 0) }
 
-        func makeActivations(_ shape: LlamaConfig.LayerShape, _ targets: [LoRATarget]) -> LayerActivations {
+        func makeActivations(_ shape: LlamaConfig.LayerShape, _ targets: [LoRATarget], layer: Int) -> LayerActivations {
+            let kept = "layers.\(layer).saved"
             var loraU: [LoRATarget: UnsafeMutablePointer<Float>] = [:]
-            for target in targets { loraU[target] = buffers.make(t * r) }
+            for target in targets { loraU[target] = take(kept, t * r) }
             return LayerActivations(
-                xIn: buffers.make(t * c), inv1: buffers.make(t), xn1: buffers.make(t * c),
-                q: buffers.make(t * shape.headCount * d), k: buffers.make(t * shape.kvHeadCount * d), v: buffers.make(t * shape.kvHeadCount * d),
-                probs: buffers.make(microBatch * shape.headCount * seqLen * seqLen), att: buffers.make(t * shape.headCount * d),
-                xMid: buffers.make(t * c), inv2: buffers.make(t), xn2: buffers.make(t * c),
-                gate: buffers.make(t * shape.intermediateSize), up: buffers.make(t * shape.intermediateSize),
-                act: buffers.make(t * shape.intermediateSize), loraU: loraU)
+                xIn: take("layers.\(layer).input", t * c), inv1: take(kept, t), xn1: take(kept, t * c),
+                q: take(kept, t * shape.headCount * d), k: take(kept, t * shape.kvHeadCount * d), v: take(kept, t * shape.kvHeadCount * d),
+                probs: take(kept, microBatch * shape.headCount * seqLen * seqLen), att: take(kept, t * shape.headCount * d),
+                xMid: take(kept, t * c), inv2: take(kept, t), xn2: take(kept, t * c),
+                gate: take(kept, t * shape.intermediateSize), up: take(kept, t * shape.intermediateSize),
+                act: take(kept, t * shape.intermediateSize), loraU: loraU)
         }
         let allTargets = LoRATarget.layerTargets.filter { adapter?.targets.contains($0) ?? false }
         if checkpointing {
             // One set of activations, sized for the widest layer, reused by every layer.
             let widest = LlamaConfig.LayerShape(headCount: hMax, kvHeadCount: kvMax, intermediateSize: iMax)
-            saved = [makeActivations(widest, allTargets)]
+            saved = [makeActivations(widest, allTargets, layer: 0)]
             layerInputs = config.layers.map { _ in buffers.make(t * c) }
         } else {
-            saved = config.layers.map { makeActivations($0, allTargets) }
+            saved = config.layers.enumerated().map { makeActivations($0.element, allTargets, layer: $0.offset) }
         }
-        xFinal = buffers.make(t * c)
-        invFinal = buffers.make(t)
-        xnFinal = buffers.make(t * c)
-        logits = buffers.make(Self.lossRows * v)
-        finalU = buffers.make(t * r)
-        dx = buffers.make(t * c)
-        dxn = buffers.make(t * max(c, iMax))
-        dq = buffers.make(t * hMax * d)
-        dk = buffers.make(t * kvMax * d)
-        dv = buffers.make(t * kvMax * d)
-        datt = buffers.make(t * hMax * d)
-        dact = buffers.make(t * iMax)
-        dgate = buffers.make(t * iMax)
-        dup = buffers.make(t * iMax)
-        dScores = buffers.make(seqLen * seqLen)
-        du = buffers.make(max(t, Self.lossRows) * r)
-        dropped = buffers.make(t * max(c, iMax, hMax * d))
-        scratch = buffers.make(Self.scratchCount)
+        xFinal = take("final.input", t * c)
+        invFinal = take("loss.workspace", t)
+        xnFinal = take("loss.workspace", t * c)
+        logits = take("loss.workspace", Self.lossRows * v)
+        finalU = take("loss.workspace", t * r)
+        let back = "backward.workspace"
+        dx = take(back, t * c)
+        dxn = take(back, t * max(c, iMax))
+        dq = take(back, t * hMax * d)
+        dk = take(back, t * kvMax * d)
+        dv = take(back, t * kvMax * d)
+        datt = take(back, t * hMax * d)
+        dact = take(back, t * iMax)
+        dgate = take(back, t * iMax)
+        dup = take(back, t * iMax)
+        dScores = take(back, seqLen * seqLen)
+        du = take(back, max(t, Self.lossRows) * r)
+        dropped = take(back, t * max(c, iMax, hMax * d))
+        scratch = take("workspace.scratch", Self.scratchCount)
+        arena?.checkFullyUsed()
     }
 
     private func activations(_ layer: Int) -> LayerActivations { checkpointing ? saved[0] : saved[layer] }

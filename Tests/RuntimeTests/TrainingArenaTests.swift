@@ -1,0 +1,49 @@
+import Foundation
+import XCTest
+@testable import Runtime
+
+/// A real training step inside its planned arena: the same numbers as with separate buffers, in
+/// less memory, with next to nothing allocated outside the arena while it runs.
+final class TrainingArenaTests: XCTestCase {
+    func testTheStepRunsInItsPlannedArena() throws {
+        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let ids = try GoldenForwardTests.inputIds()
+        let examples = [Dataset.Example(ids: ids, labels: ids)]
+        var settings = TrainingJob.Settings(seqLen: ids.count, microBatch: 1, steps: 3, lr: 1e-2)
+        settings.maxGradNorm = nil
+        func job(checkpointing: Bool) throws -> TrainingJob {
+            var s = settings
+            s.checkpointing = checkpointing
+            return TrainingJob(model: model, adapter: try TrainingGradientTests.goldenAdapter(config: model.config), examples: examples, settings: s)
+        }
+        let planned = try job(checkpointing: false)
+        let arena = try XCTUnwrap(planned.step.arena, "without checkpointing the step runs in its arena")
+        let layout = TrainingStep.Layout(config: model.config, rank: 8, targets: Set(LoRATarget.layerTargets), microBatch: 1,
+                                         seqLen: ids.count, checkpointing: false)
+        // Without checkpointing everything is live at the loss, so the arena is as big as separate
+        // buffers (plus alignment), and exactly at the plan's lower bound.
+        XCTAssertLessThanOrEqual(arena.peakBytes, layout.byteCount + 64 * arena.placement.program.buffers.count)
+        XCTAssertEqual(arena.peakBytes, arena.placement.lowerBound)
+        // The arena's region is jemalloc's and holds exactly the planned peak (rounded to jemalloc's size class).
+        XCTAssertGreaterThanOrEqual(arena.arena.usableSize, arena.peakBytes)
+
+        // Same gradients, bit for bit, as the step with separate buffers (checkpointing runs without the arena).
+        let separate = try job(checkpointing: true)
+        let a = planned.runStep(), b = separate.runStep()
+        XCTAssertEqual(a.loss, b.loss)
+        for (x, y) in zip(planned.gradients.entries, separate.gradients.entries) {
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: x.gradient, count: x.count)), Array(UnsafeBufferPointer(start: y.gradient, count: y.count)), x.name)
+        }
+
+        // What the step allocates outside the arena, on its own thread. With one compute thread:
+        // OpenBLAS's threaded driver mallocs ~512 KB per multi-threaded call (freed on return),
+        // which is OpenBLAS's, not the step's.
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
+        let before = try XCTUnwrap(Jemalloc.threadAllocatedBytes)
+        _ = planned.runStep()
+        let outside = Int(try XCTUnwrap(Jemalloc.threadAllocatedBytes) - before)
+        print("arena peak \(arena.peakBytes) bytes (separate buffers \(layout.byteCount)); allocated outside during a step: \(outside) bytes")
+        XCTAssertLessThan(Double(outside), 0.01 * Double(arena.peakBytes), "under 1% of the arena")
+    }
+}
