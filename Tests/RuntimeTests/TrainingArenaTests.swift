@@ -27,13 +27,27 @@ final class TrainingArenaTests: XCTestCase {
         // The arena's region is jemalloc's and holds exactly the planned peak (rounded to jemalloc's size class).
         XCTAssertGreaterThanOrEqual(arena.arena.usableSize, arena.peakBytes)
 
-        // Same gradients, bit for bit, as the step with separate buffers (checkpointing runs without the arena).
-        let separate = try job(checkpointing: true)
-        let a = planned.runStep(), b = separate.runStep()
-        XCTAssertEqual(a.loss, b.loss)
-        for (x, y) in zip(planned.gradients.entries, separate.gradients.entries) {
-            XCTAssertEqual(Array(UnsafeBufferPointer(start: x.gradient, count: x.count)), Array(UnsafeBufferPointer(start: y.gradient, count: y.count)), x.name)
+        // Same gradients, bit for bit, as a step with separate buffers; and with checkpointing in its
+        // own (smaller) arena, where each layer's recomputed activations share memory.
+        let checkpointed = try job(checkpointing: true)
+        let checkpointArena = try XCTUnwrap(checkpointed.step.arena)
+        XCTAssertLessThan(checkpointArena.peakBytes, arena.peakBytes, "checkpointing needs less")
+        let adapter = try TrainingGradientTests.goldenAdapter(config: model.config)
+        let gradients = GradientBuffers(adapter: adapter)
+        let separate = TrainingStep(weights: TrainingWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
+                                    microBatch: 1, seqLen: ids.count, checkpointing: false)
+        XCTAssertNil(separate.arena)
+        for job in [planned, checkpointed] {
+            job.gradients.zero()
+            let inArena = job.step.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil)
+            gradients.zero()
+            let outside = separate.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil)
+            XCTAssertEqual(inArena.lossSum, outside.lossSum)
+            for (x, y) in zip(job.gradients.entries, gradients.entries) {
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: x.gradient, count: x.count)), Array(UnsafeBufferPointer(start: y.gradient, count: y.count)), x.name)
+            }
         }
+        print("checkpointed arena peak \(checkpointArena.peakBytes) bytes, lower bound \(checkpointArena.placement.lowerBound)")
 
         // What the step allocates outside the arena, on its own thread. With one compute thread:
         // OpenBLAS's threaded driver mallocs ~512 KB per multi-threaded call (freed on return),

@@ -74,11 +74,11 @@ public final class TrainingJob: @unchecked Sendable {
         self.adapter = adapter
         weights = TrainingWeights(model: model, copy: adapter == nil)
         gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: Set(settings.frozen))
-        // Without checkpointing the step runs in its planned arena (checkpointing: separate buffers, for now).
+        // The step runs in its planned arena.
         let program = StepProgramBuilder.trainingStep(model.config.modelShape, Workload(
             kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
-            lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: false))
-        let arena = settings.checkpointing ? nil : try? PlannedBuffers(program)
+            lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: settings.checkpointing))
+        let arena = try? PlannedBuffers(program)
         step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: settings.microBatch,
                             seqLen: settings.seqLen, checkpointing: settings.checkpointing, arena: arena)
         optimizer = AdamW(tensors: gradients.entries.map {

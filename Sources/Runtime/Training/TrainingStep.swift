@@ -69,6 +69,9 @@ public final class TrainingStep: @unchecked Sendable {
     /// The planned arena the buffers live in, when there is one.
     public let arena: PlannedBuffers?
     private var saved: [LayerActivations] = []
+    /// With checkpointing in an arena: each layer's recomputed activations, used in the backward.
+    private var recomputedSets: [LayerActivations] = []
+    private var recomputing = false
     /// Layer inputs only, when checkpointing.
     private var layerInputs: [UnsafeMutablePointer<Float>] = []
     private let rope: RotaryEmbedding
@@ -93,7 +96,6 @@ public final class TrainingStep: @unchecked Sendable {
     /// buffers whose lifetimes do not meet share memory. Without it, each buffer is allocated on its own.
     public init(weights: TrainingWeights, adapter: LoRAAdapter?, gradients: GradientBuffers,
                 microBatch: Int, seqLen: Int, checkpointing: Bool, arena: PlannedBuffers? = nil) {
-        precondition(arena == nil || !checkpointing, "the planned arena does not cover checkpointing yet")
         let buffers = FloatBuffers()
         self.buffers = buffers
         self.weights = weights
@@ -117,12 +119,13 @@ public final class TrainingStep: @unchecked Sendable {
         ropeTable = take("workspace.rope", t * d)
         for b in 0..<microBatch { rope.fillTable(ropeTable + b * seqLen * d, tokens: seqLen, position: 0) }
 
-        func makeActivations(_ shape: LlamaConfig.LayerShape, _ targets: [LoRATarget], layer: Int) -> LayerActivations {
-            let kept = "layers.\(layer).saved"
+        func makeActivations(_ shape: LlamaConfig.LayerShape, _ targets: [LoRATarget], layer: Int,
+                             kept: String? = nil, input: UnsafeMutablePointer<Float>? = nil) -> LayerActivations {
+            let kept = kept ?? "layers.\(layer).saved"
             var loraU: [LoRATarget: UnsafeMutablePointer<Float>] = [:]
             for target in targets { loraU[target] = take(kept, t * r) }
             return LayerActivations(
-                xIn: take("layers.\(layer).input", t * c), inv1: take(kept, t), xn1: take(kept, t * c),
+                xIn: input ?? take("layers.\(layer).input", t * c), inv1: take(kept, t), xn1: take(kept, t * c),
                 q: take(kept, t * shape.headCount * d), k: take(kept, t * shape.kvHeadCount * d), v: take(kept, t * shape.kvHeadCount * d),
                 probs: take(kept, microBatch * shape.headCount * seqLen * seqLen), att: take(kept, t * shape.headCount * d),
                 xMid: take(kept, t * c), inv2: take(kept, t), xn2: take(kept, t * c),
@@ -130,7 +133,16 @@ public final class TrainingStep: @unchecked Sendable {
                 act: take(kept, t * shape.intermediateSize), loraU: loraU)
         }
         let allTargets = LoRATarget.layerTargets.filter { adapter?.targets.contains($0) ?? false }
-        if checkpointing {
+        if checkpointing, arena != nil {
+            // Per layer: the forward's set (released within its op) and the recomputed one (kept
+            // to its backward), views into the plan, where layers' sets share memory.
+            let inputs = config.layers.indices.map { take("layers.\($0).input", t * c) }
+            layerInputs = inputs
+            saved = config.layers.enumerated().map { makeActivations($0.element, allTargets, layer: $0.offset, input: inputs[$0.offset]) }
+            recomputedSets = config.layers.enumerated().map {
+                makeActivations($0.element, allTargets, layer: $0.offset, kept: "layers.\($0.offset).recomputed", input: inputs[$0.offset])
+            }
+        } else if checkpointing {
             // One set of activations, sized for the widest layer, reused by every layer.
             let widest = LlamaConfig.LayerShape(headCount: hMax, kvHeadCount: kvMax, intermediateSize: iMax)
             saved = [makeActivations(widest, allTargets, layer: 0)]
@@ -160,7 +172,10 @@ public final class TrainingStep: @unchecked Sendable {
         arena?.checkFullyUsed()
     }
 
-    private func activations(_ layer: Int) -> LayerActivations { checkpointing ? saved[0] : saved[layer] }
+    private func activations(_ layer: Int) -> LayerActivations {
+        if recomputing && !recomputedSets.isEmpty { return recomputedSets[layer] }
+        return checkpointing && recomputedSets.isEmpty ? saved[0] : saved[layer]
+    }
 
     // MARK: Step
 
@@ -171,8 +186,11 @@ public final class TrainingStep: @unchecked Sendable {
         precondition(ids.count == rows * seqLen && labels.count == ids.count)
         self.dropoutSeed = dropoutSeed ?? 0
         dropoutOn = dropoutSeed != nil && (adapter?.dropout ?? 0) > 0
+        recomputing = false
         forward(ids)
         let result = lossAndBackward(labels: labels, normalizer: Float(max(1, normalizer)), backward: true)
+        recomputing = checkpointing
+        defer { recomputing = false }
         for l in stride(from: weights.layers.count - 1, through: 0, by: -1) {
             if checkpointing {
                 forwardLayer(l, input: layerInputs[l])
@@ -195,6 +213,7 @@ public final class TrainingStep: @unchecked Sendable {
     /// The loss alone (no gradients, no dropout).
     public func loss(ids: [Int], labels: [Int]) -> (lossSum: Double, tokens: Int) {
         dropoutOn = false
+        recomputing = false
         forward(ids)
         return lossAndBackward(labels: labels, normalizer: 1, backward: false)
     }
