@@ -52,6 +52,11 @@ final class DaemonTrainingTests: XCTestCase {
         guard case .array(let straightLosses)? = all["losses"] else { return XCTFail("\(all)") }
         XCTAssertEqual(straightLosses.count, 6)
         XCTAssertEqual(all["step"], .int(6))
+        // The step ran in its planned arena: jemalloc holds at least the planned peak, and the plan is at its lower bound.
+        let planned = try XCTUnwrap(all["arena"]?["plannedBytes"]?.intValue)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(all["arena"]?["measuredBytes"]?.intValue), planned)
+        XCTAssertLessThan(Double(try XCTUnwrap(all["arena"]?["measuredBytes"]?.intValue)), Double(planned) * 1.25)
+        XCTAssertEqual(all["arena"]?["lowerBoundBytes"]?.intValue, planned)
         XCTAssertLessThan(double(straightLosses.last)!, double(straightLosses.first)!, "the loss falls")
 
         // Interrupted: 2 steps, save, close, resume, 4 more.

@@ -116,7 +116,8 @@ extension Daemon {
                 let result = last!
                 return .object([("step", .int(Int64(result.step))), ("losses", .array(losses)), ("lr", .double(result.lr)),
                                 ("gradNorm", .double(result.gradNorm)), ("tokensPerSecond", .double(Double(tokens) / max(seconds, 1e-9))),
-                                ("peakBytes", .int(Int64(object.plannedBytes + object.model.bytes)))])
+                                ("peakBytes", .int(Int64(object.plannedBytes + object.model.bytes))),
+                                ("arena", object.arenaReport)])
             }
         }
 
@@ -309,11 +310,16 @@ extension Daemon {
     func planTraining(loaded: LoadedModel, adapter: LoRAAdapter?, settings: inout TrainingJob.Settings, checkpointing: String) throws -> TrainingPlan {
         let config = loaded.model.config
         func plan(_ checkpointed: Bool) -> TrainingPlan {
-            let layout = TrainingStep.Layout(config: config, rank: adapter?.rank, targets: adapter?.targets ?? [],
-                                             microBatch: settings.microBatch, seqLen: settings.seqLen, checkpointing: checkpointed)
+            // The step runs in its planned arena: charge that arena's peak.
+            let program = StepProgramBuilder.trainingStep(config.modelShape, Workload(
+                kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
+                lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: checkpointed))
+            let activations = (try? BestFitPlacement(program.transientOnly()).peak)
+                ?? TrainingStep.Layout(config: config, rank: adapter?.rank, targets: adapter?.targets ?? [],
+                                       microBatch: settings.microBatch, seqLen: settings.seqLen, checkpointing: checkpointed).byteCount
             let trainable = adapter?.parameterCount ?? (loaded.model.parameterCount - settings.frozenParameterCount(config))
             return TrainingPlan(weights: adapter == nil ? loaded.model.parameterCount * 4 : 0, adapter: 0, gradients: trainable * 4,
-                                optimizer: AdamW.stateBytes(parameters: trainable), activations: layout.byteCount)
+                                optimizer: AdamW.stateBytes(parameters: trainable), activations: activations)
         }
         switch checkpointing {
         case "none": settings.checkpointing = false
@@ -410,6 +416,14 @@ final class TrainingJobObject: LiveObject, @unchecked Sendable {
         lock.unlock()
         defer { lock.lock(); busy = false; lock.unlock() }
         return try body()
+    }
+
+    /// The step's arena: the planned peak, and the size jemalloc reports for the arena's region
+    /// (sallocx: the planned peak rounded up to jemalloc's size class).
+    var arenaReport: JSONValue {
+        guard let arena = job.step.arena else { return .null }
+        return .object([("plannedBytes", .int(Int64(arena.peakBytes))), ("lowerBoundBytes", .int(Int64(arena.placement.lowerBound))),
+                        ("measuredBytes", .int(Int64(arena.arena.usableSize)))])
     }
 
     var listing: JSONValue {
