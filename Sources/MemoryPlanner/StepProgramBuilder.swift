@@ -98,7 +98,7 @@ public enum StepProgramBuilder {
         var program = StepProgram()
         let f = 4
         let positions = workload.microBatch * (workload.seqLen + workload.newTokens)
-        let t = min(inferenceChunk, max(1, workload.seqLen)), c = shape.hidden, d = shape.headDim
+        let t = inferenceChunk, c = shape.hidden, d = shape.headDim
         let hMax = shape.layers.map(\.heads).max() ?? 1, kvMax = shape.layers.map(\.kvHeads).max() ?? 1
         let iMax = shape.layers.map(\.intermediate).max() ?? 1
         addWeights(&program, shape, base: workload.baseDType)
@@ -110,7 +110,7 @@ public enum StepProgramBuilder {
         let scores = max(hMax * positions, min(hMax * min(t, attentionBlockRows) * positions, 16 << 20))
         let workspace = program.buffer("session.workspace", kind: .workspace,
                                        bytes: (2 * t * c + 2 * t * hMax * d + 2 * t * kvMax * d + 2 * t * iMax + scores + t * d
-                                               + inferenceScratchFloats) * f, persistent: false)
+                                               + inferenceScratchFloats + t * (workload.lora?.r ?? 0)) * f, persistent: false)
         let logits = program.buffer("logits", kind: .activation, bytes: shape.vocab * f, persistent: false)
         program.op("prefill", creates: [workspace, logits], reads: [kv], releases: [])
         program.op("decode", creates: [], reads: [kv, workspace, logits], releases: [workspace, logits])

@@ -31,3 +31,30 @@ final class StepProgramConsistencyTests: XCTestCase {
         XCTAssertEqual(cache, KVCache.byteCount(kvHeads: config.layers.map(\.kvHeadCount), headDim: config.headDim, capacity: 32))
     }
 }
+
+extension StepProgramConsistencyTests {
+    /// A generation inside its planned arena gives transformers' greedy tokens; the session uses
+    /// every planned byte (PlannedBuffers checks) and nothing else.
+    func testGenerationRunsInItsPlannedArena() throws {
+        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let golden = (try Fixtures.json("tiny_greedy_golden.json")["cases"] as! [[String: Any]])[0]
+        let prompt = golden["prompt_ids"] as! [Int], expected = golden["generated_ids"] as! [Int]
+        let capacity = prompt.count + expected.count
+        for adapter in [nil, LoRAAdapter(config: model.config, rank: 4, alpha: 8, targets: [.q, .down, .lmHead])] {
+            let program = StepProgramBuilder.generation(model.config.modelShape, Workload(
+                kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }))
+            let arena = try PlannedBuffers(program)
+            let session = InferenceSession(model: model, capacity: capacity, adapter: adapter, arena: arena)
+            XCTAssertNotNil(session.arena)
+            // The arena holds the session's buffers and the logits row, and no more than alignment besides.
+            let used = session.workspaceBytes + model.config.vocabSize * 4
+            XCTAssertGreaterThanOrEqual(arena.peakBytes, used)
+            XCTAssertLessThanOrEqual(arena.peakBytes, used + 2 * 64)
+            var options = TextGenerator.Options(maxTokens: expected.count)
+            options.eosTokenIds = []
+            let output = try TextGenerator(session: session).generate(prompt: prompt, options: options, decoder: GenerationTests.IdSpeller())
+            // A zero-B adapter changes nothing: the same greedy tokens with and without it.
+            XCTAssertEqual(output.ids, expected, "adapter: \(adapter != nil)")
+        }
+    }
+}

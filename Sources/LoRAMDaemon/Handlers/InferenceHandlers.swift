@@ -51,11 +51,17 @@ extension Daemon {
                         _ body: (InferenceSession) throws -> T) throws -> T {
         let config = loaded.model.config
         let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
+        // The session runs in its planned arena; the KV cache and the arena are charged before either exists.
+        let program = StepProgramBuilder.generation(config.modelShape, Workload(
+            kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }))
+        let placement = try? BestFitPlacement(program.transientOnly())
+        let workspace = placement?.peak ?? 0
         let owner = "request \(request.id)"
-        // The workspace is known only once built; charge the cache first, then the workspace.
-        try ledger.charge(Int64(kvBytes), to: owner, breakdown: .object([("kvCache", .int(Int64(kvBytes)))]))
+        try ledger.charge(Int64(kvBytes + workspace), to: owner,
+                          breakdown: .object([("kvCache", .int(Int64(kvBytes))), ("workspace", .int(Int64(workspace)))]))
         defer { ledger.release(owner) }
-        let session = InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter)
+        let arena = placement == nil ? nil : try? PlannedBuffers(program)
+        let session = InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter, arena: arena)
         return try body(session)
     }
 

@@ -50,8 +50,7 @@ public struct TextGenerator {
         var output = Output()
         output.promptTokens = prompt.count
         let sampler = Sampler(vocabSize: vocab, settings: options.sampler)
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: vocab)
-        defer { logits.deallocate() }
+        let logits = session.logitsRow
         var stream = StopStringFilter(stops: options.stop)
 
         session.reset()

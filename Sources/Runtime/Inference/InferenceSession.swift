@@ -62,10 +62,21 @@ public final class InferenceSession: @unchecked Sendable {
     private let weightScratch: UnsafeMutablePointer<Float>
     private let weightScratchCount: Int
     public let workspaceBytes: Int
+    /// The planned arena the buffers live in, when there is one.
+    public let arena: PlannedBuffers?
+    /// One row of logits (V), for a generation loop.
+    public let logitsRow: UnsafeMutablePointer<Float>
 
     /// `adapter` must fit `model` (`LoRAAdapter.checkFits`).
-    public init(model: LlamaModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize, adapter: LoRAAdapter? = nil) {
+    /// `arena`: the session's planned arena (the transient part of `StepProgramBuilder.generation`
+    /// for this capacity and the default chunk); every buffer is then a view into it.
+    public init(model: LlamaModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize, adapter: LoRAAdapter? = nil,
+                arena: PlannedBuffers? = nil) {
         let config = model.config
+        self.arena = arena
+        func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+            arena?.take("session.workspace", floats: count) ?? .allocate(capacity: max(1, count))
+        }
         self.model = model
         self.chunkSize = max(1, chunkSize)
         self.adapter = adapter
@@ -74,7 +85,6 @@ public final class InferenceSession: @unchecked Sendable {
         }
         loraPairs = adapter.map { adapter in adapter.layers.map { pairs in LoRATarget.layerTargets.map { pairs[$0] } } } ?? []
         loraScaling = adapter?.scaling ?? 0
-        loraWorkspace = adapter.map { .allocate(capacity: max(1, chunkSize) * $0.rank) }
         cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: max(1, capacity))
         rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
         let t = self.chunkSize, c = config.hiddenSize, d = config.headDim
@@ -86,16 +96,20 @@ public final class InferenceSession: @unchecked Sendable {
         scoreCapacity = max(h * capacity, min(h * min(t, CausalAttention.maxBlockRows) * capacity, 16 << 20))
         weightScratchCount = 1 << 22
         let sizes = [t * c, t * c, t * h * d, t * kv * d, t * kv * d, t * h * d, t * i, t * i]
-        let buffers = sizes.map { UnsafeMutablePointer<Float>.allocate(capacity: max(1, $0)) }
+        let buffers = sizes.map(take)
         (x, xn, q, k, v, att, gate, up) = (buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5], buffers[6], buffers[7])
-        scores = .allocate(capacity: scoreCapacity)
-        ropeTable = .allocate(capacity: t * d)
-        weightScratch = .allocate(capacity: weightScratchCount)
+        scores = take(scoreCapacity)
+        ropeTable = take(t * d)
+        weightScratch = take(weightScratchCount)
+        loraWorkspace = adapter.map { take(t * $0.rank) }
+        logitsRow = arena?.take("logits", floats: config.vocabSize) ?? .allocate(capacity: config.vocabSize)
+        arena?.checkFullyUsed()
         workspaceBytes = 4 * (sizes.reduce(0, +) + scoreCapacity + t * d + weightScratchCount + t * (adapter?.rank ?? 0))
     }
 
     deinit {
-        for buffer in [x, xn, q, k, v, att, gate, up, scores, ropeTable, weightScratch] { buffer.deallocate() }
+        guard arena == nil else { return }
+        for buffer in [x, xn, q, k, v, att, gate, up, scores, ropeTable, weightScratch, logitsRow] { buffer.deallocate() }
         loraWorkspace?.deallocate()
     }
 
