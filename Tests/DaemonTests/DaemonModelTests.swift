@@ -121,6 +121,21 @@ final class DaemonModelTests: XCTestCase {
         XCTAssertGreaterThan(error["data"]?["needBytes"]?.intValue ?? 0, 100000)
         d.request(2, "model/list")
         XCTAssertEqual(d.response(id: 2)?["result"]?["models"], .array([]))
+        XCTAssertEqual(error["data"]?["suggestion"], .null, "not even bf16 fits 100 kB")
+        d.closeInput()
+        _ = d.exitCode()
+    }
+
+    func testOverBudgetLoadSuggestsAStorageThatFits() throws {
+        // The tiny model has 158,016 parameters: ~632 kB in f32, ~317 kB in bf16 (norms stay fp32).
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize(#"{"hbmCapBytes":400000}"#))
+        d.request(1, "model/load", #"{"path":"\#(Self.tiny)"}"#)
+        let error = try XCTUnwrap(d.response(id: 1)?["error"])
+        XCTAssertEqual(error["code"], .int(-31020))
+        XCTAssertEqual(error["data"]?["suggestion"]?["changes"]?["dtype"], .string("bf16"))
+        d.request(2, "model/load", #"{"path":"\#(Self.tiny)","dtype":"bf16"}"#)
+        XCTAssertNotNil(d.response(id: 2)?["result"]?["modelId"], "the suggestion, applied, fits")
         d.closeInput()
         _ = d.exitCode()
     }

@@ -63,8 +63,15 @@ extension Daemon {
                 let config = try LlamaConfig(directory: directory)
                 let checkpoint = try CheckpointDirectory(url: directory)
                 let bytes = LlamaModel.plannedBytes(config: config, checkpoint: checkpoint, dtype: dtype)
-                // Charged first: over the budget, nothing is read.
-                try ledger.charge(Int64(bytes), to: handle, breakdown: .object([("weights", .int(Int64(bytes)))]))
+                // Charged first: over the budget, nothing is read; a 16-bit storage that would fit is suggested.
+                do {
+                    try ledger.charge(Int64(bytes), to: handle, breakdown: .object([("weights", .int(Int64(bytes)))]))
+                } catch let error as RPCError where error.code == .overBudget {
+                    let free = ledger.capBytes - ledger.usedBytes
+                    let smaller = [("bf16", TensorDType.bf16)].map { ($0.0, LlamaModel.plannedBytes(config: config, checkpoint: checkpoint, dtype: $0.1)) }
+                        .first { Int64($0.1) <= free && $0.1 < bytes }
+                    throw error.with("suggestion", smaller.map { .object([("changes", .object([("dtype", .string($0.0))])), ("peakBytes", .int(Int64($0.1)))]) } ?? .null)
+                }
                 do {
                     try context.checkCancelled()
                     let tokenizer = FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
