@@ -55,12 +55,16 @@ public enum PlanPicture {
         }
         out += "</g>\n"
 
-        // The peak's label sits above its line, the lower bound's below, so close lines stay legible.
-        for (value, label, dash, nudge, baseline) in [(placement.peak, "peak", "", -3.0, "auto"),
-                                                       (placement.lowerBound, "lower bound", " stroke-dasharray=\"6 4\"", 3.0, "hanging")] {
+        // Labels sit inside the plot at its right end: the peak's just above its line, the lower
+        // bound's just below its own (explicit offsets; renderers differ on baselines); when the
+        // two lines coincide, one label names both.
+        let same = abs(y(placement.peak) - y(placement.lowerBound)) < 14
+        for (value, label, dash, nudge) in [(placement.peak, same ? "peak = lower bound" : "peak", "", -4.0),
+                                            (placement.lowerBound, same ? "" : "lower bound", " stroke-dasharray=\"6 4\"", 13.0)] {
             let ly = y(value)
             out += "<line x1=\"\(f(left))\" y1=\"\(f(ly))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(ly))\" stroke=\"#000000\"\(dash)/>\n"
-            out += "<text x=\"\(f(left - 6))\" y=\"\(f(ly + nudge))\" text-anchor=\"end\" dominant-baseline=\"\(baseline)\">"
+            guard !label.isEmpty else { continue }
+            out += "<text x=\"\(f(left + plotWidth - 4))\" y=\"\(f(ly + nudge))\" text-anchor=\"end\" font-size=\"12\">"
                 + "\(escape(label)) \(bytes(value))</text>\n"
         }
 
