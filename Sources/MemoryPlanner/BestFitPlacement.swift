@@ -258,16 +258,3 @@ final class TransientHeap {
         return (peak, Array(UnsafeBufferPointer(start: offset, count: n)))
     }
 }
-
-/// A small seeded generator (SplitMix64), so plans are the same on every run and machine.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E9B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
