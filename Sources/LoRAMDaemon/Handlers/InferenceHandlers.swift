@@ -60,7 +60,7 @@ extension Daemon {
         try ledger.charge(Int64(kvBytes + workspace), to: owner,
                           breakdown: .object([("kvCache", .int(Int64(kvBytes))), ("workspace", .int(Int64(workspace)))]))
         defer { ledger.release(owner) }
-        let arena = placement == nil ? nil : try? PlannedBuffers(program)
+        let arena = placement.flatMap { try? PlannedBuffers(placement: $0) }
         let session = InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter, arena: arena)
         return try body(session)
     }

@@ -9,11 +9,16 @@ public final class PlannedBuffers: @unchecked Sendable {
     private let indexByName: [String: Int]
     private var used: [Int: Int] = [:]
 
-    public init(_ program: StepProgram) throws {
-        let transient = program.transientOnly()
-        placement = try BestFitPlacement(transient)
+    public convenience init(_ program: StepProgram) throws {
+        try self.init(placement: try BestFitPlacement(program.transientOnly()))
+    }
+
+    /// An arena for a placement already made of a program's transient buffers (`transientOnly`).
+    public init(placement: BestFitPlacement) throws {
+        precondition(!placement.program.buffers.contains(where: \.persistent), "place the transient part of the program")
+        self.placement = placement
         arena = try PlanArena(placement)
-        indexByName = Dictionary(uniqueKeysWithValues: transient.buffers.enumerated().map { ($0.element.name, $0.offset) })
+        indexByName = Dictionary(uniqueKeysWithValues: placement.program.buffers.enumerated().map { ($0.element.name, $0.offset) })
     }
 
     /// The transient peak the step runs in.
