@@ -129,7 +129,7 @@ extension DaemonLifecycleTests {
     func testPlanCommandPrintsJSONAndDrawsThePicture() throws {
         let svg = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID().uuidString).svg")
         defer { try? FileManager.default.removeItem(at: svg) }
-        let (code, output) = try runDaemon(["plan", "--preset", "llama-3.1-70b", "--prune", "0.85", "--nf4", "--seq", "512",
+        let (code, output) = try run(["plan", "--preset", "llama-3.1-70b", "--prune", "0.85", "--nf4", "--seq", "512",
                                             "--cap", "20GiB", "--search", "--json", "--svg", svg.path])
         XCTAssertEqual(code, 0, output)
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
@@ -140,25 +140,12 @@ extension DaemonLifecycleTests {
         XCTAssertLessThanOrEqual(try XCTUnwrap(suggestion["peakBytes"] as? Int), 20 << 30)
         let picture = try String(contentsOf: svg, encoding: .utf8)
         XCTAssertTrue(picture.hasPrefix("<svg") || picture.hasPrefix("<?xml"), String(picture.prefix(80)))
-        let (paperCode, paper) = try runDaemon(["plan", "--preset", "llama-2-70b", "--prune", "0.85", "--paper", "--json", "--base", "bf16"])
+        let (paperCode, paper) = try run(["plan", "--preset", "llama-2-70b", "--prune", "0.85", "--paper", "--json", "--base", "bf16"])
         XCTAssertEqual(paperCode, 0)
         let paperObject = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(paper.utf8)) as? [String: Any])
         XCTAssertEqual(paperObject["peakBytes"] as? Int, 16_272_924_672 * 2, "the paper's HBM column: carrier parameters × 2 bytes")
-        let (badCode, bad) = try runDaemon(["plan", "--preset", "gpt-9"])
+        let (badCode, bad) = try run(["plan", "--preset", "gpt-9"])
         XCTAssertEqual(badCode, 2)
         XCTAssertTrue(bad.contains("unknown preset"), bad)
-    }
-
-    private func runDaemon(_ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = DaemonProcess.executable
-        process.arguments = arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
     }
 }
