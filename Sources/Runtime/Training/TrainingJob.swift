@@ -92,13 +92,6 @@ public final class TrainingJob: @unchecked Sendable {
 
     public var isFinished: Bool { completedSteps >= settings.steps }
 
-    /// Bytes this job holds beyond the model it reads: activations and workspaces, gradients,
-    /// optimizer moments, and the fp32 copy of the weights for full-parameter training.
-    public var byteCount: Int {
-        step.workspaceBytes + gradients.byteCount + optimizer.stateByteCount + (adapter?.parameterCount ?? 0) * 4
-            + (adapter == nil ? weights.snapshot().byteCount : 0)
-    }
-
     /// One optimizer step over `gradAccum` micro-batches.
     public func runStep() -> StepResult {
         let start = DispatchTime.now().uptimeNanoseconds
