@@ -669,14 +669,21 @@ def main():
         "model": {"path": model_dir, "source": model_source, "shapes": shapes},
         "ceilings": ceil, "torchInfo": torch_info, "loramdInfo": lm_info, **s,
     }
-    if args.out != "-":
-        path = args.out or os.path.join(BENCH, "results", "runtime-%s.json" % datetime.date.today().isoformat())
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-        os.replace(path + ".tmp", path)
-        print("\nwrote %s" % os.path.relpath(path, ROOT))
+    write_results(result, args.out, "runtime")
+
+
+def write_results(result, out, name):
+    """Writes `result` to `out` (default bench/results/<name>-<date>.json; "-" writes nothing),
+    under a temporary name first."""
+    if out == "-":
+        return
+    path = out or os.path.join(BENCH, "results", "%s-%s.json" % (name, datetime.date.today().isoformat()))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    print("\nwrote %s" % os.path.relpath(path, ROOT))
 
 
 def _loadavg():

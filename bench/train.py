@@ -533,14 +533,7 @@ def main():
         "model": {"path": model_dir, "source": model_source, "shapes": shapes},
         "ceilings": ceil, "torchInfo": torch_info, "loramdInfo": lm_info, **s,
     }
-    if args.out != "-":
-        path = args.out or os.path.join(BENCH, "results", "train-%s.json" % datetime.date.today().isoformat())
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path + ".tmp", "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-        os.replace(path + ".tmp", path)
-        print("\nwrote %s" % os.path.relpath(path, ROOT))
+    runtime.write_results(result, args.out, "train")
 
 
 if __name__ == "__main__":
