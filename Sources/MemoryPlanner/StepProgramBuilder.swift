@@ -9,6 +9,12 @@ public enum StepProgramBuilder {
     public static let lossRows = 32
     public static let trainingScratchFloats = 1 << 20
     public static let inferenceScratchFloats = 1 << 22
+
+    /// The scratch a session widens (or dequantizes) weights into, block by block: none when every
+    /// weight is fp32 and used in place.
+    public static func inferenceScratchFloats(base: Workload.BaseDType) -> Int {
+        base == .f32 ? 0 : inferenceScratchFloats
+    }
     public static let inferenceChunk = 256
     public static let attentionBlockRows = 128
 
@@ -110,8 +116,8 @@ public enum StepProgramBuilder {
         let scores = max(hMax * positions, min(hMax * min(t, attentionBlockRows) * positions, 16 << 20))
         let workspace = program.buffer("session.workspace", kind: .workspace,
                                        bytes: (2 * t * c + 2 * t * hMax * d + 2 * t * kvMax * d + 2 * t * iMax + scores + t * d
-                                               + inferenceScratchFloats + t * (workload.lora?.r ?? 0)) * f, persistent: false)
-        let logits = program.buffer("logits", kind: .activation, bytes: shape.vocab * f, persistent: false)
+                                               + inferenceScratchFloats(base: workload.baseDType) + t * (workload.lora?.r ?? 0)) * f, persistent: false)
+        let logits = program.buffer("logits", kind: .activation, bytes: workload.logitsRows * shape.vocab * f, persistent: false)
         program.op("prefill", creates: [workspace, logits], reads: [kv], releases: [])
         program.op("decode", creates: [], reads: [kv, workspace, logits], releases: [workspace, logits])
         return program

@@ -40,9 +40,12 @@ public struct Workload: Codable, Equatable, Sendable {
     public var checkpointing: Bool
     /// Tokens generated after a prompt of `seqLen` (generate only).
     public var newTokens: Int
+    /// Rows of logits a generate-kind request holds at once: 1 for a generation, every token for
+    /// `model/forward` with all logits, one prefill chunk for perplexity.
+    public var logitsRows: Int
 
     public init(kind: Kind, microBatch: Int = 1, seqLen: Int, gradAccum: Int = 1, lora: LoRA? = nil,
-                baseDType: BaseDType = .f32, checkpointing: Bool = false, newTokens: Int = 0) {
+                baseDType: BaseDType = .f32, checkpointing: Bool = false, newTokens: Int = 0, logitsRows: Int = 1) {
         self.kind = kind
         self.microBatch = microBatch
         self.seqLen = seqLen
@@ -51,5 +54,6 @@ public struct Workload: Codable, Equatable, Sendable {
         self.baseDType = baseDType
         self.checkpointing = checkpointing
         self.newTokens = newTokens
+        self.logitsRows = max(1, logitsRows)
     }
 }

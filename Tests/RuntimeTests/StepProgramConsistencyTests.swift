@@ -58,3 +58,41 @@ extension StepProgramConsistencyTests {
         }
     }
 }
+
+extension StepProgramConsistencyTests {
+    /// `model/forward` with every row of logits, and perplexity's chunk of logits, run in the
+    /// session's planned arena (logits rows included) and give what a session outside any arena
+    /// gives, for fp32 weights used in place and bf16 weights widened through the planned scratch.
+    func testAllRowLogitsAndPerplexityRunInThePlannedArena() throws {
+        let ids = Array(try Fixtures.json("tiny_golden.json")["input_ids"] as! [Int])
+        for dtype in [TensorDType.f32, .bf16] {
+            let model = try LlamaModel.load(directory: Fixtures.tinyModel, dtype: dtype)
+            XCTAssertEqual(model.baseDType, dtype == .f32 ? .f32 : .bf16)
+            let vocab = model.config.vocabSize, chunk = 8
+            func arena(rows: Int) throws -> PlannedBuffers {
+                try PlannedBuffers(StepProgramBuilder.generation(model.config.modelShape, Workload(
+                    kind: .generate, seqLen: ids.count, baseDType: model.baseDType, logitsRows: rows)))
+            }
+            // All rows: planned with one logits row per token, every byte used (PlannedBuffers checks).
+            let planned = InferenceSession(model: model, capacity: ids.count, logitsRows: ids.count, arena: try arena(rows: ids.count))
+            try planned.forward(ids, logits: .all(planned.logits))
+            var reference = [Float](repeating: 0, count: ids.count * vocab)
+            try reference.withUnsafeMutableBufferPointer {
+                try InferenceSession(model: model, capacity: ids.count).forward(ids, logits: .all($0.baseAddress!))
+            }
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: planned.logits, count: ids.count * vocab)), reference, "\(dtype)")
+
+            // Perplexity: a chunk of rows in the arena.
+            let sequence = Dataset.Example(ids: ids, labels: ids)
+            let inArena = InferenceSession(model: model, capacity: ids.count, chunkSize: InferenceSession.defaultChunkSize,
+                                           logitsRows: InferenceSession.defaultChunkSize,
+                                           arena: try PlannedBuffers(StepProgramBuilder.generation(model.config.modelShape, Workload(
+                                               kind: .generate, seqLen: ids.count, baseDType: model.baseDType,
+                                               logitsRows: InferenceSession.defaultChunkSize))))
+            let a = try Perplexity.evaluate(inArena, sequences: [sequence])
+            let b = try Perplexity.evaluate(InferenceSession(model: model, capacity: ids.count, chunkSize: chunk), sequences: [sequence])
+            XCTAssertEqual(a.tokens, ids.count - 1)
+            XCTAssertEqual(a.loss, b.loss, accuracy: 1e-5 * b.loss, "\(dtype)")
+        }
+    }
+}

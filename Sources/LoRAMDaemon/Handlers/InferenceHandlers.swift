@@ -45,24 +45,56 @@ extension Daemon {
         var maxSamples: Int?
     }
 
-    /// A session for `tokens` positions (with `adapter` applied, if any), charged to the budget
-    /// for as long as `body` runs.
-    func withSession<T>(_ loaded: LoadedModel, adapter: LoRAAdapter? = nil, capacity: Int, request: RequestContext,
-                        _ body: (InferenceSession) throws -> T) throws -> T {
+    /// The bytes a session of `capacity` positions holds beyond the weights: its KV cache, and the
+    /// placement of its transient buffers (workspace and `logitsRows` rows of logits).
+    func sessionPlan(_ loaded: LoadedModel, adapter: LoRAAdapter?, capacity: Int, logitsRows: Int) -> (kvBytes: Int, placement: BestFitPlacement?) {
         let config = loaded.model.config
         let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
-        // The session runs in its planned arena; the KV cache and the arena are charged before either exists.
         let program = StepProgramBuilder.generation(config.modelShape, Workload(
-            kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }))
-        let placement = try? BestFitPlacement(program.transientOnly())
+            kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
+            baseDType: loaded.model.baseDType, logitsRows: logitsRows))
+        return (kvBytes, try? BestFitPlacement(program.transientOnly()))
+    }
+
+    /// A session for `capacity` positions (with `adapter` applied, if any) holding `logitsRows`
+    /// rows of logits, charged to the budget for as long as `body` runs. Over the budget, nothing is
+    /// allocated, and OverBudget carries `suggest(largest capacity that fits)` when `minimumCapacity`
+    /// (the smallest useful session) fits, else no suggestion.
+    func withSession<T>(_ loaded: LoadedModel, adapter: LoRAAdapter? = nil, capacity: Int, logitsRows: Int = 1, request: RequestContext,
+                        minimumCapacity: Int? = nil, suggest: ((Int, Int) -> JSONValue)? = nil,
+                        _ body: (InferenceSession) throws -> T) throws -> T {
+        // The session runs in its planned arena; the KV cache and the arena are charged before either exists.
+        let (kvBytes, placement) = sessionPlan(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows)
         let workspace = placement?.peak ?? 0
         let owner = "request \(request.id)"
-        try ledger.charge(Int64(kvBytes + workspace), to: owner,
-                          breakdown: .object([("kvCache", .int(Int64(kvBytes))), ("workspace", .int(Int64(workspace)))]))
+        do {
+            try ledger.charge(Int64(kvBytes + workspace), to: owner,
+                              breakdown: .object([("kvCache", .int(Int64(kvBytes))), ("workspace", .int(Int64(workspace)))]))
+        } catch let error as RPCError where error.code == .overBudget {
+            guard let suggest, let minimum = minimumCapacity, minimum < capacity else { throw error.with("suggestion", .null) }
+            let free = ledger.capBytes - ledger.usedBytes
+            func bytes(_ c: Int) -> Int {
+                let plan = sessionPlan(loaded, adapter: adapter, capacity: c, logitsRows: min(logitsRows, c))
+                return plan.kvBytes + (plan.placement?.peak ?? 0)
+            }
+            // The session's bytes grow with its capacity: the largest capacity that fits, by bisection.
+            guard Int64(bytes(minimum)) <= free else { throw error.with("suggestion", .null) }
+            var low = minimum, high = capacity - 1
+            while low < high {
+                let mid = (low + high + 1) / 2
+                if Int64(bytes(mid)) <= free { low = mid } else { high = mid - 1 }
+            }
+            throw error.with("suggestion", suggest(low, loaded.bytes + bytes(low)))
+        }
         defer { ledger.release(owner) }
         let arena = placement.flatMap { try? PlannedBuffers(placement: $0) }
-        let session = InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter, arena: arena)
+        let session = InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter, logitsRows: logitsRows, arena: arena)
         return try body(session)
+    }
+
+    /// An OverBudget suggestion: the one setting to change, and the peak with it.
+    static func suggestion(_ field: String, _ value: Int, peakBytes: Int) -> JSONValue {
+        .object([("changes", .object([(field, .int(Int64(value)))])), ("peakBytes", .int(Int64(peakBytes)))])
     }
 
     func registerInference() {
@@ -79,15 +111,13 @@ extension Daemon {
             }
             let vocab = loaded.model.config.vocabSize
             return try ErrorMapping.translating {
-                try withSession(loaded, adapter: adapter, capacity: params.ids.count, request: context) { session in
-                    let rows = all ? params.ids.count : 1
-                    var logits = [Float](repeating: 0, count: rows * vocab)
-                    try logits.withUnsafeMutableBufferPointer { buffer in
-                        try session.forward(params.ids, logits: all ? .all(buffer.baseAddress!) : .last(buffer.baseAddress!),
-                                            checkpoint: context.checkCancelled)
-                    }
+                // The logits rows live in the session's arena (planned with it); only the reply copies them.
+                let rows = all ? params.ids.count : 1
+                return try withSession(loaded, adapter: adapter, capacity: params.ids.count, logitsRows: rows, request: context) { session in
+                    let logits = session.logits
+                    try session.forward(params.ids, logits: all ? .all(logits) : .last(logits), checkpoint: context.checkCancelled)
                     return .object([("logits", .array((0..<rows).map { r in
-                        .array(logits[(r * vocab)..<((r + 1) * vocab)].map { .double(Double($0)) })
+                        .array((0..<vocab).map { .double(Double(logits[r * vocab + $0])) })
                     }))])
                 }
             }
@@ -120,7 +150,9 @@ extension Daemon {
             options.eosTokenIds = loaded.eosTokenIds
             let decoder: IncrementalTextDecoder = loaded.tokenizer?.makeStreamingDecoder(skipSpecialTokens: true) ?? NoTextDecoder()
             return try ErrorMapping.translating {
-                try withSession(loaded, adapter: adapter, capacity: prompt.count + params.maxTokens, request: context) { session in
+                try withSession(loaded, adapter: adapter, capacity: prompt.count + params.maxTokens, request: context,
+                                minimumCapacity: prompt.count + 1,
+                                suggest: { capacity, peak in Self.suggestion("maxTokens", capacity - prompt.count, peakBytes: peak) }) { session in
                     do {
                         let output = try TextGenerator(session: session).generate(
                             prompt: prompt, options: options, decoder: decoder,
@@ -154,7 +186,10 @@ extension Daemon {
                 var sequences = dataset.sequences(seqLen: seqLen)
                 if let n = params.maxSamples { sequences = Array(sequences.prefix(n)) }
                 let capacity = sequences.map(\.ids.count).max() ?? 1
-                let result = try withSession(loaded, adapter: adapter, capacity: capacity, request: context) { session in
+                // One prefill chunk of logits rows at a time, in the session's arena.
+                let rows = min(capacity, InferenceSession.defaultChunkSize)
+                let result = try withSession(loaded, adapter: adapter, capacity: capacity, logitsRows: rows, request: context,
+                                             minimumCapacity: 2, suggest: { c, peak in Self.suggestion("seqLen", c, peakBytes: peak) }) { session in
                     try Perplexity.evaluate(session, sequences: sequences, checkpoint: context.checkCancelled)
                 }
                 guard result.tokens > 0 else {

@@ -64,14 +64,18 @@ public final class InferenceSession: @unchecked Sendable {
     public let workspaceBytes: Int
     /// The planned arena the buffers live in, when there is one.
     public let arena: PlannedBuffers?
-    /// One row of logits (V), for a generation loop.
-    public let logitsRow: UnsafeMutablePointer<Float>
+    /// `logitsRows` rows of logits (logitsRows, V): one for a generation loop, every token for a
+    /// forward that returns all logits, a prefill chunk for perplexity.
+    public let logits: UnsafeMutablePointer<Float>
+    public let logitsRows: Int
+    /// The first row of `logits`, for a generation loop.
+    public var logitsRow: UnsafeMutablePointer<Float> { logits }
 
     /// `adapter` must fit `model` (`LoRAAdapter.checkFits`).
     /// `arena`: the session's planned arena (the transient part of `StepProgramBuilder.generation`
-    /// for this capacity and the default chunk); every buffer is then a view into it.
+    /// for this capacity, `logitsRows` and the default chunk); every buffer is then a view into it.
     public init(model: LlamaModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize, adapter: LoRAAdapter? = nil,
-                arena: PlannedBuffers? = nil) {
+                logitsRows: Int = 1, arena: PlannedBuffers? = nil) {
         let config = model.config
         self.arena = arena
         func take(_ count: Int) -> UnsafeMutablePointer<Float> {
@@ -94,7 +98,7 @@ public final class InferenceSession: @unchecked Sendable {
         // Every head's scores for a block of query rows against every cached key: at least one
         // row per head; long contexts use fewer rows per block to stay under 64 MB.
         scoreCapacity = max(h * capacity, min(h * min(t, CausalAttention.maxBlockRows) * capacity, 16 << 20))
-        weightScratchCount = 1 << 22
+        weightScratchCount = StepProgramBuilder.inferenceScratchFloats(base: model.baseDType)
         let sizes = [t * c, t * c, t * h * d, t * kv * d, t * kv * d, t * h * d, t * i, t * i]
         let buffers = sizes.map(take)
         (x, xn, q, k, v, att, gate, up) = (buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5], buffers[6], buffers[7])
@@ -102,14 +106,15 @@ public final class InferenceSession: @unchecked Sendable {
         ropeTable = take(t * d)
         weightScratch = take(weightScratchCount)
         loraWorkspace = adapter.map { take(t * $0.rank) }
-        logitsRow = arena?.take("logits", floats: config.vocabSize) ?? .allocate(capacity: config.vocabSize)
+        self.logitsRows = max(1, logitsRows)
+        logits = arena?.take("logits", floats: self.logitsRows * config.vocabSize) ?? .allocate(capacity: self.logitsRows * config.vocabSize)
         arena?.checkFullyUsed()
         workspaceBytes = 4 * (sizes.reduce(0, +) + scoreCapacity + t * d + weightScratchCount + t * (adapter?.rank ?? 0))
     }
 
     deinit {
         guard arena == nil else { return }
-        for buffer in [x, xn, q, k, v, att, gate, up, scores, ropeTable, weightScratch, logitsRow] { buffer.deallocate() }
+        for buffer in [x, xn, q, k, v, att, gate, up, scores, ropeTable, weightScratch, logits] { buffer.deallocate() }
         loraWorkspace?.deallocate()
     }
 

@@ -12,8 +12,10 @@ public enum Perplexity {
     public static func evaluate(_ session: InferenceSession, sequences: [Dataset.Example],
                                 checkpoint: () throws -> Void = {}) throws -> Result {
         let vocab = session.model.config.vocabSize
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: session.chunkSize * vocab)
-        defer { logits.deallocate() }
+        // A session planned for perplexity holds a chunk of logits rows in its arena; otherwise borrow a buffer.
+        let owned = session.logitsRows >= session.chunkSize ? nil : UnsafeMutablePointer<Float>.allocate(capacity: session.chunkSize * vocab)
+        defer { owned?.deallocate() }
+        let logits = owned ?? session.logits
         var total = 0.0
         var count = 0
         for sequence in sequences where sequence.ids.count >= 2 {

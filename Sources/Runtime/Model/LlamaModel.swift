@@ -51,6 +51,17 @@ public final class LlamaModel: @unchecked Sendable {
         return bytes
     }
 
+    /// How the planner sees this model's weights: fp32 only when every weight is fp32 in place (then
+    /// no weight needs widening); otherwise the decoder linears' storage.
+    public var baseDType: Workload.BaseDType {
+        if namedWeights().allSatisfy({ $0.weight.float32 != nil }) { return .f32 }
+        switch layers.first?.q.dtype ?? embedding.dtype {
+        case .bf16: return .bf16
+        case .f16: return .f16
+        default: return .bf16
+        }
+    }
+
     /// Every weight under its Hugging Face name, in the order transformers saves them.
     public func namedWeights() -> [(name: String, weight: Weight)] {
         var out: [(String, Weight)] = [("model.embed_tokens.weight", embedding)]
