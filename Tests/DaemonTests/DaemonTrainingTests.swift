@@ -281,3 +281,31 @@ extension DaemonTrainingTests {
         _ = d.exitCode()
     }
 }
+
+extension DaemonTrainingTests {
+    /// Without packing no row is longer than the longest example, so the job plans (and runs) for
+    /// that length, not the seqLen asked for; packing fills every row, so it plans for seqLen.
+    func testTheJobIsPlannedForTheLongestSequenceTheDataCanProduce() throws {
+        let work = try directory()
+        let dataset = try tokensDataset(in: work)  // sequences of 9 to 13 tokens
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        let params = #"{"modelId":"\#(modelId)","freeze":["lm_head"],"dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":64,"microBatch":2,"steps":2,"lr":0.001"#
+        d.request(1, "train/create", params + "}")
+        let truncated = try XCTUnwrap(d.response(id: 1)?["result"]?["plan"], "\(d.received.last ?? .null)")
+        XCTAssertEqual(truncated["seqLen"], .int(13))
+        XCTAssertEqual(truncated["longestSequence"], .int(13))
+        d.request(2, "train/create", params + #","packing":true}"#)
+        let packed = try XCTUnwrap(d.response(id: 2)?["result"]?["plan"], "\(d.received.last ?? .null)")
+        XCTAssertEqual(packed["seqLen"], .int(64))
+        let a = try XCTUnwrap(truncated["breakdown"]?["activations"]?.intValue), b = try XCTUnwrap(packed["breakdown"]?["activations"]?.intValue)
+        XCTAssertLessThan(a, b)
+        // The shorter plan still runs every step.
+        let jobId = try XCTUnwrap(d.response(id: 1)?["result"]?["jobId"]?.stringValue)
+        d.request(3, "train/step", #"{"jobId":"\#(jobId)","steps":2}"#)
+        XCTAssertEqual(d.response(id: 3, timeout: 60)?["result"]?["step"], .int(2), "\(d.received.last ?? .null)")
+        d.closeInput()
+        _ = d.exitCode()
+    }
+}

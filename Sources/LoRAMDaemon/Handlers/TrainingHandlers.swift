@@ -69,6 +69,10 @@ extension Daemon {
             let dataset = try readDataset(params.dataset, field: "dataset", model: loaded)
             let evalDataset = try params.evalDataset.map { try readDataset($0, field: "evalDataset", model: loaded) }
             var settingsToUse = settings
+            // Plan for the worst case the data can produce: without packing, no row is longer than
+            // the longest (truncated) example of either dataset, so the step is sized for that.
+            let longest = ([dataset] + (evalDataset.map { [$0] } ?? [])).flatMap { $0.sequences(seqLen: settings.seqLen) }.map(\.ids.count).max() ?? 0
+            if !settings.packing { settingsToUse.seqLen = min(settings.seqLen, max(2, longest)) }
             let plan = try planTraining(loaded: loaded, adapter: adapter, settings: &settingsToUse, checkpointing: params.checkpointing ?? "none")
             let handle = registry.newHandle(.job)
             do {
@@ -89,7 +93,9 @@ extension Daemon {
                 context.log(.warning, message)
                 warnings.append(.string(message))
             }
-            return .object([("jobId", .string(handle)), ("plan", plan.json), ("parameters", .int(Int64(job.gradients.parameterCount))),
+            let planJSON = plan.json(extra: [("seqLen", .int(Int64(settingsToUse.seqLen))), ("longestSequence", .int(Int64(longest))),
+                                             ("checkpointing", .string(settingsToUse.checkpointing ? "layer" : "none"))])
+            return .object([("jobId", .string(handle)), ("plan", planJSON), ("parameters", .int(Int64(job.gradients.parameterCount))),
                              ("examples", .int(Int64(examples.count))), ("warnings", .array(warnings))])
         }
 
@@ -302,7 +308,8 @@ extension Daemon {
             .object([("weights", .int(Int64(weights))), ("adapter", .int(Int64(adapter))), ("gradients", .int(Int64(gradients))),
                      ("optimizer", .int(Int64(optimizer))), ("activations", .int(Int64(activations)))])
         }
-        var json: JSONValue { .object([("peakBytes", .int(Int64(total))), ("breakdown", breakdown)]) }
+        var json: JSONValue { json(extra: []) }
+        func json(extra: [(String, JSONValue)]) -> JSONValue { .object([("peakBytes", .int(Int64(total))), ("breakdown", breakdown)] + extra) }
     }
 
     /// The bytes a job will hold, from shapes alone; `auto` checkpointing turns layer checkpointing
