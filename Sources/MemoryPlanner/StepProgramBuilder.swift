@@ -32,7 +32,10 @@ public enum StepProgramBuilder {
 
     /// One optimizer step: `gradAccum` micro-batches share these buffers one after another, so the
     /// plan of one micro-batch's forward and backward plus the optimizer is the step's peak.
-    public static func trainingStep(_ shape: ModelShape, _ workload: Workload) -> StepProgram {
+    /// `optimizer: false` plans the backward alone (Taylor importance: gradients, no update);
+    /// `frozenLMHead` drops lm_head's gradient in full-parameter mode (tied: the embedding's).
+    public static func trainingStep(_ shape: ModelShape, _ workload: Workload, optimizer: Bool = true,
+                                    frozenLMHead: Bool = false) -> StepProgram {
         var program = StepProgram()
         let f = 4  // fp32 bytes
         let b = workload.microBatch, s = workload.seqLen, t = b * s
@@ -50,10 +53,10 @@ public enum StepProgramBuilder {
             _ = program.buffer("adapter", kind: .adapter, bytes: trainable * f, persistent: true)
         } else {
             addWeights(&program, shape, base: .f32)
-            trainable = shape.parameterCount
+            trainable = shape.parameterCount - (frozenLMHead ? shape.vocab * c : 0)
         }
         let gradients = program.buffer("gradients", kind: .gradient, bytes: trainable * f, persistent: true)
-        let moments = program.buffer("optimizer.adamw", kind: .optimizer, bytes: 2 * trainable * f, persistent: true)
+        let moments = optimizer ? program.buffer("optimizer.adamw", kind: .optimizer, bytes: 2 * trainable * f, persistent: true) : nil
 
         // Step-long workspaces: RoPE angles and the linear scratch.
         let rope = program.buffer("workspace.rope", kind: .workspace, bytes: t * d * f, persistent: false)
@@ -94,7 +97,7 @@ public enum StepProgramBuilder {
             program.op("layers.\(l).backward", creates: [], reads: [kept!, inputs[l], backward, gradients, scratch],
                        releases: l == 0 ? [kept!, inputs[l], backward, rope, scratch] : [kept!, inputs[l]])
         }
-        program.op("optimizer", creates: [], reads: [gradients, moments], releases: [])
+        if let moments { program.op("optimizer", creates: [], reads: [gradients, moments], releases: []) }
         return program
     }
 

@@ -18,7 +18,7 @@ extension Daemon {
 
     struct WorkloadParam: Decodable {
         struct LoRAParam: Decodable { var r: Int; var targets: [String]? }
-        struct PruneParam: Decodable { var method: String; var ratio: Double; var layers: [Int]? }
+        struct PruneParam: Decodable { var method: String; var ratio: Double; var layers: [Int]?; var calibrationSeqLen: Int? }
         var kind: String
         var microBatch: Int?
         var seqLen: Int
@@ -156,6 +156,19 @@ extension Daemon {
                     result.append(("suggestion", .null))
                 }
             }
+            // Every phase the pipeline runs: Taylor pruning first (on the original model), then the workload.
+            var phases: [JSONValue] = []
+            if let prune = params.workload.prune, prune.method == "taylor" {
+                let seqLen = prune.calibrationSeqLen ?? ImportancePlan.defaultSeqLen
+                guard seqLen >= 2 else { throw RPCError.invalidParams(field: "workload.prune.calibrationSeqLen", "must be at least 2") }
+                let importance = try ImportancePlan(original: original, seqLen: seqLen, checkpointing: workload.checkpointing)
+                phases.append(.object([("phase", .string("prune")), ("method", .string("taylor")), ("seqLen", .int(Int64(seqLen))),
+                                       ("fits", .bool(Int64(importance.peakBytes) <= cap)), ("peakBytes", .int(Int64(importance.peakBytes))),
+                                       ("breakdown", Self.breakdownJSON(importance.breakdown))]))
+            }
+            phases.append(.object([("phase", .string(workload.kind.rawValue)), ("fits", .bool(Int64(peak) <= cap)),
+                                   ("peakBytes", .int(Int64(peak)))]))
+            result.append(("phases", .array(phases)))
             if params.detail == true && !paper {
                 result.append(("buffers", .array(plan.placement.placements.map { b in
                     .object([("name", .string(b.name)), ("kind", .string(b.kind.rawValue)), ("bytes", .int(Int64(b.bytes))),

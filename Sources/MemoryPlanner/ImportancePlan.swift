@@ -1,0 +1,32 @@
+/// The pruning phase of LoRAM-Stru, planned like any step: first-order Taylor importance
+/// |W·∂L/∂W| needs the gradient of every weight of the ORIGINAL model over calibration batches
+/// (LLM-Pruner: 10 samples of 64 tokens). It is a full-parameter forward and backward with
+/// lm_head frozen and no optimizer state, so it is often the largest phase of the pipeline even
+/// when the carrier trains in a fraction of the memory; `random` and `l2` need no such phase.
+public struct ImportancePlan: Sendable {
+    public static let defaultSeqLen = 64
+
+    public let original: ModelShape
+    public let microBatch: Int
+    public let seqLen: Int
+    public let program: StepProgram
+    public let placement: BestFitPlacement
+
+    public var peakBytes: Int { placement.peak }
+
+    public var breakdown: [BufferKind: Int] {
+        var out: [BufferKind: Int] = Dictionary(uniqueKeysWithValues: BufferKind.allCases.map { ($0, 0) })
+        for buffer in placement.liveAtPeak { out[buffer.kind, default: 0] += buffer.bytes }
+        return out
+    }
+
+    public init(original: ModelShape, microBatch: Int = 1, seqLen: Int = ImportancePlan.defaultSeqLen, checkpointing: Bool = false) throws {
+        self.original = original
+        self.microBatch = microBatch
+        self.seqLen = seqLen
+        program = StepProgramBuilder.trainingStep(original, Workload(kind: .train, microBatch: microBatch, seqLen: seqLen, checkpointing: checkpointing),
+                                                  optimizer: false, frozenLMHead: true)
+        try program.validate()
+        placement = try BestFitPlacement(program)
+    }
+}
