@@ -81,7 +81,7 @@ extension Daemon {
                 throw error.with("suggestion", trainingSuggestion(loaded: loaded, adapter: adapter, settings: settingsToUse))
             }
             let examples = settingsToUse.packing ? dataset.examples : dataset.sequences(seqLen: settingsToUse.seqLen)
-            let job = TrainingJob(model: loaded.model, adapter: adapter, examples: examples, settings: settingsToUse)
+            let job = TrainingJob(model: loaded.model, adapter: adapter, examples: examples, settings: settingsToUse, placement: plan.placement)
             let object = TrainingJobObject(handle: handle, job: job, model: loaded, adapterId: params.adapterId,
                                            dataset: .init(path: dataset.url.path, format: dataset.format.rawValue,
                                                           trainOnInputs: params.dataset.trainOnInputs ?? false),
@@ -303,6 +303,8 @@ extension Daemon {
 
     struct TrainingPlan {
         var weights, adapter, gradients, optimizer, activations: Int
+        /// The step's transient buffers placed: the job's arena is made from this very placement.
+        var placement: BestFitPlacement?
         var total: Int { adapter + gradients + optimizer + activations + weights }
         var breakdown: JSONValue {
             .object([("weights", .int(Int64(weights))), ("adapter", .int(Int64(adapter))), ("gradients", .int(Int64(gradients))),
@@ -318,15 +320,15 @@ extension Daemon {
         let config = loaded.model.config
         func plan(_ checkpointed: Bool) -> TrainingPlan {
             // The step runs in its planned arena: charge that arena's peak.
-            let program = StepProgramBuilder.trainingStep(config.modelShape, Workload(
-                kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
-                lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: checkpointed))
-            let activations = (try? BestFitPlacement(program.transientOnly()).peak)
+            var candidate = settings
+            candidate.checkpointing = checkpointed
+            let placement = try? BestFitPlacement(TrainingJob.stepProgram(config: config, adapter: adapter, settings: candidate).transientOnly())
+            let activations = placement?.peak
                 ?? TrainingStep.Layout(config: config, rank: adapter?.rank, targets: adapter?.targets ?? [],
                                        microBatch: settings.microBatch, seqLen: settings.seqLen, checkpointing: checkpointed).byteCount
             let trainable = adapter?.parameterCount ?? (loaded.model.parameterCount - settings.frozenParameterCount(config))
             return TrainingPlan(weights: adapter == nil ? loaded.model.parameterCount * 4 : 0, adapter: 0, gradients: trainable * 4,
-                                optimizer: AdamW.stateBytes(parameters: trainable), activations: activations)
+                                optimizer: AdamW.stateBytes(parameters: trainable), activations: activations, placement: placement)
         }
         switch checkpointing {
         case "none": settings.checkpointing = false

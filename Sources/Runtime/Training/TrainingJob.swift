@@ -68,17 +68,17 @@ public final class TrainingJob: @unchecked Sendable {
     private let schedule: LearningRateSchedule
 
     /// LoRA training when `adapter` is given (the model stays untouched); full-parameter training
-    /// of an fp32 copy of the model otherwise.
-    public init(model: LlamaModel, adapter: LoRAAdapter?, examples: [Dataset.Example], settings: Settings) {
+    /// of an fp32 copy of the model otherwise. `placement`: the step program's transient part
+    /// already placed (the daemon places it to charge the budget); nil places it here.
+    public init(model: LlamaModel, adapter: LoRAAdapter?, examples: [Dataset.Example], settings: Settings,
+                placement: BestFitPlacement? = nil) {
         self.settings = settings
         self.adapter = adapter
         weights = TrainingWeights(model: model, copy: adapter == nil)
         gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: Set(settings.frozen))
         // The step runs in its planned arena.
-        let program = StepProgramBuilder.trainingStep(model.config.modelShape, Workload(
-            kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
-            lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: settings.checkpointing))
-        let arena = try? PlannedBuffers(program)
+        let arena = try? placement.map { try PlannedBuffers(placement: $0) }
+            ?? PlannedBuffers(Self.stepProgram(config: model.config, adapter: adapter, settings: settings))
         step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: settings.microBatch,
                             seqLen: settings.seqLen, checkpointing: settings.checkpointing, arena: arena)
         optimizer = AdamW(tensors: gradients.entries.map {
@@ -88,6 +88,13 @@ public final class TrainingJob: @unchecked Sendable {
         loader = DataLoader(examples: examples, mode: settings.packing ? .pack : .truncate, microBatch: settings.microBatch,
                             seqLen: settings.seqLen, seed: settings.seed, padId: model.config.eosTokenIds.first ?? 0)
         schedule = settings.learningRateSchedule
+    }
+
+    /// The description of one step of this job, which the planner places and the step runs in.
+    public static func stepProgram(config: LlamaConfig, adapter: LoRAAdapter?, settings: Settings) -> StepProgram {
+        StepProgramBuilder.trainingStep(config.modelShape, Workload(
+            kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
+            lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: settings.checkpointing))
     }
 
     public var isFinished: Bool { completedSteps >= settings.steps }
