@@ -61,3 +61,47 @@ final class TrainingArenaTests: XCTestCase {
         XCTAssertLessThan(Double(outside), 0.01 * Double(arena.peakBytes), "under 1% of the arena")
     }
 }
+
+extension TrainingArenaTests {
+    /// The check on both model sizes: a LoRA training step and a generation each run in
+    /// their planned arena, whose region is the planned peak, with under 1% of it allocated
+    /// outside the arena while they run (one compute thread, so OpenBLAS's threaded driver, which
+    /// mallocs its own per-call buffers, is not counted as ours).
+    func testTrainingAndGenerationOnTinyAndSmallStayInTheirArenas() throws {
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
+        let tiny = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let small = ModelMaker.randomModel(config: ModelMaker.Preset.small.config)
+        for (name, model) in [("tiny", tiny), ("small", small)] {
+            let seqLen = 64
+            let ids = (0..<seqLen).map { ($0 * 37 + 11) % model.config.vocabSize }
+            let adapter = LoRAAdapter(config: model.config, rank: 8, alpha: 16, targets: Set(LoRATarget.layerTargets))
+            var settings = TrainingJob.Settings(seqLen: seqLen, microBatch: 2, steps: 2, lr: 1e-3)
+            settings.checkpointing = true
+            let job = TrainingJob(model: model, adapter: adapter, examples: [Dataset.Example(ids: ids, labels: ids)], settings: settings)
+            let arena = try XCTUnwrap(job.step.arena)
+            XCTAssertGreaterThanOrEqual(arena.arena.usableSize, arena.peakBytes)
+            _ = job.runStep()  // first step: lazily made tables (RoPE, dropout) settle
+            let before = try XCTUnwrap(Jemalloc.threadAllocatedBytes)
+            _ = job.runStep()
+            let trainOutside = Int(try XCTUnwrap(Jemalloc.threadAllocatedBytes) - before)
+            XCTAssertLessThan(Double(trainOutside), 0.01 * Double(arena.peakBytes), "\(name) training: \(trainOutside) bytes outside")
+
+            let capacity = 48
+            let planned = try PlannedBuffers(StepProgramBuilder.generation(model.config.modelShape, Workload(
+                kind: .generate, seqLen: capacity, baseDType: model.baseDType)))
+            let session = InferenceSession(model: model, capacity: capacity, arena: planned)
+            let generator = TextGenerator(session: session)
+            var options = TextGenerator.Options(maxTokens: 32)
+            options.eosTokenIds = []
+            _ = try generator.generate(prompt: Array(ids.prefix(16)), options: options, decoder: GenerationTests.IdSpeller())
+            let start = try XCTUnwrap(Jemalloc.threadAllocatedBytes)
+            let output = try generator.generate(prompt: Array(ids.prefix(16)), options: options, decoder: GenerationTests.IdSpeller())
+            let generateOutside = Int(try XCTUnwrap(Jemalloc.threadAllocatedBytes) - start)
+            XCTAssertEqual(output.ids.count, 32)
+            // The output's own arrays (ids, text) are the caller's, a few hundred bytes.
+            XCTAssertLessThan(Double(generateOutside), 0.01 * Double(planned.peakBytes), "\(name) generation: \(generateOutside) bytes outside")
+            print("\(name): training arena \(arena.peakBytes) B, \(trainOutside) B outside; generation arena \(planned.peakBytes) B, \(generateOutside) B outside")
+        }
+    }
+}

@@ -25,8 +25,10 @@ public final class Sampler {
     public init(vocabSize: Int, settings: Settings) {
         self.settings = settings
         random = Xoshiro256StarStar(seed: settings.seed)
-        order = [Int32](repeating: 0, count: vocabSize)
-        probabilities = [Float](repeating: 0, count: vocabSize)
+        // Greedy decoding needs no buffers; sampling sorts and weighs the whole vocabulary.
+        let sampling = settings.temperature > 0
+        order = sampling ? [Int32](repeating: 0, count: vocabSize) : []
+        probabilities = sampling ? [Float](repeating: 0, count: vocabSize) : []
     }
 
     public func next(_ logits: UnsafePointer<Float>, count: Int) -> Int {

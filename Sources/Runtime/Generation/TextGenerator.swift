@@ -49,6 +49,7 @@ public struct TextGenerator {
         let vocab = session.model.config.vocabSize
         var output = Output()
         output.promptTokens = prompt.count
+        output.ids.reserveCapacity(min(options.maxTokens, session.cache.capacity))
         let sampler = Sampler(vocabSize: vocab, settings: options.sampler)
         let logits = session.logitsRow
         var stream = StopStringFilter(stops: options.stop)
