@@ -5,6 +5,7 @@ import RPC
 let usage = """
 usage: loramd [--stdio] [--debug-methods] [--max-message-bytes N]
        loramd make-model --out DIR [--preset tiny|small] [...]   (see loramd make-model --help)
+       loramd make-dataset --out DIR [...]                        (train/eval text; see loramd make-dataset --help)
        loramd plan --preset llama-3.1-70b [...]                   (memory-plan dry run; see loramd plan --help)
        loramd --help | --version
 
@@ -23,6 +24,7 @@ options:
 
 switch CommandLine.arguments.dropFirst().first {
 case "make-model": exit(MakeModelCommand.run(Array(CommandLine.arguments.dropFirst(2))))
+case "make-dataset": exit(MakeDatasetCommand.run(Array(CommandLine.arguments.dropFirst(2))))
 case "plan": exit(PlanCommand.run(Array(CommandLine.arguments.dropFirst(2))))
 default: break
 }

@@ -149,3 +149,28 @@ extension DaemonLifecycleTests {
         XCTAssertTrue(bad.contains("unknown preset"), bad)
     }
 }
+
+extension DaemonLifecycleTests {
+    /// `loramd make-dataset`: train and held-out text in the `text` JSONL format, disjoint.
+    func testMakeDatasetWritesDisjointTrainAndEvalSplits() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-dataset-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (code, output) = try run(["make-dataset", "--out", directory.path, "--train-bytes", "20000", "--eval-bytes", "4000"])
+        XCTAssertEqual(code, 0, output)
+        func paragraphs(_ name: String) throws -> [String] {
+            let text = try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
+            return try text.split(separator: "\n").map { line in
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return try XCTUnwrap(object?["text"] as? String)
+            }
+        }
+        let train = try paragraphs("train.jsonl"), eval = try paragraphs("eval.jsonl")
+        XCTAssertGreaterThan(train.count, 50)
+        XCTAssertGreaterThan(eval.count, 10)
+        XCTAssertTrue(Set(train).isDisjoint(with: eval))
+        XCTAssertGreaterThanOrEqual(train.reduce(0) { $0 + $1.utf8.count }, 19_000)
+        let (badCode, bad) = try run(["make-dataset", "--out", directory.path, "--train-bytes", "-3"])
+        XCTAssertEqual(badCode, 2)
+        XCTAssertTrue(bad.contains("--train-bytes must be a positive integer"), bad)
+    }
+}

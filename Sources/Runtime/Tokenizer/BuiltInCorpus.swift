@@ -5,11 +5,18 @@ extension TokenizerBuilder {
     /// quotes and a little code: enough merges for vocabularies up to 4,912 tokens (4,096 needs
     /// 3,837 of them).
     public static var builtInCorpus: String { BuiltInCorpus.text }
+
+    /// More text of the same kind, as paragraphs: another `seed` gives other sentences from the
+    /// same grammar and words, so a held-out split never repeats the training one.
+    public static func corpusParagraphs(seed: UInt64, bytes: Int) -> [String] {
+        BuiltInCorpus.paragraphs(seed: seed, bytes: bytes)
+    }
 }
 
 /// The generator behind `TokenizerBuilder.builtInCorpus`.
 enum BuiltInCorpus {
-    static let text: String = generate()
+    static let seed: UInt64 = 0x4C6F_5241_4D64_2025
+    static let text: String = paragraphs(seed: seed, bytes: 70_000).joined(separator: "\n\n") + "\n"
 
     static let nouns = words("""
         account act adventure afternoon age air airport animal answer apple area arm army art article \
@@ -200,8 +207,8 @@ enum BuiltInCorpus {
         }
     }
 
-    static func generate() -> String {
-        var g = Generator(state: 0x4C6F_5241_4D64_2025)
+    static func paragraphs(seed: UInt64, bytes: Int) -> [String] {
+        var g = Generator(state: seed)
         var nounDeck = Deck(nouns), verbDeck = Deck(verbs + Array(irregularPast.keys).sorted())
         var adjectiveDeck = Deck(adjectives), adverbDeck = Deck(adverbs)
         var nameDeck = Deck(names), placeDeck = Deck(places)
@@ -265,13 +272,13 @@ enum BuiltInCorpus {
 
         var paragraphs: [String] = []
         var size = 0
-        while size < 70_000 {
+        while size < bytes {
             sentences.removeAll()
             for _ in 0..<(3 + g.below(4)) { sentences.append(sentence()) }
             let paragraph = sentences.joined(separator: g.chance(20) ? "\n" : " ")
             size += paragraph.utf8.count + 2
             paragraphs.append(paragraph)
         }
-        return paragraphs.joined(separator: "\n\n") + "\n"
+        return paragraphs
     }
 }
