@@ -31,4 +31,10 @@ public final class RequestContext: @unchecked Sendable {
 
     /// Any other notification to the client.
     public func notify(_ method: String, _ params: JSONValue) { notifier(method, params) }
+
+    /// The same request (id, cancellation, log) without its progress: for a stage of a pipeline
+    /// whose progress the pipeline reports itself.
+    public func withoutProgress() -> RequestContext {
+        RequestContext(id: id, method: method, cancellation: cancellation, progress: nil, notifier: notifier)
+    }
 }

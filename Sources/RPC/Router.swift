@@ -34,6 +34,14 @@ public final class Router {
     public var methods: [String] { (Array(requestHandlers.keys) + Self.builtinMethods).sorted() }
 
     func handler(for method: String) -> RequestHandler? { requestHandlers[method] }
+
+    /// Runs a registered method in-process with JSON params and returns its JSON result; errors
+    /// are thrown as the method throws them. Pipeline methods compose the daemon's own methods
+    /// this way, so every stage validates, charges and fails exactly as the method alone would.
+    public func call(_ method: String, _ params: JSONValue, context: RequestContext) throws -> JSONValue {
+        guard let handler = requestHandlers[method] else { throw RPCError.methodNotFound(method) }
+        return try JSONParser.parse(try handler(params, context))
+    }
 }
 
 /// Params of a method that takes none; any params sent are ignored.
