@@ -260,3 +260,40 @@ extension DaemonTrainingTests {
         _ = d.exitCode()
     }
 }
+
+extension DaemonTrainingTests {
+    /// `train/close {keepModel: true}`: a full-parameter job's weights become a model (LoRAM's
+    /// aligned carrier) whose forward is the trained weights', with the job's memory given back.
+    func testClosingAFullJobKeepsItsWeightsAsAModel() throws {
+        let work = try directory()
+        let dataset = try tokensDataset(in: work)
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        let jobId = try XCTUnwrap(create(d, id: 1, modelId: modelId, dataset: dataset, steps: 2)?["result"]?["jobId"]?.stringValue)
+        d.request(2, "train/step", #"{"jobId":"\#(jobId)","steps":2}"#)
+        XCTAssertNotNil(d.response(id: 2, timeout: 60)?["result"])
+        d.request(3, "model/forward", #"{"modelId":"\#(modelId)","ids":[1,5,9]}"#)
+        let before = d.response(id: 3)?["result"]?["logits"]
+        d.request(4, "train/close", #"{"jobId":"\#(jobId)","keepModel":true}"#)
+        let trained = try XCTUnwrap(d.response(id: 4)?["result"]?["modelId"]?.stringValue, "\(d.received.last ?? .null)")
+        d.request(5, "model/forward", #"{"modelId":"\#(trained)","ids":[1,5,9]}"#)
+        let after = d.response(id: 5)?["result"]?["logits"]
+        XCTAssertNotNil(after)
+        XCTAssertNotEqual(before, after, "the trained weights differ from the original's")
+        d.request(6, "model/list")
+        let list = try XCTUnwrap(d.response(id: 6)?["result"])
+        XCTAssertEqual(list["jobs"], .array([]))
+        guard case .array(let models)? = list["models"] else { return XCTFail() }
+        XCTAssertEqual(models.count, 2)
+        // A LoRA job has no weights of its own to keep.
+        d.request(7, "adapter/create", #"{"modelId":"\#(modelId)","r":2,"alpha":4,"targets":["q_proj"]}"#)
+        let adapterId = try XCTUnwrap(d.response(id: 7)?["result"]?["adapterId"]?.stringValue)
+        d.request(9, "train/create", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001}"#)
+        let loraJob = try XCTUnwrap(d.response(id: 9)?["result"]?["jobId"]?.stringValue, "\(d.received.last ?? .null)")
+        d.request(10, "train/close", #"{"jobId":"\#(loraJob)","keepModel":true}"#)
+        XCTAssertEqual(d.response(id: 10)?["error"]?["data"]?["field"], .string("keepModel"))
+        d.closeInput()
+        _ = d.exitCode()
+    }
+}

@@ -33,6 +33,8 @@ extension Daemon {
     }
 
     struct JobRef: Decodable { var jobId: String }
+    /// `keepModel` (loramd's): a full-parameter job's trained weights stay as a new model.
+    struct TrainCloseParams: Decodable { var jobId: String; var keepModel: Bool? }
     struct TrainStepParams: Decodable { var jobId: String; var steps: Int? }
     struct TrainRunParams: Decodable { var jobId: String; var evalEvery: Int?; var saveEvery: Int?; var outDir: String? }
     struct TrainSaveParams: Decodable { var jobId: String; var path: String }
@@ -223,13 +225,34 @@ extension Daemon {
             }
         }
 
-        router.register("train/close") { [unowned self] (params: JobRef, _) -> JSONValue in
+        router.register("train/close") { [unowned self] (params: TrainCloseParams, _) -> JSONValue in
             let object = try job(params.jobId)
-            try object.exclusively {
+            guard params.keepModel == true else {
+                try object.exclusively {
+                    registry.remove(params.jobId, kind: .job)
+                    ledger.release(params.jobId)
+                }
+                return .null
+            }
+            // A full-parameter job's weights become a model of their own (LoRAM's aligned carrier):
+            // no copy; the job's gradients, moments and arena go back to the budget.
+            guard object.job.adapter == nil else {
+                throw RPCError.invalidParams(field: "keepModel", "applies to full-parameter jobs; save a LoRA job's adapter with adapter/save")
+            }
+            return try object.exclusively {
+                let model = object.job.weights.snapshot()
+                let handle = registry.newHandle(.model)
+                // The job's charge covered these very weights: released first, the model's fits in it.
                 registry.remove(params.jobId, kind: .job)
                 ledger.release(params.jobId)
+                try ledger.charge(Int64(model.byteCount), to: handle, breakdown: .object([("weights", .int(Int64(model.byteCount)))]))
+                let source = object.model
+                let loaded = LoadedModel(handle: handle, model: model, tokenizer: source.tokenizer, directory: source.directory,
+                                         eosTokenIds: source.eosTokenIds, bytes: model.byteCount)
+                registry.insert(loaded, as: .model)
+                return .object([("modelId", .string(handle)), ("parameters", .int(Int64(model.parameterCount))),
+                                ("bytes", .int(Int64(loaded.bytes))), ("config", loaded.configSummary)])
             }
-            return .null
         }
     }
 
