@@ -69,6 +69,8 @@ extension Daemon {
             let dataset = try readDataset(params.dataset, field: "dataset", model: loaded)
             let evalDataset = try params.evalDataset.map { try readDataset($0, field: "evalDataset", model: loaded) }
             var settingsToUse = settings
+            // Aligning a 2:4 or magnitude carrier keeps its zeros.
+            settingsToUse.keepZeros = adapter == nil && loaded.model.pruning.map { !$0.method.isStructured } == true
             let plan = try planTraining(loaded: loaded, adapter: adapter, settings: &settingsToUse, checkpointing: params.checkpointing ?? "none")
             let handle = registry.newHandle(.job)
             do {
