@@ -26,6 +26,7 @@ final class Daemon: @unchecked Sendable {
         registerTraining()
         registerPlanning()
         registerAdapters()
+        registerPruning()
         if settings.debugMethods { registerDebug() }
     }
 }

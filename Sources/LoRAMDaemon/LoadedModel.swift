@@ -42,10 +42,14 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
         ])
     }
 
+    /// How the model was pruned from its original (nil for an original); saved and loaded with it.
+    var pruning: PruningManifest? { model.pruning }
+
     var listing: JSONValue {
         .object([("modelId", .string(handle)), ("path", .string(directory.path)), ("parameters", .int(Int64(model.parameterCount))),
                  ("bytes", .int(Int64(bytes))), ("dtype", .string(model.embedding.dtype.rawValue.lowercased())),
-                 ("hasTokenizer", .bool(tokenizer != nil)), ("config", configSummary)])
+                 ("hasTokenizer", .bool(tokenizer != nil)), ("config", configSummary),
+                 ("pruning", pruning.map { .object([("method", .string($0.method.rawValue)), ("ratio", .double($0.ratio))]) } ?? .null)])
     }
 
     /// The tokenizer, or FormatError when the checkpoint came without one.

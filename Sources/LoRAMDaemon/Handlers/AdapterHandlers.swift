@@ -79,14 +79,14 @@ extension Daemon {
     }
 
     /// Registers `object` unless model `modelId` was unloaded meanwhile.
-    private func insert(_ object: LiveObject, as kind: ObjectRegistry.Kind, whileModelLives modelId: String) throws {
+    func insert(_ object: LiveObject, as kind: ObjectRegistry.Kind, whileModelLives modelId: String) throws {
         Self.adapterLifecycle.lock(); defer { Self.adapterLifecycle.unlock() }
         _ = try model(modelId)
         registry.insert(object, as: kind)
     }
 
     /// Charges `bytes` to `handle`, runs `body`, and gives the charge back if it fails.
-    private func charged<T>(_ bytes: Int, to handle: String, kind: String, _ body: () throws -> T) throws -> T {
+    func charged<T>(_ bytes: Int, to handle: String, kind: String, _ body: () throws -> T) throws -> T {
         try ledger.charge(Int64(bytes), to: handle, breakdown: .object([(kind, .int(Int64(bytes)))]))
         do { return try body() } catch {
             ledger.release(handle)

@@ -45,7 +45,7 @@ extension Daemon {
             return InitializeResult(
                 serverInfo: .init(name: "loramd", version: LoRAMDVersion.current, contractVersion: LoRAMDVersion.contract),
                 // Lists grow as the runtime learns formats and pruning methods; they say what works now.
-                capabilities: .init(methods: router.methods, dtypes: Self.weightDTypes.keys.sorted(), pruning: []),
+                capabilities: .init(methods: router.methods, dtypes: Self.weightDTypes.keys.sorted(), pruning: PruningMethod.allCases.map(\.rawValue)),
                 device: .init(kind: "cpu", threads: threads, memoryBytes: memory, hbmCapBytes: ledger.capBytes,
                               hbmCapFraction: params.hbmCapBytes == nil ? Self.defaultCapFraction : nil,
                               blas: BLAS.configuration))

@@ -108,6 +108,7 @@ extension Daemon {
             return try ErrorMapping.translating {
                 try loaded.model.save(to: directory, dtype: dtype)
                 var files = [LlamaConfig.fileName, CheckpointDirectory.singleFileName]
+                if loaded.model.pruning != nil { files.append(PruningManifest.fileName) }
                 // The tokenizer and generation settings travel with the weights.
                 for name in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"] {
                     let source = loaded.directory.appendingPathComponent(name)

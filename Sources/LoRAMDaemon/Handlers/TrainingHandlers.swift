@@ -75,6 +75,8 @@ extension Daemon {
             // the longest (truncated) example of either dataset, so the step is sized for that.
             let longest = ([dataset] + (evalDataset.map { [$0] } ?? [])).flatMap { $0.sequences(seqLen: settings.seqLen) }.map(\.ids.count).max() ?? 0
             if !settings.packing { settingsToUse.seqLen = min(settings.seqLen, max(2, longest)) }
+            // Aligning a 2:4 or magnitude carrier keeps its zeros.
+            settingsToUse.keepZeros = adapter == nil && loaded.model.pruning.map { !$0.method.isStructured } == true
             let plan = try planTraining(loaded: loaded, adapter: adapter, settings: &settingsToUse, checkpointing: params.checkpointing ?? "none")
             let handle = registry.newHandle(.job)
             do {

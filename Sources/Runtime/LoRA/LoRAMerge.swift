@@ -38,7 +38,7 @@ extension LlamaModel {
             head = Self.merge(lmHead, pair, scaling: scaling)
             newConfig.tiedEmbeddings = false
         }
-        return LlamaModel(config: newConfig, embedding: embedding, layers: newLayers, finalNorm: finalNorm, lmHead: head)
+        return LlamaModel(config: newConfig, embedding: embedding, layers: newLayers, finalNorm: finalNorm, lmHead: head, pruning: pruning)
     }
 
     /// W + scaling·B·A as a new weight of W's dtype, a block of rows at a time.

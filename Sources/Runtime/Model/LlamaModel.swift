@@ -23,9 +23,14 @@ public final class LlamaModel: @unchecked Sendable {
     public let finalNorm: [Float]
     /// The output projection [vocab, hidden]; the same object as `embedding` when tied.
     public let lmHead: Weight
+    /// How this model was pruned from its original (nil for an original), saved beside
+    /// config.json as `loram_pruning.json`.
+    public let pruning: PruningManifest?
 
-    public init(config: LlamaConfig, embedding: Weight, layers: [DecoderLayer], finalNorm: [Float], lmHead: Weight?) {
+    public init(config: LlamaConfig, embedding: Weight, layers: [DecoderLayer], finalNorm: [Float], lmHead: Weight?,
+                pruning: PruningManifest? = nil) {
         self.config = config
+        self.pruning = pruning
         self.embedding = embedding
         self.layers = layers
         self.finalNorm = finalNorm
@@ -106,7 +111,9 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
+    /// A `loram_pruning.json` beside the weights is read and checked against `config` first.
     public static func load(config: LlamaConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) throws -> LlamaModel {
+        let pruning = try PruningManifest.load(directory: checkpoint.url, config: config)
         let c = config.hiddenSize, d = config.headDim
         func weight(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight {
             try Weight.load(name, from: checkpoint, rows: rows, cols: cols, dtype: dtype)
@@ -134,11 +141,13 @@ public final class LlamaModel: @unchecked Sendable {
         }
         let finalNorm = try norm("model.norm.weight")
         let lmHead = config.tiedEmbeddings ? nil : try weight("lm_head.weight", config.vocabSize, c)
-        return LlamaModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead)
+        return LlamaModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead, pruning: pruning)
     }
 
     /// Writes config.json and model.safetensors (weights as `dtype`, norms fp32 as transformers does
-    /// for fp32 models, or in `dtype` too so the file stays single-typed like HF's bf16 checkpoints).
+    /// for fp32 models, or in `dtype` too so the file stays single-typed like HF's bf16 checkpoints),
+    /// and for a pruned model loram_pruning.json (an original removes a stale one, which would
+    /// otherwise be read back with it).
     public func save(to directory: URL, dtype: TensorDType? = nil) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var config = self.config
@@ -157,6 +166,12 @@ public final class LlamaModel: @unchecked Sendable {
         entries.sort { $0.name < $1.name }
         try SafetensorsWriter().write(entries, to: directory.appendingPathComponent(CheckpointDirectory.singleFileName))
         try Self.writeAtomically(try config.jsonData(), to: directory.appendingPathComponent(LlamaConfig.fileName))
+        let manifestURL = directory.appendingPathComponent(PruningManifest.fileName)
+        if let pruning {
+            try Self.writeAtomically(try pruning.jsonData(), to: manifestURL)
+        } else if FileManager.default.fileExists(atPath: manifestURL.path) {
+            try FileManager.default.removeItem(at: manifestURL)
+        }
     }
 
     /// Copies a file next to its destination under a temporary name, then renames it into place.

@@ -26,6 +26,9 @@ public final class TrainingJob: @unchecked Sendable {
         public var packing = false
         /// Full-parameter training: tensors whose name contains one of these stay frozen.
         public var frozen: [String] = []
+        /// Full-parameter training of a semi-structured or unstructured carrier: weights of the
+        /// decoder linears that start at zero stay zero (`ZeroMask`), so alignment keeps the pruning.
+        public var keepZeros = false
         public var beta1 = 0.9
         public var beta2 = 0.999
         public var eps = 1e-8
@@ -63,6 +66,8 @@ public final class TrainingJob: @unchecked Sendable {
     public let gradients: GradientBuffers
     public let step: TrainingStep
     public let optimizer: AdamW
+    /// The pruned weights held at zero (`settings.keepZeros`, full-parameter training only).
+    public let zeroMask: ZeroMask?
     public private(set) var loader: DataLoader
     public private(set) var completedSteps = 0
     private let schedule: LearningRateSchedule
@@ -88,6 +93,7 @@ public final class TrainingJob: @unchecked Sendable {
         loader = DataLoader(examples: examples, mode: settings.packing ? .pack : .truncate, microBatch: settings.microBatch,
                             seqLen: settings.seqLen, seed: settings.seed, padId: model.config.eosTokenIds.first ?? 0)
         schedule = settings.learningRateSchedule
+        zeroMask = settings.keepZeros && adapter == nil ? ZeroMask(gradients) : nil
     }
 
     /// The description of one step of this job, which the planner places and the step runs in.
@@ -110,6 +116,7 @@ public final class TrainingJob: @unchecked Sendable {
             let seed = (adapter?.dropout ?? 0) > 0 ? Self.dropoutSeed(settings.seed, step: completedSteps, micro: index) : nil
             lossSum += step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: seed).lossSum
         }
+        zeroMask?.maskGradients()
         let buffers = gradients.entries.map { UnsafeMutableBufferPointer(start: $0.gradient, count: $0.count) }
         let norm: Float
         if let maxNorm = settings.maxGradNorm {
@@ -119,6 +126,7 @@ public final class TrainingJob: @unchecked Sendable {
         }
         let lr = schedule.lr(base: settings.lr, step: completedSteps)
         if let adapter { adapter.access.writing { optimizer.step(lr: lr) } } else { optimizer.step(lr: lr) }
+        zeroMask?.apply()
         completedSteps += 1
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return StepResult(step: completedSteps, loss: lossSum / Double(normalizer), lr: lr, gradNorm: Double(norm),

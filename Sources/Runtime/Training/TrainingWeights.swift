@@ -27,11 +27,14 @@ public final class TrainingWeights: @unchecked Sendable {
     public let layers: [Layer]
     public let finalNorm: UnsafeMutablePointer<Float>
     public let lmHead: Weight
+    /// The model's pruning manifest, carried into snapshots so a trained carrier stays recoverable.
+    public let pruning: PruningManifest?
     private let norms: FloatBuffers
 
     /// `copy`: an owned fp32 copy of every weight (full-parameter training); else the model's own.
     public init(model: LlamaModel, copy: Bool) {
         config = model.config
+        pruning = model.pruning
         norms = FloatBuffers()
         func take(_ w: Weight) -> Weight {
             guard copy else { return w }
@@ -64,6 +67,6 @@ public final class TrainingWeights: @unchecked Sendable {
         return LlamaModel(config: config, embedding: embedding, layers: layers.map { l in
             LlamaModel.DecoderLayer(shape: l.shape, inputNorm: array(l.inputNorm), postAttentionNorm: array(l.postAttentionNorm),
                                     q: l.q, k: l.k, v: l.v, o: l.o, gate: l.gate, up: l.up, down: l.down)
-        }, finalNorm: array(finalNorm), lmHead: config.tiedEmbeddings ? nil : lmHead)
+        }, finalNorm: array(finalNorm), lmHead: config.tiedEmbeddings ? nil : lmHead, pruning: pruning)
     }
 }

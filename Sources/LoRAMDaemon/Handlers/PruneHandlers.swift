@@ -1,0 +1,205 @@
+import Foundation
+import RPC
+import Runtime
+
+/// `model/prune` and `adapter/recover`: the first and last steps of LoRAM. Pruning makes a new
+/// model (the carrier) beside the original, which stays loaded; recovery makes a new adapter on
+/// the original from one trained on the carrier. Both charge the memory budget before building.
+extension Daemon {
+    struct PruneParams: Decodable {
+        var modelId: String
+        var method: String
+        var ratio: Double?
+        var layers: [Int]?
+        var calibration: DatasetParam?
+        var seed: UInt64?
+        var seqLen: Int?
+    }
+
+    struct RecoverParams: Decodable {
+        var adapterId: String
+        var targetModelId: String
+        var fill: String?
+        var seed: UInt64?
+    }
+
+    /// LLM-Pruner's calibration rows are 64 tokens long.
+    static let defaultCalibrationSeqLen = 64
+
+    /// A shape rule's refusal as InvalidParams on the field that caused it.
+    static func invalidParams(_ error: PruningError) -> RPCError {
+        switch error {
+        case .ratioOutOfRange, .nothingKept: return .invalidParams(field: "ratio", "\(error)")
+        case .layersOutOfRange: return .invalidParams(field: "layers", "\(error)")
+        case .badGroup: return .invalidParams(field: "method", "\(error)")
+        }
+    }
+
+    func registerPruning() {
+        router.register("model/prune") { [unowned self] (params: PruneParams, context) -> JSONValue in
+            let loaded = try model(params.modelId)
+            let methods = PruningMethod.allCases.map(\.rawValue).joined(separator: ", ")
+            guard let method = PruningMethod(rawValue: params.method) else {
+                throw RPCError.invalidParams(field: "method", "must be one of \(methods), got '\(params.method)'")
+            }
+            if let existing = loaded.model.pruning {
+                throw RPCError.invalidParams(field: "modelId", "is already a pruned model (\(existing.method.rawValue)); prune the original")
+            }
+            let ratio = try Self.pruneRatio(params, method: method)
+            let window = try Self.pruneWindow(params, method: method)
+            if method == .taylor, params.calibration == nil {
+                throw RPCError.invalidParams(field: "calibration", "is required for taylor: its gradients score the heads and neurons")
+            }
+            if method != .taylor, params.calibration != nil || params.seqLen != nil {
+                throw RPCError.invalidParams(field: params.calibration != nil ? "calibration" : "seqLen", "applies to taylor only")
+            }
+            if method != .random, params.seed != nil { throw RPCError.invalidParams(field: "seed", "applies to random only") }
+            let seqLen = params.seqLen ?? Self.defaultCalibrationSeqLen
+            guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2, got \(seqLen)") }
+
+            let original = loaded.model
+            let accounting: ParameterAccounting
+            let bytes: Int
+            do {
+                accounting = try ParameterAccounting(original.config.modelShape, pruning: method.pruning(ratio: ratio, layers: window))
+                bytes = method.isStructured ? try StructuredPruner.plannedBytes(original, ratio: ratio, layers: window)
+                    : SparsityPruner.plannedBytes(original)
+            } catch let error as PruningError {
+                throw Self.invalidParams(error)
+            }
+            let examples = try params.calibration.map { param -> [Dataset.Example] in
+                let examples = try readDataset(param, field: "calibration", model: loaded).sequences(seqLen: seqLen)
+                guard !examples.isEmpty else { throw RPCError.invalidParams(field: "calibration", "has no examples") }
+                return examples
+            }
+
+            let handle = registry.newHandle(.model)
+            try ledger.charge(Int64(bytes), to: handle, breakdown: .object([("weights", .int(Int64(bytes)))]))
+            do {
+                let pruned: LlamaModel
+                var calibrationReport: JSONValue = .null
+                switch method {
+                case .random: pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .random(seed: params.seed ?? 0))
+                case .l2: pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .l2)
+                case .taylor:
+                    // The fp32 copy, its gradients and the step's activations live only while scoring.
+                    let scratch = "\(handle).calibration"
+                    let scratchBytes = TaylorCalibration.plannedBytes(config: original.config, seqLen: seqLen)
+                    try ledger.charge(Int64(scratchBytes), to: scratch, breakdown: .object([("calibration", .int(Int64(scratchBytes)))]))
+                    defer { ledger.release(scratch) }
+                    try context.checkCancelled()
+                    let calibration = TaylorCalibration(model: original, examples: examples ?? [], seqLen: seqLen)
+                    calibrationReport = .object([("loss", .double(calibration.loss)), ("tokens", .int(Int64(calibration.tokens)))])
+                    pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .taylor(calibration))
+                case .semi, .magnitude: pruned = try SparsityPruner.prune(original, method: method, ratio: ratio)
+                }
+                try context.checkCancelled()
+                let object = LoadedModel(handle: handle, model: pruned, tokenizer: loaded.tokenizer, directory: loaded.directory,
+                                         eosTokenIds: loaded.eosTokenIds, bytes: bytes)
+                registry.insert(object, as: .model)
+                var result: [(String, JSONValue)] = [
+                    ("modelId", .string(handle)), ("method", .string(method.rawValue)), ("ratio", .double(ratio)),
+                    ("parameters", .int(Int64(pruned.parameterCount))),
+                    ("paperParameters", .object([("original", .int(Int64(accounting.original))), ("carrier", .int(Int64(accounting.pruned)))])),
+                    ("reduction", .double(accounting.loramReduction)), ("bytes", .int(Int64(bytes))),
+                    ("layers", Self.layerReport(pruned)), ("config", object.configSummary),
+                ]
+                if method == .taylor { result.append(("calibration", calibrationReport)) }
+                return .object(result)
+            } catch {
+                ledger.release(handle)
+                throw ErrorMapping.rpc(error)
+            }
+        }
+
+        router.register("adapter/recover") { [unowned self] (params: RecoverParams, _) -> JSONValue in
+            let object = try loadedAdapter(params.adapterId)
+            let carrier = try model(object.modelId, field: "adapterId")
+            guard let manifest = carrier.model.pruning else {
+                throw RPCError.invalidParams(field: "adapterId", "belongs to \(carrier.handle), which is not a pruned model; recover adapters trained on a 'model/prune' result")
+            }
+            let target = try model(params.targetModelId, field: "targetModelId")
+            let fill: LoRARecovery.Fill
+            switch params.fill ?? "zero" {
+            case "zero":
+                if params.seed != nil { throw RPCError.invalidParams(field: "seed", "applies to fill normal only") }
+                fill = .zero
+            case "normal": fill = .normal(seed: params.seed ?? 0)
+            case let other: throw RPCError.invalidParams(field: "fill", "must be zero or normal, got '\(other)'")
+            }
+            let expected = manifest.originalConfig(of: carrier.model.config).modelShape
+            guard target.model.config.modelShape == expected else {
+                throw RPCError.invalidParams(field: "targetModelId", "\(target.handle) does not have the shapes \(carrier.handle) was pruned from: \(Self.shapeDifference(target.model.config.modelShape, expected))",
+                                             hint: "Recover onto the original model the carrier was pruned from (load it with 'model/load').")
+            }
+            let adapter = object.adapter
+            let handle = registry.newHandle(.adapter)
+            let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: target.model.config, rank: adapter.rank, targets: adapter.targets))
+            return try charged(bytes, to: handle, kind: "adapter") {
+                let recovered: LoRAAdapter
+                do {
+                    // A training job may be updating the adapter; read one consistent state.
+                    recovered = try adapter.access.reading {
+                        try LoRARecovery.recover(adapter: adapter, manifest: manifest, target: target.model.config, fill: fill)
+                    }
+                } catch let failure as LoRARecovery.Failure {
+                    switch failure {
+                    case .targetMismatch: throw RPCError.invalidParams(field: "targetModelId", failure.description)
+                    case .adapterMismatch: throw RPCError.invalidParams(field: "adapterId", failure.description)
+                    }
+                }
+                let result = LoadedAdapter(handle: handle, modelId: target.handle, adapter: recovered, path: nil, baseModelPath: target.directory.path)
+                try insert(result, as: .adapter, whileModelLives: target.handle)
+                guard case .object(var members) = result.summary else { return result.summary }
+                members.append(("recoveredFrom", .string(object.handle)))
+                members.append(("fill", .string(params.fill ?? "zero")))
+                return .object(members)
+            }
+        }
+    }
+
+    static func pruneRatio(_ params: PruneParams, method: PruningMethod) throws -> Double {
+        if method == .semi {
+            // 2:4 is a fixed 50 %; a ratio is allowed only to say so.
+            if let ratio = params.ratio, ratio != 0.5 {
+                throw RPCError.invalidParams(field: "ratio", "semi prunes 2 of every 4 weights, a ratio of 0.5; got \(ratio)")
+            }
+            return 0.5
+        }
+        guard let ratio = params.ratio else { throw RPCError.invalidParams(field: "ratio", "is required for \(method.rawValue)") }
+        guard ratio.isFinite, ratio >= 0, ratio < 1 else { throw invalidParams(PruningError.ratioOutOfRange(ratio)) }
+        return ratio
+    }
+
+    static func pruneWindow(_ params: PruneParams, method: PruningMethod) throws -> Range<Int>? {
+        guard let layers = params.layers else { return nil }
+        guard method.isStructured else {
+            throw RPCError.invalidParams(field: "layers", "applies to structured methods (random, l2, taylor); \(method.rawValue) prunes every decoder linear")
+        }
+        guard layers.count == 2, layers[0] >= 0, layers[0] < layers[1] else {
+            throw RPCError.invalidParams(field: "layers", "must be [start, end) with 0 <= start < end, got \(layers)")
+        }
+        return layers[0]..<layers[1]
+    }
+
+    /// Per layer, what the pruned model keeps.
+    static func layerReport(_ model: LlamaModel) -> JSONValue {
+        .array(model.config.layers.enumerated().map { index, shape in
+            .object([("layer", .int(Int64(index))), ("heads", .int(Int64(shape.headCount))), ("kvHeads", .int(Int64(shape.kvHeadCount))),
+                     ("neurons", .int(Int64(shape.intermediateSize))), ("pruned", .bool(model.pruning?.kept[index] != nil))])
+        })
+    }
+
+    /// The first difference between two shapes, in words.
+    static func shapeDifference(_ found: ModelShape, _ expected: ModelShape) -> String {
+        if found.hidden != expected.hidden { return "hidden \(found.hidden), expected \(expected.hidden)" }
+        if found.headDim != expected.headDim { return "head_dim \(found.headDim), expected \(expected.headDim)" }
+        if found.vocab != expected.vocab { return "vocab \(found.vocab), expected \(expected.vocab)" }
+        if found.layers.count != expected.layers.count { return "\(found.layers.count) layers, expected \(expected.layers.count)" }
+        if let l = found.layers.indices.first(where: { found.layers[$0] != expected.layers[$0] }) {
+            let f = found.layers[l], e = expected.layers[l]
+            return "layer \(l) has \(f.heads) heads, \(f.kvHeads) kv heads, \(f.intermediate) neurons; expected \(e.heads), \(e.kvHeads), \(e.intermediate)"
+        }
+        return "tied embeddings \(found.tiedEmbeddings), expected \(expected.tiedEmbeddings)"
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+
+/// Structured pruning of real weights (LoRAM-Rand / LoRAM-Stru): in each layer of the window,
+/// whole attention groups and MLP neurons are scored (`StructuredImportance`), the best kept, and
+/// the matrices cut down to them: q rows of the kept q heads, k and v rows of the kept kv heads,
+/// o columns of the kept q heads, gate and up rows and down columns of the kept neurons. How many
+/// are kept comes from `ModelShape.structurallyPruned`, the planner's own rules, so a plan made
+/// from the config alone and the pruned model always agree.
+///
+/// The result is a new model with the per-layer widths in its config and a `PruningManifest`
+/// recording the kept indices (ascending). Sliced matrices are new weights in the original's
+/// dtype; untouched tensors (embeddings, norms, lm_head, layers outside the window) are shared
+/// with the original, since weights are immutable.
+///
+///     let carrier = try StructuredPruner.prune(model, ratio: 0.65, importance: .random(seed: 7))
+///     carrier.pruning!.kept[4]!.qHeads   // the heads layer 4 kept
+public enum StructuredPruner {
+    /// `layers`: the window (nil: `ModelShape.defaultPrunedLayers`). Throws `PruningError` for a
+    /// ratio or window the shape rules refuse. `model` must be an original (no manifest).
+    public static func prune(_ model: LlamaModel, ratio: Double, layers window: Range<Int>? = nil,
+                             importance: StructuredImportance) throws -> LlamaModel {
+        precondition(model.pruning == nil, "prune the original model, not a pruned one")
+        let config = model.config
+        let prunedShape = try config.modelShape.structurallyPruned(ratio: ratio, layers: window)
+        let window = window ?? ModelShape.defaultPrunedLayers(layerCount: config.layerCount)
+        let d = config.headDim
+        let random: StructuredImportance.RandomScores?
+        var method = PruningMethod.l2, seed: UInt64?
+        switch importance {
+        case .random(let s):
+            random = .init(seed: s)
+            method = .random
+            seed = s
+        case .l2: random = nil
+        case .taylor: random = nil; method = .taylor
+        }
+
+        var prunedConfig = config
+        var layers = model.layers
+        var kept = [PruningManifest.KeptIndices?](repeating: nil, count: config.layerCount)
+        for l in window {
+            let original = model.layers[l], target = prunedShape.layers[l]
+            let scores = importance.scores(layer: l, of: model, random: random)
+            let isMHA = original.shape.headCount == original.shape.kvHeadCount
+            let group = original.shape.headCount / original.shape.kvHeadCount
+            let kvHeads: [Int], qHeads: [Int]
+            if isMHA {
+                qHeads = StructuredImportance.top(target.heads, of: scores.attention)
+                kvHeads = qHeads
+            } else {
+                kvHeads = StructuredImportance.top(target.kvHeads, of: scores.attention)
+                qHeads = kvHeads.flatMap { ($0 * group)..<($0 * group + group) }
+            }
+            let neurons = StructuredImportance.top(target.intermediate, of: scores.neurons)
+            let indices = PruningManifest.KeptIndices(qHeads: qHeads, kvHeads: kvHeads, neurons: neurons)
+            kept[l] = indices
+            let shape = LlamaConfig.LayerShape(headCount: target.heads, kvHeadCount: target.kvHeads, intermediateSize: target.intermediate)
+            prunedConfig.layers[l] = shape
+            layers[l] = slice(original, keeping: indices, shape: shape, headDim: d)
+        }
+        let manifest = PruningManifest(method: method, ratio: ratio, layers: window, seed: seed,
+                                       original: config.layers, kept: kept)
+        return LlamaModel(config: prunedConfig, embedding: model.embedding, layers: layers, finalNorm: model.finalNorm,
+                          lmHead: config.tiedEmbeddings ? nil : model.lmHead, pruning: manifest)
+    }
+
+    /// `layer` cut down to the kept heads and neurons.
+    static func slice(_ layer: LlamaModel.DecoderLayer, keeping kept: PruningManifest.KeptIndices,
+                      shape: LlamaConfig.LayerShape, headDim d: Int) -> LlamaModel.DecoderLayer {
+        let q = contiguousRanges(kept.qHeads, width: d), kv = contiguousRanges(kept.kvHeads, width: d)
+        let neurons = contiguousRanges(kept.neurons)
+        return LlamaModel.DecoderLayer(
+            shape: shape, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
+            q: layer.q.keepingRows(q), k: layer.k.keepingRows(kv), v: layer.v.keepingRows(kv), o: layer.o.keepingColumns(q),
+            gate: layer.gate.keepingRows(neurons), up: layer.up.keepingRows(neurons), down: layer.down.keepingColumns(neurons))
+    }
+
+    /// Bytes the pruned model holds, before anything is cut: what the memory budget is charged.
+    /// The tensors shared with the original count too, since they outlive its unloading.
+    public static func plannedBytes(_ model: LlamaModel, ratio: Double, layers window: Range<Int>? = nil) throws -> Int {
+        let config = model.config
+        let shape = try config.modelShape.structurallyPruned(ratio: ratio, layers: window)
+        let c = config.hiddenSize, d = config.headDim
+        var bytes = model.embedding.byteCount + model.finalNorm.count * 4 + (config.tiedEmbeddings ? 0 : model.lmHead.byteCount)
+        for (l, layer) in shape.layers.enumerated() {
+            let size = model.layers[l].q.dtype.byteSize
+            bytes += 2 * c * 4 + size * (2 * layer.heads * d * c + 2 * layer.kvHeads * d * c + 3 * layer.intermediate * c)
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+
+/// ∂L/∂W of every decoder linear over a calibration set, for first-order Taylor importance
+/// (LLM-Pruner's `param_first`, LoRAM-Stru). The gradients come from the full-parameter training
+/// step on an fp32 copy of the model: embeddings, norms and lm_head are frozen (no gradient
+/// buffers), since only the decoder linears are scored. L is the mean next-token loss over every
+/// labelled token of the set, as LLM-Pruner's one batch of 10 × 64 tokens computes it; its scale
+/// does not change the ranking.
+///
+///     let calibration = TaylorCalibration(model: model, examples: dataset.sequences(seqLen: 64), seqLen: 64)
+///     let pruned = try StructuredPruner.prune(model, ratio: 0.5, importance: .taylor(calibration))
+public final class TaylorCalibration: @unchecked Sendable {
+    public let weights: TrainingWeights
+    public let gradients: GradientBuffers
+    /// The calibration loss (mean over labelled tokens) and how many tokens it averaged.
+    public let loss: Double
+    public let tokens: Int
+
+    /// Tensors the calibration copies and holds beside the model: fp32 weights and one gradient
+    /// per decoder linear, plus the step's activations (what the memory budget is charged).
+    public static func plannedBytes(config: LlamaConfig, seqLen: Int, microBatch: Int = 1) -> Int {
+        let c = config.hiddenSize, d = config.headDim
+        let linears = config.layers.reduce(0) { total, layer in
+            total + 2 * layer.headCount * d * c + 2 * layer.kvHeadCount * d * c + 3 * layer.intermediateSize * c
+        }
+        let embeddings = (config.tiedEmbeddings ? 1 : 2) * config.vocabSize * config.hiddenSize
+        let step = TrainingStep.Layout(config: config, rank: nil, targets: [], microBatch: microBatch, seqLen: seqLen, checkpointing: false)
+        return 4 * (2 * linears + embeddings) + step.byteCount
+    }
+
+    public init(model: LlamaModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1) {
+        weights = TrainingWeights(model: model, copy: true)
+        gradients = GradientBuffers(weights: weights, frozen: ["embed_tokens", "lm_head", "norm"])
+        let step = TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: microBatch,
+                                seqLen: seqLen, checkpointing: false)
+        let batches = DataLoader.singlePass(examples: examples, mode: .truncate, microBatch: microBatch, seqLen: seqLen,
+                                            padId: model.config.eosTokenIds.first ?? 0)
+        let normalizer = max(1, batches.reduce(0) { $0 + $1.lossTokens })
+        gradients.zero()
+        var lossSum = 0.0
+        for batch in batches {
+            lossSum += step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: nil).lossSum
+        }
+        loss = lossSum / Double(normalizer)
+        tokens = batches.reduce(0) { $0 + $1.lossTokens }
+    }
+
+    /// The fp32 weight and its gradient of `target` in layer `layer`.
+    func tensors(layer: Int, _ target: LoRATarget) -> (Weight, UnsafePointer<Float>) {
+        let weight = weights.layers[layer].linear(target)
+        guard let gradient = gradients.gradient(for: weight) else { preconditionFailure("no gradient for layer \(layer) \(target)") }
+        return (weight, UnsafePointer(gradient))
+    }
+}
