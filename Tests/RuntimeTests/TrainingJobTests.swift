@@ -109,3 +109,20 @@ final class TrainingJobTests: XCTestCase {
         XCTAssertEqual(model.layers[0].q.toArray(), reloaded.layers[0].q.toArray())
     }
 }
+
+extension TrainingJobTests {
+    /// state.json written before `keepZeros` existed still resumes (as false); the round trip is exact.
+    func testSettingsFromBeforeKeepZerosStillDecode() throws {
+        var settings = TrainingJob.Settings(seqLen: 16, microBatch: 2, steps: 5, lr: 1e-3)
+        settings.maxGradNorm = nil
+        settings.keepZeros = true
+        let data = try JSONEncoder().encode(settings)
+        XCTAssertEqual(try JSONDecoder().decode(TrainingJob.Settings.self, from: data), settings)
+        var object = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        object.removeValue(forKey: "keepZeros")
+        let old = try JSONDecoder().decode(TrainingJob.Settings.self, from: try JSONSerialization.data(withJSONObject: object))
+        XCTAssertFalse(old.keepZeros)
+        XCTAssertNil(old.maxGradNorm)
+        XCTAssertEqual(old.seqLen, 16)
+    }
+}

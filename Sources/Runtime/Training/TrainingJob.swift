@@ -40,6 +40,31 @@ public final class TrainingJob: @unchecked Sendable {
             self.lr = lr
         }
 
+        private enum CodingKeys: String, CodingKey {
+            case seqLen, microBatch, gradAccum, steps, lr, schedule, warmupSteps, weightDecay, maxGradNorm, checkpointing, seed,
+                 packing, frozen, keepZeros, beta1, beta2, eps
+        }
+
+        /// Reads state.json; `keepZeros` came later, so states saved before it still resume.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(seqLen: try c.decode(Int.self, forKey: .seqLen), microBatch: try c.decode(Int.self, forKey: .microBatch),
+                      steps: try c.decode(Int.self, forKey: .steps), lr: try c.decode(Double.self, forKey: .lr))
+            gradAccum = try c.decode(Int.self, forKey: .gradAccum)
+            schedule = try c.decode(String.self, forKey: .schedule)
+            warmupSteps = try c.decode(Int.self, forKey: .warmupSteps)
+            weightDecay = try c.decode(Double.self, forKey: .weightDecay)
+            maxGradNorm = try c.decodeIfPresent(Double.self, forKey: .maxGradNorm)
+            checkpointing = try c.decode(Bool.self, forKey: .checkpointing)
+            seed = try c.decode(UInt64.self, forKey: .seed)
+            packing = try c.decode(Bool.self, forKey: .packing)
+            frozen = try c.decode([String].self, forKey: .frozen)
+            keepZeros = try c.decodeIfPresent(Bool.self, forKey: .keepZeros) ?? false
+            beta1 = try c.decode(Double.self, forKey: .beta1)
+            beta2 = try c.decode(Double.self, forKey: .beta2)
+            eps = try c.decode(Double.self, forKey: .eps)
+        }
+
         var learningRateSchedule: LearningRateSchedule {
             switch schedule {
             case "cosine": return .cosine(warmupSteps: warmupSteps, totalSteps: steps)
