@@ -1,8 +1,10 @@
 /// The pruning phase of LoRAM-Stru, planned like any step: first-order Taylor importance
 /// |W·∂L/∂W| needs the gradient of every weight of the ORIGINAL model over calibration batches
-/// (LLM-Pruner: 10 samples of 64 tokens). It is a full-parameter forward and backward with
-/// lm_head frozen and no optimizer state, so it is often the largest phase of the pipeline even
-/// when the carrier trains in a fraction of the memory; `random` and `l2` need no such phase.
+/// (LLM-Pruner: 10 samples of 64 tokens). It is a forward and backward over an fp32 copy of the
+/// model with gradients for the decoder linears only (the scored tensors; embeddings, norms and
+/// lm_head are frozen) and no optimizer state, so it is often the largest phase of the pipeline
+/// even when the carrier trains in a fraction of the memory; `random` and `l2` need no such phase.
+/// Runtime's `TaylorCalibration` runs in this very plan.
 public struct ImportancePlan: Sendable {
     public static let defaultSeqLen = 64
 
@@ -13,6 +15,11 @@ public struct ImportancePlan: Sendable {
     public let placement: BestFitPlacement
 
     public var peakBytes: Int { placement.peak }
+
+    /// The parameters Taylor importance scores, and so needs gradients for: every decoder linear.
+    public static func scoredParameters(_ shape: ModelShape) -> Int {
+        shape.layers.reduce(0) { $0 + shape.linearParameters($1) }
+    }
 
     public var breakdown: [BufferKind: Int] {
         var out: [BufferKind: Int] = Dictionary(uniqueKeysWithValues: BufferKind.allCases.map { ($0, 0) })
@@ -25,7 +32,7 @@ public struct ImportancePlan: Sendable {
         self.microBatch = microBatch
         self.seqLen = seqLen
         program = StepProgramBuilder.trainingStep(original, Workload(kind: .train, microBatch: microBatch, seqLen: seqLen, checkpointing: checkpointing),
-                                                  optimizer: false, frozenLMHead: true)
+                                                  optimizer: false, trainableParameters: Self.scoredParameters(original))
         try program.validate()
         placement = try BestFitPlacement(program)
     }

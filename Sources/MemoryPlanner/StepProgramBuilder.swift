@@ -33,9 +33,10 @@ public enum StepProgramBuilder {
     /// One optimizer step: `gradAccum` micro-batches share these buffers one after another, so the
     /// plan of one micro-batch's forward and backward plus the optimizer is the step's peak.
     /// `optimizer: false` plans the backward alone (Taylor importance: gradients, no update);
-    /// `frozenLMHead` drops lm_head's gradient in full-parameter mode (tied: the embedding's).
+    /// `trainableParameters` overrides how many parameters have gradients in full-parameter mode
+    /// (default: all of them).
     public static func trainingStep(_ shape: ModelShape, _ workload: Workload, optimizer: Bool = true,
-                                    frozenLMHead: Bool = false) -> StepProgram {
+                                    trainableParameters: Int? = nil) -> StepProgram {
         var program = StepProgram()
         let f = 4  // fp32 bytes
         let b = workload.microBatch, s = workload.seqLen, t = b * s
@@ -53,7 +54,7 @@ public enum StepProgramBuilder {
             _ = program.buffer("adapter", kind: .adapter, bytes: trainable * f, persistent: true)
         } else {
             addWeights(&program, shape, base: .f32)
-            trainable = shape.parameterCount - (frozenLMHead ? shape.vocab * c : 0)
+            trainable = trainableParameters ?? shape.parameterCount
         }
         let gradients = program.buffer("gradients", kind: .gradient, bytes: trainable * f, persistent: true)
         let moments = optimizer ? program.buffer("optimizer.adamw", kind: .optimizer, bytes: 2 * trainable * f, persistent: true) : nil

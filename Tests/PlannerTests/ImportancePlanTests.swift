@@ -1,7 +1,7 @@
 import XCTest
 @testable import MemoryPlanner
 
-/// The Taylor pruning phase: gradients of every weight of the original model (lm_head frozen),
+/// The Taylor pruning phase: gradients of every decoder linear of the original model,
 /// no optimizer state, a calibration batch of activations.
 final class ImportancePlanTests: XCTestCase {
     func testTheTaylorPhaseHoldsFp32WeightsAndGradientsButNoOptimizer() throws {
@@ -10,7 +10,8 @@ final class ImportancePlanTests: XCTestCase {
         try plan.placement.verify()
         let breakdown = plan.breakdown
         XCTAssertEqual(breakdown[.weight], shape.parameterCount * 4, "an fp32 copy of every weight")
-        XCTAssertEqual(breakdown[.gradient], (shape.parameterCount - shape.vocab * shape.hidden) * 4, "every gradient but lm_head's")
+        XCTAssertEqual(breakdown[.gradient], ImportancePlan.scoredParameters(shape) * 4, "a gradient for every decoder linear, no other")
+        XCTAssertEqual(ImportancePlan.scoredParameters(shape), shape.parameterCount - 2 * shape.vocab * shape.hidden - (2 * shape.layers.count + 1) * shape.hidden)
         XCTAssertEqual(breakdown[.optimizer], 0)
         XCTAssertGreaterThan(breakdown[.activation] ?? 0, 0)
         XCTAssertLessThanOrEqual(plan.placement.ratio, 1.05)

@@ -147,3 +147,18 @@ final class PruningStructuredTests: XCTestCase {
         XCTAssertEqual(kept.kvHeads, [0, 1, 3])
     }
 }
+
+extension PruningStructuredTests {
+    /// The calibration holds what MemoryPlanner's ImportancePlan (memory/plan's "prune" phase) says:
+    /// a gradient for every decoder linear and no other, beside an fp32 copy of every weight.
+    func testTaylorCalibrationHoldsWhatThePruningPhaseIsPlannedFor() throws {
+        let model = PruningFixtures.gqaModel()
+        let calibration = TaylorCalibration(model: model, examples: PruningFixtures.examples(count: 2, length: 16), seqLen: 16)
+        let plan = try TaylorCalibration.plan(config: model.config, seqLen: 16)
+        XCTAssertEqual(calibration.gradients.byteCount, plan.breakdown[.gradient])
+        XCTAssertEqual(calibration.gradients.parameterCount, ImportancePlan.scoredParameters(model.config.modelShape))
+        XCTAssertEqual(plan.breakdown[.weight], model.parameterCount * 4)
+        XCTAssertEqual(TaylorCalibration.plannedBytes(config: model.config, seqLen: 16), plan.peakBytes)
+        XCTAssertTrue(calibration.loss.isFinite)
+    }
+}

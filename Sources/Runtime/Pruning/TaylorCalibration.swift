@@ -16,23 +16,24 @@ public final class TaylorCalibration: @unchecked Sendable {
     public let loss: Double
     public let tokens: Int
 
-    /// Tensors the calibration copies and holds beside the model: fp32 weights and one gradient
-    /// per decoder linear, plus the step's activations (what the memory budget is charged).
+    /// What the calibration holds beside the model, from MemoryPlanner's `ImportancePlan` (the
+    /// plan `memory/plan` shows as the "prune" phase): the fp32 copy, one gradient per decoder
+    /// linear, and the step's arena. The step runs in that very plan.
+    public static func plan(config: LlamaConfig, seqLen: Int, microBatch: Int = 1) throws -> ImportancePlan {
+        try ImportancePlan(original: config.modelShape, microBatch: microBatch, seqLen: seqLen)
+    }
+
     public static func plannedBytes(config: LlamaConfig, seqLen: Int, microBatch: Int = 1) -> Int {
-        let c = config.hiddenSize, d = config.headDim
-        let linears = config.layers.reduce(0) { total, layer in
-            total + 2 * layer.headCount * d * c + 2 * layer.kvHeadCount * d * c + 3 * layer.intermediateSize * c
-        }
-        let embeddings = (config.tiedEmbeddings ? 1 : 2) * config.vocabSize * config.hiddenSize
-        let step = TrainingStep.Layout(config: config, rank: nil, targets: [], microBatch: microBatch, seqLen: seqLen, checkpointing: false)
-        return 4 * (2 * linears + embeddings) + step.byteCount
+        (try? plan(config: config, seqLen: seqLen, microBatch: microBatch).peakBytes)
+            ?? TrainingStep.Layout(config: config, rank: nil, targets: [], microBatch: microBatch, seqLen: seqLen, checkpointing: false).byteCount
     }
 
     public init(model: LlamaModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1) {
         weights = TrainingWeights(model: model, copy: true)
         gradients = GradientBuffers(weights: weights, frozen: ["embed_tokens", "lm_head", "norm"])
+        let arena = try? PlannedBuffers(Self.plan(config: model.config, seqLen: seqLen, microBatch: microBatch).program)
         let step = TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: microBatch,
-                                seqLen: seqLen, checkpointing: false)
+                                seqLen: seqLen, checkpointing: false, arena: arena)
         let batches = DataLoader.singlePass(examples: examples, mode: .truncate, microBatch: microBatch, seqLen: seqLen,
                                             padId: model.config.eosTokenIds.first ?? 0)
         let normalizer = max(1, batches.reduce(0) { $0 + $1.lossTokens })
