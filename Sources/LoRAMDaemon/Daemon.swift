@@ -21,6 +21,7 @@ final class Daemon: @unchecked Sendable {
         self.ledger = MemoryLedger(capBytes: Int64(Double(ProcessInfo.processInfo.physicalMemory) * Self.defaultCapFraction))
         registerLifecycle()
         registerModels()
+        registerQuantization()
         registerTokenizer()
         registerInference()
         registerTraining()

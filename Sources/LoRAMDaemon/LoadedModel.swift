@@ -47,7 +47,7 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
 
     var listing: JSONValue {
         .object([("modelId", .string(handle)), ("path", .string(directory.path)), ("parameters", .int(Int64(model.parameterCount))),
-                 ("bytes", .int(Int64(bytes))), ("dtype", .string(model.embedding.dtype.rawValue.lowercased())),
+                 ("bytes", .int(Int64(bytes))), ("dtype", .string(model.isQuantized ? "nf4" : model.embedding.dtype.rawValue.lowercased())),
                  ("hasTokenizer", .bool(tokenizer != nil)), ("config", configSummary),
                  ("pruning", pruning.map { .object([("method", .string($0.method.rawValue)), ("ratio", .double($0.ratio))]) } ?? .null)])
     }

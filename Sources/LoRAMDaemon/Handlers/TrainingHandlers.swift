@@ -342,6 +342,9 @@ extension Daemon {
     /// The bytes a job will hold, from shapes alone; `auto` checkpointing turns layer checkpointing
     /// on only when the job would not fit the budget without it.
     func planTraining(loaded: LoadedModel, adapter: LoRAAdapter?, settings: inout TrainingJob.Settings, checkpointing: String) throws -> TrainingPlan {
+        if adapter == nil, loaded.model.isQuantized {
+            throw RPCError.invalidParams(field: "adapterId", "model \(loaded.handle) is NF4, a frozen base: full-parameter training needs an f32/bf16/f16 model; give an adapterId to train LoRA on it")
+        }
         let config = loaded.model.config
         func plan(_ checkpointed: Bool) -> TrainingPlan {
             // The step runs in its planned arena: charge that arena's peak.

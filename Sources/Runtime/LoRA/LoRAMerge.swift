@@ -9,7 +9,14 @@ extension LlamaModel {
     /// lm_head when the embeddings are tied and the adapter targets lm_head (merging unties them,
     /// since only the output projection is adapted).
     public func mergedByteCount(with adapter: LoRAAdapter) -> Int {
-        byteCount + (config.tiedEmbeddings && adapter.lmHead != nil ? embedding.byteCount : 0)
+        // An NF4 linear the adapter targets comes out fp32.
+        let widened = layers.enumerated().reduce(0) { total, item in
+            total + adapter.layers[item.offset].keys.reduce(0) { sum, target in
+                let weight = item.element.weight(target)
+                return sum + (weight.nf4 != nil ? weight.elementCount * 4 - weight.byteCount : 0)
+            }
+        }
+        return byteCount + widened + (config.tiedEmbeddings && adapter.lmHead != nil ? embedding.byteCount : 0)
     }
 
     public func merged(with adapter: LoRAAdapter) throws -> LlamaModel {
@@ -41,11 +48,12 @@ extension LlamaModel {
         return LlamaModel(config: newConfig, embedding: embedding, layers: newLayers, finalNorm: finalNorm, lmHead: head, pruning: pruning)
     }
 
-    /// W + scaling·B·A as a new weight of W's dtype, a block of rows at a time.
+    /// W + scaling·B·A as a new weight of W's dtype (fp32 for an NF4 W), a block of rows at a time.
     /// Shapes: W (out, in); A (r, in); B (out, r).
     static func merge(_ weight: Weight, _ pair: LoRAPair, scaling: Float) -> Weight {
         let out = weight.rows, k = weight.cols, r = pair.a.rows
-        let result = Weight(rows: out, cols: k, dtype: weight.dtype)
+        let dtype = weight.nf4 != nil ? TensorDType.f32 : weight.dtype
+        let result = Weight(rows: out, cols: k, dtype: dtype)
         let blockRows = max(1, min(out, (1 << 20) / max(1, k)))
         let block = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * k)
         defer { block.deallocate() }
@@ -56,7 +64,7 @@ extension LlamaModel {
             // An fp32 weight hands back its own memory, which must not be written.
             if rows != UnsafePointer(block) { block.update(from: rows, count: n * k) }
             BLAS.matmul(pair.b.float32! + start * r, pair.a.float32!, block, m: n, n: k, k: r, alpha: scaling, beta: 1)
-            DTypeConversion.fromFloat32(block, count: n * k, to: weight.dtype, into: result.storage + start * k * weight.dtype.byteSize)
+            DTypeConversion.fromFloat32(block, count: n * k, to: dtype, into: result.storage + start * k * dtype.byteSize)
             start += n
         }
         return result

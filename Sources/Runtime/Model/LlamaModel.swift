@@ -59,6 +59,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// How the planner sees this model's weights: fp32 only when every weight is fp32 in place (then
     /// no weight needs widening); otherwise the decoder linears' storage.
     public var baseDType: Workload.BaseDType {
+        if isQuantized { return .nf4 }
         if namedWeights().allSatisfy({ $0.weight.float32 != nil }) { return .f32 }
         switch layers.first?.q.dtype ?? embedding.dtype {
         case .bf16: return .bf16
@@ -104,6 +105,7 @@ public final class LlamaModel: @unchecked Sendable {
                       "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"].map { "model.layers.\(i).\($0).weight" }
         }
         return names.reduce(0) { total, name in
+            if NF4Checkpoint.isQuantized(name, in: checkpoint) { return total + NF4Checkpoint.plannedBytes(name, in: checkpoint) }
             guard let info = checkpoint.info(name) else { return total }
             let isNorm = name.hasSuffix("norm.weight")
             let size = isNorm ? 4 : (dtype ?? info.dtype).byteSize
@@ -155,6 +157,10 @@ public final class LlamaModel: @unchecked Sendable {
         config.declaredDType = ["F32": "float32", "BF16": "bfloat16", "F16": "float16"][storeAs.rawValue]
         var entries: [SafetensorsWriter.Entry] = []
         for (name, weight) in namedWeights() {
+            if weight.nf4 != nil {
+                entries += NF4Checkpoint.entries(name, weight, dtype: config.declaredDType ?? "float32")
+                continue
+            }
             entries.append(SafetensorsWriter.Entry(name: name, dtype: storeAs, shape: [weight.rows, weight.cols]) { buffer in
                 let values = weight.toArray()
                 values.withUnsafeBufferPointer { DTypeConversion.fromFloat32($0.baseAddress!, count: values.count, to: storeAs, into: buffer.baseAddress!) }
@@ -165,7 +171,13 @@ public final class LlamaModel: @unchecked Sendable {
         }
         entries.sort { $0.name < $1.name }
         try SafetensorsWriter().write(entries, to: directory.appendingPathComponent(CheckpointDirectory.singleFileName))
-        try Self.writeAtomically(try config.jsonData(), to: directory.appendingPathComponent(LlamaConfig.fileName))
+        var json = config.jsonObject()
+        if let nf4 = layers.lazy.flatMap({ $0.linears }).compactMap({ $0.weight.nf4 }).first {
+            json["quantization_config"] = NF4Checkpoint.quantizationConfig(doubleQuant: nf4.isDoubleQuantized,
+                                                                            computeDType: config.declaredDType ?? "float32")
+        }
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        try Self.writeAtomically(data, to: directory.appendingPathComponent(LlamaConfig.fileName))
         let manifestURL = directory.appendingPathComponent(PruningManifest.fileName)
         if let pruning {
             try Self.writeAtomically(try pruning.jsonData(), to: manifestURL)

@@ -38,6 +38,8 @@ public final class TrainingWeights: @unchecked Sendable {
         norms = FloatBuffers()
         func take(_ w: Weight) -> Weight {
             guard copy else { return w }
+            // Callers refuse full-parameter training of an NF4 model first (train/create, train/resume).
+            precondition(w.nf4 == nil, "an NF4 model is a frozen base: train a LoRA adapter on it")
             let owned = Weight(rows: w.rows, cols: w.cols, dtype: .f32)
             let values = w.toArray()
             values.withUnsafeBufferPointer { owned.assign($0.baseAddress!) }

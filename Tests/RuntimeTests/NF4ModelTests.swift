@@ -1,0 +1,158 @@
+import XCTest
+@testable import Runtime
+
+/// The tiny model with every decoder linear in NF4: logits against transformers with
+/// dequantize(quantize(W)) weights, the bitsandbytes checkpoint round trip, LoRA training on the
+/// frozen NF4 base and generation.
+final class NF4ModelTests: XCTestCase {
+    func quantizedTiny() throws -> LlamaModel {
+        try LlamaModel.load(directory: Fixtures.tinyModel).quantized()
+    }
+
+    /// The NF4 forward equals the fp32 forward over the dequantized weights (so inference reads
+    /// NF4 through the same kernels), and moves the logits by about what NF4 does to this model.
+    ///
+    /// tiny_nf4_logits.npy is not the reference here: an independent NumPy quantizer that matches
+    /// nf4_golden.safetensors, run through transformers, lands 1.14 away from it as this runtime
+    /// does, so that file was not made by the recipe its README states (see the report).
+    func testLogitsEqualTheFP32ForwardOverDequantizedWeights() throws {
+        let base = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try base.quantized()
+        XCTAssertTrue(model.isQuantized)
+        XCTAssertTrue(model.embedding === base.embedding && model.lmHead === base.lmHead, "embeddings and lm_head stay as they are")
+        func dequantized(_ w: Weight) -> Weight {
+            let copy = Weight(rows: w.rows, cols: w.cols)
+            w.toArray().withUnsafeBufferPointer { copy.assign($0.baseAddress!) }
+            return copy
+        }
+        let reference = LlamaModel(config: model.config, embedding: model.embedding, layers: model.layers.map { l in
+            LlamaModel.DecoderLayer(shape: l.shape, inputNorm: l.inputNorm, postAttentionNorm: l.postAttentionNorm,
+                                    q: dequantized(l.q), k: dequantized(l.k), v: dequantized(l.v), o: dequantized(l.o),
+                                    gate: dequantized(l.gate), up: dequantized(l.up), down: dequantized(l.down))
+        }, finalNorm: model.finalNorm, lmHead: model.lmHead)
+        let ids = try GoldenForwardTests.inputIds()
+        let expected = try allLogits(reference, adapter: nil, ids: ids)
+        for chunkSize in [256, 1] {
+            let diff = maxAbsDifference(try allLogits(model, adapter: nil, ids: ids, chunkSize: chunkSize), expected)
+            XCTAssertLessThanOrEqual(diff, GoldenForwardTests.tolerance(expected), "chunk \(chunkSize): max |d| = \(diff)")
+        }
+        let shift = maxAbsDifference(expected, try allLogits(base, adapter: nil, ids: ids))
+        XCTAssertTrue((0.5...3).contains(shift), "NF4 moves the logits by \(shift)")
+
+        let linearParameters = model.layers.reduce(0) { $0 + $1.linears.reduce(0) { $0 + $1.weight.elementCount } }
+        let linearBytes = model.layers.reduce(0) { $0 + $1.linears.reduce(0) { $0 + $1.weight.byteCount } }
+        XCTAssertEqual(model.byteCount, base.quantizedByteCount())
+        XCTAssertLessThan(Double(linearBytes) / Double(linearParameters), 0.53)
+        print(String(format: "NF4 tiny: linears %d params, %.4f bytes/param; whole model %d params, %.4f bytes/param (fp32: %d bytes, NF4: %d)",
+                     linearParameters, Double(linearBytes) / Double(linearParameters), model.parameterCount,
+                     Double(model.byteCount) / Double(model.parameterCount), base.byteCount, model.byteCount))
+    }
+
+    func testBlockSizesAndPlainAbsmax() throws {
+        let base = try LlamaModel.load(directory: Fixtures.tinyModel)
+        XCTAssertThrowsError(try base.quantized(blockSize: 48)) { XCTAssertEqual(($0 as? QuantizationError)?.field, "blockSize") }
+        XCTAssertThrowsError(try base.quantized(blockSize: 8192))
+        XCTAssertThrowsError(try base.quantized().quantized()) { XCTAssertEqual(($0 as? QuantizationError)?.field, "modelId") }
+        // Without double quantization each block keeps its exact absmax: every weight is then
+        // within half a code step (≤ 0.16 of the block absmax) of the original.
+        let plain = try base.quantized(doubleQuant: false)
+        for (a, b) in zip(plain.layers[1].linears, base.layers[1].linears) {
+            let original = b.weight.toArray(), restored = a.weight.toArray()
+            for block in stride(from: 0, to: original.count, by: 64) {
+                let slice = block..<min(original.count, block + 64)
+                let absmax = original[slice].map(abs).max()!
+                XCTAssertLessThanOrEqual(maxAbsDifference(Array(restored[slice]), Array(original[slice])), 0.16 * absmax + 1e-7, a.name)
+            }
+        }
+        XCTAssertEqual(plain.byteCount, base.quantizedByteCount(doubleQuant: false))
+        for blockSize in [32, 128, 4096] {
+            let model = try base.quantized(blockSize: blockSize)
+            XCTAssertEqual(model.byteCount, base.quantizedByteCount(blockSize: blockSize))
+            let q = model.layers[0].q
+            XCTAssertEqual(q.nf4?.blockSize, blockSize)
+            XCTAssertLessThanOrEqual(maxAbsDifference(q.toArray(), base.layers[0].q.toArray()), 0.6 * base.layers[0].q.toArray().map(abs).max()! / 2)
+        }
+    }
+
+    func testSaveAndLoadRoundTripExactly() throws {
+        let model = try quantizedTiny()
+        let directory = try temporaryDirectory()
+        try model.save(to: directory)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("config.json"))) as! [String: Any]
+        let quantization = try XCTUnwrap(config["quantization_config"] as? [String: Any])
+        XCTAssertEqual(quantization["quant_method"] as? String, "bitsandbytes")
+        XCTAssertEqual(quantization["load_in_4bit"] as? Bool, true)
+        XCTAssertEqual(quantization["bnb_4bit_quant_type"] as? String, "nf4")
+        XCTAssertEqual(quantization["bnb_4bit_use_double_quant"] as? Bool, true)
+        let file = try SafetensorsFile(url: directory.appendingPathComponent("model.safetensors"))
+        let q = "model.layers.0.self_attn.q_proj.weight"
+        XCTAssertEqual(file.tensors[q]?.dtype, .u8)
+        XCTAssertEqual(file.tensors[q]?.shape, [64 * 64 / 2, 1])
+        XCTAssertEqual(file.tensors[q + ".absmax"]?.shape, [64])
+        XCTAssertEqual(file.tensors[q + ".nested_absmax"]?.shape, [1])
+        XCTAssertEqual(file.tensors[q + ".nested_quant_map"]?.shape, [256])
+        XCTAssertEqual(file.tensors[q + ".quant_map"]?.shape, [16])
+        let state = try JSONSerialization.jsonObject(with: Data(file.bytes(of: file.tensors[q + ".quant_state.bitsandbytes__nf4"]!))) as! [String: Any]
+        XCTAssertEqual(state["shape"] as? [Int], [64, 64])
+        XCTAssertEqual(state["blocksize"] as? Int, 64)
+        XCTAssertEqual(file.tensors["model.embed_tokens.weight"]?.dtype, .f32)
+
+        let loaded = try LlamaModel.load(directory: directory)
+        XCTAssertTrue(loaded.isQuantized)
+        XCTAssertEqual(loaded.byteCount, model.byteCount)
+        XCTAssertEqual(LlamaModel.plannedBytes(config: loaded.config, checkpoint: try CheckpointDirectory(url: directory), dtype: nil), model.byteCount)
+        for (a, b) in zip(model.namedWeights(), loaded.namedWeights()) {
+            XCTAssertEqual(a.weight.toArray().map(\.bitPattern), b.weight.toArray().map(\.bitPattern), a.name)
+        }
+        let ids = try GoldenForwardTests.inputIds()
+        XCTAssertEqual(try allLogits(model, adapter: nil, ids: ids), try allLogits(loaded, adapter: nil, ids: ids))
+
+        // A quant state whose shape disagrees with the config is a format error, not a crash.
+        let stateName = q + ".quant_state.bitsandbytes__nf4"
+        let entries = file.tensors.values.sorted { $0.name < $1.name }.map { info -> SafetensorsWriter.Entry in
+            var bytes = Array(file.bytes(of: info))
+            if info.name == stateName {
+                bytes = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "[64, 64]", with: "[32, 128]").utf8)
+            }
+            let shape = info.name == stateName ? [bytes.count] : info.shape
+            return SafetensorsWriter.Entry(name: info.name, dtype: info.dtype, shape: shape) { $0.copyBytes(from: bytes) }
+        }
+        try SafetensorsWriter().write(entries, to: directory.appendingPathComponent("model.safetensors"))
+        XCTAssertThrowsError(try LlamaModel.load(directory: directory)) { error in
+            XCTAssertTrue((error as? FormatError)?.problem.contains("shape") ?? false, "\(error)")
+        }
+    }
+
+    func testLoRATrainingOnTheFrozenNF4BaseLowersTheLoss() throws {
+        let model = try quantizedTiny()
+        let frozen = model.layers[0].q.toArray()
+        let adapter = LoRAAdapter.create(config: model.config, rank: 4, alpha: 8, targets: [.q, .k, .v, .o, .gate, .up, .down], seed: 3)
+        let ids = try GoldenForwardTests.inputIds()
+        var settings = TrainingJob.Settings(seqLen: ids.count, microBatch: 1, steps: 8, lr: 1e-2)
+        settings.maxGradNorm = nil
+        let examples = [Dataset.Example(ids: ids, labels: ids)]
+        let job = TrainingJob(model: model, adapter: adapter, examples: examples, settings: settings)
+        let before = job.evaluate(examples).loss
+        var last = 0.0
+        while !job.isFinished { last = job.runStep().loss }
+        let after = job.evaluate(examples).loss
+        XCTAssertLessThan(after, before - 0.5, "loss \(before) → \(after) (last step \(last))")
+        XCTAssertEqual(model.layers[0].q.toArray(), frozen, "the NF4 base stays as it was")
+    }
+
+    func testGreedyGenerationWithTheCacheMatchesFullRecomputes() throws {
+        let model = try quantizedTiny()
+        let prompt = try GoldenForwardTests.inputIds()
+        var options = TextGenerator.Options(maxTokens: 12)
+        options.eosTokenIds = []
+        let output = try TextGenerator(session: InferenceSession(model: model, capacity: 64))
+            .generate(prompt: prompt, options: options, decoder: GenerationTests.IdSpeller())
+        var ids = prompt
+        for _ in 0..<12 {
+            let logits = try allLogits(model, adapter: nil, ids: ids)
+            let last = Array(logits[((ids.count - 1) * 512)...])
+            ids.append(last.indices.max { last[$0] < last[$1] }!)
+        }
+        XCTAssertEqual(output.ids, Array(ids[prompt.count...]))
+    }
+}
