@@ -156,3 +156,15 @@ final class NF4ModelTests: XCTestCase {
         XCTAssertEqual(output.ids, Array(ids[prompt.count...]))
     }
 }
+
+extension NF4ModelTests {
+    /// QLoRAM quantizes the pruned carrier: the quantized model is still that pruned model, so its
+    /// adapters can be recovered to the original.
+    func testQuantizingAPrunedModelKeepsItsManifest() throws {
+        let pruned = try StructuredPruner.prune(PruningFixtures.gqaModel(), ratio: 0.5, importance: .l2)
+        let quantized = try pruned.quantized()
+        XCTAssertTrue(quantized.isQuantized)
+        XCTAssertEqual(quantized.pruning, pruned.pruning)
+        XCTAssertNotNil(quantized.pruning)
+    }
+}

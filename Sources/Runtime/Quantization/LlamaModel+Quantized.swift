@@ -44,7 +44,8 @@ extension LlamaModel {
                          q: try quantize(layer.q), k: try quantize(layer.k), v: try quantize(layer.v), o: try quantize(layer.o),
                          gate: try quantize(layer.gate), up: try quantize(layer.up), down: try quantize(layer.down))
         }
+        // A quantized carrier is still the pruned model it came from: the manifest travels with it.
         return LlamaModel(config: config, embedding: embedding, layers: newLayers, finalNorm: finalNorm,
-                          lmHead: config.tiedEmbeddings ? nil : lmHead)
+                          lmHead: config.tiedEmbeddings ? nil : lmHead, pruning: pruning)
     }
 }
