@@ -83,7 +83,8 @@ class _TqdmBar(ProgressBar):
         if postfix:
             self._bar.set_postfix({k: _short(v) for k, v in postfix.items()}, refresh=False)
         if done > self._done:
-            self._bar.update(done - self._done)
+            step = done - self._done
+            self._bar.update(int(step) if float(step).is_integer() else step)  # "5/5", not "5.0/5"
             self._done = done
         else:
             self._bar.refresh()
