@@ -136,6 +136,7 @@ def _generate(loram: Loram, args: argparse.Namespace) -> int:
         _print_json(result.raw)
     else:
         sys.stdout.write("\n")
+        sys.stdout.flush()  # before the summary on stderr, so a terminal shows them in order
         sys.stderr.write("[%s: %d prompt + %d new tokens, decode %.1f tok/s]\n" % (
             result.finish_reason, result.prompt_tokens, result.completion_tokens, result.timing.get("decodeTokensPerSecond", 0.0)))
     return 0

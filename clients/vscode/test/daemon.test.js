@@ -2,6 +2,7 @@
 // lib/protocol.js against the real loramd ($LORAMD, else the checkout's .build): lifecycle,
 // memory/plan, typed errors with code and hint, cancellation, progress and streamed generation.
 const test = require('node:test');
+const { after } = test;
 const assert = require('node:assert/strict');
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -31,7 +32,7 @@ function tiny() {
   }
   return tinyModel;
 }
-test.after(() => tinyModel && fs.rmSync(tinyModel, { recursive: true, force: true }));
+after(() => tinyModel && fs.rmSync(tinyModel, { recursive: true, force: true }));
 
 test('lifecycle: initialize describes the daemon; shutdown + exit gives code 0', { skip: missing }, async () => {
   const client = await LoramdClient.start({ command: LORAMD, initParams: { hbmCapBytes: 1 << 30 } });
