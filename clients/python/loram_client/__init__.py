@@ -5,13 +5,19 @@ package spawns it and gives blocking and future-based calls, progress and notifi
 callbacks, and one exception class per error code of the RPC contract. Standard library
 only.
 
-    from loram_client import LoramClient
+    from loram_client import Loram
 
-    with LoramClient() as client:
-        print(client.request("model/list"))
+    with Loram() as loram:                     # LoramClient plus one typed method per RPC
+        model = loram.load_model("/tmp/small")["modelId"]
+        for piece in loram.generate(model, "Hello", max_tokens=32, stream=True):
+            print(piece, end="")
+
+``LoramClient`` is the transport alone (``request``, ``request_async``, ``notify``); the
+``loram`` command line is loram_client.cli.
 """
 
 from ._version import __version__
+from .api import ALL_TARGETS, DECODER_TARGETS, Loram, dataset
 from .client import DEBUG_METHODS_FLAG, LoramClient
 from .errors import (
     ERROR_CLASSES,
@@ -39,10 +45,21 @@ from .framing import FrameReader, FrameWriter, FramingError, encode_frame
 from .future import RequestFuture
 from .locate import find_daemon
 from .progress import new_token
+from .results import Generation, MemoryPlan, PlanBuffer, PlanSuggestion
+from .streaming import GenerationStream
 
 __all__ = [
     "__version__",
     "LoramClient",
+    "Loram",
+    "dataset",
+    "DECODER_TARGETS",
+    "ALL_TARGETS",
+    "MemoryPlan",
+    "PlanBuffer",
+    "PlanSuggestion",
+    "Generation",
+    "GenerationStream",
     "RequestFuture",
     "DEBUG_METHODS_FLAG",
     "find_daemon",

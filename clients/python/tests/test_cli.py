@@ -1,0 +1,145 @@
+"""The ``loram`` command line, run as a process (``python3 -m loram_client``) against the real
+daemon: its plan output matches ``memory/plan``, generation streams, training saves an adapter,
+and the exit codes are 0 / 1 (daemon error, with code and hint) / 2 (usage)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+import loram_client as lc
+from loram_client.cli import parse_bytes
+from test_api import text_data, tiny_model  # noqa: F401  (session fixtures)
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def loram_cli(loramd_path):
+    def run(*args, check_rc=0):
+        env = dict(os.environ, LORAMD=loramd_path, PYTHONPATH=PACKAGE_ROOT)
+        done = subprocess.run([sys.executable, "-m", "loram_client", *map(str, args)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        if check_rc is not None:
+            assert done.returncode == check_rc, done.stdout + done.stderr
+        return done
+
+    return run
+
+
+DRY_RUN = ["plan", "--preset", "llama-3.1-70b", "--prune", "0.85", "--nf4", "--cap", "20GiB"]
+
+
+def _reference_plan(loramd_path, **workload):
+    with lc.LoramClient(loramd_path) as client:
+        return client.request("memory/plan", {
+            "model": {"preset": "llama-3.1-70b"}, "hbmCapBytes": 20 << 30, "search": True,
+            "workload": {"kind": "train", "seqLen": 512, "microBatch": 1, "lora": {"r": 8}, "baseDType": "nf4",
+                         "prune": {"method": "l2", "ratio": 0.85}, **workload}})
+
+
+def test_plan_json_is_the_memory_plan_result(loram_cli, loramd_path):
+    printed = json.loads(loram_cli(*DRY_RUN, "--json").stdout)
+    assert printed == _reference_plan(loramd_path)
+
+
+def test_plan_table_shows_the_memory_plan_numbers(loram_cli, loramd_path):
+    out = loram_cli(*DRY_RUN).stdout
+    plan = _reference_plan(loramd_path)
+    gib = lambda n: "%8.2f GiB" % (n / 2**30)  # noqa: E731
+    assert "70,553,706,496 parameters; carrier 17,849,982,976 (15.81x fewer" in out
+    assert re.search(r"^peak\s+%s" % re.escape(gib(plan["peakBytes"]).strip()), out, re.M)
+    for kind, value in plan["breakdown"].items():
+        if value:
+            assert re.search(r"^  %s\s+%s$" % (kind, re.escape(gib(value).strip())), out, re.M), kind
+    assert "DOES NOT FIT under    20.00 GiB" in out
+    assert "suggestion checkpointing=layer -> peak %s" % gib(plan["suggestion"]["peakBytes"]) in out
+
+
+def test_plan_table_equals_loramd_plan(loram_cli, loramd_path):
+    """The daemon's own dry run prints the same numbers (it says weight/gradient where the
+    RPC result says weights/gradients)."""
+    ours = loram_cli(*DRY_RUN, "--seq", "256", "--micro-batch", "2").stdout
+    theirs = subprocess.run([loramd_path, *DRY_RUN, "--seq", "256", "--micro-batch", "2", "--search"],
+                            capture_output=True, text=True, check=True).stdout
+    numbers = lambda text: re.findall(r"[0-9][0-9,.]*", text)  # noqa: E731
+    assert numbers(ours) == numbers(theirs)
+
+
+def test_plan_fits_and_the_svg_picture(loram_cli, tmp_path):
+    picture = tmp_path / "plan.svg"
+    out = loram_cli("plan", "--preset", "llama-3.1-8b", "--prune", "0.5", "--cap", "1TiB", "--seq", "128", "--svg", picture).stdout
+    assert "fits       under  1024.00 GiB" in out and "suggestion" not in out and str(picture) in out
+    root = ET.parse(picture).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert len(root.findall(".//{http://www.w3.org/2000/svg}rect[@class='buffer']")) > 100
+
+
+def test_plan_config_and_paper(loram_cli, tiny_model):  # noqa: F811
+    out = loram_cli("plan", "--config", os.path.join(tiny_model, "config.json"), "--paper", "--json").stdout
+    plan = json.loads(out)
+    assert plan["accounting"] == "paper" and plan["parameters"]["original"] == 158016
+
+
+def test_usage_errors_exit_2(loram_cli):
+    assert "required" in loram_cli("plan", check_rc=2).stderr
+    assert "is not a size" in loram_cli("plan", "--preset", "llama-2-7b", "--cap", "20 parsecs", check_rc=2).stderr
+    assert "--paper" in loram_cli("plan", "--preset", "llama-2-7b", "--paper", "--svg", "x.svg", check_rc=2).stderr
+    loram_cli(check_rc=2)
+
+
+def test_daemon_errors_exit_1_with_code_and_hint(loram_cli, tmp_path):
+    done = loram_cli("plan", "--preset", "llama-9", check_rc=1)
+    assert re.match(r"error: .*unknown preset 'llama-9'.* \(code -32602\)\nhint: .+\n$", done.stderr), done.stderr
+    done = loram_cli("generate", tmp_path / "nothing", "hi", check_rc=1)
+    assert "(code -31001)\nhint: " in done.stderr
+
+
+def test_generate_streams_the_greedy_text(loram_cli, loramd_path, tiny_model):  # noqa: F811
+    with lc.Loram(loramd_path) as loram:
+        expected = loram.generate(loram.load_model(tiny_model)["modelId"], "The cat", max_tokens=16, temperature=0)
+    done = loram_cli("generate", tiny_model, "The cat", "--max-tokens", "16")
+    assert done.stdout == expected.text + "\n"
+    assert "%d new tokens" % expected.completion_tokens in done.stderr
+    result = json.loads(loram_cli("generate", tiny_model, "The cat", "--max-tokens", "16", "--json").stdout)
+    assert result["text"] == expected.text and result["ids"] == expected.ids
+
+
+def test_train_saves_a_loadable_adapter(loram_cli, loramd_path, tiny_model, text_data, tmp_path):  # noqa: F811
+    out = tmp_path / "adapter"
+    done = loram_cli("train", tiny_model, text_data, "--steps", "4", "--lr", "1e-2", "--seq-len", "32", "-r", "4", "--out", out)
+    assert re.search(r"^step 4  loss [0-9.]+$", done.stdout, re.M) and "[" in done.stderr  # the bar
+    with lc.Loram(loramd_path) as loram:
+        model = loram.load_model(tiny_model)["modelId"]
+        assert loram.load_adapter(model, out)["r"] == 4
+    report = json.loads(loram_cli("train", tiny_model, text_data, "--steps", "2", "--lr", "1e-2", "--seq-len", "32", "--json").stdout)
+    assert report["run"]["step"] == 2 and report["files"] == []
+
+
+def test_run_needs_the_pipeline(loram_cli, loramd_path, tiny_model, text_data, tmp_path):  # noqa: F811
+    with lc.Loram(loramd_path) as loram:
+        served = loram.has_method("loram/run")
+    args = ["run", tiny_model, text_data, "--prune", "0.5", "--steps", "2", "--lr", "1e-2", "--seq-len", "32", "--out", tmp_path / "r"]
+    if not served:
+        assert "(code -32601)" in loram_cli(*args, check_rc=1).stderr
+        pytest.skip("this loramd does not serve loram/run yet")
+    report = json.loads(loram_cli(*args, "--json").stdout)
+    assert report["prunedModelId"] and report["adapterId"]
+
+
+@pytest.mark.parametrize("text,expected", [("20GiB", 20 << 30), ("24GB", 24 * 10**9), ("512MiB", 512 << 20),
+                                           ("1.5GiB", 3 << 29), ("1000", 1000), ("2tib", 2 << 40)])
+def test_parse_bytes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1GiB", "20 parsecs", "GiB"])
+def test_parse_bytes_refuses(text):
+    with pytest.raises(Exception):
+        parse_bytes(text)
