@@ -6,7 +6,7 @@ final class DaemonPlanTests: XCTestCase {
     func testPlansAnswerWithoutLoadingAnything() throws {
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize(#"{"hbmCapBytes":21474836480}"#))
-        let workload = #"{"kind":"train","microBatch":1,"seqLen":512,"lora":{"r":8},"baseDType":"nf4","prune":{"method":"taylor","ratio":0.85}}"#
+        let workload = #"{"kind":"train","microBatch":1,"seqLen":512,"lora":{"r":8},"baseDtype":"nf4","prune":{"method":"taylor","ratio":0.85}}"#
         d.request(1, "memory/plan", #"{"model":{"preset":"llama-3.1-70b"},"workload":\#(workload),"accounting":"paper"}"#)
         let paper = try XCTUnwrap(d.response(id: 1)?["result"], "\(d.received.last ?? .null)")
         XCTAssertEqual(paper["parameters"]?["carrier"], .int(17_849_982_976))
@@ -22,14 +22,14 @@ final class DaemonPlanTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(full["peakBytes"]?.intValue ?? 0, full["lowerBoundBytes"]?.intValue ?? 1)
 
         // Over the cap with search: a suggestion whose peak fits.
-        d.request(3, "memory/plan", #"{"model":{"preset":"llama-2-70b"},"workload":{"kind":"train","microBatch":4,"seqLen":512,"lora":{"r":8},"baseDType":"bf16"},"search":true}"#)
+        d.request(3, "memory/plan", #"{"model":{"preset":"llama-2-70b"},"workload":{"kind":"train","microBatch":4,"seqLen":512,"lora":{"r":8},"baseDtype":"bf16"},"search":true}"#)
         let over = try XCTUnwrap(d.response(id: 3)?["result"])
         XCTAssertEqual(over["fits"], .bool(false))
         XCTAssertLessThanOrEqual(over["suggestion"]?["peakBytes"]?.intValue ?? .max, 21_474_836_480)
 
         // The golden tiny config by path, and a loaded model by id, plan the same.
         let tinyConfig = DaemonModelTests.golden.appendingPathComponent("tiny/config.json").path
-        let small = #"{"kind":"generate","seqLen":32,"newTokens":8,"baseDType":"f32"}"#
+        let small = #"{"kind":"generate","seqLen":32,"newTokens":8,"baseDtype":"f32"}"#
         d.request(4, "memory/plan", #"{"model":{"path":"\#(tinyConfig)"},"workload":\#(small)}"#)
         let modelId = try XCTUnwrap(d.loadModel(DaemonModelTests.tiny))
         d.request(5, "memory/plan", #"{"model":"\#(modelId)","workload":\#(small)}"#)
@@ -55,7 +55,7 @@ extension DaemonPlanTests {
     func testTaylorPruningAddsItsOwnPhaseOnTheOriginalModel() throws {
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
-        let workload = #""kind":"train","microBatch":1,"seqLen":512,"lora":{"r":8},"baseDType":"nf4""#
+        let workload = #""kind":"train","microBatch":1,"seqLen":512,"lora":{"r":8},"baseDtype":"nf4""#
         d.request(1, "memory/plan", #"{"model":{"preset":"llama-3.1-70b"},"hbmCapBytes":21474836480,"workload":{\#(workload),"prune":{"method":"taylor","ratio":0.85}}}"#)
         let result = try XCTUnwrap(d.response(id: 1)?["result"], "\(d.received.last ?? .null)")
         guard case .array(let phases)? = result["phases"] else { return XCTFail("no phases: \(result)") }
@@ -71,6 +71,26 @@ extension DaemonPlanTests {
         XCTAssertEqual(l2Phases.count, 1)
         d.request(3, "memory/plan", #"{"model":{"preset":"llama-3.1-70b"},"workload":{\#(workload),"prune":{"method":"taylor","ratio":0.85,"calibrationSeqLen":1}}}"#)
         XCTAssertEqual(d.response(id: 3)?["error"]?["data"]?["field"], .string("workload.prune.calibrationSeqLen"))
+        d.closeInput()
+        _ = d.exitCode()
+    }
+}
+
+extension DaemonPlanTests {
+    /// The contract spells it `baseDtype`; loramd's first spelling `baseDType` still works; both must agree.
+    func testBaseDtypeAsTheContractSpellsIt() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        func peak(_ id: Int, _ dtype: String) -> JSONValue? {
+            d.request(id, "memory/plan", #"{"model":{"preset":"llama-2-7b"},"workload":{"kind":"generate","seqLen":64,\#(dtype)}}"#)
+            return d.response(id: id)?["result"]?["peakBytes"]
+        }
+        let nf4 = peak(1, #""baseDtype":"nf4""#), legacy = peak(2, #""baseDType":"nf4""#), bf16 = peak(3, #""baseDtype":"bf16""#)
+        XCTAssertNotNil(nf4)
+        XCTAssertEqual(nf4, legacy)
+        XCTAssertNotEqual(nf4, bf16)
+        d.request(4, "memory/plan", #"{"model":{"preset":"llama-2-7b"},"workload":{"kind":"generate","seqLen":64,"baseDtype":"nf4","baseDType":"bf16"}}"#)
+        XCTAssertEqual(d.response(id: 4)?["error"]?["data"]?["field"], .string("workload.baseDtype"))
         d.closeInput()
         _ = d.exitCode()
     }

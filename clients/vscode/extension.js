@@ -64,7 +64,7 @@ async function planConfig(uri) {
   const prune = await vscode.window.showInputBox({ title: 'Structured pruning ratio (empty: none)', value: String(config.get('plan.prune') || '') });
   if (prune === undefined) return;
   const workload = { kind: 'train', seqLen: config.get('plan.seqLen'), microBatch: config.get('plan.microBatch'),
-                     lora: { r: config.get('plan.loraR') }, baseDType: config.get('plan.baseDType') };
+                     lora: { r: config.get('plan.loraR') }, baseDtype: config.get('plan.baseDtype') };
   if (prune.trim()) workload.prune = { method: 'l2', ratio: Number(prune) };
   const params = { model: { path: file }, workload, search: true, detail: true };
   if (config.get('cap')) params.hbmCapBytes = parseBytes(config.get('cap'));

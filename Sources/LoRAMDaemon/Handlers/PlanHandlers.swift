@@ -25,6 +25,8 @@ extension Daemon {
         var gradAccum: Int?
         var newTokens: Int?
         var lora: LoRAParam?
+        /// The contract's spelling; `baseDType` (loramd 0.4's first spelling) is accepted too.
+        var baseDtype: String?
         var baseDType: String?
         var prune: PruneParam?
         var checkpointing: JSONValue?
@@ -71,8 +73,11 @@ extension Daemon {
         guard p.seqLen >= 1 else { throw RPCError.invalidParams(field: "workload.seqLen", "must be at least 1") }
         let microBatch = p.microBatch ?? 1
         guard microBatch >= 1 else { throw RPCError.invalidParams(field: "workload.microBatch", "must be at least 1") }
-        let base = try p.baseDType.map { name -> Workload.BaseDType in
-            guard let dtype = Workload.BaseDType(rawValue: name) else { throw RPCError.invalidParams(field: "workload.baseDType", "must be f32, bf16, f16 or nf4") }
+        if let a = p.baseDtype, let b = p.baseDType, a != b {
+            throw RPCError.invalidParams(field: "workload.baseDtype", "and workload.baseDType disagree ('\(a)', '\(b)'); send baseDtype only")
+        }
+        let base = try (p.baseDtype ?? p.baseDType).map { name -> Workload.BaseDType in
+            guard let dtype = Workload.BaseDType(rawValue: name) else { throw RPCError.invalidParams(field: "workload.baseDtype", "must be f32, bf16, f16 or nf4") }
             return dtype
         } ?? .bf16
         var lora: Workload.LoRA?

@@ -384,7 +384,7 @@ class Loram(LoramClient):
         workload = _params(kind=kind, seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, new_tokens=new_tokens,
                            checkpointing=checkpointing)
         if base_dtype is not None:
-            workload["baseDType"] = base_dtype  # loramd reads baseDType (the contract table writes baseDtype)
+            workload["baseDtype"] = base_dtype
         if lora_r is not None:
             workload["lora"] = _params(r=lora_r, targets=list(lora_targets) if lora_targets is not None else None)
         if prune is not None:

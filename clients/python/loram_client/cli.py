@@ -55,14 +55,14 @@ def _gib(n: float) -> str:
 def plan_table(plan: MemoryPlan, workload: Dict[str, Any]) -> str:
     """The plan as ``loramd plan`` prints it: parameters, workload, peak, breakdown, verdict, suggestion."""
     lora = workload.get("lora")
-    nf4 = workload.get("baseDType") == "nf4"
+    nf4 = workload.get("baseDtype") == "nf4"
     lines = [
         "model      %s parameters; carrier %s (%.2fx fewer%s)" % (
             format(plan.parameters_original, ","), format(plan.parameters_carrier, ","), plan.reduction,
             ", counted as the paper counts 4-bit" if nf4 else ""),
         "workload   %s, micro-batch %d x %d tokens, %s, base %s%s" % (
             workload["kind"], workload.get("microBatch", 1), workload["seqLen"],
-            "LoRA r %d" % lora["r"] if lora else "full-parameter", workload.get("baseDType", "bf16"),
+            "LoRA r %d" % lora["r"] if lora else "full-parameter", workload.get("baseDtype", "bf16"),
             ", layer checkpointing" if workload.get("checkpointing") else ""),
     ]
     if plan.accounting == "paper":
@@ -114,7 +114,7 @@ def _plan(loram: Loram, args: argparse.Namespace) -> int:
         _print_json(raw)
     else:
         workload = {"kind": "generate" if args.generate else "train", "seqLen": args.seq, "microBatch": args.micro_batch,
-                    "lora": None if args.full else {"r": args.lora_r}, "baseDType": "nf4" if args.nf4 else args.base,
+                    "lora": None if args.full else {"r": args.lora_r}, "baseDtype": "nf4" if args.nf4 else args.base,
                     "checkpointing": args.checkpointing}
         print(plan_table(plan, workload))
         if picture:

@@ -214,7 +214,7 @@ def test_memory_plan_equals_the_raw_request(loram):
     plan = loram.memory_plan({"preset": "llama-3.1-70b"}, seq_len=512, lora_r=8, base_dtype="nf4", prune=0.85,
                              cap_bytes=20 << 30, search=True)
     raw = loram.request("memory/plan", {"model": {"preset": "llama-3.1-70b"}, "hbmCapBytes": 20 << 30, "search": True,
-                                        "workload": {"kind": "train", "seqLen": 512, "lora": {"r": 8}, "baseDType": "nf4",
+                                        "workload": {"kind": "train", "seqLen": 512, "lora": {"r": 8}, "baseDtype": "nf4",
                                                      "prune": {"method": "l2", "ratio": 0.85}}})
     assert plan.raw == raw
     assert not plan.fits and plan.peak_bytes == raw["peakBytes"] and plan.cap_bytes == 20 << 30

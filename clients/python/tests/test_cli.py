@@ -40,7 +40,7 @@ def _reference_plan(loramd_path, **workload):
     with lc.LoramClient(loramd_path) as client:
         return client.request("memory/plan", {
             "model": {"preset": "llama-3.1-70b"}, "hbmCapBytes": 20 << 30, "search": True,
-            "workload": {"kind": "train", "seqLen": 512, "microBatch": 1, "lora": {"r": 8}, "baseDType": "nf4",
+            "workload": {"kind": "train", "seqLen": 512, "microBatch": 1, "lora": {"r": 8}, "baseDtype": "nf4",
                          "prune": {"method": "l2", "ratio": 0.85}, **workload}})
 
 

@@ -76,7 +76,7 @@ test('memory/plan: the dry run and its page', { skip: missing }, async () => {
   await withClient({}, async (client) => {
     const plan = await client.request('memory/plan', {
       model: { preset: 'llama-3.1-70b' }, hbmCapBytes: 20 * 2 ** 30, search: true, detail: true,
-      workload: { kind: 'train', seqLen: 512, lora: { r: 8 }, baseDType: 'nf4', prune: { method: 'l2', ratio: 0.85 } },
+      workload: { kind: 'train', seqLen: 512, lora: { r: 8 }, baseDtype: 'nf4', prune: { method: 'l2', ratio: 0.85 } },
     });
     assert.equal(plan.fits, false);
     assert.equal(plan.parameters.original, 70553706496);

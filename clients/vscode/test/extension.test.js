@@ -23,7 +23,7 @@ function fakeVscode(answers) {
       createWebviewPanel: (id, title) => { const panel = { title, webview: { html: '' } }; state.panels.push(panel); return panel; },
       activeTextEditor: undefined,
     },
-    workspace: { workspaceFolders: undefined, getConfiguration: () => ({ get: (key) => ({ path: LORAMD, cap: '20GiB', 'plan.seqLen': 64, 'plan.microBatch': 1, 'plan.loraR': 8, 'plan.baseDType': 'bf16', 'plan.prune': 0 })[key] }) },
+    workspace: { workspaceFolders: undefined, getConfiguration: () => ({ get: (key) => ({ path: LORAMD, cap: '20GiB', 'plan.seqLen': 64, 'plan.microBatch': 1, 'plan.loraR': 8, 'plan.baseDtype': 'bf16', 'plan.prune': 0 })[key] }) },
     commands: { registerCommand: (name, fn) => { state.commands[name] = fn; return { dispose() {} }; } },
     ViewColumn: { Beside: 2 },
     ProgressLocation: { Notification: 15 },
