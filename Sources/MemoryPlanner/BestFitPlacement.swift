@@ -73,6 +73,14 @@ public struct BestFitPlacement: Sendable {
         lifetimes.live(at: lifetimes.peakOp).map(placed).sorted { ($0.size, $1.index) > ($1.size, $0.index) }
     }
 
+    /// Bytes by kind at the peak moment, each buffer rounded up to the alignment as it is placed:
+    /// they sum to the lower bound exactly.
+    public var breakdownAtPeak: [BufferKind: Int] {
+        var out: [BufferKind: Int] = Dictionary(uniqueKeysWithValues: BufferKind.allCases.map { ($0, 0) })
+        for buffer in liveAtPeak { out[buffer.kind, default: 0] += Lifetimes.round(buffer.bytes, to: alignment) }
+        return out
+    }
+
     /// Every buffer, in program order.
     public var placements: [Placed] { program.buffers.indices.map(placed) }
 

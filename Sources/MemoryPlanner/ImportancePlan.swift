@@ -21,11 +21,7 @@ public struct ImportancePlan: Sendable {
         shape.layers.reduce(0) { $0 + shape.linearParameters($1) }
     }
 
-    public var breakdown: [BufferKind: Int] {
-        var out: [BufferKind: Int] = Dictionary(uniqueKeysWithValues: BufferKind.allCases.map { ($0, 0) })
-        for buffer in placement.liveAtPeak { out[buffer.kind, default: 0] += buffer.bytes }
-        return out
-    }
+    public var breakdown: [BufferKind: Int] { placement.breakdownAtPeak }
 
     public init(original: ModelShape, microBatch: Int = 1, seqLen: Int = ImportancePlan.defaultSeqLen, checkpointing: Bool = false) throws {
         self.original = original

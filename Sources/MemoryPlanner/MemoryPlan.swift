@@ -13,11 +13,7 @@ public struct MemoryPlan: Sendable {
     public var lowerBoundBytes: Int { placement.lowerBound }
 
     /// Bytes by kind at the moment the most bytes are live (they sum to the lower bound).
-    public var breakdown: [BufferKind: Int] {
-        var out: [BufferKind: Int] = Dictionary(uniqueKeysWithValues: BufferKind.allCases.map { ($0, 0) })
-        for buffer in placement.liveAtPeak { out[buffer.kind, default: 0] += buffer.bytes }
-        return out
-    }
+    public var breakdown: [BufferKind: Int] { placement.breakdownAtPeak }
 
     public var accounting: ParameterAccounting {
         ParameterAccounting(original: original.parameterCount, pruned: carrier.parameterCount)
