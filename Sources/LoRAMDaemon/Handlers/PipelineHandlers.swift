@@ -60,6 +60,10 @@ extension Daemon {
         let plannedStages = ["load", "prune"] + (align != nil ? ["align"] : []) + (quantize != nil ? ["quantize"] : [])
             + ["train", "recover", "evaluate", "save"]
         var stageIndex = 0
+        /// The share of the whole a stage's own progress (0…1) maps to.
+        func overall(_ fraction: Double) -> Double {
+            100 * (Double(stageIndex - 1) + min(1, max(0, fraction))) / Double(plannedStages.count)
+        }
         func begin(_ stage: String, _ message: String) throws {
             try context.checkCancelled()
             timings.append((plannedStages[max(0, stageIndex - 1)], .double(Date().timeIntervalSince(stageStart))))
@@ -94,7 +98,6 @@ extension Daemon {
         let originalId = try stage("load") { try string(try call("model/load", loadFields)["modelId"], "model/load") }
         made.models.append(originalId)
         let original = try model(originalId)
-        let baselineBytes = Jemalloc.allocatedBytes ?? 0
 
         // 2. Prune: the carrier.
         try begin("prune", "pruning")
@@ -112,7 +115,7 @@ extension Daemon {
             let created = try stage("align") { try call("train/create", [("modelId", .string(carrierId))] + fields) }
             let jobId = try string(created["jobId"], "train/create")
             made.jobs.append(jobId)
-            let losses = try runSteps(jobId, context: context, stageName: "align", call: call)
+            let losses = try runSteps(jobId, context: context, stageName: "align", percentage: overall, call: call)
             made.jobs.removeAll { $0 == jobId }
             let aligned = try stage("align") { try call("train/close", [("jobId", .string(jobId)), ("keepModel", .bool(true))]) }
             let alignedId = try string(aligned["modelId"], "train/close")
@@ -122,35 +125,50 @@ extension Daemon {
             carrierId = alignedId
             alignLosses = losses
         }
-        let unquantizedCarrierId = carrierId
+        // The (aligned) carrier is a publisher's artefact: saved now, in its own precision.
+        let carrierDirectory = outDir.appendingPathComponent("carrier")
+        _ = try stage("save") { try call("model/save", [("modelId", .string(carrierId)), ("path", .string(carrierDirectory.path))]) }
 
-        // 4. Quantize the frozen carrier to NF4 (QLoRAM); the unquantized carrier is saved later, then unloaded.
+        // 4. Quantize the frozen carrier to NF4 (QLoRAM); training needs only the quantized copy.
         if let quantize {
             try begin("quantize", "quantizing the carrier to NF4")
             let quantized = try stage("quantize") { try call("model/quantize", [("modelId", .string(carrierId))] + quantize) }
+            let unquantized = carrierId
             carrierId = try string(quantized["modelId"], "model/quantize")
             made.models.append(carrierId)
+            _ = try call("model/unload", [("modelId", .string(unquantized))])
+            made.models.removeAll { $0 == unquantized }
         }
 
         // 5. LoRA on the carrier.
         try begin("train", "training LoRA on the carrier")
         let lora = try Self.loraParams(JSONValue.object(train)["lora"])
+        let beforeAdapter = Jemalloc.allocatedBytes ?? 0
         let adapterFields = [("modelId", JSONValue.string(carrierId))] + lora
-        let carrierAdapterId = try stage("train") { try string(try call("adapter/create", adapterFields)["adapterId"], "adapter/create") }
+        let createdAdapter = try stage("train") { try call("adapter/create", adapterFields) }
+        let carrierAdapterId = try string(createdAdapter["adapterId"], "adapter/create")
+        let adapterBytes = 4 * Int(createdAdapter["parameters"]?.intValue ?? 0)
         made.adapters.append(carrierAdapterId)
         let jobFields = [("modelId", JSONValue.string(carrierId)), ("adapterId", .string(carrierAdapterId))] + train.filter { $0.0 != "lora" }
         let created = try stage("train") { try call("train/create", jobFields) }
         let jobId = try string(created["jobId"], "train/create")
         made.jobs.append(jobId)
-        var measuredPeak = max(0, (Jemalloc.allocatedBytes ?? 0) - baselineBytes)
-        let losses = try runSteps(jobId, context: context, stageName: "train", call: call) {
-            measuredPeak = max(measuredPeak, (Jemalloc.allocatedBytes ?? 0) - baselineBytes)
-        }
+        // Measured: the carrier's weights as held, plus what jemalloc counts the adapter and the job
+        // allocating (the step's arena is one of those allocations), sampled after every step.
         let carrierModel = try model(carrierId)
+        var jobAllocated = max(0, (Jemalloc.allocatedBytes ?? 0) - beforeAdapter)
+        let losses = try runSteps(jobId, context: context, stageName: "train", percentage: overall, call: call) {
+            jobAllocated = max(jobAllocated, (Jemalloc.allocatedBytes ?? 0) - beforeAdapter)
+        }
+        let measuredPeak = carrierModel.bytes + jobAllocated
         let jobPlanned = created["plan"]?["peakBytes"]?.intValue.map(Int.init) ?? 0
-        let plannedPeak = jobPlanned + carrierModel.bytes
+        let plannedPeak = jobPlanned + carrierModel.bytes + adapterBytes
         // The same LoRA job planned on the original: what LoRAM saves.
-        let fullPlan = try fullModelLoRAPlan(original: original, lora: lora, train: train)
+        // The job as planned (seqLen after the longest-sequence cut, checkpointing as `auto` chose).
+        var planned = train.filter { $0.0 != "seqLen" && $0.0 != "checkpointing" }
+        planned.append(("seqLen", created["plan"]?["seqLen"] ?? .int(512)))
+        planned.append(("checkpointing", created["plan"]?["checkpointing"] ?? .string("none")))
+        let fullPlan = try fullModelLoRAPlan(original: original, lora: lora, train: planned)
         _ = try call("train/close", [("jobId", .string(jobId))])
         made.jobs.removeAll { $0 == jobId }
 
@@ -183,18 +201,12 @@ extension Daemon {
             ]))
         }
 
-        // 8. Files: the (aligned) carrier, the adapter as trained, the recovered adapter, the report.
+        // 8. Files: the adapter as trained, the recovered adapter, the report (the carrier is saved already).
         try begin("save", "writing \(outDir.path)")
-        let carrierDirectory = outDir.appendingPathComponent("carrier"), trainedDirectory = outDir.appendingPathComponent("adapter-carrier")
+        let trainedDirectory = outDir.appendingPathComponent("adapter-carrier")
         let recoveredDirectory = outDir.appendingPathComponent("adapter-recovered")
-        _ = try stage("save") { try call("model/save", [("modelId", .string(unquantizedCarrierId)), ("path", .string(carrierDirectory.path))]) }
         _ = try stage("save") { try call("adapter/save", [("adapterId", .string(carrierAdapterId)), ("path", .string(trainedDirectory.path))]) }
         _ = try stage("save") { try call("adapter/save", [("adapterId", .string(recoveredId)), ("path", .string(recoveredDirectory.path))]) }
-        if unquantizedCarrierId != carrierId {
-            // Trained on the NF4 copy; the unquantized one was only kept to be saved.
-            _ = try call("model/unload", [("modelId", .string(unquantizedCarrierId))])
-            made.models.removeAll { $0 == unquantizedCarrierId }
-        }
         timings.append(("save", .double(Date().timeIntervalSince(stageStart))))
 
         let originalParameters = original.model.parameterCount
@@ -229,7 +241,7 @@ extension Daemon {
     }
 
     /// Steps a job to its end one `train/step` at a time, reporting each as progress; the losses.
-    private func runSteps(_ jobId: String, context: RequestContext, stageName: String,
+    private func runSteps(_ jobId: String, context: RequestContext, stageName: String, percentage: (Double) -> Double,
                           call: (String, [(String, JSONValue)]) throws -> JSONValue, afterStep: () -> Void = {}) throws -> [Double] {
         let object = try job(jobId)
         var losses: [Double] = []
@@ -239,8 +251,9 @@ extension Daemon {
             afterStep()
             guard case .array(let values)? = result["losses"], case .double(let loss)? = values.last else { continue }
             losses.append(loss)
+            let done = Double(object.job.completedSteps) / Double(max(1, object.job.settings.steps))
             context.progress?.report(message: "\(stageName) step \(object.job.completedSteps)/\(object.job.settings.steps), loss \(String(format: "%.4f", loss))",
-                                     fields: [("stage", .string(stageName)), ("step", .int(Int64(object.job.completedSteps))),
+                                     percentage: percentage(done), fields: [("stage", .string(stageName)), ("step", .int(Int64(object.job.completedSteps))),
                                               ("steps", .int(Int64(object.job.settings.steps))), ("loss", .double(loss))])
         }
         return losses
@@ -260,7 +273,7 @@ extension Daemon {
                                             steps: 1, lr: 1e-4)
         let checkpointing = job["checkpointing"]?.stringValue ?? "none"
         return try planTraining(loaded: original, adapter: shape, settings: &settings,
-                                checkpointing: checkpointing == "auto" ? "none" : checkpointing).total + original.bytes
+                                checkpointing: checkpointing == "auto" ? "none" : checkpointing).total + original.bytes + 4 * shape.parameterCount
     }
 
     // MARK: - Params
