@@ -95,3 +95,17 @@ extension DaemonPlanTests {
         _ = d.exitCode()
     }
 }
+
+extension DaemonPlanTests {
+    /// `svg: true` returns the daemon's own picture of the arena.
+    func testThePlanCanComeWithItsPicture() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        d.request(1, "memory/plan", #"{"model":{"preset":"llama-2-7b"},"workload":{"kind":"train","seqLen":64,"lora":{"r":8}},"svg":true}"#)
+        let svg = try XCTUnwrap(d.response(id: 1)?["result"]?["svg"]?.stringValue, "\(d.received.last ?? .null)")
+        XCTAssertTrue(svg.contains("<svg") && svg.contains("</svg>"))
+        XCTAssertGreaterThan(svg.components(separatedBy: "<rect").count, 100, "a rectangle per buffer")
+        d.closeInput()
+        _ = d.exitCode()
+    }
+}

@@ -14,6 +14,8 @@ extension Daemon {
         var search: Bool?
         var accounting: String?
         var detail: Bool?
+        /// loramd's own: the arena's picture as SVG (what `loramd plan --svg` writes).
+        var svg: Bool?
     }
 
     struct WorkloadParam: Decodable {
@@ -181,6 +183,9 @@ extension Daemon {
                              ("persistent", .bool(b.persistent))])
                 })))
                 result.append(("liveAtPeak", .array(plan.placement.liveAtPeak.map { .string($0.name) })))
+            }
+            if params.svg == true && !paper {
+                result.append(("svg", .string(PlanPicture.svg(plan.placement))))
             }
             return .object(result)
         }

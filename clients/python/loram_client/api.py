@@ -372,6 +372,7 @@ class Loram(LoramClient):
         search: Optional[bool] = None,
         accounting: Optional[str] = None,
         detail: Optional[bool] = None,
+        svg: Optional[bool] = None,
         timeout: Optional[float] = None,
     ) -> MemoryPlan:
         """``memory/plan``, a dry run: does ``kind`` (``train``/``generate``) fit ``cap_bytes``?
@@ -379,7 +380,8 @@ class Loram(LoramClient):
         ``model`` is a modelId or ``{"preset": ...}`` / ``{"path": ...}`` / ``{"config": {...}}``.
         ``lora_r=None`` plans full-parameter training. ``prune`` is a ratio (structured pruning)
         or the contract's ``{method, ratio, layers}``. ``search`` adds the cheapest change that
-        fits; ``detail`` adds every buffer (for :func:`loram_client.plots.plot_plan`).
+        fits; ``detail`` adds every buffer (for :func:`loram_client.plots.plot_plan`); ``svg`` adds
+        the daemon's own picture of the arena (``plan.raw["svg"]``).
         """
         workload = _params(kind=kind, seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, new_tokens=new_tokens,
                            checkpointing=checkpointing)
@@ -390,7 +392,7 @@ class Loram(LoramClient):
         if prune is not None:
             workload["prune"] = dict(prune) if isinstance(prune, Mapping) else {"method": "l2", "ratio": float(prune)}
         params: Dict[str, Any] = {"model": model if isinstance(model, str) else dict(model), "workload": workload}
-        params.update(_params(hbm_cap_bytes=cap_bytes, search=search, accounting=accounting, detail=detail))
+        params.update(_params(hbm_cap_bytes=cap_bytes, search=search, accounting=accounting, detail=detail, svg=svg))
         return MemoryPlan.from_json(self.call("memory/plan", params, timeout=timeout))
 
     def loram_run(

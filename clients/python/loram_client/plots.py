@@ -145,12 +145,16 @@ def _write(path: Optional[PathLike], text: str) -> None:
 def plot_plan(plan: MemoryPlan, path: Optional[PathLike] = None, *, ax: Any = None, use_matplotlib: Optional[bool] = None) -> Any:
     """Draw the plan's buffers. With matplotlib (when installed, or ``use_matplotlib=True``):
     returns the Axes, and saves the figure to ``path`` if given (.png, .svg, .pdf). Without:
-    returns the SVG text, written to ``path`` if given."""
-    _need_buffers(plan)
+    returns the SVG text (the daemon's own picture when the plan was asked with ``svg=True``,
+    else drawn here from the buffers), written to ``path`` if given."""
     if use_matplotlib is False or (use_matplotlib is None and not have_matplotlib()):
-        text = plan_svg(plan)
+        text = plan.raw.get("svg") if plan.raw.get("svg") else None
+        if text is None:
+            _need_buffers(plan)
+            text = plan_svg(plan)
         _write(path, text)
         return text
+    _need_buffers(plan)
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch, Rectangle
 

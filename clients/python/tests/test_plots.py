@@ -69,3 +69,14 @@ def test_format_bytes():
     assert plots.format_bytes(100) == "100 B"
     assert plots.format_bytes(1536) == "1.50 KiB"
     assert plots.format_bytes(20 << 30) == "20.0 GiB"
+
+
+def test_plot_plan_uses_the_daemons_own_picture_when_asked(loramd_path, tmp_path, plan):
+    with lc.Loram(loramd_path) as loram:
+        drawn = loram.memory_plan({"preset": "llama-3.1-8b"}, seq_len=64, prune=0.5, svg=True)
+    assert drawn.buffers == []  # no detail needed: the daemon drew it
+    text = plots.plot_plan(drawn, tmp_path / "daemon.svg", use_matplotlib=False)
+    assert text == drawn.raw["svg"] == (tmp_path / "daemon.svg").read_text()
+    root = ET.fromstring(text)
+    # One rectangle per buffer of the same plan (the daemon's picture has a few more: background, legend).
+    assert len(root.findall(".//%srect" % SVG)) >= len(plan.buffers)
