@@ -27,6 +27,7 @@ def test_notebook_runs_top_to_bottom(loramd_path, monkeypatch):
     text = "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                      for output in cell.get("outputs", []) if output.get("output_type") == "stream")
     assert "loss" in text and "daemon exit code 0" in text
+    assert "recovered adapter" in text and "fewer)" in text, "the notebook prunes and recovers"
     svgs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
             if "image/svg+xml" in o.get("data", {})]
     assert svgs, "the plan and the loss plot should be displayed"
