@@ -39,6 +39,12 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
             ("kvHeads", .int(Int64(c.kvHeadCount))), ("headDim", .int(Int64(c.headDim))), ("vocab", .int(Int64(c.vocabSize))),
             ("tiedEmbeddings", .bool(c.tiedEmbeddings)), ("ropeTheta", .double(c.ropeTheta)), ("ropeScaling", scaling),
             ("maxPositionEmbeddings", .int(Int64(c.maxPositionEmbeddings))),
+            // A structurally pruned model's widths differ per layer; the top-level ones are the original's.
+            ("layerShapes", c.layers.allSatisfy({ $0 == .init(headCount: c.headCount, kvHeadCount: c.kvHeadCount, intermediateSize: c.intermediateSize) })
+                ? .null : .array(c.layers.map {
+                .object([("heads", .int(Int64($0.headCount))), ("kvHeads", .int(Int64($0.kvHeadCount))),
+                         ("intermediate", .int(Int64($0.intermediateSize)))])
+            })),
         ])
     }
 

@@ -96,6 +96,9 @@ final class DaemonPruneTests: XCTestCase {
             XCTAssertEqual(entry["layer"], .int(Int64(i)))
             for key in ["heads", "kvHeads", "neurons", "pruned"] { XCTAssertEqual(entry[key], layer[key], key) }
         }
+        // The config summary states each layer's widths (the top-level ones are the original's).
+        guard case .array(let shapes)? = pruned["config"]?["layerShapes"] else { return XCTFail("no layerShapes in \(pruned)") }
+        XCTAssertEqual(shapes.first, .object([("heads", .int(2)), ("kvHeads", .int(1)), ("intermediate", .int(88))]))
         // The original stays loaded and unchanged.
         XCTAssertEqual(try forward(d, 4, modelId: originalId, ids: ids), base)
 
