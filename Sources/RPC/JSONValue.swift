@@ -48,6 +48,15 @@ public enum JSONValue: Equatable, Sendable {
         }
     }
 
+    /// A number as a Double, integers included; nil for anything else.
+    public var doubleValue: Double? {
+        switch self {
+        case let .double(d): return d
+        case let .int(i): return Double(i)
+        default: return nil
+        }
+    }
+
     /// A short name for error messages ("expected an object, got an array").
     public var kindName: String {
         switch self {

@@ -59,11 +59,8 @@ private struct ValueDecoder: Decoder, SingleValueDecodingContainer {
     }
 
     func decode(_ type: Double.Type) throws -> Double {
-        switch value {
-        case .int(let i): return Double(i)
-        case .double(let d): return d
-        default: throw mismatch("a number", type)
-        }
+        guard let d = value.doubleValue else { throw mismatch("a number", type) }
+        return d
     }
 
     func decode(_ type: Float.Type) throws -> Float { Float(try decode(Double.self)) }

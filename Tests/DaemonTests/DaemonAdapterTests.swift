@@ -14,13 +14,6 @@ final class DaemonAdapterTests: XCTestCase {
         return 512 * 64 * 2 + 64 + 2 * perLayer
     }()
 
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-adapter-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
-
     /// A little-endian float32 .npy array of the golden directory, flattened.
     func npy(_ name: String) throws -> [Float] {
         let data = try Data(contentsOf: Self.golden.appendingPathComponent(name))
@@ -30,46 +23,7 @@ final class DaemonAdapterTests: XCTestCase {
         }
     }
 
-    func inputIds() throws -> [Int] {
-        let golden = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.golden.appendingPathComponent("tiny_golden.json"))) as! [String: Any]
-        return golden["input_ids"] as! [Int]
-    }
 
-    func result(_ d: DaemonProcess, _ id: Int, _ method: String, _ params: String, file: StaticString = #filePath, line: UInt = #line) throws -> JSONValue {
-        d.request(id, method, params)
-        let response = d.response(id: id)
-        return try XCTUnwrap(response?["result"], "\(method): \(response ?? .null)", file: file, line: line)
-    }
-
-    func error(_ d: DaemonProcess, _ id: Int, _ method: String, _ params: String) -> JSONValue? {
-        d.request(id, method, params)
-        return d.response(id: id)?["error"]
-    }
-
-    func floats(_ value: JSONValue?) -> [Float] {
-        guard case .array(let items)? = value else { return [] }
-        return items.map { item -> [Float] in
-            switch item {
-            case .array: return floats(item)
-            case .double(let x): return [Float(x)]
-            case .int(let x): return [Float(x)]
-            default: return [.nan]
-            }
-        }.flatMap { $0 }
-    }
-
-    func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    }
-
-    func number(_ value: JSONValue?) -> Double? {
-        switch value {
-        case .double(let x)?: return x
-        case .int(let x)?: return Double(x)
-        default: return nil
-        }
-    }
 
     func testTheGoldenAdapterGivesPEFTsLogitsAndLoss() throws {
         let d = try DaemonProcess()
@@ -81,12 +35,12 @@ final class DaemonAdapterTests: XCTestCase {
         XCTAssertEqual(loaded["parameters"], .int(Int64(parameters)))
         XCTAssertEqual(loaded["bytes"], .int(Int64(parameters * 4)))
         XCTAssertEqual(loaded["r"], .int(8))
-        XCTAssertEqual(number(loaded["alpha"]), 16)
+        XCTAssertEqual(loaded["alpha"]?.doubleValue, 16)
         XCTAssertEqual(loaded["targets"], .array(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map { .string($0) }))
         XCTAssertEqual(loaded["modelId"], .string(modelId))
 
         // Every row of PEFT's logits, and the last one alone.
-        let ids = try inputIds()
+        let ids = try goldenInputIds()
         let golden = try npy("tiny_lora_logits.npy")
         let tolerance = 1e-5 * max(1, golden.map(abs).max()!)
         let all = floats(try result(d, 3, "model/forward", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","ids":\#(ids),"logits":"all"}"#)["logits"])
@@ -100,7 +54,7 @@ final class DaemonAdapterTests: XCTestCase {
         let dataset = try temporaryDirectory().appendingPathComponent("ids.jsonl")
         try #"{"ids":\#(ids)}"#.write(to: dataset, atomically: false, encoding: .utf8)
         let eval = try result(d, 6, "eval/perplexity", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","dataset":{"path":"\#(dataset.path)","format":"tokens"}}"#)
-        XCTAssertEqual(try XCTUnwrap(number(eval["loss"])), 6.479699, accuracy: 1e-5)
+        XCTAssertEqual(try XCTUnwrap(eval["loss"]?.doubleValue), 6.479699, accuracy: 1e-5)
         XCTAssertEqual(eval["tokens"], .int(Int64(ids.count - 1)))
 
         // Greedy generation with the adapter: its first token is the argmax of the golden last row.
@@ -135,14 +89,14 @@ final class DaemonAdapterTests: XCTestCase {
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
         let modelId = try XCTUnwrap(try result(d, 1, "model/load", #"{"path":"\#(Self.tiny)"}"#)["modelId"]?.stringValue)
-        let ids = try inputIds()
+        let ids = try goldenInputIds()
         let base = floats(try result(d, 2, "model/forward", #"{"modelId":"\#(modelId)","ids":\#(ids),"logits":"all"}"#)["logits"])
 
         // PEFT's initialisation (B = 0) leaves the logits exactly as they were.
         let fresh = try result(d, 3, "adapter/create", #"{"modelId":"\#(modelId)","r":4,"alpha":8,"targets":["q_proj","down_proj"],"seed":1}"#)
         let freshParameters: Int = 2 * 4 * (128 + 240)
         XCTAssertEqual(fresh["parameters"], .int(Int64(freshParameters)))
-        XCTAssertEqual(number(fresh["dropout"]), 0)
+        XCTAssertEqual(fresh["dropout"]?.doubleValue, 0)
         let freshId = try XCTUnwrap(fresh["adapterId"]?.stringValue)
         XCTAssertEqual(floats(try result(d, 4, "model/forward", #"{"modelId":"\#(modelId)","adapterId":"\#(freshId)","ids":\#(ids),"logits":"all"}"#)["logits"]), base)
 

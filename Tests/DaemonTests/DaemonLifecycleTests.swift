@@ -4,27 +4,14 @@ import RPC
 
 /// The real `loramd` process over pipes: command line, lifecycle and exit codes.
 final class DaemonLifecycleTests: XCTestCase {
-    private func run(_ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = DaemonProcess.executable
-        process.arguments = arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
-    }
-
     func testVersionHelpAndBadArguments() throws {
-        let (versionCode, version) = try run(["--version"])
+        let (versionCode, version) = try DaemonProcess.run(["--version"])
         XCTAssertEqual(versionCode, 0)
         XCTAssertTrue(version.hasPrefix("loramd 0."), version)
-        let (helpCode, help) = try run(["--help"])
+        let (helpCode, help) = try DaemonProcess.run(["--help"])
         XCTAssertEqual(helpCode, 0)
         XCTAssertTrue(help.contains("usage: loramd") && help.contains("--debug-methods"), help)
-        let (badCode, bad) = try run(["--frobnicate"])
+        let (badCode, bad) = try DaemonProcess.run(["--frobnicate"])
         XCTAssertEqual(badCode, 2)
         XCTAssertTrue(bad.contains("unknown argument '--frobnicate'"), bad)
     }
@@ -129,7 +116,7 @@ extension DaemonLifecycleTests {
     func testPlanCommandPrintsJSONAndDrawsThePicture() throws {
         let svg = FileManager.default.temporaryDirectory.appendingPathComponent("plan-\(UUID().uuidString).svg")
         defer { try? FileManager.default.removeItem(at: svg) }
-        let (code, output) = try run(["plan", "--preset", "llama-3.1-70b", "--prune", "0.85", "--nf4", "--seq", "512",
+        let (code, output) = try DaemonProcess.run(["plan", "--preset", "llama-3.1-70b", "--prune", "0.85", "--nf4", "--seq", "512",
                                             "--cap", "20GiB", "--search", "--json", "--svg", svg.path])
         XCTAssertEqual(code, 0, output)
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
@@ -140,11 +127,11 @@ extension DaemonLifecycleTests {
         XCTAssertLessThanOrEqual(try XCTUnwrap(suggestion["peakBytes"] as? Int), 20 << 30)
         let picture = try String(contentsOf: svg, encoding: .utf8)
         XCTAssertTrue(picture.hasPrefix("<svg") || picture.hasPrefix("<?xml"), String(picture.prefix(80)))
-        let (paperCode, paper) = try run(["plan", "--preset", "llama-2-70b", "--prune", "0.85", "--paper", "--json", "--base", "bf16"])
+        let (paperCode, paper) = try DaemonProcess.run(["plan", "--preset", "llama-2-70b", "--prune", "0.85", "--paper", "--json", "--base", "bf16"])
         XCTAssertEqual(paperCode, 0)
         let paperObject = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(paper.utf8)) as? [String: Any])
         XCTAssertEqual(paperObject["peakBytes"] as? Int, 16_272_924_672 * 2, "the paper's HBM column: carrier parameters × 2 bytes")
-        let (badCode, bad) = try run(["plan", "--preset", "gpt-9"])
+        let (badCode, bad) = try DaemonProcess.run(["plan", "--preset", "gpt-9"])
         XCTAssertEqual(badCode, 2)
         XCTAssertTrue(bad.contains("unknown preset"), bad)
     }
@@ -153,9 +140,8 @@ extension DaemonLifecycleTests {
 extension DaemonLifecycleTests {
     /// `loramd make-dataset`: train and held-out text in the `text` JSONL format, disjoint.
     func testMakeDatasetWritesDisjointTrainAndEvalSplits() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-dataset-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let (code, output) = try run(["make-dataset", "--out", directory.path, "--train-bytes", "20000", "--eval-bytes", "4000"])
+        let directory = try temporaryDirectory()
+        let (code, output) = try DaemonProcess.run(["make-dataset", "--out", directory.path, "--train-bytes", "20000", "--eval-bytes", "4000"])
         XCTAssertEqual(code, 0, output)
         func paragraphs(_ name: String) throws -> [String] {
             let text = try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
@@ -169,7 +155,7 @@ extension DaemonLifecycleTests {
         XCTAssertGreaterThan(eval.count, 10)
         XCTAssertTrue(Set(train).isDisjoint(with: eval))
         XCTAssertGreaterThanOrEqual(train.reduce(0) { $0 + $1.utf8.count }, 19_000)
-        let (badCode, bad) = try run(["make-dataset", "--out", directory.path, "--train-bytes", "-3"])
+        let (badCode, bad) = try DaemonProcess.run(["make-dataset", "--out", directory.path, "--train-bytes", "-3"])
         XCTAssertEqual(badCode, 2)
         XCTAssertTrue(bad.contains("--train-bytes must be a positive integer"), bad)
     }

@@ -6,30 +6,14 @@ import RPC
 /// check): structured 0.5 + alignment + NF4 + LoRA, and the recovered adapter improves the
 /// original's perplexity on held-out text, with the carrier's peak well under the full model's.
 final class DaemonLoRAMRunTests: XCTestCase {
-    func directory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-run-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
-
-    /// `loramd make-model` / `make-dataset` into `directory`.
+    /// `loramd make-model` / `make-dataset`.
     func make(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = DaemonProcess.executable
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, "\(arguments)")
-    }
-
-    func double(_ value: JSONValue?) -> Double? {
-        switch value { case .double(let d)?: return d; case .int(let i)?: return Double(i); default: return nil }
+        let (status, output) = try DaemonProcess.run(arguments)
+        XCTAssertEqual(status, 0, output)
     }
 
     func testTheSmallModelsPipelineImprovesTheOriginalAndTrainsInLessMemory() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let model = work.appendingPathComponent("small"), data = work.appendingPathComponent("data"), out = work.appendingPathComponent("out")
         try make(["make-model", "--preset", "small", "--out", model.path])
         try make(["make-dataset", "--out", data.path, "--train-bytes", "60000", "--eval-bytes", "8000"])
@@ -51,23 +35,23 @@ final class DaemonLoRAMRunTests: XCTestCase {
         print("loram/run report: \(report)")
 
         // The carrier is the 0.5-pruned model in NF4; the reduction is the paper's parameter ratio.
-        let original = try XCTUnwrap(double(report["parameters"]?["original"])), carrier = try XCTUnwrap(double(report["parameters"]?["carrier"]))
+        let original = try XCTUnwrap(report["parameters"]?["original"]?.doubleValue), carrier = try XCTUnwrap(report["parameters"]?["carrier"]?.doubleValue)
         XCTAssertEqual(original, 27_795_968)
-        XCTAssertEqual(try XCTUnwrap(double(report["reduction"])), original / carrier, accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(report["reduction"]?.doubleValue), original / carrier, accuracy: 1e-9)
         XCTAssertGreaterThan(original / carrier, 1.4)
 
         // The recovered adapter improves the original on held-out text.
         guard case .array(let perplexities)? = report["perplexity"], let ppl = perplexities.first else { return XCTFail("\(report)") }
-        let before = try XCTUnwrap(double(ppl["original"])), after = try XCTUnwrap(double(ppl["originalWithRecoveredAdapter"]))
+        let before = try XCTUnwrap(ppl["original"]?.doubleValue), after = try XCTUnwrap(ppl["originalWithRecoveredAdapter"]?.doubleValue)
         // A random model is close to uniform (~vocab 4096); the adapter learns the text's statistics
         // on the carrier and keeps most of the gain on the original (measured: 4470 -> ~1115).
         XCTAssertLessThan(after, 0.5 * before, "the recovered adapter lowers the original's perplexity")
-        XCTAssertLessThan(try XCTUnwrap(double(ppl["carrierWithAdapter"])), try XCTUnwrap(double(ppl["carrier"])))
+        XCTAssertLessThan(try XCTUnwrap(ppl["carrierWithAdapter"]?.doubleValue), try XCTUnwrap(ppl["carrier"]?.doubleValue))
 
         // Memory: planned and measured peaks agree closely, and sit well under the full model's LoRA peak.
-        let planned = try XCTUnwrap(double(report["memory"]?["plannedPeakBytes"]))
-        let measured = try XCTUnwrap(double(report["memory"]?["measuredPeakBytes"]))
-        let full = try XCTUnwrap(double(report["memory"]?["fullModelLoRAPlannedPeakBytes"]))
+        let planned = try XCTUnwrap(report["memory"]?["plannedPeakBytes"]?.doubleValue)
+        let measured = try XCTUnwrap(report["memory"]?["measuredPeakBytes"]?.doubleValue)
+        let full = try XCTUnwrap(report["memory"]?["fullModelLoRAPlannedPeakBytes"]?.doubleValue)
         XCTAssertEqual(measured / planned, 1, accuracy: 0.1, "measured \(measured) vs planned \(planned)")
         XCTAssertLessThan(planned * 1.4, full, "the carrier trains in well under the full model's memory")
 
@@ -92,7 +76,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
     /// A failing stage names itself and the field (prefixed with its part of the params), and
     /// everything the pipeline had made is unloaded again.
     func testAFailingStageNamesItselfAndLeavesNothingBehind() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let tiny = DaemonModelTests.tiny
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())

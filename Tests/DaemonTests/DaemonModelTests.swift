@@ -13,13 +13,6 @@ final class DaemonModelTests: XCTestCase {
         try JSONSerialization.jsonObject(with: Data(contentsOf: Self.golden.appendingPathComponent(name))) as! [String: Any]
     }
 
-    func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-daemon-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
-
     func load(_ d: DaemonProcess, _ path: String, id: Int = 10) throws -> String {
         d.request(id, "model/load", #"{"path":"\#(path)"}"#)
         let result = try XCTUnwrap(d.response(id: id)?["result"], "\(d.received.last ?? .null)")
@@ -198,12 +191,8 @@ final class DaemonModelTests: XCTestCase {
 
     func testMakeModelSaveReloadAndPerplexity() throws {
         let directory = try temporaryDirectory()
-        let make = Process()
-        make.executableURL = DaemonProcess.executable
-        make.arguments = ["make-model", "--preset", "tiny", "--out", directory.path, "--seed", "5"]
-        try make.run()
-        make.waitUntilExit()
-        XCTAssertEqual(make.terminationStatus, 0)
+        let make = try DaemonProcess.run(["make-model", "--preset", "tiny", "--out", directory.path, "--seed", "5"])
+        XCTAssertEqual(make.status, 0, make.output)
         for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path), name)
         }
@@ -215,7 +204,7 @@ final class DaemonModelTests: XCTestCase {
         let modelId = try load(d, directory.path)
         d.request(1, "eval/perplexity", #"{"modelId":"\#(modelId)","dataset":{"path":"\#(dataset.path)","format":"text"}}"#)
         let eval = try XCTUnwrap(d.response(id: 1)?["result"], "\(d.received.last ?? .null)")
-        let perplexity = try XCTUnwrap({ () -> Double? in if case .double(let p)? = eval["perplexity"] { return p } else { return nil } }())
+        let perplexity = try XCTUnwrap(eval["perplexity"]?.doubleValue)
         // A random model is close to uniform over its 512 tokens.
         XCTAssertGreaterThan(perplexity, 100)
         XCTAssertLessThan(perplexity, 2000)

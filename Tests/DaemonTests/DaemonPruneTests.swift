@@ -8,33 +8,10 @@ import RPC
 final class DaemonPruneTests: XCTestCase {
     static var tiny: String { DaemonModelTests.tiny }
 
-    func result(_ d: DaemonProcess, _ id: Int, _ method: String, _ params: String, file: StaticString = #filePath, line: UInt = #line) throws -> JSONValue {
-        d.request(id, method, params)
-        let response = d.response(id: id)
-        return try XCTUnwrap(response?["result"], "\(method): \(response ?? .null)", file: file, line: line)
-    }
-
-    func error(_ d: DaemonProcess, _ id: Int, _ method: String, _ params: String) -> JSONValue? {
-        d.request(id, method, params)
-        return d.response(id: id)?["error"]
-    }
-
     func forward(_ d: DaemonProcess, _ id: Int, modelId: String, adapterId: String? = nil, ids: [Int]) throws -> [Float] {
         let adapter = adapterId.map { #","adapterId":"\#($0)""# } ?? ""
         let logits = try result(d, id, "model/forward", #"{"modelId":"\#(modelId)"\#(adapter),"ids":\#(ids),"logits":"all"}"#)["logits"]
-        guard case .array(let rows)? = logits else { return [] }
-        return rows.flatMap { row -> [Float] in
-            guard case .array(let values) = row else { return [.nan] }
-            return values.map { Float(number($0) ?? .nan) }
-        }
-    }
-
-    func number(_ value: JSONValue?) -> Double? {
-        switch value {
-        case .double(let x)?: return x
-        case .int(let x)?: return Double(x)
-        default: return nil
-        }
+        return floats(logits)
     }
 
     func element(_ value: JSONValue?, _ index: Int) -> JSONValue? {
@@ -42,29 +19,11 @@ final class DaemonPruneTests: XCTestCase {
         return items[index]
     }
 
-    func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    }
-
-    /// The golden input ids.
-    func inputIds() throws -> [Int] {
-        let url = DaemonModelTests.golden.appendingPathComponent("tiny_golden.json")
-        return try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])?["input_ids"] as? [Int])
-    }
-
     /// A tokens dataset of ten short sequences.
     func tokensDataset(in directory: URL) throws -> URL {
         let url = directory.appendingPathComponent("train.jsonl")
         let lines = (0..<10).map { i -> String in #"{"ids":\#([1] + (0..<(8 + i % 5)).map { 3 + ($0 * 7 + i * 13) % 90 })}"# }
         try Data(lines.joined(separator: "\n").utf8).write(to: url)
-        return url
-    }
-
-    func directory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-prune-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
         return url
     }
 
@@ -76,8 +35,8 @@ final class DaemonPruneTests: XCTestCase {
     func testPruneTrainRecoverSaveAndLoad() throws {
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
-        let work = try directory()
-        let ids = try inputIds()
+        let work = try temporaryDirectory()
+        let ids = try goldenInputIds()
         let originalId = try XCTUnwrap(try result(d, 1, "model/load", #"{"path":"\#(Self.tiny)"}"#)["modelId"]?.stringValue)
         let base = try forward(d, 2, modelId: originalId, ids: ids)
 
@@ -87,7 +46,7 @@ final class DaemonPruneTests: XCTestCase {
         let carrierParameters = Self.tinyParameters(heads: 2, kvHeads: 1, neurons: 88)
         XCTAssertEqual(pruned["parameters"], .int(Int64(carrierParameters)))
         XCTAssertEqual(pruned["paperParameters"]?["original"], .int(Int64(Self.tinyParameters(heads: 4, kvHeads: 2, neurons: 176))))
-        XCTAssertEqual(try XCTUnwrap(number(pruned["reduction"])),
+        XCTAssertEqual(try XCTUnwrap(pruned["reduction"]?.doubleValue),
                        Double(Self.tinyParameters(heads: 4, kvHeads: 2, neurons: 176)) / Double(carrierParameters), accuracy: 1e-12)
         let layer: JSONValue = .object([("heads", .int(2)), ("kvHeads", .int(1)), ("neurons", .int(88)), ("pruned", .bool(true))])
         guard case .array(let layers)? = pruned["layers"] else { return XCTFail("no layers in \(pruned)") }
@@ -149,7 +108,7 @@ final class DaemonPruneTests: XCTestCase {
     func testTaylorSemiAndMagnitude() throws {
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
-        let work = try directory()
+        let work = try temporaryDirectory()
         let dataset = try tokensDataset(in: work)
         let originalId = try XCTUnwrap(try result(d, 1, "model/load", #"{"path":"\#(Self.tiny)"}"#)["modelId"]?.stringValue)
         let original = Self.tinyParameters(heads: 4, kvHeads: 2, neurons: 176)
@@ -159,15 +118,15 @@ final class DaemonPruneTests: XCTestCase {
         XCTAssertEqual(element(taylor["layers"], 0)?["pruned"], .bool(false))
         XCTAssertEqual(element(taylor["layers"], 1)?["neurons"], .int(123))
         XCTAssertEqual(element(taylor["layers"], 1)?["kvHeads"], .int(2))
-        XCTAssertGreaterThan(try XCTUnwrap(number(taylor["calibration"]?["loss"])), 0)
-        XCTAssertGreaterThan(try XCTUnwrap(number(taylor["calibration"]?["tokens"])), 0)
+        XCTAssertGreaterThan(try XCTUnwrap(taylor["calibration"]?["loss"]?.doubleValue), 0)
+        XCTAssertGreaterThan(try XCTUnwrap(taylor["calibration"]?["tokens"]?.doubleValue), 0)
 
         let semi = try result(d, 3, "model/prune", #"{"modelId":"\#(originalId)","method":"semi"}"#)
         XCTAssertEqual(semi["parameters"], .int(Int64(original)), "shapes stay")
         let linears = 2 * (64 * 64 * 2 + 32 * 64 * 2 + 176 * 64 * 3)
         XCTAssertEqual(semi["paperParameters"]?["carrier"], .int(Int64(original - linears / 2)))
         let magnitude = try result(d, 4, "model/prune", #"{"modelId":"\#(originalId)","method":"magnitude","ratio":0.55}"#)
-        XCTAssertEqual(try XCTUnwrap(number(magnitude["ratio"])), 0.55)
+        XCTAssertEqual(try XCTUnwrap(magnitude["ratio"]?.doubleValue), 0.55)
 
         // Full-parameter alignment of the 2:4 carrier runs (and keeps its zeros: RuntimeTests).
         let semiId = try XCTUnwrap(semi["modelId"]?.stringValue)

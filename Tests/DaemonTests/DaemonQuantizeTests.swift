@@ -8,17 +8,6 @@ final class DaemonQuantizeTests: XCTestCase {
     static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/golden")
 
-    func result(_ d: DaemonProcess, _ id: Int, _ method: String, _ params: String, file: StaticString = #filePath, line: UInt = #line) throws -> JSONValue {
-        d.request(id, method, params)
-        let response = d.response(id: id)
-        return try XCTUnwrap(response?["result"], "\(method): \(response ?? .null)", file: file, line: line)
-    }
-
-    func error(_ d: DaemonProcess, _ id: Int, _ method: String, _ params: String) -> JSONValue? {
-        d.request(id, method, params)
-        return d.response(id: id)?["error"]
-    }
-
     func allLogits(_ d: DaemonProcess, _ id: Int, _ modelId: String, _ ids: [Int]) throws -> JSONValue? {
         try result(d, id, "model/forward", #"{"modelId":"\#(modelId)","ids":\#(ids),"logits":"all"}"#)["logits"]
     }
@@ -58,8 +47,7 @@ final class DaemonQuantizeTests: XCTestCase {
         // Saved in bitsandbytes' layout and loaded back: the same weights, the same logits.
         let ids = [1, 5, 9, 77, 3, 250, 11]
         let before = try allLogits(d, 9, nf4Id, ids)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-nf4-\(UUID().uuidString)")
-        addTeardownBlock { try? FileManager.default.removeItem(at: directory) }
+        let directory = try temporaryDirectory()
         _ = try result(d, 10, "model/save", #"{"modelId":"\#(nf4Id)","path":"\#(directory.path)"}"#)
         let reloaded = try result(d, 11, "model/load", #"{"path":"\#(directory.path)"}"#)
         XCTAssertEqual(reloaded["bytes"]?.intValue, bytes)

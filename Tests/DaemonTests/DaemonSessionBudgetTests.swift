@@ -34,9 +34,7 @@ final class DaemonSessionBudgetTests: XCTestCase {
     }
 
     func testOverBudgetPerplexitySuggestsASeqLenThatFits() throws {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-ppl-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: work) }
+        let work = try temporaryDirectory()
         let dataset = work.appendingPathComponent("data.jsonl")
         let ids = (0..<3000).map { ($0 * 7 + 3) % 500 }
         try ("{\"ids\": \(ids)}\n").write(to: dataset, atomically: true, encoding: .utf8)

@@ -6,13 +6,6 @@ import RPC
 final class DaemonTrainingTests: XCTestCase {
     static var tiny: String { DaemonModelTests.tiny }
 
-    func directory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("loramd-train-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
-
     /// A tokens dataset: `count` short sequences with some masked labels.
     func tokensDataset(in directory: URL, count: Int = 10) throws -> URL {
         let url = directory.appendingPathComponent("train.jsonl")
@@ -25,17 +18,13 @@ final class DaemonTrainingTests: XCTestCase {
         return url
     }
 
-    func double(_ value: JSONValue?) -> Double? {
-        switch value { case .double(let d)?: return d; case .int(let i)?: return Double(i); default: return nil }
-    }
-
     func create(_ d: DaemonProcess, id: Int, modelId: String, dataset: URL, steps: Int = 6, extra: String = "") -> JSONValue? {
         d.request(id, "train/create", #"{"modelId":"\#(modelId)","freeze":["lm_head"],"dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16,"microBatch":2,"gradAccum":2,"steps":\#(steps),"lr":0.002,"schedule":"cosine","warmupSteps":1,"seed":3\#(extra)}"#)
         return d.response(id: id)
     }
 
     func testFullParameterTrainingStepsSavesAndResumesExactly() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let dataset = try tokensDataset(in: work)
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
@@ -57,7 +46,7 @@ final class DaemonTrainingTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(all["arena"]?["measuredBytes"]?.intValue), planned)
         XCTAssertLessThan(Double(try XCTUnwrap(all["arena"]?["measuredBytes"]?.intValue)), Double(planned) * 1.25)
         XCTAssertEqual(all["arena"]?["lowerBoundBytes"]?.intValue, planned)
-        XCTAssertLessThan(double(straightLosses.last)!, double(straightLosses.first)!, "the loss falls")
+        XCTAssertLessThan(straightLosses.last!.doubleValue!, straightLosses.first!.doubleValue!, "the loss falls")
 
         // Interrupted: 2 steps, save, close, resume, 4 more.
         let first = try XCTUnwrap(create(d, id: 4, modelId: modelId, dataset: dataset)?["result"]?["jobId"]?.stringValue)
@@ -90,7 +79,7 @@ final class DaemonTrainingTests: XCTestCase {
     }
 
     func testRunReportsProgressAndCancelStopsAtAStepBoundary() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let dataset = try tokensDataset(in: work)
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
@@ -121,7 +110,7 @@ final class DaemonTrainingTests: XCTestCase {
     }
 
     func testBadDatasetsAndParamsCreateNoJob() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let bad = work.appendingPathComponent("bad.jsonl")
         try Data("{\"ids\":[1,2,3]}\n{\"ids\":[1,\"x\"]}\n".utf8).write(to: bad)
         let d = try DaemonProcess()
@@ -144,7 +133,7 @@ final class DaemonTrainingTests: XCTestCase {
     }
 
     func testCompletionsWithoutEOSGetAWarning() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let dataset = work.appendingPathComponent("pc.jsonl")
         try Data((0..<4).map { #"{"prompt":"Question \#($0)?","completion":" Answer \#($0)."}"# }.joined(separator: "\n").utf8).write(to: dataset)
         let d = try DaemonProcess()
@@ -172,7 +161,7 @@ extension DaemonProcess {
 
 extension DaemonTrainingTests {
     func testLoRATrainingSavesAPEFTAdapterThatLoadsAndServes() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let dataset = try tokensDataset(in: work)
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
@@ -180,7 +169,7 @@ extension DaemonTrainingTests {
         d.request(1, "adapter/create", #"{"modelId":"\#(modelId)","r":4,"alpha":8,"dropout":0.05,"targets":["q_proj","v_proj","down_proj","lm_head"],"seed":1}"#)
         let adapterId = try XCTUnwrap(d.response(id: 1)?["result"]?["adapterId"]?.stringValue, "\(d.received.last ?? .null)")
         d.request(2, "eval/perplexity", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16}"#)
-        let before = try XCTUnwrap(double(d.response(id: 2)?["result"]?["loss"]))
+        let before = try XCTUnwrap(d.response(id: 2)?["result"]?["loss"]?.doubleValue)
         d.request(3, "train/create", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16,"microBatch":2,"steps":20,"lr":0.01,"checkpointing":"layer"}"#)
         let created = try XCTUnwrap(d.response(id: 3)?["result"], "\(d.received.last ?? .null)")
         let jobId = try XCTUnwrap(created["jobId"]?.stringValue)
@@ -188,7 +177,7 @@ extension DaemonTrainingTests {
         XCTAssertEqual(d.response(id: 4)?["result"]?["step"], .int(20))
         // The adapter object was trained in place: the same adapterId now gives a lower loss.
         d.request(5, "eval/perplexity", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16}"#)
-        let after = try XCTUnwrap(double(d.response(id: 5)?["result"]?["loss"]))
+        let after = try XCTUnwrap(d.response(id: 5)?["result"]?["loss"]?.doubleValue)
         XCTAssertLessThan(after, before * 0.8, "\(before) -> \(after)")
         let saved = work.appendingPathComponent("lora")
         d.request(6, "train/save", #"{"jobId":"\#(jobId)","path":"\#(saved.path)"}"#)
@@ -196,7 +185,7 @@ extension DaemonTrainingTests {
         d.request(7, "adapter/load", #"{"modelId":"\#(modelId)","path":"\#(saved.appendingPathComponent("adapter").path)"}"#)
         let reloaded = try XCTUnwrap(d.response(id: 7)?["result"]?["adapterId"]?.stringValue, "\(d.received.last ?? .null)")
         d.request(8, "eval/perplexity", #"{"modelId":"\#(modelId)","adapterId":"\#(reloaded)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16}"#)
-        XCTAssertEqual(try XCTUnwrap(double(d.response(id: 8)?["result"]?["loss"])), after, accuracy: 1e-9, "the saved adapter is the trained one")
+        XCTAssertEqual(try XCTUnwrap(d.response(id: 8)?["result"]?["loss"]?.doubleValue), after, accuracy: 1e-9, "the saved adapter is the trained one")
         d.request(9, "generate", #"{"modelId":"\#(modelId)","adapterId":"\#(reloaded)","ids":[1,5,9],"maxTokens":4}"#)
         XCTAssertEqual(d.response(id: 9)?["result"]?["usage"]?["completionTokens"], .int(4))
         d.closeInput()
@@ -206,7 +195,7 @@ extension DaemonTrainingTests {
 
 extension DaemonTrainingTests {
     func testOverBudgetChangesNothingAndItsSuggestionFits() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let dataset = try tokensDataset(in: work)
         let d = try DaemonProcess()
         // Room for the tiny model (~0.4 MB) and a small job, not for a big micro-batch.
@@ -237,7 +226,7 @@ extension DaemonTrainingTests {
     /// Without packing no row is longer than the longest example, so the job plans (and runs) for
     /// that length, not the seqLen asked for; packing fills every row, so it plans for seqLen.
     func testTheJobIsPlannedForTheLongestSequenceTheDataCanProduce() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let dataset = try tokensDataset(in: work)  // sequences of 9 to 13 tokens
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
@@ -265,7 +254,7 @@ extension DaemonTrainingTests {
     /// `train/close {keepModel: true}`: a full-parameter job's weights become a model (LoRAM's
     /// aligned carrier) whose forward is the trained weights', with the job's memory given back.
     func testClosingAFullJobKeepsItsWeightsAsAModel() throws {
-        let work = try directory()
+        let work = try temporaryDirectory()
         let dataset = try tokensDataset(in: work)
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())

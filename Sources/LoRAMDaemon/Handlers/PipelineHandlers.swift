@@ -249,7 +249,7 @@ extension Daemon {
             try context.checkCancelled()
             let result = try call("train/step", [("jobId", .string(jobId))])
             afterStep()
-            guard case .array(let values)? = result["losses"], case .double(let loss)? = values.last else { continue }
+            guard case .array(let values)? = result["losses"], let loss = values.last?.doubleValue else { continue }
             losses.append(loss)
             let done = Double(object.job.completedSteps) / Double(max(1, object.job.settings.steps))
             context.progress?.report(message: "\(stageName) step \(object.job.completedSteps)/\(object.job.settings.steps), loss \(String(format: "%.4f", loss))",
