@@ -585,15 +585,7 @@ def report(args, shapes, model_dir, model_source, ceil, torch_info, s):
           "%d / (generate - prefill) gives %.1f); best of %d. Fraction of bandwidth = tok/s / "
           "(read bandwidth / fp32 weight bytes per token)."
           % (N, N - 1, N, tr["decodeTokensPerSecondSubtraction"], args.runs))
-    busy = []
-    for side in ("torch", "loramd"):
-        xs = [x for x in s["interference"][side] if x]
-        if xs:
-            busy.append("%s %.2f CPU-s in %.1f s" % (side, sum(x["foreignCpuSeconds"] for x in xs),
-                                                   sum(x["wallSeconds"] for x in xs)))
-    if busy:
-        print("other processes during the timed rounds: %s (on %d cores; per round in the JSON)"
-              % ("; ".join(busy), os.cpu_count() or 0))
+    print_interference(s["interference"])
     ci = ceil.get("interference")
     if ci and ci["foreignCpuSeconds"] > 0.05 * ci["wallSeconds"] * (os.cpu_count() or 1):
         print("WARNING: other processes used %.2f CPU-s of %.1f s while the ceilings were measured (%d attempts);"
@@ -670,6 +662,19 @@ def main():
         "ceilings": ceil, "torchInfo": torch_info, "loramdInfo": lm_info, **s,
     }
     write_results(result, args.out, "runtime")
+
+
+def print_interference(interference):
+    """One line on what other processes did during the timed rounds (both benchmarks measure it)."""
+    busy = []
+    for side in ("torch", "loramd"):
+        xs = [x for x in interference[side] if x]
+        if xs:
+            busy.append("%s %.2f CPU-s in %.1f s" % (side, sum(x["foreignCpuSeconds"] for x in xs),
+                                                   sum(x["wallSeconds"] for x in xs)))
+    if busy:
+        print("other processes during the timed rounds: %s (on %d cores; per round in the JSON)"
+              % ("; ".join(busy), os.cpu_count() or 0))
 
 
 def write_results(result, out, name):

@@ -463,15 +463,7 @@ def report(args, shapes, model_dir, model_source, ceil, torch_info, lm_info, not
                                                           fmt(ga, "%.6f"), fmt(gb, "%.6f"), diff(ga, gb)))
     for note in notes:
         print("note: " + note)
-    busy = []
-    for side in ("torch", "loramd"):
-        xs = [x for x in s["interference"][side] if x]
-        if xs:
-            busy.append("%s %.2f CPU-s in %.1f s" % (side, sum(x["foreignCpuSeconds"] for x in xs),
-                                                   sum(x["wallSeconds"] for x in xs)))
-    if busy:
-        print("other processes during the timed rounds: %s (on %d cores; per round in the JSON)"
-              % ("; ".join(busy), os.cpu_count() or 0))
+    runtime.print_interference(s["interference"])
     if lm is None:
         print()
         print("loramd: not available yet: %s" % (s["loramdError"] or "unknown"))
