@@ -66,18 +66,12 @@ public struct LlamaConfig: Equatable, Sendable {
     }
 
     public init(directory: URL) throws {
-        let url = directory.appendingPathComponent(Self.fileName)
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw FormatError(file: Self.fileName, "missing from \(directory.path)")
-        }
-        try self.init(json: data)
+        try self.init(json: try FormatError.contents(of: Self.fileName, in: directory))
     }
 
     public init(json data: Data) throws {
         let file = Self.fileName
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw FormatError(file: file, "not a JSON object")
-        }
+        let object = try FormatError.jsonObject(data, file: file)
         let fields = ConfigFields(object, file: file)
 
         if let architectures = object["architectures"] as? [String], !architectures.contains("LlamaForCausalLM") {

@@ -240,8 +240,7 @@ public final class TrainingJob: @unchecked Sendable {
     }
 
     public static func readState(_ directory: URL) throws -> SavedState {
-        let url = directory.appendingPathComponent(stateFile)
-        guard let data = FileManager.default.contents(atPath: url.path) else { throw FormatError(file: stateFile, "missing from \(directory.path)") }
+        let data = try FormatError.contents(of: stateFile, in: directory)
         do {
             let state = try JSONDecoder().decode(SavedState.self, from: data)
             guard state.format == "loramd-training-state", state.version == 1 else {
