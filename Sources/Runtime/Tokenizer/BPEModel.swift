@@ -235,7 +235,7 @@ struct BPEWorkspace {
         var next: Int32
     }
 
-    struct Candidate {
+    struct Candidate: HeapOrdered {
         var rank: Int32
         var position: Int32
         var id: Int32
@@ -247,45 +247,9 @@ struct BPEWorkspace {
         }
     }
 
-    /// A binary min-heap of merge candidates.
-    struct Queue {
-        private var items: [Candidate] = []
-
-        mutating func removeAll() { items.removeAll(keepingCapacity: true) }
-
-        mutating func push(_ item: Candidate) {
-            items.append(item)
-            var child = items.count - 1
-            while child > 0 {
-                let parent = (child - 1) / 2
-                guard items[child].precedes(items[parent]) else { break }
-                items.swapAt(child, parent)
-                child = parent
-            }
-        }
-
-        mutating func pop() -> Candidate? {
-            guard let first = items.first else { return nil }
-            let last = items.removeLast()
-            if !items.isEmpty {
-                items[0] = last
-                var parent = 0
-                while true {
-                    let left = 2 * parent + 1, right = left + 1
-                    var best = parent
-                    if left < items.count && items[left].precedes(items[best]) { best = left }
-                    if right < items.count && items[right].precedes(items[best]) { best = right }
-                    if best == parent { break }
-                    items.swapAt(parent, best)
-                    parent = best
-                }
-            }
-            return first
-        }
-    }
-
     var symbols: [Symbol] = []
-    var queue = Queue()
+    /// Merge candidates, lowest rank (then leftmost) first.
+    var queue = BinaryHeap<Candidate>()
 
     mutating func reset() {
         symbols.removeAll(keepingCapacity: true)

@@ -12,7 +12,7 @@ struct BPETrainer {
     private var wordCounts: [Int]
     private var pairCounts: [UInt64: Int] = [:]
     private var pairWords: [UInt64: Set<Int32>] = [:]
-    private var heap = PairHeap()
+    private var heap = BinaryHeap<PairCount>()
 
     /// `words` are initial-token id sequences with their corpus counts.
     init(tokens: [[UInt8]], words: [(symbols: [Int32], count: Int)]) {
@@ -27,7 +27,7 @@ struct BPETrainer {
                 pairWords[pair, default: []].insert(Int32(index))
             }
         }
-        for (pair, count) in pairCounts { heap.push(count, pair) }
+        for (pair, count) in pairCounts { heap.push(PairCount(count: count, pair: pair)) }
     }
 
     @inline(__always)
@@ -38,10 +38,11 @@ struct BPETrainer {
     /// Merges until there are `vocabularySize` tokens; false if the pairs ran out first.
     mutating func train(until vocabularySize: Int) -> Bool {
         while tokens.count < vocabularySize {
-            guard let (count, pair) = heap.pop() else { return false }
+            guard let top = heap.pop() else { return false }
+            let (count, pair) = (top.count, top.pair)
             let current = pairCounts[pair] ?? 0
             if current != count {
-                if current > 0 { heap.push(current, pair) }
+                if current > 0 { heap.push(PairCount(count: current, pair: pair)) }
                 continue
             }
             guard current > 0 else { continue }
@@ -91,46 +92,18 @@ struct BPETrainer {
             }
             words[Int(index)] = rewritten
         }
-        for p in created.sorted() where pairCounts[p, default: 0] > 0 { heap.push(pairCounts[p]!, p) }
+        for p in created.sorted() where pairCounts[p, default: 0] > 0 { heap.push(PairCount(count: pairCounts[p]!, pair: p)) }
     }
 }
 
-/// A max-heap of (count, pair): the largest count first, the smaller pair key on ties.
-private struct PairHeap {
-    private var items: [(count: Int, pair: UInt64)] = []
+/// A pair and how often it occurs: the largest count comes out of the heap first, the smaller
+/// pair key on ties.
+private struct PairCount: HeapOrdered {
+    var count: Int
+    var pair: UInt64
 
     @inline(__always)
-    private func before(_ a: (count: Int, pair: UInt64), _ b: (count: Int, pair: UInt64)) -> Bool {
-        a.count != b.count ? a.count > b.count : a.pair < b.pair
-    }
-
-    mutating func push(_ count: Int, _ pair: UInt64) {
-        items.append((count, pair))
-        var child = items.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard before(items[child], items[parent]) else { break }
-            items.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func pop() -> (Int, UInt64)? {
-        guard let first = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var parent = 0
-            while true {
-                let l = 2 * parent + 1, r = l + 1
-                var best = parent
-                if l < items.count && before(items[l], items[best]) { best = l }
-                if r < items.count && before(items[r], items[best]) { best = r }
-                if best == parent { break }
-                items.swapAt(parent, best)
-                parent = best
-            }
-        }
-        return (first.count, first.pair)
+    func precedes(_ other: PairCount) -> Bool {
+        count != other.count ? count > other.count : pair < other.pair
     }
 }
