@@ -51,6 +51,24 @@ def loramd_path() -> str:
     return path
 
 
+def _clients(check_protocol: bool, **defaults: Any) -> Iterator[Callable[..., LoramClient]]:
+    """Yields a client factory (keyword arguments over ``defaults``); at teardown closes every
+    client it made and, with ``check_protocol``, fails if a daemon broke the protocol."""
+    made: List[LoramClient] = []
+
+    def make(**kwargs: Any) -> LoramClient:
+        client = LoramClient(**{**defaults, **kwargs})
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close(timeout=5.0)
+    if check_protocol:
+        for client in made:
+            assert client.protocol_errors == [], "daemon broke the protocol: %r" % client.protocol_errors
+
+
 @pytest.fixture
 def spawn(loramd_path: str) -> Iterator[Callable[..., LoramClient]]:
     """Factory for real-daemon clients (``debug_methods=True`` unless told otherwise).
@@ -58,21 +76,7 @@ def spawn(loramd_path: str) -> Iterator[Callable[..., LoramClient]]:
     Every client it made is closed at teardown, and the test fails if the daemon put
     anything on stdout that is not a protocol message.
     """
-    made: List[LoramClient] = []
-
-    def make(**kwargs: Any) -> LoramClient:
-        kwargs.setdefault("command", loramd_path)
-        kwargs.setdefault("debug_methods", True)
-        kwargs.setdefault("lifecycle_timeout", 15.0)
-        client = LoramClient(**kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close(timeout=5.0)
-    for client in made:
-        assert client.protocol_errors == [], "daemon broke the protocol: %r" % client.protocol_errors
+    yield from _clients(check_protocol=True, command=loramd_path, debug_methods=True, lifecycle_timeout=15.0)
 
 
 @pytest.fixture
@@ -84,15 +88,4 @@ def client(spawn: Callable[..., LoramClient]) -> LoramClient:
 @pytest.fixture
 def spawn_fake() -> Iterator[Callable[..., LoramClient]]:
     """Factory for clients of tests/fake_daemon.py (no Swift build needed)."""
-    made: List[LoramClient] = []
-
-    def make(**kwargs: Any) -> LoramClient:
-        kwargs.setdefault("command", FAKE_DAEMON)
-        kwargs.setdefault("lifecycle_timeout", 10.0)
-        client = LoramClient(**kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close(timeout=5.0)
+    yield from _clients(check_protocol=False, command=FAKE_DAEMON, lifecycle_timeout=10.0)
