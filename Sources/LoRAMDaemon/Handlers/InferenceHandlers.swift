@@ -37,7 +37,6 @@ extension Daemon {
     }
 
     struct PerplexityParams: Decodable {
-        struct DatasetParam: Decodable { var path: String; var format: String; var trainOnInputs: Bool? }
         var modelId: String
         var adapterId: String?
         var dataset: DatasetParam
@@ -173,16 +172,11 @@ extension Daemon {
         router.register("eval/perplexity") { [unowned self] (params: PerplexityParams, context) -> JSONValue in
             let loaded = try model(params.modelId)
             let adapter = try appliedAdapter(params.adapterId, on: loaded)
-            guard let format = Dataset.Format(rawValue: params.dataset.format) else {
-                throw RPCError.invalidParams(field: "dataset.format", "must be text, prompt_completion or tokens, got '\(params.dataset.format)'")
-            }
             let seqLen = params.seqLen ?? min(1024, loaded.model.config.maxPositionEmbeddings)
             guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2") }
             if let n = params.maxSamples, n < 1 { throw RPCError.invalidParams(field: "maxSamples", "must be at least 1") }
-            let url = try PathParam.existingFile(params.dataset.path, field: "dataset.path")
+            let dataset = try readDataset(params.dataset, field: "dataset", model: loaded)
             return try ErrorMapping.translating {
-                let dataset = try Dataset(url: url, format: format, encoder: loaded.tokenizer, vocabSize: loaded.model.config.vocabSize,
-                                          trainOnInputs: params.dataset.trainOnInputs ?? false)
                 var sequences = dataset.sequences(seqLen: seqLen)
                 if let n = params.maxSamples { sequences = Array(sequences.prefix(n)) }
                 let capacity = sequences.map(\.ids.count).max() ?? 1
