@@ -163,12 +163,10 @@ extension Daemon {
         let measuredPeak = carrierModel.bytes + jobAllocated
         let jobPlanned = created["plan"]?["peakBytes"]?.intValue.map(Int.init) ?? 0
         let plannedPeak = jobPlanned + carrierModel.bytes + adapterBytes
-        // The same LoRA job planned on the original: what LoRAM saves.
-        // The job as planned (seqLen after the longest-sequence cut, checkpointing as `auto` chose).
-        var planned = train.filter { $0.0 != "seqLen" && $0.0 != "checkpointing" }
-        planned.append(("seqLen", created["plan"]?["seqLen"] ?? .int(512)))
-        planned.append(("checkpointing", created["plan"]?["checkpointing"] ?? .string("none")))
-        let fullPlan = try fullModelLoRAPlan(original: original, lora: lora, train: planned)
+        // The same LoRA job (its settings as planned: seqLen after the longest-sequence cut,
+        // checkpointing as `auto` chose) planned on the original: what LoRAM saves.
+        let fullPlan = try fullModelLoRAPlan(original: original, adapter: try loadedAdapter(carrierAdapterId).adapter,
+                                             settings: try job(jobId).job.settings)
         _ = try call("train/close", [("jobId", .string(jobId))])
         made.jobs.removeAll { $0 == jobId }
 
@@ -260,20 +258,11 @@ extension Daemon {
     }
 
     /// The same LoRA job planned on the original model (no allocation): what LoRAM is measured against.
-    private func fullModelLoRAPlan(original: LoadedModel, lora: [(String, JSONValue)], train: [(String, JSONValue)]) throws -> Int {
-        let value = JSONValue.object(lora)
-        let targets = try (value["targets"].flatMap { v -> [String]? in
-            guard case .array(let items) = v else { return nil }
-            return items.compactMap(\.stringValue)
-        } ?? LoRATarget.decoder.map(\.rawValue)).compactMap(LoRATarget.init(rawValue:))
-        let rank = Int(value["r"]?.intValue ?? 8)
-        let shape = LoRAAdapter(config: original.model.config, rank: rank, alpha: Double(rank), targets: Set(targets))
-        let job = JSONValue.object(train)
-        var settings = TrainingJob.Settings(seqLen: Int(job["seqLen"]?.intValue ?? 512), microBatch: Int(job["microBatch"]?.intValue ?? 1),
-                                            steps: 1, lr: 1e-4)
-        let checkpointing = job["checkpointing"]?.stringValue ?? "none"
-        return try planTraining(loaded: original, adapter: shape, settings: &settings,
-                                checkpointing: checkpointing == "auto" ? "none" : checkpointing).total + original.bytes + 4 * shape.parameterCount
+    private func fullModelLoRAPlan(original: LoadedModel, adapter: LoRAAdapter, settings: TrainingJob.Settings) throws -> Int {
+        let shape = LoRAAdapter(config: original.model.config, rank: adapter.rank, alpha: adapter.alpha, targets: adapter.targets)
+        var settings = settings
+        return try planTraining(loaded: original, adapter: shape, settings: &settings, checkpointing: settings.checkpointing ? "layer" : "none").total
+            + original.bytes + 4 * shape.parameterCount
     }
 
     // MARK: - Params
