@@ -32,6 +32,8 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
         case .llama3(let factor, let low, let high, let original):
             scaling = .object([("type", .string("llama3")), ("factor", .double(factor)), ("lowFreqFactor", .double(low)),
                                ("highFreqFactor", .double(high)), ("originalMaxPositionEmbeddings", .int(Int64(original)))])
+        case .divisors(let divisors):
+            scaling = .object([("type", .string("divisors")), ("divisors", .array(divisors.map { .double(Double($0)) }))])
         }
         return .object([
             ("layers", .int(Int64(c.layerCount))), ("hidden", .int(Int64(c.hiddenSize))),

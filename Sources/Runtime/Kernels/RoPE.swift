@@ -30,6 +30,9 @@ public struct RotaryEmbedding: Sendable {
                 let smooth = Float((Double(original) / wavelength - low) / (high - low))
                 return (1 - smooth) * f / Float(factor) + smooth * f
             }
+        case .divisors(let divisors):
+            precondition(divisors.count == half, "one rope divisor per frequency")
+            inv = zip(inv, divisors).map { $0 / $1 }
         }
         inverseFrequencies = inv
     }

@@ -38,6 +38,9 @@ public struct LlamaConfig: Equatable, Sendable {
     public enum RopeScaling: Equatable, Sendable {
         case linear(factor: Double)
         case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositionEmbeddings: Int)
+        /// A divisor per rotary frequency (D/2 of them), as a GGUF's `rope_freqs` tensor gives when
+        /// it is not the llama3 rule; saved as rope_type `loram_divisors`.
+        case divisors([Float])
     }
 
     public static let fileName = "config.json"
@@ -119,6 +122,9 @@ public struct LlamaConfig: Equatable, Sendable {
         ropeTheta = try theta ?? fields.optionalDouble("rope_theta") ?? 10000
         let scaling = (object["rope_scaling"] as? [String: Any]) ?? ropeParameters
         ropeScaling = try scaling.flatMap { try Self.parseRopeScaling($0, file: file) }
+        if case .divisors(let divisors) = ropeScaling, divisors.count != headDim / 2 {
+            throw FormatError(file: file, "rope_scaling.divisors has \(divisors.count) values for \(headDim / 2) rotary frequencies")
+        }
         layers = try Self.parseLayerShapes(object, file: file, layerCount: layerCount,
                                            uniform: LayerShape(headCount: headCount, kvHeadCount: kvHeadCount, intermediateSize: intermediateSize))
     }
@@ -136,6 +142,13 @@ public struct LlamaConfig: Equatable, Sendable {
                            lowFreqFactor: try fields.requiredDouble("low_freq_factor"),
                            highFreqFactor: try fields.requiredDouble("high_freq_factor"),
                            originalMaxPositionEmbeddings: try fields.positiveInt("original_max_position_embeddings"))
+        case "loram_divisors":
+            let values = object["divisors"] as? [Any] ?? []
+            let divisors = values.compactMap { ConfigFields.isBoolean($0) ? nil : ($0 as? Double).map(Float.init) }
+            guard !divisors.isEmpty, divisors.count == values.count, divisors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw FormatError(file: file, "rope_scaling.divisors must be a list of positive numbers")
+            }
+            return .divisors(divisors)
         default:
             throw FormatError(file: file, "rope scaling type '\(type)' is not supported (default, linear and llama3 are)")
         }
@@ -181,6 +194,8 @@ public struct LlamaConfig: Equatable, Sendable {
         case .llama3(let factor, let low, let high, let original):
             object["rope_scaling"] = ["rope_type": "llama3", "factor": factor, "low_freq_factor": low,
                                       "high_freq_factor": high, "original_max_position_embeddings": original]
+        case .divisors(let divisors):
+            object["rope_scaling"] = ["rope_type": "loram_divisors", "divisors": divisors.map(Double.init)]
         }
         let uniform = LayerShape(headCount: headCount, kvHeadCount: kvHeadCount, intermediateSize: intermediateSize)
         if layers.contains(where: { $0 != uniform }) {

@@ -1,0 +1,168 @@
+import Foundation
+
+extension LlamaConfig {
+    /// The config a GGUF file of architecture `llama` describes (llama.cpp's `llama.*` keys), checked
+    /// against its tensors' shapes. `dimensions` gives a tensor's GGUF dimensions (ne0 first), nil
+    /// when the file has no such tensor. What loramd would compute differently from llama.cpp
+    /// (partial rotary, YaRN scaling, experts, other architectures) is a FormatError naming the key.
+    public init(ggufMetadata metadata: [String: GGUFValue], dimensions: (String) -> [Int]?, fileName file: String) throws {
+        let keys = GGUFKeys(metadata: metadata, file: file)
+        let architecture = try keys.string("general.architecture")
+        guard architecture == "llama" else {
+            throw FormatError(file: file, "general.architecture is '\(architecture)'; loramd runs 'llama'")
+        }
+        let a = "llama."
+        if let experts = try keys.optionalInt(a + "expert_count"), experts > 0 {
+            throw FormatError(file: file, "\(a)expert_count is \(experts): mixture-of-experts models are not supported")
+        }
+        let layerCount = try keys.positiveInt(a + "block_count", limit: 100_000)
+        let hidden = try keys.positiveInt(a + "embedding_length", limit: 1 << 20)
+        // Per-layer widths may be arrays (llama.cpp allows that for heads and feed-forward lengths).
+        let heads = try keys.perLayer(a + "attention.head_count", layers: layerCount, limit: 1 << 16)
+        let kvHeads = try keys.optionalPerLayer(a + "attention.head_count_kv", layers: layerCount, limit: 1 << 16) ?? heads
+        let intermediates = try keys.perLayer(a + "feed_forward_length", layers: layerCount, limit: 1 << 24)
+
+        let headDim: Int
+        if let explicit = try keys.optionalPositiveInt(a + "attention.key_length", limit: 1 << 16) {
+            headDim = explicit
+        } else {
+            guard hidden % heads[0] == 0 else {
+                throw FormatError(file: file, "\(a)embedding_length \(hidden) is not a multiple of \(a)attention.head_count \(heads[0]) and \(a)attention.key_length is not given")
+            }
+            headDim = hidden / heads[0]
+        }
+        if let valueLength = try keys.optionalPositiveInt(a + "attention.value_length", limit: 1 << 16), valueLength != headDim {
+            throw FormatError(file: file, "\(a)attention.value_length \(valueLength) differs from the key length \(headDim); loramd needs them equal")
+        }
+        guard headDim % 2 == 0 else { throw FormatError(file: file, "head dimension \(headDim) must be even for rotary embeddings") }
+        if let rotary = try keys.optionalPositiveInt(a + "rope.dimension_count", limit: 1 << 16), rotary != headDim {
+            throw FormatError(file: file, "\(a)rope.dimension_count \(rotary) covers part of the head (\(headDim)); partial rotary embeddings are not supported")
+        }
+        for i in 0..<layerCount where heads[i] % kvHeads[i] != 0 {
+            throw FormatError(file: file, "layer \(i): \(heads[i]) attention heads is not a multiple of \(kvHeads[i]) key/value heads")
+        }
+
+        guard let embedding = dimensions(GGUFLlamaNames.embedding), embedding.count == 2 else {
+            throw FormatError(file: file, "missing tensor \(GGUFLlamaNames.embedding) (2-D)")
+        }
+        guard embedding[0] == hidden else {
+            throw FormatError(file: file, "tensor \(GGUFLlamaNames.embedding) has rows of \(embedding[0]); \(a)embedding_length is \(hidden)")
+        }
+        let vocab = try keys.optionalPositiveInt(a + "vocab_size", limit: 1 << 24) ?? embedding[1]
+        guard vocab == embedding[1] else {
+            throw FormatError(file: file, "\(a)vocab_size \(vocab) differs from \(GGUFLlamaNames.embedding)'s \(embedding[1]) rows")
+        }
+
+        self.init(hiddenSize: hidden, intermediateSize: intermediates[0], layerCount: layerCount, headCount: heads[0],
+                  kvHeadCount: kvHeads[0], headDim: headDim, vocabSize: vocab,
+                  rmsNormEps: Float(try keys.optionalPositiveDouble(a + "attention.layer_norm_rms_epsilon") ?? 1e-5),
+                  ropeTheta: try keys.optionalPositiveDouble(a + "rope.freq_base") ?? 10000,
+                  tiedEmbeddings: dimensions(GGUFLlamaNames.output) == nil,
+                  maxPositionEmbeddings: try keys.optionalPositiveInt(a + "context_length", limit: 1 << 30) ?? 2048,
+                  bosTokenId: try keys.optionalInt("tokenizer.ggml.bos_token_id"),
+                  eosTokenIds: try keys.optionalInt("tokenizer.ggml.eos_token_id").map { [$0] } ?? [],
+                  declaredDType: nil)
+        layers = (0..<layerCount).map { LayerShape(headCount: heads[$0], kvHeadCount: kvHeads[$0], intermediateSize: intermediates[$0]) }
+        ropeScaling = try Self.ggufRopeScaling(keys, prefix: a)
+    }
+
+    static func ggufRopeScaling(_ keys: GGUFKeys, prefix a: String) throws -> RopeScaling? {
+        let type = try keys.optionalString(a + "rope.scaling.type") ?? "none"
+        switch type {
+        case "none": return nil
+        case "linear":
+            guard let factor = try keys.optionalPositiveDouble(a + "rope.scaling.factor") else {
+                throw FormatError(file: keys.file, "\(a)rope.scaling.type linear needs \(a)rope.scaling.factor")
+            }
+            return factor == 1 ? nil : .linear(factor: factor)
+        default:
+            throw FormatError(file: keys.file, "\(a)rope.scaling.type '\(type)' is not supported (none and linear are; LLaMA-3.1's scaling comes as the rope_freqs tensor)")
+        }
+    }
+
+    /// LLaMA-3.1 GGUFs carry their rope scaling as `rope_freqs.weight`, a divisor per rotary
+    /// frequency. loramd recognises the llama3 rule's divisors (so a saved config.json says
+    /// `rope_type: llama3`) and otherwise keeps the divisors as they are.
+    public mutating func applyGGUFFrequencyDivisors(_ divisors: [Float], file: String) throws {
+        guard divisors.count == headDim / 2 else {
+            throw FormatError(file: file, "tensor \(GGUFLlamaNames.ropeFrequencies) has \(divisors.count) values for \(headDim / 2) rotary frequencies")
+        }
+        guard divisors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw FormatError(file: file, "tensor \(GGUFLlamaNames.ropeFrequencies) holds a value that is not a positive number")
+        }
+        if divisors.allSatisfy({ $0 == 1 }) { return }
+        let plain = RotaryEmbedding(headDim: headDim, theta: ropeTheta, scaling: nil).inverseFrequencies
+        let factor = Double(divisors.max()!)
+        for original in [8192, 4096, 2048, 16384, 32768, 131072] {
+            for (low, high) in [(1.0, 4.0), (1.0, 8.0), (1.0, 2.0)] {
+                let candidate = RopeScaling.llama3(factor: factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositionEmbeddings: original)
+                let scaled = RotaryEmbedding(headDim: headDim, theta: ropeTheta, scaling: candidate).inverseFrequencies
+                let matches = zip(zip(plain, scaled), divisors).allSatisfy { pair, divisor in
+                    abs(pair.0 / pair.1 - divisor) <= 1e-4 * divisor
+                }
+                if matches { ropeScaling = candidate; return }
+            }
+        }
+        ropeScaling = .divisors(divisors)
+    }
+}
+
+/// Typed reads of GGUF metadata with errors that name the key.
+struct GGUFKeys {
+    let metadata: [String: GGUFValue]
+    let file: String
+
+    func string(_ key: String) throws -> String {
+        guard let value = try optionalString(key) else { throw FormatError(file: file, "missing metadata key \(key)") }
+        return value
+    }
+
+    func optionalString(_ key: String) throws -> String? {
+        guard let value = metadata[key] else { return nil }
+        guard let text = value.stringValue else { throw FormatError(file: file, "metadata \(key) must be a string") }
+        return text
+    }
+
+    func optionalInt(_ key: String) throws -> Int? {
+        guard let value = metadata[key] else { return nil }
+        guard let n = value.intValue else { throw FormatError(file: file, "metadata \(key) must be an integer") }
+        return n
+    }
+
+    func optionalPositiveInt(_ key: String, limit: Int) throws -> Int? {
+        guard let n = try optionalInt(key) else { return nil }
+        guard n > 0, n <= limit else { throw FormatError(file: file, "metadata \(key) is \(n); it must be between 1 and \(limit)") }
+        return n
+    }
+
+    func positiveInt(_ key: String, limit: Int) throws -> Int {
+        guard let n = try optionalPositiveInt(key, limit: limit) else { throw FormatError(file: file, "missing metadata key \(key)") }
+        return n
+    }
+
+    func optionalPositiveDouble(_ key: String) throws -> Double? {
+        guard let value = metadata[key] else { return nil }
+        guard let d = value.doubleValue, d.isFinite, d > 0 else { throw FormatError(file: file, "metadata \(key) must be a positive number") }
+        return d
+    }
+
+    /// A width given once for all layers or as an array with one entry per layer.
+    func optionalPerLayer(_ key: String, layers: Int, limit: Int) throws -> [Int]? {
+        guard let value = metadata[key] else { return nil }
+        if let list = value.arrayValue {
+            guard list.count == layers else { throw FormatError(file: file, "metadata \(key) has \(list.count) entries for \(layers) layers") }
+            return try list.enumerated().map { index, item in
+                guard let n = item.intValue, n > 0, n <= limit else {
+                    throw FormatError(file: file, "metadata \(key)[\(index)] must be an integer between 1 and \(limit)")
+                }
+                return n
+            }
+        }
+        return Array(repeating: try positiveInt(key, limit: limit), count: layers)
+    }
+
+    func perLayer(_ key: String, layers: Int, limit: Int) throws -> [Int] {
+        guard let values = try optionalPerLayer(key, layers: layers, limit: limit) else { throw FormatError(file: file, "missing metadata key \(key)") }
+        return values
+    }
+}
