@@ -55,6 +55,16 @@ enum PathParam {
         return url
     }
 
+    /// A file or a directory that must exist (a model is either), else NotFound naming it.
+    static func existingItem(_ path: String, field: String) throws -> URL {
+        let url = url(path)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check '\(field)': no such file or directory.",
+                           data: [("field", .string(field)), ("path", .string(url.path))])
+        }
+        return url
+    }
+
     static func existingFile(_ path: String, field: String) throws -> URL {
         let url = url(path)
         guard FileManager.default.fileExists(atPath: url.path) else {

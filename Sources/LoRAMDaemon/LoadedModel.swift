@@ -2,25 +2,39 @@ import Foundation
 import RPC
 import Runtime
 
-/// A model the client loaded: its weights, its tokenizer (when the directory has one), the ids
-/// that end generation, and where it came from. Weights are read-only once loaded, so any number
+/// A model the client loaded: its weights, its tokenizer (when the checkpoint has one), the ids
+/// that end generation, and where it came from (a Hugging Face folder or a GGUF file). Weights are read-only once loaded, so any number
 /// of requests may use one model at the same time, each with a session of its own.
 final class LoadedModel: LiveObject, @unchecked Sendable {
     let handle: String
     let model: LlamaModel
     let tokenizer: Tokenizer?
-    let directory: URL
+    /// The folder or GGUF file it was loaded from.
+    let source: URL
+    let format: Format
+    let chatTemplate: String?
     /// config.json's, generation_config.json's and the tokenizer's EOS ids together.
     let eosTokenIds: Set<Int>
     let bytes: Int
 
-    init(handle: String, model: LlamaModel, tokenizer: Tokenizer?, directory: URL, eosTokenIds: Set<Int>, bytes: Int) {
+    enum Format: String { case huggingFace, gguf }
+
+    init(handle: String, model: LlamaModel, tokenizer: Tokenizer?, source: URL, format: Format, chatTemplate: String?,
+         eosTokenIds: Set<Int>, bytes: Int) {
         self.handle = handle
         self.model = model
         self.tokenizer = tokenizer
-        self.directory = directory
+        self.source = source
+        self.format = format
+        self.chatTemplate = chatTemplate
         self.eosTokenIds = eosTokenIds
         self.bytes = bytes
+    }
+
+    /// A model made from this one (pruned, quantized, merged, trained): same tokenizer, origin and stop ids.
+    func derived(handle: String, model: LlamaModel, bytes: Int) -> LoadedModel {
+        LoadedModel(handle: handle, model: model, tokenizer: tokenizer, source: source, format: format, chatTemplate: chatTemplate,
+                    eosTokenIds: eosTokenIds, bytes: bytes)
     }
 
     var configSummary: JSONValue {
@@ -50,11 +64,25 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
         ])
     }
 
+    /// The files that travel with the weights when the model is saved as a Hugging Face folder:
+    /// a folder's tokenizer and generation settings as they are; for a GGUF, the tokenizer.json and
+    /// tokenizer_config.json its metadata describes.
+    func companionFiles() throws -> [(name: String, data: Data)] {
+        switch format {
+        case .huggingFace:
+            return ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"].compactMap { name in
+                FileManager.default.contents(atPath: source.appendingPathComponent(name).path).map { (name, $0) }
+            }
+        case .gguf:
+            return tokenizer?.huggingFaceFiles(chatTemplate: chatTemplate) ?? []
+        }
+    }
+
     /// How the model was pruned from its original (nil for an original); saved and loaded with it.
     var pruning: PruningManifest? { model.pruning }
 
     var listing: JSONValue {
-        .object([("modelId", .string(handle)), ("path", .string(directory.path)), ("parameters", .int(Int64(model.parameterCount))),
+        .object([("modelId", .string(handle)), ("path", .string(source.path)), ("format", .string(format.rawValue)), ("parameters", .int(Int64(model.parameterCount))),
                  ("bytes", .int(Int64(bytes))), ("dtype", .string(model.isQuantized ? "nf4" : model.embedding.dtype.rawValue.lowercased())),
                  ("hasTokenizer", .bool(tokenizer != nil)), ("config", configSummary),
                  ("pruning", pruning.map { .object([("method", .string($0.method.rawValue)), ("ratio", .double($0.ratio))]) } ?? .null)])
@@ -63,9 +91,11 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
     /// The tokenizer, or FormatError when the checkpoint came without one.
     func requireTokenizer() throws -> Tokenizer {
         guard let tokenizer else {
-            throw RPCError(.formatError, "Format error: \(directory.path) has no tokenizer.json",
-                           hint: "Put the model's tokenizer.json beside config.json, or send token ids instead of text.",
-                           data: [("file", .string("tokenizer.json")), ("problem", .string("missing"))])
+            let file = format == .gguf ? source.lastPathComponent : "tokenizer.json"
+            throw RPCError(.formatError, "Format error: \(source.path) has no tokenizer",
+                           hint: format == .gguf ? "This GGUF carries no tokenizer.ggml.* metadata; send token ids instead of text."
+                                                 : "Put the model's tokenizer.json beside config.json, or send token ids instead of text.",
+                           data: [("file", .string(file)), ("problem", .string("missing"))])
         }
         return tokenizer
     }

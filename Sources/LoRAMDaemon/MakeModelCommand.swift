@@ -6,9 +6,12 @@ import Runtime
 enum MakeModelCommand {
     static let usage = """
     usage: loramd make-model --out DIR [--preset tiny|small] [--seed N] [--dtype f32|bf16|f16] [--tied] [--std X]
+           loramd make-model --gguf FILE [--gguf-type F32|F16|BF16|Q8_0|Q4_0|Q4_1|Q5_0|Q5_1] [same options]
 
     Writes config.json, generation_config.json, model.safetensors, tokenizer.json and
     tokenizer_config.json: a random LlamaForCausalLM that loads like any Hugging Face checkpoint.
+    With --gguf, the same model as one GGUF file as llama.cpp's converter writes it (tokenizer in
+    its metadata; linears and embeddings in --gguf-type, default F16; norms F32).
       tiny   2 layers, hidden 64, 4 heads / 2 kv heads, MLP 176, vocab 512 (the golden model's shape)
       small  8 layers, hidden 512, 8 heads / 4 kv heads, MLP 1408, vocab 4096 (about 28M parameters)
     """
@@ -19,6 +22,10 @@ enum MakeModelCommand {
         var initialization = ModelMaker.Initialization()
         var dtype = TensorDType.f32
         var tied = false
+        var gguf: String?
+        var ggufType = GGUFTensorType.f16
+        let ggufTypes: [String: GGUFTensorType] = ["F32": .f32, "F16": .f16, "BF16": .bf16, "Q8_0": .q8_0, "Q4_0": .q4_0,
+                                                   "Q4_1": .q4_1, "Q5_0": .q5_0, "Q5_1": .q5_1]
         var rest = arguments[...]
         func fail(_ message: String) -> Int32 {
             FileHandle.standardError.write(Data("loramd make-model: \(message)\n\n\(usage)\n".utf8))
@@ -28,13 +35,17 @@ enum MakeModelCommand {
             switch argument {
             case "--help", "-h": print(usage); return 0
             case "--tied": tied = true
-            case "--preset", "--out", "--seed", "--dtype", "--std":
+            case "--preset", "--out", "--seed", "--dtype", "--std", "--gguf", "--gguf-type":
                 guard let value = rest.popFirst() else { return fail("\(argument) needs a value") }
                 switch argument {
                 case "--preset":
                     guard let p = ModelMaker.Preset(rawValue: value) else { return fail("unknown preset '\(value)'") }
                     preset = p
                 case "--out": out = value
+                case "--gguf": gguf = value
+                case "--gguf-type":
+                    guard let t = ggufTypes[value.uppercased()] else { return fail("--gguf-type must be one of \(ggufTypes.keys.sorted().joined(separator: ", "))") }
+                    ggufType = t
                 case "--seed":
                     guard let s = UInt64(value) else { return fail("--seed needs a non-negative integer") }
                     initialization.seed = s
@@ -48,17 +59,26 @@ enum MakeModelCommand {
             default: return fail("unknown argument '\(argument)'")
             }
         }
-        guard let out else { return fail("--out DIR is required") }
+        guard out != nil || gguf != nil else { return fail("--out DIR or --gguf FILE is required") }
         var config = preset.config
         config.tiedEmbeddings = tied
         do {
             let start = Date()
             let tokenizer = try TokenizerBuilder.byteLevelBPE(corpus: TokenizerBuilder.builtInCorpus, vocabularySize: config.vocabSize)
             let model = ModelMaker.randomModel(config: config, initialization: initialization, dtype: dtype)
-            let directory = URL(fileURLWithPath: out)
-            try ModelMaker.write(model, tokenizerJSON: tokenizer, to: directory)
-            print(String(format: "made %@ model: %d parameters, %.1f MB as %@, in %@ (%.1f s)", preset.rawValue, model.parameterCount,
-                         Double(model.byteCount) / 1e6, dtype.rawValue, directory.path, Date().timeIntervalSince(start)))
+            if let out {
+                let directory = URL(fileURLWithPath: out)
+                try ModelMaker.write(model, tokenizerJSON: tokenizer, to: directory)
+                print(String(format: "made %@ model: %d parameters, %.1f MB as %@, in %@ (%.1f s)", preset.rawValue, model.parameterCount,
+                             Double(model.byteCount) / 1e6, dtype.rawValue, directory.path, Date().timeIntervalSince(start)))
+            }
+            if let gguf {
+                let file = URL(fileURLWithPath: gguf)
+                let metadata = try Tokenizer(tokenizerJSON: tokenizer).ggufMetadata()
+                try model.saveGGUF(to: file, type: ggufType, tokenizer: metadata, name: "loramd-\(preset.rawValue)")
+                print(String(format: "made %@ model: %d parameters, as GGUF %@ in %@ (%.1f s)", preset.rawValue, model.parameterCount,
+                             ggufType.name, file.path, Date().timeIntervalSince(start)))
+            }
             return 0
         } catch {
             FileHandle.standardError.write(Data("loramd make-model: \(error)\n".utf8))

@@ -1,11 +1,12 @@
 import Foundation
 import MemoryPlanner
+import Runtime
 
 /// `loramd plan`: a memory-plan dry run from the command line, for people asking "will this model
 /// train on my card, and how?". The same planner as `memory/plan`; optionally the picture as SVG.
 enum PlanCommand {
     static let usage = """
-    usage: loramd plan (--preset NAME | --config FILE) [--train | --generate] [--seq N] [--micro-batch N]
+    usage: loramd plan (--preset NAME | --config FILE|MODEL.gguf) [--train | --generate] [--seq N] [--micro-batch N]
                        [--lora-r N] [--full] [--base f32|bf16|f16|nf4] [--nf4] [--prune RATIO] [--checkpointing]
                        [--new-tokens N] [--cap BYTES|20GiB] [--search] [--paper] [--svg FILE] [--json]
 
@@ -43,6 +44,8 @@ enum PlanCommand {
                 case "--preset":
                     guard let s = ModelShape.preset(named: text) else { return fail("unknown preset '\(text)'") }
                     shape = s
+                case "--config" where GGUFFile.hasMagic(URL(fileURLWithPath: text)):
+                    do { shape = try LlamaModel.config(gguf: try GGUFFile(url: URL(fileURLWithPath: text))).modelShape } catch { return fail("\(error)") }
                 case "--config":
                     guard let data = FileManager.default.contents(atPath: text) else { return fail("cannot read \(text)") }
                     do { shape = try ModelShape(configJSON: data) } catch { return fail("\(error)") }

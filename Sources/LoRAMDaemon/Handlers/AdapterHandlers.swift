@@ -29,6 +29,9 @@ extension Daemon {
     struct AdapterSaveParams: Decodable {
         var adapterId: String
         var path: String
+        /// "peft" (default: a folder with adapter_config.json and adapter_model.safetensors) or
+        /// "gguf" (one file llama.cpp loads with its base GGUF).
+        var format: String?
     }
 
     struct AdapterMergeParams: Decodable {
@@ -123,7 +126,7 @@ extension Daemon {
             return try charged(bytes, to: handle, kind: "adapter") {
                 let adapter = LoRAAdapter.create(config: config, rank: params.r, alpha: params.alpha, dropout: dropout,
                                                  targets: targets, seed: params.seed ?? 0, b: b)
-                let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: adapter, path: nil, baseModelPath: loaded.directory.path)
+                let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: adapter, path: nil, baseModelPath: loaded.source.path)
                 try insert(object, as: .adapter, whileModelLives: loaded.handle)
                 return object.summary
             }
@@ -142,7 +145,7 @@ extension Daemon {
                     try context.checkCancelled()
                     let adapter = try PEFTAdapterFile.load(directory: directory, model: loaded.model)
                     let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: adapter, path: directory,
-                                               baseModelPath: loaded.directory.path)
+                                               baseModelPath: loaded.source.path)
                     try insert(object, as: .adapter, whileModelLives: loaded.handle)
                     return object.summary
                 }
@@ -151,10 +154,24 @@ extension Daemon {
 
         router.register("adapter/save") { [unowned self] (params: AdapterSaveParams, _) -> JSONValue in
             let object = try loadedAdapter(params.adapterId)
-            let directory = PathParam.url(params.path)
-            return try ErrorMapping.translating {
-                let files = try PEFTAdapterFile.save(object.adapter, to: directory, baseModelNameOrPath: object.baseModelPath)
-                return .object([("files", .array(files.map { .string($0.path) }))])
+            let target = PathParam.url(params.path)
+            switch params.format ?? "peft" {
+            case "peft":
+                return try ErrorMapping.translating {
+                    let files = try PEFTAdapterFile.save(object.adapter, to: target, baseModelNameOrPath: object.baseModelPath)
+                    return .object([("files", .array(files.map { .string($0.path) }))])
+                }
+            case "gguf":
+                let config = try model(object.modelId, field: "adapterId").model.config
+                var isDirectory: ObjCBool = false
+                let file = FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) && isDirectory.boolValue
+                    ? target.appendingPathComponent(GGUFAdapterFile.defaultFileName) : target
+                return try ErrorMapping.translating {
+                    try GGUFAdapterFile.save(object.adapter, config: config, to: file)
+                    return .object([("files", .array([.string(file.path)]))])
+                }
+            case let other:
+                throw RPCError.invalidParams(field: "format", "must be peft or gguf, got '\(other)'")
             }
         }
 
@@ -168,8 +185,7 @@ extension Daemon {
                 try charged(bytes, to: handle, kind: "weights") {
                     try context.checkCancelled()
                     let merged = try loaded.model.merged(with: object.adapter)
-                    let result = LoadedModel(handle: handle, model: merged, tokenizer: loaded.tokenizer, directory: loaded.directory,
-                                             eosTokenIds: loaded.eosTokenIds, bytes: merged.byteCount)
+                    let result = loaded.derived(handle: handle, model: merged, bytes: merged.byteCount)
                     try insert(result, as: .model, whileModelLives: loaded.handle)
                     return .object([("modelId", .string(handle)), ("parameters", .int(Int64(merged.parameterCount))),
                                     ("bytes", .int(Int64(result.bytes))), ("config", result.configSummary)])

@@ -14,6 +14,10 @@ extension Daemon {
         var config: JSONValue
         var parameters: Int
         var bytes: Int
+        /// "huggingFace" (a folder) or "gguf" (one file).
+        var format: String
+        /// The checkpoint's chat template (Jinja), when it ships one.
+        var chatTemplate: String?
     }
 
     struct ModelRef: Decodable { var modelId: String }
@@ -57,34 +61,35 @@ extension Daemon {
 
         router.register("model/load") { [unowned self] (params: LoadParams, context) -> LoadResult in
             let dtype = try Self.weightDType(params.dtype)
-            let directory = try PathParam.existingDirectory(params.path, field: "path")
+            let url = try PathParam.existingItem(params.path, field: "path")
             let handle = registry.newHandle(.model)
             return try ErrorMapping.translating {
-                let config = try LlamaConfig(directory: directory)
-                let checkpoint = try CheckpointDirectory(url: directory)
-                let bytes = LlamaModel.plannedBytes(config: config, checkpoint: checkpoint, dtype: dtype)
+                let checkpoint = try ModelCheckpoint.open(url)
+                let bytes = checkpoint.plannedBytes(dtype: dtype)
                 // Charged first: over the budget, nothing is read; a 16-bit storage that would fit is suggested.
                 do {
                     try ledger.charge(Int64(bytes), to: handle, breakdown: .object([("weights", .int(Int64(bytes)))]))
                 } catch let error as RPCError where error.code == .overBudget {
                     let free = ledger.capBytes - ledger.usedBytes
-                    let smaller = [("bf16", TensorDType.bf16)].map { ($0.0, LlamaModel.plannedBytes(config: config, checkpoint: checkpoint, dtype: $0.1)) }
+                    let smaller = [("bf16", TensorDType.bf16)].map { ($0.0, checkpoint.plannedBytes(dtype: $0.1)) }
                         .first { Int64($0.1) <= free && $0.1 < bytes }
                     throw error.with("suggestion", smaller.map { .object([("changes", .object([("dtype", .string($0.0))])), ("peakBytes", .int(Int64($0.1)))]) } ?? .null)
                 }
                 do {
                     try context.checkCancelled()
-                    let tokenizer = FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path)
-                        ? try Tokenizer(directory: directory) : nil
-                    let model = try LlamaModel.load(config: config, checkpoint: checkpoint, dtype: dtype)
+                    let tokenizer = try checkpoint.tokenizer()
+                    let model = try checkpoint.loadModel(dtype: dtype)
                     try context.checkCancelled()
-                    var eos = Set(config.eosTokenIds)
-                    eos.formUnion(Self.generationConfigEOS(directory))
+                    var eos = Set(model.config.eosTokenIds)
+                    if case .huggingFace(let directory, _, _) = checkpoint { eos.formUnion(Self.generationConfigEOS(directory)) }
+                    if case .gguf(let file, _) = checkpoint, let eot = file.metadata["tokenizer.ggml.eot_token_id"]?.intValue { eos.insert(eot) }
                     if let id = tokenizer?.eosTokenId { eos.insert(id) }
-                    let loaded = LoadedModel(handle: handle, model: model, tokenizer: tokenizer, directory: directory,
+                    let loaded = LoadedModel(handle: handle, model: model, tokenizer: tokenizer, source: checkpoint.url,
+                                             format: checkpoint.isGGUF ? .gguf : .huggingFace, chatTemplate: checkpoint.chatTemplate,
                                              eosTokenIds: eos, bytes: model.byteCount)
                     registry.insert(loaded, as: .model)
-                    return LoadResult(modelId: handle, config: loaded.configSummary, parameters: model.parameterCount, bytes: loaded.bytes)
+                    return LoadResult(modelId: handle, config: loaded.configSummary, parameters: model.parameterCount, bytes: loaded.bytes,
+                                      format: loaded.format.rawValue, chatTemplate: loaded.chatTemplate)
                 } catch {
                     ledger.release(handle)
                     throw error
@@ -110,10 +115,13 @@ extension Daemon {
                 var files = [LlamaConfig.fileName, CheckpointDirectory.singleFileName]
                 if loaded.model.pruning != nil { files.append(PruningManifest.fileName) }
                 // The tokenizer and generation settings travel with the weights.
-                for name in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"] {
-                    let source = loaded.directory.appendingPathComponent(name)
-                    guard FileManager.default.fileExists(atPath: source.path), source.standardizedFileURL != directory.appendingPathComponent(name).standardizedFileURL else { continue }
-                    try LlamaModel.copyAtomically(source, to: directory.appendingPathComponent(name))
+                for (name, data) in try loaded.companionFiles() {
+                    let target = directory.appendingPathComponent(name)
+                    if case .huggingFace = loaded.format, loaded.source.appendingPathComponent(name).standardizedFileURL == target.standardizedFileURL {
+                        files.append(name)
+                        continue
+                    }
+                    try AtomicFile.write(data, to: target)
                     files.append(name)
                 }
                 return .object([("files", .array(files.sorted().map { .string(directory.appendingPathComponent($0).path) }))])

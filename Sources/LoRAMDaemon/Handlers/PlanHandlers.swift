@@ -35,8 +35,8 @@ extension Daemon {
         var optimizer: String?
     }
 
-    /// The shape `model` names: {modelId} / "modelId", {path} of a config.json or its directory,
-    /// {preset}, or {config} inline.
+    /// The shape `model` names: {modelId} / "modelId", {path} of a config.json, its directory or a
+    /// GGUF file (its header only: no tensor data is read), {preset}, or {config} inline.
     func planShape(_ model: JSONValue) throws -> ModelShape {
         func shape(json data: Data, file: String) throws -> ModelShape {
             do { return try ModelShape(configJSON: data) } catch {
@@ -58,6 +58,8 @@ extension Daemon {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
                 url = url.appendingPathComponent("config.json")
+            } else if GGUFFile.hasMagic(url) {
+                return try ErrorMapping.translating { try LlamaModel.config(gguf: try GGUFFile(url: url)).modelShape }
             }
             guard let data = FileManager.default.contents(atPath: url.path) else {
                 throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check 'model.path'.", data: [("field", .string("model.path"))])

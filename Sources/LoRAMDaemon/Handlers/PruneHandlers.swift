@@ -94,8 +94,7 @@ extension Daemon {
                 case .semi, .magnitude: pruned = try SparsityPruner.prune(original, method: method, ratio: ratio)
                 }
                 try context.checkCancelled()
-                let object = LoadedModel(handle: handle, model: pruned, tokenizer: loaded.tokenizer, directory: loaded.directory,
-                                         eosTokenIds: loaded.eosTokenIds, bytes: bytes)
+                let object = loaded.derived(handle: handle, model: pruned, bytes: bytes)
                 registry.insert(object, as: .model)
                 var result: [(String, JSONValue)] = [
                     ("modelId", .string(handle)), ("method", .string(method.rawValue)), ("ratio", .double(ratio)),
@@ -148,7 +147,7 @@ extension Daemon {
                     case .adapterMismatch: throw RPCError.invalidParams(field: "adapterId", failure.description)
                     }
                 }
-                let result = LoadedAdapter(handle: handle, modelId: target.handle, adapter: recovered, path: nil, baseModelPath: target.directory.path)
+                let result = LoadedAdapter(handle: handle, modelId: target.handle, adapter: recovered, path: nil, baseModelPath: target.source.path)
                 try insert(result, as: .adapter, whileModelLives: target.handle)
                 guard case .object(var members) = result.summary else { return result.summary }
                 members.append(("recoveredFrom", .string(object.handle)))

@@ -43,8 +43,7 @@ extension Daemon {
                 } catch let error as QuantizationError {
                     throw RPCError.invalidParams(field: error.field == "weights" ? "modelId" : error.field, error.problem)
                 }
-                let result = LoadedModel(handle: handle, model: quantized, tokenizer: loaded.tokenizer, directory: loaded.directory,
-                                         eosTokenIds: loaded.eosTokenIds, bytes: quantized.byteCount)
+                let result = loaded.derived(handle: handle, model: quantized, bytes: quantized.byteCount)
                 registry.insert(result, as: .model)
                 return QuantizeResult(modelId: handle, bytes: result.bytes, parameters: quantized.parameterCount,
                                       bytesPerParameter: Double(result.bytes) / Double(quantized.parameterCount))

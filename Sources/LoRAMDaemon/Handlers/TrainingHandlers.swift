@@ -197,7 +197,7 @@ extension Daemon {
             let loaded: LoadedModel
             if let modelId = params.modelId {
                 loaded = try model(modelId)
-            } else if let match = registry.objects(.model).compactMap({ $0 as? LoadedModel }).first(where: { $0.directory.path == state.model }) {
+            } else if let match = registry.objects(.model).compactMap({ $0 as? LoadedModel }).first(where: { $0.source.path == state.model }) {
                 loaded = match
             } else {
                 throw RPCError.invalidParams(field: "modelId", "no loaded model comes from \(state.model); load it first or give modelId")
@@ -249,8 +249,7 @@ extension Daemon {
                 ledger.release(params.jobId)
                 try ledger.charge(Int64(model.byteCount), to: handle, breakdown: .object([("weights", .int(Int64(model.byteCount)))]))
                 let source = object.model
-                let loaded = LoadedModel(handle: handle, model: model, tokenizer: source.tokenizer, directory: source.directory,
-                                         eosTokenIds: source.eosTokenIds, bytes: model.byteCount)
+                let loaded = source.derived(handle: handle, model: model, bytes: model.byteCount)
                 registry.insert(loaded, as: .model)
                 return .object([("modelId", .string(handle)), ("parameters", .int(Int64(model.parameterCount))),
                                 ("bytes", .int(Int64(loaded.bytes))), ("config", loaded.configSummary)])
@@ -275,7 +274,7 @@ extension Daemon {
 
     /// The adapter in PEFT's layout, loadable by `adapter/load` and by PEFT on the same base.
     func exportAdapter(_ adapter: LoRAAdapter, model: LoadedModel, to directory: URL) throws -> [String] {
-        try PEFTAdapterFile.save(adapter, to: directory, baseModelNameOrPath: model.directory.path).map(\.path)
+        try PEFTAdapterFile.save(adapter, to: directory, baseModelNameOrPath: model.source.path).map(\.path)
     }
 
     /// Writes the job's state and, for people and other tools, the trained result: the adapter in
@@ -283,7 +282,7 @@ extension Daemon {
     @discardableResult
     func save(_ object: TrainingJobObject, to directory: URL) throws -> [String] {
         try ErrorMapping.translating {
-            try object.job.save(to: directory, modelPath: object.model.directory.path, dataset: object.dataset)
+            try object.job.save(to: directory, modelPath: object.model.source.path, dataset: object.dataset)
             var files = [TrainingJob.parametersFile, TrainingJob.optimizerFile, TrainingJob.stateFile].map { directory.appendingPathComponent($0).path }
             if let adapter = object.job.adapter {
                 files += try exportAdapter(adapter, model: object.model, to: directory.appendingPathComponent("adapter"))

@@ -44,6 +44,10 @@ public final class Tokenizer: @unchecked Sendable {
     public let specialTokenIds: Set<Int>
     /// Largest id + 1 over the model vocabulary and the added tokens.
     public let vocabularySize: Int
+    /// The tokenizer.json and tokenizer_config.json bytes this tokenizer was built from (for a
+    /// GGUF, the ones its metadata was translated to): what a saved Hugging Face folder carries.
+    let sourceJSON: Data
+    let sourceConfig: Data?
 
     /// Reads DIR/tokenizer.json, and DIR/tokenizer_config.json when present.
     public convenience init(directory: URL) throws {
@@ -64,6 +68,8 @@ public final class Tokenizer: @unchecked Sendable {
     public init(tokenizerJSON: Data, config: Data? = nil, fileName: String = "tokenizer.json") throws {
         let json = TokenizerJSON(file: fileName)
         let root = try json.parse(tokenizerJSON)
+        sourceJSON = tokenizerJSON
+        sourceConfig = config
 
         let modelObject = try json.object(json.optional(root, "model"), "model")
         let modelType = try json.optionalString(modelObject, "type", "model")
@@ -125,6 +131,19 @@ public final class Tokenizer: @unchecked Sendable {
             ?? ["<s>", "<|begin_of_text|>", "<|startoftext|>", "<bos>"].lazy.compactMap { added.idByContent[TokenBytes($0)] }.first
         eosTokenId = configEos ?? surrounding.after.last
             ?? ["</s>", "<|end_of_text|>", "<|endoftext|>", "<|eot_id|>", "<eos>"].lazy.compactMap { added.idByContent[TokenBytes($0)] }.first
+    }
+
+    /// tokenizer.json and tokenizer_config.json for a Hugging Face folder, the config carrying
+    /// `chatTemplate` when one is given.
+    public func huggingFaceFiles(chatTemplate: String? = nil) -> [(name: String, data: Data)] {
+        var files: [(String, Data)] = [("tokenizer.json", sourceJSON)]
+        var config = sourceConfig.flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] } ?? [:]
+        if let chatTemplate { config["chat_template"] = chatTemplate }
+        if sourceConfig != nil || chatTemplate != nil,
+           let data = try? JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]) {
+            files.append(("tokenizer_config.json", data))
+        }
+        return files
     }
 
     private static func siblingConfigName(of fileName: String) -> String {

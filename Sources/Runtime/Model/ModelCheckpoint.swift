@@ -1,0 +1,96 @@
+import Foundation
+
+/// Where a model's weights come from: a Hugging Face folder (config.json, safetensors, tokenizer.json)
+/// or one GGUF file (config, weights, tokenizer and chat template all inside). Opening reads and
+/// validates the headers only; `plannedBytes` is what loading will hold, so it can be charged
+/// before any tensor is read.
+public enum ModelCheckpoint {
+    case huggingFace(directory: URL, config: LlamaConfig, weights: CheckpointDirectory)
+    case gguf(GGUFFile, config: LlamaConfig)
+
+    /// A folder is a Hugging Face checkpoint; a regular file must be GGUF. Anything else (a FIFO,
+    /// a device) is refused before it is opened, so a load can never block on it.
+    public static func open(_ url: URL) throws -> ModelCheckpoint {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw FormatError(file: url.lastPathComponent, "does not exist")
+        }
+        if isDirectory.boolValue {
+            return .huggingFace(directory: url, config: try LlamaConfig(directory: url), weights: try CheckpointDirectory(url: url))
+        }
+        let file = try GGUFFile(url: url)
+        return .gguf(file, config: try LlamaModel.config(gguf: file))
+    }
+
+    public var url: URL {
+        switch self {
+        case .huggingFace(let directory, _, _): return directory
+        case .gguf(let file, _): return file.url
+        }
+    }
+
+    public var config: LlamaConfig {
+        switch self {
+        case .huggingFace(_, let config, _), .gguf(_, let config): return config
+        }
+    }
+
+    public var isGGUF: Bool {
+        if case .gguf = self { return true }
+        return false
+    }
+
+    /// The storage dtype when the request names none: as stored for safetensors; bf16 for GGUF,
+    /// whose quantized blocks have no float type of their own.
+    public func storageDType(_ requested: TensorDType?) -> TensorDType? {
+        if isGGUF { return requested ?? .bf16 }
+        return requested
+    }
+
+    public func plannedBytes(dtype requested: TensorDType?) -> Int {
+        switch self {
+        case .huggingFace(_, let config, let weights):
+            return LlamaModel.plannedBytes(config: config, checkpoint: weights, dtype: requested)
+        case .gguf(let file, let config):
+            return LlamaModel.plannedBytes(gguf: file, config: config, dtype: storageDType(requested)!)
+        }
+    }
+
+    public func loadModel(dtype requested: TensorDType?) throws -> LlamaModel {
+        switch self {
+        case .huggingFace(_, let config, let weights):
+            return try LlamaModel.load(config: config, checkpoint: weights, dtype: requested)
+        case .gguf(let file, let config):
+            return try LlamaModel.load(gguf: file, config: config, dtype: storageDType(requested)!)
+        }
+    }
+
+    /// The tokenizer, when the checkpoint has one (tokenizer.json beside config.json, or
+    /// `tokenizer.ggml.*` metadata).
+    public func tokenizer() throws -> Tokenizer? {
+        switch self {
+        case .huggingFace(let directory, _, _):
+            guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path) else { return nil }
+            return try Tokenizer(directory: directory)
+        case .gguf(let file, _):
+            guard file.metadata["tokenizer.ggml.model"] != nil else { return nil }
+            return try Tokenizer(ggufMetadata: file.metadata, fileName: file.url.lastPathComponent)
+        }
+    }
+
+    /// The chat template (Jinja text) the checkpoint ships: `tokenizer.chat_template` in a GGUF,
+    /// `chat_template` in tokenizer_config.json (or chat_template.jinja) for a folder.
+    public var chatTemplate: String? {
+        switch self {
+        case .gguf(let file, _):
+            return file.metadata["tokenizer.chat_template"]?.stringValue
+        case .huggingFace(let directory, _, _):
+            if let data = FileManager.default.contents(atPath: directory.appendingPathComponent("chat_template.jinja").path) {
+                return String(decoding: data, as: UTF8.self)
+            }
+            guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent("tokenizer_config.json").path),
+                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+            return object["chat_template"] as? String
+        }
+    }
+}
