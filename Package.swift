@@ -36,6 +36,6 @@ let package = Package(
         .testTarget(name: "PlannerTests", dependencies: ["MemoryPlanner", "CJemalloc"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "COpenBLAS"]),
         // Drives the real `loramd` process over pipes.
-        .testTarget(name: "DaemonTests", dependencies: ["LoRAMDaemon", "RPC"]),
+        .testTarget(name: "DaemonTests", dependencies: ["LoRAMDaemon", "RPC", "Runtime"]),
     ]
 )

@@ -13,6 +13,8 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
     let source: URL
     let format: Format
     let chatTemplate: String?
+    /// A GGUF's `tokenizer.*` metadata as it was, for saving back to GGUF unchanged.
+    let ggufTokenizerMetadata: [(key: String, value: GGUFValue)]?
     /// config.json's, generation_config.json's and the tokenizer's EOS ids together.
     let eosTokenIds: Set<Int>
     let bytes: Int
@@ -20,7 +22,8 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
     enum Format: String { case huggingFace, gguf }
 
     init(handle: String, model: LlamaModel, tokenizer: Tokenizer?, source: URL, format: Format, chatTemplate: String?,
-         eosTokenIds: Set<Int>, bytes: Int) {
+         eosTokenIds: Set<Int>, bytes: Int, ggufTokenizerMetadata: [(key: String, value: GGUFValue)]? = nil) {
+        self.ggufTokenizerMetadata = ggufTokenizerMetadata
         self.handle = handle
         self.model = model
         self.tokenizer = tokenizer
@@ -34,7 +37,7 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
     /// A model made from this one (pruned, quantized, merged, trained): same tokenizer, origin and stop ids.
     func derived(handle: String, model: LlamaModel, bytes: Int) -> LoadedModel {
         LoadedModel(handle: handle, model: model, tokenizer: tokenizer, source: source, format: format, chatTemplate: chatTemplate,
-                    eosTokenIds: eosTokenIds, bytes: bytes)
+                    eosTokenIds: eosTokenIds, bytes: bytes, ggufTokenizerMetadata: ggufTokenizerMetadata)
     }
 
     var configSummary: JSONValue {

@@ -26,6 +26,10 @@ extension Daemon {
         var modelId: String
         var path: String
         var dtype: String?
+        /// "huggingFace" (default: a folder) or "gguf" (one file, as llama.cpp's converter writes it).
+        var format: String?
+        /// The GGUF tensor type of the linears and embeddings: F32, F16 (default), BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1.
+        var ggufType: String?
     }
 
     struct ModelListResult: Encodable {
@@ -86,7 +90,7 @@ extension Daemon {
                     if let id = tokenizer?.eosTokenId { eos.insert(id) }
                     let loaded = LoadedModel(handle: handle, model: model, tokenizer: tokenizer, source: checkpoint.url,
                                              format: checkpoint.isGGUF ? .gguf : .huggingFace, chatTemplate: checkpoint.chatTemplate,
-                                             eosTokenIds: eos, bytes: model.byteCount)
+                                             eosTokenIds: eos, bytes: model.byteCount, ggufTokenizerMetadata: checkpoint.ggufTokenizerMetadata)
                     registry.insert(loaded, as: .model)
                     return LoadResult(modelId: handle, config: loaded.configSummary, parameters: model.parameterCount, bytes: loaded.bytes,
                                       format: loaded.format.rawValue, chatTemplate: loaded.chatTemplate)
@@ -108,6 +112,11 @@ extension Daemon {
 
         router.register("model/save") { [unowned self] (params: SaveParams, _) -> JSONValue in
             let loaded = try model(params.modelId)
+            switch params.format ?? "huggingFace" {
+            case "huggingFace": break
+            case "gguf": return try saveGGUF(loaded, params)
+            case let other: throw RPCError.invalidParams(field: "format", "must be huggingFace or gguf, got '\(other)'")
+            }
             let dtype = try Self.weightDType(params.dtype)
             let directory = PathParam.url(params.path)
             return try ErrorMapping.translating {
@@ -126,6 +135,32 @@ extension Daemon {
                 }
                 return .object([("files", .array(files.sorted().map { .string(directory.appendingPathComponent($0).path) }))])
             }
+        }
+    }
+
+    /// `model/save {format: "gguf"}`: the tokenizer goes into the metadata (a GGUF's own
+    /// `tokenizer.*` keys as they were; a folder's byte-level BPE translated), or is left out with
+    /// a warning when it has no GGUF form.
+    func saveGGUF(_ loaded: LoadedModel, _ params: SaveParams) throws -> JSONValue {
+        if params.dtype != nil { throw RPCError.invalidParams(field: "dtype", "does not apply to GGUF; use ggufType") }
+        let typeName = params.ggufType ?? "F16"
+        guard let type = GGUFTensorType(name: typeName.uppercased()), type.isEncodable else {
+            throw RPCError.invalidParams(field: "ggufType", "must be one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, got '\(typeName)'")
+        }
+        let file = PathParam.url(params.path)
+        return try ErrorMapping.translating {
+            var warnings: [JSONValue] = []
+            var tokenizer = loaded.ggufTokenizerMetadata ?? []
+            if loaded.ggufTokenizerMetadata == nil, let t = loaded.tokenizer {
+                do { tokenizer = try t.ggufMetadata() } catch let error as Tokenizer.GGUFExportError {
+                    warnings.append(.string("tokenizer left out: \(error.description)"))
+                }
+            }
+            if let template = loaded.chatTemplate, !tokenizer.contains(where: { $0.key == "tokenizer.chat_template" }) {
+                tokenizer.append(("tokenizer.chat_template", .string(template)))
+            }
+            try loaded.model.saveGGUF(to: file, type: type, tokenizer: tokenizer, name: loaded.source.deletingPathExtension().lastPathComponent)
+            return .object([("files", .array([.string(file.path)])), ("warnings", .array(warnings))])
         }
     }
 

@@ -205,6 +205,16 @@ extension Daemon {
         let recoveredDirectory = outDir.appendingPathComponent("adapter-recovered")
         _ = try stage("save") { try call("adapter/save", [("adapterId", .string(carrierAdapterId)), ("path", .string(trainedDirectory.path))]) }
         _ = try stage("save") { try call("adapter/save", [("adapterId", .string(recoveredId)), ("path", .string(recoveredDirectory.path))]) }
+        // The recovered adapter also as the GGUF llama.cpp loads beside the original's GGUF (not
+        // when it adapts lm_head of a tied model: llama.cpp has no output tensor to attach it to).
+        let recoveredGGUF = outDir.appendingPathComponent("adapter-recovered.gguf")
+        let adaptsLMHead = try loadedAdapter(recoveredId).adapter.lmHead != nil
+        let ggufWritten = !(original.model.config.tiedEmbeddings && adaptsLMHead)
+        if ggufWritten {
+            _ = try stage("save") {
+                try call("adapter/save", [("adapterId", .string(recoveredId)), ("path", .string(recoveredGGUF.path)), ("format", .string("gguf"))])
+            }
+        }
         timings.append(("save", .double(Date().timeIntervalSince(stageStart))))
 
         let originalParameters = original.model.parameterCount
@@ -222,7 +232,8 @@ extension Daemon {
         ])
         let files: JSONValue = .object([
             ("carrier", .string(carrierDirectory.path)), ("carrierAdapter", .string(trainedDirectory.path)),
-            ("recoveredAdapter", .string(recoveredDirectory.path)), ("report", .string(outDir.appendingPathComponent("report.json").path)),
+            ("recoveredAdapter", .string(recoveredDirectory.path)),
+            ("recoveredAdapterGGUF", ggufWritten ? .string(recoveredGGUF.path) : .null), ("report", .string(outDir.appendingPathComponent("report.json").path)),
         ])
         let parameters: JSONValue = .object([("original", int(originalParameters)), ("carrier", int(carrierParameters))])
         let bytes: JSONValue = .object([("original", int(original.bytes)), ("carrier", int(carrierModel.bytes))])

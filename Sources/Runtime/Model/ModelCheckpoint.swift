@@ -78,6 +78,12 @@ public enum ModelCheckpoint {
         }
     }
 
+    /// A GGUF's `tokenizer.*` metadata in file order (nil for a folder).
+    public var ggufTokenizerMetadata: [(key: String, value: GGUFValue)]? {
+        guard case .gguf(let file, _) = self else { return nil }
+        return file.metadataKeys.filter { $0.hasPrefix("tokenizer.") }.map { ($0, file.metadata[$0]!) }
+    }
+
     /// The chat template (Jinja text) the checkpoint ships: `tokenizer.chat_template` in a GGUF,
     /// `chat_template` in tokenizer_config.json (or chat_template.jinja) for a folder.
     public var chatTemplate: String? {
