@@ -164,6 +164,15 @@ final class GGUFCorruptFileTests: XCTestCase {
         expectFormatError(broken { $0.entries = [RawGGUF.kv("deep", 9, payload)] }, "arrays nested deeper than 8 levels")
     }
 
+    func testMetadataValuesPastTheCap() throws {
+        let url = directory.appendingPathComponent("many.gguf")
+        try Data(broken { $0.entries = [RawGGUF.kv("tokens", 9, RawGGUF.array(0, count: 20, [UInt8](repeating: 7, count: 20)))] }).write(to: url)
+        XCTAssertNoThrow(try GGUFFile(url: url, maxMetadataValues: 21))
+        XCTAssertThrowsError(try GGUFFile(url: url, maxMetadataValues: 20)) {
+            XCTAssertTrue("\($0)".contains("metadata tokens: more than 20 metadata values in all"), "\($0)")
+        }
+    }
+
     func testDuplicateKey() {
         expectFormatError(broken { $0.entries += [RawGGUF.kv("general.name", 4, RawGGUF.le(UInt32(1)))] },
                           "metadata key general.name appears twice")
