@@ -131,3 +131,24 @@ final class GGUFFileTests: XCTestCase {
         XCTAssertEqual(Set(GGUFTensorType.allCases.map(\.name)).count, GGUFTensorType.allCases.count)
     }
 }
+
+/// Dequantization is a plain loop over blocks with no allocation: a 4M-element tensor of each
+/// common type decodes well within a debug build's budget (a release build loads 135M parameters
+/// in well under a second).
+final class GGUFDequantizationPerformanceTests: XCTestCase {
+    func testFourMillionElementsPerType() {
+        let count = 4 << 20
+        var out = [Float](repeating: 0, count: count)
+        for type in [GGUFTensorType.q4_K, .q6_K, .q8_0, .f16] {
+            // 0x1111 as an fp16 scale is small and finite; only speed is measured here.
+            let bytes = [UInt8](repeating: 0x11, count: count / type.blockSize * type.typeSize)
+            let start = Date()
+            bytes.withUnsafeBytes { raw in
+                out.withUnsafeMutableBufferPointer { GGUFDequantization.dequantize(type, from: raw.baseAddress!, count: count, into: $0.baseAddress!) }
+            }
+            let seconds = Date().timeIntervalSince(start)
+            print("\(type.name): \(count) elements in \(String(format: "%.3f", seconds)) s")
+            XCTAssertLessThan(seconds, 10, type.name)
+        }
+    }
+}

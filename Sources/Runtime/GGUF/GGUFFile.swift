@@ -49,7 +49,12 @@ public final class GGUFFile: @unchecked Sendable {
 
     public var fileName: String { url.lastPathComponent }
 
-    public init(url: URL) throws {
+    public convenience init(url: URL) throws {
+        try self.init(url: url, maxMetadataValues: Self.maxMetadataValues)
+    }
+
+    /// `maxMetadataValues` is a parameter so tests can reach it with a small file.
+    init(url: URL, maxMetadataValues: Int) throws {
         self.url = url
         let file = url.lastPathComponent
         // Checked before open(): opening a FIFO for reading would wait for a writer.
@@ -70,7 +75,7 @@ public final class GGUFFile: @unchecked Sendable {
             throw FormatError(file: file, "cannot memory-map: \(String(cString: strerror(errno)))")
         }
         do {
-            var parser = Parser(reader: Reader(base: UnsafeRawPointer(map), size: size, file: file))
+            var parser = Parser(reader: Reader(base: UnsafeRawPointer(map), size: size, file: file), maxValues: maxMetadataValues)
             try parser.parse()
             version = parser.version
             metadata = parser.metadata
@@ -107,10 +112,10 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// The raw bytes of a tensor of this file, valid as long as this object lives.
     public func bytes(of tensor: TensorInfo) -> UnsafeRawBufferPointer {
-        let start = dataOffset + tensor.offset
-        precondition(tensor.offset >= 0 && start <= mappedLength && tensor.byteCount <= mappedLength - start,
+        let dataBytes = mappedLength - dataOffset
+        precondition(tensor.offset >= 0 && tensor.offset <= dataBytes && tensor.byteCount <= dataBytes - tensor.offset,
                      "tensor \(tensor.name) is not a tensor of \(fileName)")
-        return UnsafeRawBufferPointer(start: mapping + start, count: tensor.byteCount)
+        return UnsafeRawBufferPointer(start: mapping + dataOffset + tensor.offset, count: tensor.byteCount)
     }
 
     /// Decodes `elements` of `tensor` (flat, ne0 fastest; both ends on block boundaries) into
@@ -194,6 +199,7 @@ extension GGUFFile {
     /// The whole header: metadata, tensor infos and the layout of the data section.
     struct Parser {
         var reader: Reader
+        let maxValues: Int
         var version: UInt32 = 0
         var metadata: [String: GGUFValue] = [:]
         var metadataKeys: [String] = []
@@ -201,7 +207,7 @@ extension GGUFFile {
         var tensors: [String: TensorInfo] = [:]
         var alignment = GGUFFile.defaultAlignment
         var dataOffset = 0
-        /// Metadata values read so far, against `maxMetadataValues`.
+        /// Metadata values read so far, against `maxValues`.
         var valueCount = 0
 
         var file: String { reader.file }
@@ -271,8 +277,8 @@ extension GGUFFile {
                 throw error("metadata \(key): unknown value type \(code) (GGUF has types 0 to 12)")
             }
             valueCount += 1
-            guard valueCount <= GGUFFile.maxMetadataValues else {
-                throw error("metadata \(key): more than \(GGUFFile.maxMetadataValues) metadata values in all, more than any model needs")
+            guard valueCount <= maxValues else {
+                throw error("metadata \(key): more than \(maxValues) metadata values in all, more than any model needs")
             }
             switch type {
             case .uint8: return .uint8(try reader.u8("metadata \(key)"))
