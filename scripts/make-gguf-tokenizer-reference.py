@@ -12,6 +12,13 @@ because transformers' GGUF reader imports it):
         # the tokenizer.ggml.* keys llama.cpp's convert_hf_to_gguf.py writes for a SentencePiece vocabulary
     python3 scripts/make-gguf-tokenizer-reference.py spm-reference
         # Tests/Fixtures/gguf-tokenizer/spm_tokenization.json from the committed spm-bpe-1000.gguf
+    python3 scripts/make-gguf-tokenizer-reference.py variants
+        # two more small GGUFs and their references, for the paths the two above leave out:
+        # spm-variant.gguf (the SPM fixture with merges in the file, add_bos off, add_eos on,
+        #   add_space_prefix off, no unknown id, a normal token named as padding) and
+        # byte-level-llama3.gguf (gpt2 model, pre "llama-bpe", built from
+        #   Tests/Fixtures/tokenizers/llama3-byte-level: control and user-defined tokens, a control
+        #   token outside the byte alphabet, a normal token outside it)
     python3 scripts/make-gguf-tokenizer-reference.py smollm2-reference [GGUF]
         # Tests/Fixtures/gguf-tokenizer/smollm2_tokenization.json from SmolLM2-135M-Instruct.Q4_1.gguf
         # (default: ~/.cache/loramd/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf; it comes from
@@ -176,6 +183,100 @@ def train_spm_model():
     print(f"{SPM_GGUF.relative_to(ROOT)}: {len(tokens)} tokens, {SPM_GGUF.stat().st_size} bytes")
 
 
+def read_gguf_fields(path: Path):
+    """The tokenizer.* and general.architecture fields of a GGUF as Python values."""
+    import gguf
+    reader = gguf.GGUFReader(str(path))
+    fields = {}
+    for key, field in reader.fields.items():
+        if key.startswith("tokenizer.") or key == "general.architecture":
+            fields[key] = field.contents()
+    return fields
+
+
+def write_tokenizer_gguf(path: Path, fields: dict):
+    """A tensor-free GGUF with `fields` (tokenizer.ggml.* values as Python values)."""
+    import gguf
+    writer = gguf.GGUFWriter(str(path), fields.get("general.architecture", "llama"))
+    writer.add_context_length(2048)
+    writer.add_embedding_length(64)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(128)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(4)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(16)
+    writer.add_vocab_size(len(fields["tokenizer.ggml.tokens"]))
+    writer.add_tokenizer_model(fields["tokenizer.ggml.model"])
+    if "tokenizer.ggml.pre" in fields:
+        writer.add_tokenizer_pre(fields["tokenizer.ggml.pre"])
+    writer.add_token_list(fields["tokenizer.ggml.tokens"])
+    if "tokenizer.ggml.scores" in fields:
+        writer.add_token_scores([float(x) for x in fields["tokenizer.ggml.scores"]])
+    writer.add_token_types([int(x) for x in fields["tokenizer.ggml.token_type"]])
+    if "tokenizer.ggml.merges" in fields:
+        writer.add_token_merges(fields["tokenizer.ggml.merges"])
+    for key, add in [("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id),
+                     ("unknown_token_id", writer.add_unk_token_id), ("padding_token_id", writer.add_pad_token_id)]:
+        if f"tokenizer.ggml.{key}" in fields:
+            add(int(fields[f"tokenizer.ggml.{key}"]))
+    for key, add in [("add_bos_token", writer.add_add_bos_token), ("add_eos_token", writer.add_add_eos_token),
+                     ("add_space_prefix", writer.add_add_space_prefix)]:
+        if f"tokenizer.ggml.{key}" in fields:
+            add(bool(fields[f"tokenizer.ggml.{key}"]))
+    if "tokenizer.chat_template" in fields:
+        writer.add_chat_template(fields["tokenizer.chat_template"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def make_variants():
+    import gguf
+    from transformers.tokenization_utils_base import generate_merges
+
+    # The SPM fixture with the merges transformers derives written into the file, but in another
+    # order (by token id of the merged token) so that the file's list visibly wins.
+    spm = read_gguf_fields(SPM_GGUF)
+    tokens, scores = spm["tokenizer.ggml.tokens"], spm["tokenizer.ggml.scores"]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    merges = generate_merges(vocab, dict(zip(tokens, scores)))
+    merges.sort(key=lambda m: vocab[m[0] + m[1]])
+    spm.update({"tokenizer.ggml.merges": [f"{a} {b}" for a, b in merges],
+                "tokenizer.ggml.add_bos_token": False, "tokenizer.ggml.add_eos_token": True,
+                "tokenizer.ggml.add_space_prefix": False, "tokenizer.ggml.padding_token_id": vocab["▁the"]})
+    del spm["tokenizer.ggml.unknown_token_id"]
+    write_tokenizer_gguf(FIXTURES / "spm-variant.gguf", spm)
+
+    # A byte-level (gpt2) vocabulary with LLaMA-3's split regex.
+    source = json.loads((ROOT / "Tests/Fixtures/tokenizers/llama3-byte-level/tokenizer.json").read_text())
+    model = source["model"]
+    tokens = [token for token, _ in sorted(model["vocab"].items(), key=lambda item: item[1])]
+    types = [gguf.TokenType.NORMAL] * len(tokens)
+    for token in ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|start_header_id|>",
+                  "<|end_header_id|>", "<|eot_id|>", "<|ctl▁outside|>"]:
+        tokens.append(token)
+        types.append(gguf.TokenType.CONTROL)
+    for token in ["[SW]", "ZZTop", "<user def>"]:
+        tokens.append(token)
+        types.append(gguf.TokenType.USER_DEFINED)
+    tokens.append("中文")  # a normal token spelled outside the byte alphabet: respelled byte by byte
+    types.append(gguf.TokenType.NORMAL)
+    fields = {
+        "general.architecture": "llama", "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "llama-bpe",
+        "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": types,
+        "tokenizer.ggml.merges": [" ".join(pair) for pair in model["merges"]],
+        "tokenizer.ggml.bos_token_id": tokens.index("<|begin_of_text|>"),
+        "tokenizer.ggml.eos_token_id": tokens.index("<|eot_id|>"),
+        "tokenizer.ggml.add_bos_token": True,
+        "tokenizer.chat_template": "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}",
+    }
+    write_tokenizer_gguf(FIXTURES / "byte-level-llama3.gguf", fields)
+    write_reference(FIXTURES / "spm-variant.gguf", FIXTURES / "spm_variant_tokenization.json")
+    write_reference(FIXTURES / "byte-level-llama3.gguf", FIXTURES / "byte_level_llama3_tokenization.json")
+
+
 def write_reference(gguf_path: Path, out: Path):
     import gguf
     import sentencepiece
@@ -227,6 +328,8 @@ def main(argv):
         train_spm_model()
     elif command == "spm-reference":
         write_reference(SPM_GGUF, FIXTURES / "spm_tokenization.json")
+    elif command == "variants":
+        make_variants()
     elif command == "smollm2-reference":
         path = Path(argv[2]) if len(argv) > 2 else SMOLLM2_DEFAULT
         write_reference(path, FIXTURES / "smollm2_tokenization.json")

@@ -17,7 +17,23 @@ final class GGUFTokenizerTests: XCTestCase {
     func testSentencePieceFixtureMatchesTransformers() throws {
         let metadata = try TestGGUFMetadata.read(Self.spmFile)
         let checked = try checkReference(metadata, file: Self.spmFile.path, reference: "spm_tokenization.json")
-        print("GGUF SentencePiece fixture: \(checked) cases exact")
+        print("GGUF SentencePiece fixture: \(checked) cases checked")
+    }
+
+    /// Merges in the file (a SentencePiece file rarely has them), EOS added but not BOS,
+    /// add_space_prefix off (transformers ignores it), no unknown id, a normal token named padding.
+    func testSentencePieceVariantMatchesTransformers() throws {
+        let url = Self.fixtures.appendingPathComponent("spm-variant.gguf")
+        let checked = try checkReference(try TestGGUFMetadata.read(url), file: url.path, reference: "spm_variant_tokenization.json")
+        print("GGUF SentencePiece variant: \(checked) cases checked")
+    }
+
+    /// A gpt2 (byte-level) vocabulary with pre "llama-bpe" (LLaMA-3's split regex), control and
+    /// user-defined tokens, and tokens spelled outside the byte alphabet.
+    func testByteLevelLlama3MatchesTransformers() throws {
+        let url = Self.fixtures.appendingPathComponent("byte-level-llama3.gguf")
+        let checked = try checkReference(try TestGGUFMetadata.read(url), file: url.path, reference: "byte_level_llama3_tokenization.json")
+        print("GGUF byte-level LLaMA-3 split: \(checked) cases checked")
     }
 
     func testSmolLM2MatchesTransformers() throws {
@@ -29,7 +45,7 @@ final class GGUFTokenizerTests: XCTestCase {
         }
         let metadata = try TestGGUFMetadata.read(Self.smolLM2File)
         let checked = try checkReference(metadata, file: Self.smolLM2File.path, reference: "smollm2_tokenization.json")
-        print("GGUF SmolLM2: \(checked) cases exact")
+        print("GGUF SmolLM2: \(checked) cases checked")
     }
 
     /// Encodes and decodes every reference case; returns how many were checked.

@@ -17,8 +17,10 @@ extension Tokenizer {
     ///   not read that key for these files.
     ///
     /// Tokens typed control (3) become special added tokens (for `gpt2`, only those spelled in the
-    /// byte alphabet), user-defined ones (4) plain added tokens, and so do the BOS, EOS, unknown and
-    /// padding tokens the ids name. BOS/EOS are added per `tokenizer.ggml.add_bos_token` /
+    /// byte alphabet), user-defined ones (4) plain added tokens; the BOS, EOS, unknown and padding
+    /// tokens the ids name are special added tokens too, and so are the defaults of the class
+    /// transformers builds (`<|endoftext|>` for gpt2; `<s>`, `</s>`, `<unk>` for llama), with a new
+    /// id after the vocabulary when the file does not have them. BOS/EOS are added per `tokenizer.ggml.add_bos_token` /
     /// `add_eos_token` (defaults: BOS on for `llama`, off for `gpt2`; EOS off).
     ///
     /// Every missing or malformed field is a `FormatError` of `fileName` naming the key.
@@ -200,8 +202,10 @@ struct GGUFTokenizerSpec {
             throw reader.error(Key.merges, "missing (a gpt2 tokenizer needs its merges)")
         }
 
-        // Added tokens, in the order transformers adds them: control, user-defined, then the named
-        // special tokens (bos, eos, unk, pad) not added yet.
+        // Added tokens, in the order transformers adds them: the special tokens the tokenizer class
+        // has by default (GPT2Tokenizer's "<|endoftext|>", LlamaTokenizer's "<s>", "</s>", "<unk>",
+        // whether or not the file has them: one it lacks gets the next free id), the control tokens,
+        // the user-defined ones, then the named special tokens (bos, eos, unk, pad) not added yet.
         var added: [AddedToken] = []
         var addedContents = Set<TokenBytes>()
         func add(_ content: [UInt8], special: Bool) {
@@ -209,6 +213,8 @@ struct GGUFTokenizerSpec {
                                     rstrip: false, normalized: false))
             addedContents.insert(TokenBytes(content))
         }
+        let classDefaults = kind == .byteLevel ? ["<|endoftext|>"] : ["<s>", "</s>", "<unk>"]
+        for token in classDefaults where !addedContents.contains(TokenBytes(token)) { add(Array(token.utf8), special: true) }
         if let types {
             for (token, type) in zip(rawTokens, types) where type == TokenType.control {
                 if kind == .byteLevel && !Self.isInByteAlphabet(token) { continue }
