@@ -1,0 +1,426 @@
+import Foundation
+
+extension Tokenizer {
+    /// The tokenizer a GGUF file's metadata describes (`tokenizer.ggml.*`), as transformers
+    /// (5.x, `AutoTokenizer.from_pretrained(dir, gguf_file=...)`) builds it from the same file:
+    ///
+    /// - `tokenizer.ggml.model` = `gpt2`: byte-level BPE with the file's merges (GPT2Tokenizer). The
+    ///   vocabulary is kept in GPT-2's byte alphabet (a token spelled outside it is respelled byte by
+    ///   byte). `tokenizer.ggml.pre` picks the split regex: LLaMA-3's for `llama-bpe`, `llama3`,
+    ///   `llama-v3`, `smaug-bpe`, `dbrx`, `falcon3`, ..., Qwen2's for `qwen2`, `deepseek-r1-qwen`, ...;
+    ///   every other name (`smollm`, `gpt2`, `default`, none) keeps the GPT-2 regex, as transformers
+    ///   does (llama.cpp has its own regexes for some of them; transformers ignores those).
+    /// - `tokenizer.ggml.model` = `llama`: SentencePiece BPE with byte fallback (LlamaTokenizer).
+    ///   Without `tokenizer.ggml.merges`, the merges are derived from the vocabulary and the scores
+    ///   exactly as transformers' `generate_merges` does. Text gets a "▁" prefix (Metaspace,
+    ///   prepend_scheme "first") whatever `tokenizer.ggml.add_space_prefix` says: transformers does
+    ///   not read that key for these files.
+    ///
+    /// Tokens typed control (3) become special added tokens (for `gpt2`, only those spelled in the
+    /// byte alphabet), user-defined ones (4) plain added tokens; the BOS, EOS, unknown and padding
+    /// tokens the ids name are special added tokens too, and so are the defaults of the class
+    /// transformers builds (`<|endoftext|>` for gpt2; `<s>`, `</s>`, `<unk>` for llama), with a new
+    /// id after the vocabulary when the file does not have them. BOS/EOS are added per `tokenizer.ggml.add_bos_token` /
+    /// `add_eos_token` (defaults: BOS on for `llama`, off for `gpt2`; EOS off).
+    ///
+    /// Every missing or malformed field is a `FormatError` of `fileName` naming the key.
+    public convenience init(ggufMetadata: [String: GGUFValue], fileName: String) throws {
+        let spec = try GGUFTokenizerSpec(metadata: ggufMetadata, file: fileName)
+        do {
+            try self.init(tokenizerJSON: spec.tokenizerJSON(), config: spec.configJSON(), fileName: fileName)
+        } catch let error as FormatError {
+            // The spec is validated, so this should not happen; if it does, do not blame a tokenizer.json.
+            throw FormatError(file: fileName, "tokenizer.ggml.*: \(error.problem)")
+        }
+    }
+
+    /// The file's `tokenizer.chat_template` (a Jinja template), nil when it has none; a
+    /// FormatError when the key holds something other than a UTF-8 string.
+    public static func chatTemplate(ggufMetadata: [String: GGUFValue], fileName: String) throws -> String? {
+        guard let value = ggufMetadata[GGUFTokenizerSpec.Key.chatTemplate] else { return nil }
+        return try GGUFTokenizerSpec.Reader(metadata: ggufMetadata, file: fileName)
+            .utf8(value, GGUFTokenizerSpec.Key.chatTemplate)
+    }
+}
+
+/// What a GGUF file's tokenizer metadata says, validated, and the tokenizer.json /
+/// tokenizer_config.json transformers would build from it.
+struct GGUFTokenizerSpec {
+    enum Key {
+        static let model = "tokenizer.ggml.model"
+        static let pre = "tokenizer.ggml.pre"
+        static let tokens = "tokenizer.ggml.tokens"
+        static let scores = "tokenizer.ggml.scores"
+        static let tokenType = "tokenizer.ggml.token_type"
+        static let merges = "tokenizer.ggml.merges"
+        static let bos = "tokenizer.ggml.bos_token_id"
+        static let eos = "tokenizer.ggml.eos_token_id"
+        static let unknown = "tokenizer.ggml.unknown_token_id"
+        static let padding = "tokenizer.ggml.padding_token_id"
+        static let addBos = "tokenizer.ggml.add_bos_token"
+        static let addEos = "tokenizer.ggml.add_eos_token"
+        static let addSpacePrefix = "tokenizer.ggml.add_space_prefix"
+        static let chatTemplate = "tokenizer.chat_template"
+        static let architecture = "general.architecture"
+    }
+
+    /// llama.cpp's `llama_token_type` values.
+    enum TokenType {
+        static let normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
+    }
+
+    enum Kind { case byteLevel, sentencePiece }
+
+    /// transformers' GGUF_PRE_TOKENIZER_SPLITS, limited to the regexes `SplitRegex` implements.
+    static let splitRegexByPre: [String: String] = {
+        var table: [String: String] = [:]
+        for name in ["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+                     "jina-v5-nano", "dbrx", "smaug-bpe"] {
+            table[name] = SplitRegex.cl100kPattern
+        }
+        for name in ["qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez"] { table[name] = SplitRegex.qwen2Pattern }
+        return table
+    }()
+
+    /// Names transformers maps to split regexes this runtime does not implement.
+    static let unsupportedPre: Set<String> = ["tekken", "qwen35", "gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"]
+
+    /// transformers picks other builders for these architectures' SentencePiece files.
+    static let unsupportedSentencePieceArchitectures: Set<String> = ["gemma", "gemma2", "gemma3", "phi3"]
+
+    let file: String
+    let kind: Kind
+    /// The vocabulary as the BPE model sees it (byte-level tokens respelled), in id order.
+    let vocabulary: [[UInt8]]
+    let merges: [(left: [UInt8], right: [UInt8])]
+    let addedTokens: [AddedToken]
+    let splitRegex: String?
+    let addBos: Bool
+    let addEos: Bool
+    let bosToken: [UInt8]?
+    let eosToken: [UInt8]?
+
+    init(metadata: [String: GGUFValue], file: String) throws {
+        self.file = file
+        let reader = Reader(metadata: metadata, file: file)
+
+        guard let modelValue = metadata[Key.model] else {
+            throw reader.error(Key.model, "missing (the file has no tokenizer)")
+        }
+        let modelName = try reader.utf8(modelValue, Key.model)
+        let architecture = try metadata[Key.architecture].map { try reader.utf8($0, Key.architecture) }
+        switch modelName {
+        case "gpt2":
+            kind = .byteLevel
+        case "llama":
+            if let architecture, Self.unsupportedSentencePieceArchitectures.contains(architecture) {
+                throw reader.error(Key.model, "a SentencePiece tokenizer for architecture \"\(architecture)\" is not supported (only LLaMA's)")
+            }
+            kind = .sentencePiece
+        default:
+            throw reader.error(Key.model, "unsupported tokenizer model \"\(modelName)\" (supported: gpt2, llama)")
+        }
+
+        let pre = try metadata[Key.pre].map { try reader.utf8($0, Key.pre) }
+        if let pre, Self.unsupportedPre.contains(pre) {
+            throw reader.error(Key.pre, "pre-tokenizer \"\(pre)\" is not supported (its split regex is not implemented)")
+        }
+        splitRegex = pre.flatMap { Self.splitRegexByPre[$0] }
+
+        // Tokens: strings, valid UTF-8 (transformers decodes them strictly).
+        let rawTokens = try reader.stringArray(Key.tokens, required: true)!
+        guard !rawTokens.isEmpty else { throw reader.error(Key.tokens, "is empty") }
+        for (k, token) in rawTokens.enumerated() where !LossyUTF8.isValid(token) {
+            throw reader.error("\(Key.tokens)[\(k)]", "is not valid UTF-8")
+        }
+        let count = rawTokens.count
+        guard count < Int(Int32.max) else { throw reader.error(Key.tokens, "has too many tokens (\(count))") }
+
+        let types = try reader.intArray(Key.tokenType)
+        if let types, types.count != count {
+            throw reader.error(Key.tokenType, "has \(types.count) entries for \(count) tokens")
+        }
+        let scores = try reader.floatArray(Key.scores)
+        if let scores {
+            guard scores.count == count else { throw reader.error(Key.scores, "has \(scores.count) entries for \(count) tokens") }
+            if let k = scores.firstIndex(where: { $0.isNaN }) { throw reader.error("\(Key.scores)[\(k)]", "is NaN") }
+        }
+        let fileMerges = try reader.stringArray(Key.merges, required: false)
+
+        func tokenId(_ key: String) throws -> Int? {
+            guard let value = metadata[key] else { return nil }
+            guard let id = value.intValue else { throw reader.error(key, "expected an integer, got \(Reader.describe(value))") }
+            guard id >= 0, id < count else { throw reader.error(key, "id \(id) is out of range (\(count) tokens)") }
+            return id
+        }
+        let bosId = try tokenId(Key.bos), eosId = try tokenId(Key.eos)
+        let unknownId = try tokenId(Key.unknown), paddingId = try tokenId(Key.padding)
+        addBos = try reader.bool(Key.addBos) ?? (kind == .sentencePiece)
+        addEos = try reader.bool(Key.addEos) ?? false
+        _ = try reader.bool(Key.addSpacePrefix)  // validated; transformers does not use it (see above)
+        bosToken = bosId.map { rawTokens[$0] }
+        eosToken = eosId.map { rawTokens[$0] }
+
+        // The model vocabulary: byte-level tokens outside the alphabet are respelled byte by byte.
+        switch kind {
+        case .byteLevel:
+            vocabulary = rawTokens.map { token in
+                Self.isInByteAlphabet(token) ? token : ByteLevelAlphabet.encode(token)
+            }
+        case .sentencePiece:
+            vocabulary = rawTokens
+        }
+        var idByToken: [TokenBytes: Int] = [:]
+        idByToken.reserveCapacity(count)
+        for (id, token) in vocabulary.enumerated() { idByToken[TokenBytes(token)] = id }  // a repeat: the later id
+
+        if let fileMerges {
+            var parsed: [(left: [UInt8], right: [UInt8])] = []
+            parsed.reserveCapacity(fileMerges.count)
+            for (k, line) in fileMerges.enumerated() {
+                let path = "\(Key.merges)[\(k)]"
+                let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
+                guard parts.count == 2 else {
+                    throw reader.error(path, "\"\(String(decoding: line, as: UTF8.self))\" is not two tokens separated by one space")
+                }
+                let left = Array(parts[0]), right = Array(parts[1])
+                for side in [left, right] where idByToken[TokenBytes(side)] == nil {
+                    throw reader.error(path, "token \"\(String(decoding: side, as: UTF8.self))\" is not in \(Key.tokens)")
+                }
+                guard idByToken[TokenBytes(left + right)] != nil else {
+                    throw reader.error(path, "merged token \"\(String(decoding: left + right, as: UTF8.self))\" is not in \(Key.tokens)")
+                }
+                parsed.append((left, right))
+            }
+            merges = parsed
+        } else if kind == .sentencePiece {
+            guard let scores else {
+                throw reader.error(Key.scores, "missing (needed to derive the merges of a file without \(Key.merges))")
+            }
+            merges = Self.derivedMerges(tokens: rawTokens, scores: scores, idByToken: idByToken)
+        } else {
+            throw reader.error(Key.merges, "missing (a gpt2 tokenizer needs its merges)")
+        }
+
+        // Added tokens, in the order transformers adds them: the special tokens the tokenizer class
+        // has by default (GPT2Tokenizer's "<|endoftext|>", LlamaTokenizer's "<s>", "</s>", "<unk>",
+        // whether or not the file has them: one it lacks gets the next free id), the control tokens,
+        // the user-defined ones, then the named special tokens (bos, eos, unk, pad) not added yet.
+        var added: [AddedToken] = []
+        var addedContents = Set<TokenBytes>()
+        func add(_ content: [UInt8], special: Bool) {
+            added.append(AddedToken(content: content, special: special, singleWord: false, lstrip: false,
+                                    rstrip: false, normalized: false))
+            addedContents.insert(TokenBytes(content))
+        }
+        let classDefaults = kind == .byteLevel ? ["<|endoftext|>"] : ["<s>", "</s>", "<unk>"]
+        for token in classDefaults where !addedContents.contains(TokenBytes(token)) { add(Array(token.utf8), special: true) }
+        if let types {
+            for (token, type) in zip(rawTokens, types) where type == TokenType.control {
+                if kind == .byteLevel && !Self.isInByteAlphabet(token) { continue }
+                add(token, special: true)
+            }
+            for (token, type) in zip(rawTokens, types) where type == TokenType.userDefined {
+                let key = TokenBytes(token)
+                if idByToken[key] != nil || addedContents.contains(key) { add(token, special: false) }
+            }
+        }
+        for id in [bosId, eosId, unknownId, paddingId].compactMap({ $0 }) {
+            let token = rawTokens[id]
+            if !addedContents.contains(TokenBytes(token)) { add(token, special: true) }
+        }
+        addedTokens = added
+    }
+
+    /// Whether every scalar of `token` is one of the 256 stand-ins of GPT-2's byte alphabet.
+    static func isInByteAlphabet(_ token: [UInt8]) -> Bool {
+        String(decoding: token, as: UTF8.self).unicodeScalars.allSatisfy { ByteLevelAlphabet.byte(for: $0) != nil }
+    }
+
+    /// transformers' `generate_merges(vocab, vocab_scores)`: for each distinct token (first
+    /// occurrence order), every split into two vocabulary tokens at a code point boundary, ordered by
+    /// the pieces' ids; then all of them ordered by the token's score, the left piece's length and the
+    /// right piece's length, each descending, ties kept in that order. A repeated token takes its
+    /// last id and its last score, as Python's dicts do.
+    static func derivedMerges(tokens: [[UInt8]], scores: [Double], idByToken: [TokenBytes: Int]) -> [(left: [UInt8], right: [UInt8])] {
+        var scoreByToken: [TokenBytes: Double] = [:]
+        var order: [[UInt8]] = []
+        for (token, score) in zip(tokens, scores) {
+            if scoreByToken.updateValue(score, forKey: TokenBytes(token)) == nil { order.append(token) }
+        }
+        struct Candidate {
+            let left: [UInt8], right: [UInt8]
+            let score: Double
+            let leftLength: Int, rightLength: Int
+            let position: Int
+        }
+        var candidates: [Candidate] = []
+        for token in order {
+            let scalars = ByteText.scalarRanges(token)
+            guard scalars.count > 1 else { continue }
+            var local: [(left: [UInt8], right: [UInt8], leftId: Int, rightId: Int, split: Int)] = []
+            for split in 1..<scalars.count {
+                let cut = scalars[split].range.lowerBound
+                let left = Array(token[..<cut]), right = Array(token[cut...])
+                if let leftId = idByToken[TokenBytes(left)], let rightId = idByToken[TokenBytes(right)] {
+                    local.append((left, right, leftId, rightId, split))
+                }
+            }
+            local.sort { ($0.leftId, $0.rightId) < ($1.leftId, $1.rightId) }
+            let score = scoreByToken[TokenBytes(token)]!
+            for piece in local {
+                candidates.append(Candidate(left: piece.left, right: piece.right, score: score, leftLength: piece.split,
+                                            rightLength: scalars.count - piece.split, position: candidates.count))
+            }
+        }
+        candidates.sort { a, b in
+            if a.score != b.score { return a.score > b.score }
+            if a.leftLength != b.leftLength { return a.leftLength > b.leftLength }
+            if a.rightLength != b.rightLength { return a.rightLength > b.rightLength }
+            return a.position < b.position
+        }
+        return candidates.map { ($0.left, $0.right) }
+    }
+
+    // MARK: The equivalent tokenizer.json
+
+    func tokenizerJSON() -> Data {
+        var out = JSONBytes()
+        out.raw(#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":["#)
+        for (k, token) in addedTokens.enumerated() {
+            if k > 0 { out.raw(",") }
+            // Ids are assigned by the tokenizer (model id, else the next free one), as tokenizers does.
+            out.raw(#"{"id":0,"content":"#)
+            out.string(token.content)
+            out.raw(#","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":\#(token.special)}"#)
+        }
+        out.raw(#"],"normalizer":null,"pre_tokenizer":"#)
+        if let splitRegex {
+            out.raw(#"{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"#)
+            out.string(Array(splitRegex.utf8))
+            out.raw(#"},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":false}]}"#)
+        } else if kind == .byteLevel {
+            out.raw(#"{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}"#)
+        } else {
+            out.raw(#"{"type":"Metaspace","replacement":"\u2581","prepend_scheme":"first","split":false}"#)
+        }
+        // The post-processor comes from the config (add_bos_token / add_eos_token), as in transformers.
+        out.raw(#","post_processor":null,"decoder":"#)
+        switch kind {
+        case .byteLevel:
+            out.raw(#"{"type":"ByteLevel","add_prefix_space":true,"trim_offsets":true,"use_regex":true}"#)
+            out.raw(#","model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,"end_of_word_suffix":null,"fuse_unk":false,"byte_fallback":false,"ignore_merges":false,"vocab":{"#)
+        case .sentencePiece:
+            out.raw(#"{"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"\u2581"},"content":" "},{"type":"ByteFallback"},{"type":"Fuse"},{"type":"Strip","content":" ","start":1,"stop":0}]}"#)
+            out.raw(#","model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,"end_of_word_suffix":null,"fuse_unk":true,"byte_fallback":true,"ignore_merges":false,"vocab":{"#)
+        }
+        for (id, token) in vocabulary.enumerated() {
+            if id > 0 { out.raw(",") }
+            out.string(token)
+            out.raw(":\(id)")
+        }
+        out.raw(#"},"merges":["#)
+        for (k, merge) in merges.enumerated() {
+            out.raw(k > 0 ? ",[" : "[")
+            out.string(merge.left)
+            out.raw(",")
+            out.string(merge.right)
+            out.raw("]")
+        }
+        out.raw("]}}")
+        return Data(out.bytes)
+    }
+
+    /// The tokenizer_config.json settings: BOS/EOS tokens and whether encode adds them.
+    func configJSON() -> Data {
+        var out = JSONBytes()
+        out.raw(#"{"add_bos_token":\#(addBos),"add_eos_token":\#(addEos)"#)
+        if let bosToken {
+            out.raw(#","bos_token":"#)
+            out.string(bosToken)
+        }
+        if let eosToken {
+            out.raw(#","eos_token":"#)
+            out.string(eosToken)
+        }
+        out.raw("}")
+        return Data(out.bytes)
+    }
+
+    /// Typed access to the metadata: every wrong type is a FormatError naming the key.
+    struct Reader {
+        let metadata: [String: GGUFValue]
+        let file: String
+
+        func error(_ key: String, _ problem: String) -> FormatError { FormatError(file: file, "\(key): \(problem)") }
+
+        static func describe(_ value: GGUFValue) -> String {
+            if case .array(let type, let items) = value { return "an array of \(type) (\(items.count) entries)" }
+            return "a \(value.type)"
+        }
+
+        func utf8(_ value: GGUFValue, _ key: String) throws -> String {
+            guard let bytes = value.bytesValue else { throw error(key, "expected a string, got \(Reader.describe(value))") }
+            guard LossyUTF8.isValid(bytes) else { throw error(key, "is not valid UTF-8") }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+
+        func bool(_ key: String) throws -> Bool? {
+            guard let value = metadata[key] else { return nil }
+            guard let flag = value.boolValue else { throw error(key, "expected a bool, got \(Reader.describe(value))") }
+            return flag
+        }
+
+        private func array(_ key: String, _ what: String) throws -> [GGUFValue]? {
+            guard let value = metadata[key] else { return nil }
+            guard let items = value.arrayValue else { throw error(key, "expected an array of \(what), got \(Reader.describe(value))") }
+            return items
+        }
+
+        func stringArray(_ key: String, required: Bool) throws -> [[UInt8]]? {
+            guard let items = try array(key, "strings") else {
+                if required { throw error(key, "missing") }
+                return nil
+            }
+            return try items.enumerated().map { k, item in
+                guard let bytes = item.bytesValue else { throw error("\(key)[\(k)]", "expected a string, got \(Reader.describe(item))") }
+                return bytes
+            }
+        }
+
+        func intArray(_ key: String) throws -> [Int]? {
+            try array(key, "integers")?.enumerated().map { k, item in
+                guard let v = item.intValue else { throw error("\(key)[\(k)]", "expected an integer, got \(Reader.describe(item))") }
+                return v
+            }
+        }
+
+        func floatArray(_ key: String) throws -> [Double]? {
+            try array(key, "numbers")?.enumerated().map { k, item in
+                guard let v = item.doubleValue else { throw error("\(key)[\(k)]", "expected a number, got \(Reader.describe(item))") }
+                return v
+            }
+        }
+    }
+}
+
+/// A JSON document written byte by byte (vocabularies are large; strings stay byte-exact).
+private struct JSONBytes {
+    var bytes: [UInt8] = []
+
+    mutating func raw(_ text: String) { bytes.append(contentsOf: text.utf8) }
+
+    /// A valid UTF-8 string as a JSON literal: quote, backslash and control bytes escaped.
+    mutating func string(_ value: [UInt8]) {
+        bytes.append(0x22)
+        for b in value {
+            switch b {
+            case 0x22: bytes.append(contentsOf: [0x5C, 0x22])
+            case 0x5C: bytes.append(contentsOf: [0x5C, 0x5C])
+            case 0..<0x20: bytes.append(contentsOf: String(format: "\\u%04x", b).utf8)
+            default: bytes.append(b)
+            }
+        }
+        bytes.append(0x22)
+    }
+}
