@@ -123,10 +123,27 @@ final class DaemonGGUFTests: XCTestCase {
         var kvCount = bytes
         kvCount.replaceSubrange(16..<24, with: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])
         cases.append(("absurd-kv-count", kvCount))
+        var tensorCount = bytes
+        tensorCount.replaceSubrange(8..<16, with: [0, 0, 0, 0, 1, 0, 0, 0])
+        cases.append(("tensor-count-past-end", tensorCount))
+        // Cut anywhere: inside the header, the metadata, the tensor infos or the data.
+        for k in 1...16 { cases.append(("cut-\(k)", bytes.prefix(bytes.count * k / 17))) }
+        // A metadata key renamed so the architecture is missing, and another architecture.
+        if let range = bytes.range(of: Data("general.architecture".utf8)) {
+            var renamed = bytes
+            renamed.replaceSubrange(range, with: Data("general.architectureX".utf8).prefix(range.count - 1) + Data("Y".utf8))
+            cases.append(("no-architecture", renamed))
+        }
+        if let range = bytes.range(of: Data("llama".utf8)) {
+            var other = bytes
+            other.replaceSubrange(range, with: Data("gemma".utf8))
+            cases.append(("other-architecture", other))
+        }
+        XCTAssertGreaterThanOrEqual(cases.count, 25)
         for (index, (name, data)) in cases.enumerated() {
             let url = directory.appendingPathComponent("\(name).gguf")
             try data.write(to: url)
-            let failure = error(d, 10 + index, "model/load", #"{"path":"\#(url.path)"}"#)
+            let failure = error(d, 100 + index, "model/load", #"{"path":"\#(url.path)"}"#)
             XCTAssertEqual(failure?["code"]?.intValue, -31010, "\(name): \(String(describing: failure))")
             XCTAssertEqual(failure?["data"]?["file"]?.stringValue, url.lastPathComponent, name)
         }
