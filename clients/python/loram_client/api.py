@@ -115,9 +115,20 @@ class Loram(LoramClient):
         """``model/unload``: its memory goes back to the budget (refused while it has adapters)."""
         self.call("model/unload", _params(model_id=model_id), timeout=timeout)
 
-    def save_model(self, model_id: str, path: PathLike, *, dtype: Optional[str] = None, timeout: Optional[float] = None) -> List[str]:
-        """``model/save`` as a Hugging Face checkpoint; returns the files written."""
-        return self.call("model/save", _params(model_id=model_id, path=path, dtype=dtype), timeout=timeout)["files"]
+    def save_model(
+        self,
+        model_id: str,
+        path: PathLike,
+        *,
+        dtype: Optional[str] = None,
+        format: Optional[str] = None,
+        gguf_type: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> List[str]:
+        """``model/save`` as a Hugging Face checkpoint, or with ``format="gguf"`` as one GGUF file
+        (``gguf_type`` F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1); returns the files written."""
+        params = _params(model_id=model_id, path=path, dtype=dtype, format=format, gguf_type=gguf_type)
+        return self.call("model/save", params, timeout=timeout)["files"]
 
     def prune_model(
         self,
@@ -248,9 +259,12 @@ class Loram(LoramClient):
         """``adapter/load`` a PEFT adapter directory onto ``model_id``."""
         return self.call("adapter/load", _params(model_id=model_id, path=path), timeout=timeout)
 
-    def save_adapter(self, adapter_id: str, path: PathLike, *, timeout: Optional[float] = None) -> List[str]:
-        """``adapter/save`` in PEFT's layout; returns the files written."""
-        return self.call("adapter/save", _params(adapter_id=adapter_id, path=path), timeout=timeout)["files"]
+    def save_adapter(
+        self, adapter_id: str, path: PathLike, *, format: Optional[str] = None, timeout: Optional[float] = None
+    ) -> List[str]:
+        """``adapter/save`` in PEFT's layout, or with ``format="gguf"`` as the one file llama.cpp
+        loads beside its base GGUF; returns the files written."""
+        return self.call("adapter/save", _params(adapter_id=adapter_id, path=path, format=format), timeout=timeout)["files"]
 
     def merge_adapter(self, model_id: str, adapter_id: str, *, timeout: Optional[float] = None) -> Dict[str, Any]:
         """``adapter/merge``: a new model with W + (alpha/r)·B·A folded in."""

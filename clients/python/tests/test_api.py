@@ -56,6 +56,21 @@ def test_models_load_list_save_unload(loram, tiny_model, tmp_path):
     assert loram.list_models()["models"] == []
 
 
+def test_gguf_save_load_and_adapter(loram, tiny_model, tmp_path):
+    """A model saved as GGUF loads back with the same tokens and logits; an adapter saves as GGUF."""
+    folder = loram.load_model(tiny_model, dtype="f32")["modelId"]
+    files = loram.save_model(folder, tmp_path / "tiny.gguf", format="gguf", gguf_type="F32")
+    assert files == [str(tmp_path / "tiny.gguf")]
+    loaded = loram.load_model(tmp_path / "tiny.gguf", dtype="f32")
+    assert loaded["format"] == "gguf" and loaded["config"]["layers"] == 2
+    ids = loram.tokenize(folder, "The cat sat on the mat")
+    assert loram.tokenize(loaded["modelId"], "The cat sat on the mat") == ids
+    assert loram.forward(loaded["modelId"], ids)[0] == pytest.approx(loram.forward(folder, ids)[0], abs=1e-6)
+    adapter = loram.create_adapter(loaded["modelId"], r=4, alpha=8, seed=1)
+    written = loram.save_adapter(adapter["adapterId"], tmp_path / "adapter.gguf", format="gguf")
+    assert written == [str(tmp_path / "adapter.gguf")] and open(written[0], "rb").read(4) == b"GGUF"
+
+
 def test_tokenize_detokenize_forward(loram, model):
     ids = loram.tokenize(model, "The cat sat")
     assert ids[0] == 1 and len(ids) > 1  # BOS first
