@@ -149,7 +149,10 @@ struct GGUFTokenizerSpec {
 
         func tokenId(_ key: String) throws -> Int? {
             guard let value = metadata[key] else { return nil }
-            guard let id = value.intValue else { throw reader.error(key, "expected an integer, got \(Reader.describe(value))") }
+            guard let id = value.intValue else {
+                if case .uint64(let big) = value { throw reader.error(key, "id \(big) is out of range (\(count) tokens)") }
+                throw reader.error(key, "expected an integer, got \(Reader.describe(value))")
+            }
             guard id >= 0, id < count else { throw reader.error(key, "id \(id) is out of range (\(count) tokens)") }
             return id
         }
@@ -356,7 +359,7 @@ struct GGUFTokenizerSpec {
 
         static func describe(_ value: GGUFValue) -> String {
             if case .array(let type, let items) = value { return "an array of \(type) (\(items.count) entries)" }
-            return "a \(value.type)"
+            return "a \(value.type) value"
         }
 
         func utf8(_ value: GGUFValue, _ key: String) throws -> String {
