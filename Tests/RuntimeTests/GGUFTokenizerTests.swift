@@ -83,81 +83,9 @@ final class GGUFTokenizerTests: XCTestCase {
     }
 }
 
-/// A minimal reader of a GGUF file's metadata (header and key/value section only), for these tests
-/// until the runtime's GGUF reader lands. Little-endian, GGUF versions 2 and 3.
+/// The metadata of a GGUF file, through the runtime's reader.
 enum TestGGUFMetadata {
-    struct Malformed: Error, CustomStringConvertible { let description: String }
-
-    static func read(_ url: URL) throws -> [String: GGUFValue] {
-        let data = try Data(contentsOf: url, options: .alwaysMapped)
-        return try data.withUnsafeBytes { raw -> [String: GGUFValue] in
-            var cursor = Cursor(raw: raw)
-            guard try cursor.bytes(4) == Array("GGUF".utf8) else { throw Malformed(description: "not a GGUF file") }
-            let version = try cursor.integer(UInt32.self)
-            guard version == 2 || version == 3 else { throw Malformed(description: "GGUF version \(version)") }
-            _ = try cursor.integer(UInt64.self)  // tensor count
-            let count = try cursor.integer(UInt64.self)
-            var metadata: [String: GGUFValue] = [:]
-            for _ in 0..<count {
-                let key = String(decoding: try cursor.string(), as: UTF8.self)
-                let type = try cursor.integer(UInt32.self)
-                metadata[key] = try cursor.value(type)
-            }
-            return metadata
-        }
-    }
-
-    private struct Cursor {
-        let raw: UnsafeRawBufferPointer
-        var offset = 0
-
-        mutating func bytes(_ n: Int) throws -> [UInt8] {
-            guard n >= 0, offset + n <= raw.count else { throw Malformed(description: "truncated at \(offset)") }
-            defer { offset += n }
-            return Array(raw[offset..<(offset + n)])
-        }
-
-        mutating func integer<T: FixedWidthInteger>(_: T.Type) throws -> T {
-            let size = MemoryLayout<T>.size
-            guard offset + size <= raw.count else { throw Malformed(description: "truncated at \(offset)") }
-            defer { offset += size }
-            return T(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: T.self))
-        }
-
-        mutating func string() throws -> [UInt8] {
-            let length = try integer(UInt64.self)
-            guard length <= UInt64(raw.count) else { throw Malformed(description: "string length \(length)") }
-            return try bytes(Int(length))
-        }
-
-        mutating func value(_ type: UInt32) throws -> GGUFValue {
-            switch type {
-            case 0: return .uint8(try integer(UInt8.self))
-            case 1: return .int8(try integer(Int8.self))
-            case 2: return .uint16(try integer(UInt16.self))
-            case 3: return .int16(try integer(Int16.self))
-            case 4: return .uint32(try integer(UInt32.self))
-            case 5: return .int32(try integer(Int32.self))
-            case 6: return .float32(Float(bitPattern: try integer(UInt32.self)))
-            case 7: return .bool(try integer(UInt8.self) != 0)
-            case 8: return .string(try string())
-            case 9:
-                let elementType = try integer(UInt32.self)
-                let count = try integer(UInt64.self)
-                guard let code = GGUFValue.GGUFValueType(rawValue: elementType), count <= UInt64(raw.count) else {
-                    throw Malformed(description: "array of type \(elementType), \(count) entries")
-                }
-                var items: [GGUFValue] = []
-                items.reserveCapacity(Int(count))
-                for _ in 0..<count { items.append(try value(elementType)) }
-                return .array(code, items)
-            case 10: return .uint64(try integer(UInt64.self))
-            case 11: return .int64(try integer(Int64.self))
-            case 12: return .float64(Double(bitPattern: try integer(UInt64.self)))
-            default: throw Malformed(description: "value type \(type)")
-            }
-        }
-    }
+    static func read(_ url: URL) throws -> [String: GGUFValue] { try GGUFFile(url: url).metadata }
 }
 
 /// Every malformed `tokenizer.ggml.*` field is a FormatError of the file naming the key, never a crash.
