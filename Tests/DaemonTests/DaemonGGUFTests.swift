@@ -99,6 +99,19 @@ final class DaemonGGUFTests: XCTestCase {
             XCTAssertEqual(Array(stored[g * 4..<(g + 1) * 4]), Array(b[hf * 4..<(hf + 1) * 4]))
         }
         XCTAssertEqual(try ggufValues("blk.1.ffn_down.weight.lora_b"), try peftValues("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"))
+        // adapter/load reads it back: the same logits as the adapter it was saved from.
+        let back = try result(d, 5, "adapter/load", #"{"modelId":"\#(modelId)","path":"\#(file.path)"}"#)
+        XCTAssertEqual(back["r"], .int(4))
+        let backId = try XCTUnwrap(back["adapterId"]?.stringValue)
+        let ids = try goldenInputIds()
+        let original = floats(try result(d, 6, "model/forward", #"{"modelId":"\#(modelId)","adapterId":"\#(adapterId)","ids":\#(ids),"logits":"all"}"#)["logits"])
+        let reloaded = floats(try result(d, 7, "model/forward", #"{"modelId":"\#(modelId)","adapterId":"\#(backId)","ids":\#(ids),"logits":"all"}"#)["logits"])
+        XCTAssertEqual(original, reloaded)
+        // Onto a model of other shapes it is a ShapeMismatch.
+        let other = directory.appendingPathComponent("small")
+        XCTAssertEqual(try DaemonProcess.run(["make-model", "--preset", "tiny", "--out", other.path]).status, 0)
+        let pruned = try XCTUnwrap(try result(d, 8, "model/prune", #"{"modelId":"\#(try XCTUnwrap(try result(d, 9, "model/load", #"{"path":"\#(other.path)"}"#)["modelId"]?.stringValue))","method":"l2","ratio":0.5,"layers":[0,2]}"#)["modelId"]?.stringValue)
+        XCTAssertEqual(error(d, 10, "adapter/load", #"{"modelId":"\#(pruned)","path":"\#(file.path)"}"#)?["code"]?.intValue, -31011)
         let bad = error(d, 4, "adapter/save", #"{"adapterId":"\#(adapterId)","path":"\#(file.path)","format":"onnx"}"#)
         XCTAssertEqual(bad?["code"]?.intValue, -32602)
     }

@@ -134,17 +134,26 @@ extension Daemon {
 
         router.register("adapter/load") { [unowned self] (params: AdapterLoadParams, context) -> JSONValue in
             let loaded = try model(params.modelId)
-            let directory = try PathParam.existingDirectory(params.path, field: "path")
+            let url = try PathParam.existingItem(params.path, field: "path")
             let handle = registry.newHandle(.adapter)
             return try ErrorMapping.translating {
-                // The config says what the tensors will cost; charged before they are read.
-                let config = try PEFTAdapterConfig(directory: directory)
-                let targets = try config.resolveTargets(layerCount: loaded.model.config.layerCount)
-                let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: loaded.model.config, rank: config.rank, targets: targets))
+                // The header says what the tensors will cost; charged before they are read.
+                let layerCount = loaded.model.config.layerCount
+                let rank: Int, targets: Set<LoRATarget>, read: () throws -> LoRAAdapter
+                if GGUFFile.hasMagic(url) {
+                    let file = try GGUFFile(url: url)
+                    let header = try GGUFAdapterFile.header(file, layerCount: layerCount)
+                    (rank, targets, read) = (header.rank, header.targets, { try GGUFAdapterFile.load(file, model: loaded.model) })
+                } else {
+                    let directory = try PathParam.existingDirectory(params.path, field: "path")
+                    let config = try PEFTAdapterConfig(directory: directory)
+                    (rank, targets, read) = (config.rank, try config.resolveTargets(layerCount: layerCount),
+                                             { try PEFTAdapterFile.load(directory: directory, model: loaded.model) })
+                }
+                let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: loaded.model.config, rank: rank, targets: targets))
                 return try charged(bytes, to: handle, kind: "adapter") {
                     try context.checkCancelled()
-                    let adapter = try PEFTAdapterFile.load(directory: directory, model: loaded.model)
-                    let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: adapter, path: directory,
+                    let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: try read(), path: url,
                                                baseModelPath: loaded.source.path)
                     try insert(object, as: .adapter, whileModelLives: loaded.handle)
                     return object.summary

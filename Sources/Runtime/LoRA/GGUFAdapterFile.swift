@@ -46,4 +46,95 @@ public enum GGUFAdapterFile {
         if let lmHead = adapter.lmHead { try add(GGUFLlamaNames.output, lmHead, permuteHeadDim: nil) }
         try writer.write(to: url)
     }
+
+    /// What a GGUF LoRA file declares, read from its header: rank (lora_a's), alpha, the targets
+    /// it adapts. Enough to charge the adapter before reading it.
+    public struct Header {
+        public let rank: Int
+        public let alpha: Double
+        public let targets: Set<LoRATarget>
+        /// (layer or nil for lm_head, target) → the two tensors.
+        let tensors: [(layer: Int?, target: LoRATarget, a: GGUFFile.TensorInfo, b: GGUFFile.TensorInfo)]
+    }
+
+    public static func header(_ file: GGUFFile, layerCount: Int) throws -> Header {
+        let name = file.fileName
+        let keys = GGUFKeys(metadata: file.metadata, file: name)
+        guard try keys.optionalString("general.type") == "adapter", try keys.optionalString("adapter.type") == "lora" else {
+            throw FormatError(file: name, "not a LoRA adapter (general.type must be adapter and adapter.type lora)")
+        }
+        let architecture = try keys.string("general.architecture")
+        guard architecture == "llama" else { throw FormatError(file: name, "general.architecture is '\(architecture)'; loramd adapts 'llama'") }
+        guard let alpha = try keys.optionalPositiveDouble("adapter.lora.alpha") else {
+            throw FormatError(file: name, "missing metadata key adapter.lora.alpha")
+        }
+        let byGGUF = Dictionary(uniqueKeysWithValues: GGUFLlamaNames.linears.map { ($0.gguf, $0.hf) })
+        var found: [(Int?, LoRATarget, GGUFFile.TensorInfo, GGUFFile.TensorInfo)] = []
+        var rank: Int?
+        for tensor in file.tensorNames where tensor.hasSuffix(".lora_a") {
+            let base = String(tensor.dropLast(".lora_a".count))
+            let location: (Int?, LoRATarget)
+            let parts = base.split(separator: ".")
+            if base == GGUFLlamaNames.output {
+                location = (nil, .lmHead)
+            } else if parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]), layer >= 0, layer < layerCount, parts[3] == "weight",
+                      let hf = byGGUF[String(parts[2])], let target = LoRATarget(rawValue: String(hf.split(separator: ".")[1])) {
+                location = (layer, target)
+            } else {
+                throw FormatError(file: name, "tensor \(tensor) is not a LoRA factor of a LLaMA linear with \(layerCount) layers")
+            }
+            guard let a = file.tensors[tensor], let b = file.tensors[base + ".lora_b"] else {
+                throw FormatError(file: name, "tensor \(tensor) has no \(base).lora_b")
+            }
+            guard a.dimensions.count == 2, b.dimensions.count == 2, a.dimensions[1] == b.dimensions[0] else {
+                throw FormatError(file: name, "\(base): lora_a \(a.dimensions) and lora_b \(b.dimensions) do not share a rank (GGUF dimensions [in, r] and [r, out])")
+            }
+            guard rank == nil || rank == a.dimensions[1] else {
+                throw FormatError(file: name, "\(base) has rank \(a.dimensions[1]), other tensors \(rank!); loramd needs one rank")
+            }
+            rank = a.dimensions[1]
+            found.append((location.0, location.1, a, b))
+        }
+        for tensor in file.tensorNames where !tensor.hasSuffix(".lora_a") {
+            guard tensor.hasSuffix(".lora_b"), file.tensors[String(tensor.dropLast(".lora_b".count)) + ".lora_a"] != nil else {
+                throw FormatError(file: name, "tensor \(tensor) is not a LoRA factor (or has no lora_a)")
+            }
+        }
+        guard let rank, rank > 0 else { throw FormatError(file: name, "holds no LoRA tensors") }
+        let targets = Set(found.map(\.1))
+        // loramd's adapters cover every layer for each target, as PEFT's target_modules do.
+        for target in targets where target != .lmHead {
+            let layers = found.filter { $0.1 == target }.count
+            guard layers == layerCount else {
+                throw FormatError(file: name, "adapts \(target.rawValue) in \(layers) of \(layerCount) layers; loramd adapters cover every layer of a target")
+            }
+        }
+        return Header(rank: rank, alpha: alpha, targets: targets, tensors: found.map { (layer: $0.0, target: $0.1, a: $0.2, b: $0.3) })
+    }
+
+    /// Reads a GGUF LoRA adapter for `model` (B's q/k rows back from llama.cpp's rotary order).
+    /// A factor whose model-side size differs from the model's is AdapterShapeMismatch.
+    public static func load(_ file: GGUFFile, model: LlamaModel) throws -> LoRAAdapter {
+        let header = try header(file, layerCount: model.config.layerCount)
+        let adapter = LoRAAdapter(config: model.config, rank: header.rank, alpha: header.alpha, targets: header.targets)
+        for entry in header.tensors {
+            let pair = adapter.pair(entry.target, layer: entry.layer ?? 0)!
+            for (info, weight) in [(entry.a, pair.a), (entry.b, pair.b)] {
+                guard info.dimensions == [weight.cols, weight.rows] else {
+                    throw AdapterShapeMismatch(tensor: info.name, expected: [weight.cols, weight.rows], found: info.dimensions)
+                }
+                guard info.type.isDequantizable else { throw FormatError(file: file.fileName, "tensor \(info.name) has type \(info.type.name), which loramd cannot read") }
+                try file.dequantize(info, elements: 0..<info.elementCount, into: weight.float32!)
+            }
+            if entry.target == .q || entry.target == .k {
+                let stored = pair.b.toArray(), r = pair.b.cols, d = model.config.headDim
+                let b = pair.b.float32!
+                for g in 0..<pair.b.rows {
+                    let hf = GGUFLlamaNames.hfRow(ofGGUFRow: g, headDim: d)
+                    for j in 0..<r { b[hf * r + j] = stored[g * r + j] }
+                }
+            }
+        }
+        return adapter
+    }
 }
