@@ -101,4 +101,42 @@ final class DaemonLoRAMRunTests: XCTestCase {
         d.closeInput()
         _ = d.exitCode()
     }
+
+    /// The pipeline on a GGUF original: the carrier folder carries the tokenizer its metadata
+    /// describes, and the recovered adapter is also written as a GGUF LoRA file that loads back
+    /// onto the original with the same logits.
+    func testPipelineOnAGGUFWritesTheRecoveredAdapterAsGGUF() throws {
+        let work = try temporaryDirectory()
+        let model = work.appendingPathComponent("tiny.gguf"), data = work.appendingPathComponent("data"), out = work.appendingPathComponent("out")
+        try make(["make-model", "--preset", "tiny", "--gguf", model.path, "--gguf-type", "F32"])
+        try make(["make-dataset", "--out", data.path, "--train-bytes", "20000", "--eval-bytes", "4000"])
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let train = #"{"path":"\#(data.appendingPathComponent("train.jsonl").path)","format":"text"}"#
+        let eval = #"{"path":"\#(data.appendingPathComponent("eval.jsonl").path)","format":"text"}"#
+        d.request(1, "loram/run", #"""
+            {"path":"\#(model.path)","dtype":"f32","outDir":"\#(out.path)",
+             "prune":{"method":"l2","ratio":0.5,"layers":[0,2]},
+             "quantize":"nf4",
+             "train":{"dataset":\#(train),"seqLen":32,"microBatch":2,"steps":6,"lr":0.003,"packing":true},
+             "eval":{"datasets":[\#(eval)],"seqLen":32,"maxSamples":8}}
+            """#)
+        let result = try XCTUnwrap(d.response(id: 1, timeout: 600)?["result"], "\(d.received.last ?? .null)")
+        let files = try XCTUnwrap(result["report"]?["files"])
+        let gguf = try XCTUnwrap(files["recoveredAdapterGGUF"]?.stringValue)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: gguf))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("carrier/tokenizer.json").path))
+        let originalId = try XCTUnwrap(result["modelId"]?.stringValue), recoveredId = try XCTUnwrap(result["adapterId"]?.stringValue)
+        d.request(2, "adapter/load", #"{"modelId":"\#(originalId)","path":"\#(gguf)"}"#)
+        let loadedId = try XCTUnwrap(d.response(id: 2)?["result"]?["adapterId"]?.stringValue, "\(d.received.last ?? .null)")
+        let ids = [1, 40, 41, 300, 17, 9]
+        func logits(_ id: Int, _ adapter: String) throws -> JSONValue {
+            d.request(id, "model/forward", #"{"modelId":"\#(originalId)","adapterId":"\#(adapter)","ids":\#(ids),"logits":"all"}"#)
+            return try XCTUnwrap(d.response(id: id)?["result"]?["logits"], "\(d.received.last ?? .null)")
+        }
+        let recovered = try logits(4, recoveredId)
+        XCTAssertEqual(try logits(3, loadedId), recovered)
+        guard case .array(let rows) = recovered else { return XCTFail("\(recovered)") }
+        XCTAssertEqual(rows.count, ids.count)
+    }
 }
