@@ -79,9 +79,38 @@ def check(ok, what):
 
 # ---------------------------------------------------------------- llama.cpp
 
+def adapter_loads(model_path, lora_path):
+    """(True, None) when llama.cpp's llama_adapter_lora_init accepts the adapter beside the model,
+    else (False, llama.cpp's reason). Checked with the C API because llama-cpp-python 0.3.36 does
+    not notice a failed load (it tests the returned LP_c_void_p against None, and a NULL pointer is
+    not None): it goes on with a NULL adapter and the process dies at the first eval."""
+    import subprocess
+    code = (
+        "import sys, llama_cpp as l\n"
+        "l.llama_backend_init()\n"
+        "m = l.llama_model_load_from_file(sys.argv[1].encode(), l.llama_model_default_params())\n"
+        "assert m, 'base model did not load'\n"
+        "a = l.llama_adapter_lora_init(m, sys.argv[2].encode())\n"
+        "print('LOADED' if a else 'REFUSED', flush=True)\n"
+        "a and l.llama_adapter_lora_free(a)\n"
+        "l.llama_model_free(m)\n"
+    )
+    # A subprocess: llama.cpp logs its reason on stderr (and a GGML_ASSERT would abort us).
+    proc = subprocess.run([sys.executable, "-c", code, str(model_path), str(lora_path)],
+                          capture_output=True, text=True)
+    if "LOADED" in proc.stdout:
+        return True, None
+    reason = [l for l in proc.stderr.splitlines() if "failed" in l or "error" in l.lower() or "GGML_ASSERT" in l]
+    return False, (reason[-1] if reason else proc.stderr.strip()[-500:] or f"exit code {proc.returncode}")
+
+
 def llamacpp_logits(model_path, ids, lora_path=None, lora_scale=1.0, exact=True):
     """llama.cpp's logits [len(ids), vocab] for ids evaluated as one batch."""
     from llama_cpp import Llama
+    if lora_path:
+        ok, why = adapter_loads(model_path, lora_path)
+        if not ok:
+            raise RuntimeError(f"llama.cpp refuses {lora_path}: {why}")
     n_ctx = max(64, len(ids) + 8)
     kw = dict(type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, flash_attn=False) if exact else {}
     llm = Llama(str(model_path), lora_path=str(lora_path) if lora_path else None, lora_scale=lora_scale,
@@ -97,11 +126,7 @@ def llamacpp_logits(model_path, ids, lora_path=None, lora_scale=1.0, exact=True)
 
 def loads_in_llamacpp(model_path, lora_path):
     """(True, None) when llama.cpp accepts the adapter, else (False, message)."""
-    try:
-        llamacpp_logits(model_path, [1, 2], lora_path)
-        return True, None
-    except Exception as e:  # llama-cpp-python raises ValueError; the reason is on stderr
-        return False, str(e)
+    return adapter_loads(model_path, lora_path)
 
 
 # ---------------------------------------------------------------- GGUF helpers (gguf-py)
@@ -451,8 +476,8 @@ def cmd_synthetic(args, work):
     # A wrong orientation is refused (lora_a stored [r, in] in GGUF terms, i.e. numpy A.T).
     bad = pathlib.Path(work) / "synthetic-lora.bad.gguf"
     write_lora_gguf(bad, info["arch"], alpha, {k: (a.T, b) for k, (a, b) in factors.items()})
-    ok, _ = loads_in_llamacpp(exact, bad)
-    check(not ok, "llama.cpp refuses lora_a with GGUF dimensions [r, in] (transposed)")
+    ok, why = loads_in_llamacpp(exact, bad)
+    check(not ok, f"llama.cpp refuses lora_a with GGUF dimensions [r, in] (transposed): {why}")
 
     if args.transformers:
         check_transformers(args, info, factors, alpha / rank, ids, with_adapter)
