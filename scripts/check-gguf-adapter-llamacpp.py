@@ -249,7 +249,7 @@ def report_delta(name, got_with, got_without, want_with, want_without, tol=None)
     dg, dw = got_with - got_without, want_with - want_without
     effect = float(np.abs(dw).max())
     mx = float(np.abs(dg - dw).max())
-    text = f"{name}: adapter effect max |delta| {effect:.3g}, difference of effects max {mx:.3g} ({mx / max(effect, 1e-30):.2%} of it)"
+    text = f"{name}: adapter effect max |delta| {effect:.3g}, difference of effects max {mx:.3g} ({100 * mx / max(effect, 1e-30):.2g}% of it)"
     if tol is None:
         log(f"info {text}")
         return True
@@ -355,7 +355,7 @@ def cmd_loramd(args, work):
         if args.train_steps:
             text = pathlib.Path(work) / "train.txt"
             text.write_text(("The cat sat on the mat. The dog lay on the rug. " * 40).strip() + "\n")
-            job = loram.train_create(model_id, adapter_id=adapter_id, dataset={"path": str(text), "format": "text"},
+            job = loram.train_create(model_id, {"path": str(text), "format": "text"}, adapter_id=adapter_id,
                                      seq_len=32, micro_batch=1, steps=args.train_steps, lr=1e-3)
             result = loram.train_run(job["jobId"])
             log(f"trained {args.train_steps} steps: loss {result.get('loss')}")
@@ -482,6 +482,22 @@ def cmd_synthetic(args, work):
     if args.transformers:
         check_transformers(args, info, factors, alpha / rank, ids, with_adapter)
 
+    if args.with_loramd:
+        # An adapter made outside loramd (as convert_lora_to_gguf.py would), covering every layer of
+        # its targets as loramd requires: loramd's adapter/load of it vs llama.cpp.
+        full = {}
+        for layer in range(info["layers"]):
+            for n in ("attn_q", "attn_k", "ffn_down"):
+                name = f"blk.{layer}.{n}.weight"
+                ne0, ne1 = info["shapes"][name]
+                full[name] = (rng.normal(0, 1 / np.sqrt(ne0), size=(rank, ne0)).astype(np.float32),
+                              rng.normal(0, 0.02, size=(ne1, rank)).astype(np.float32))
+        adapter_full = pathlib.Path(work) / "synthetic-lora.all-layers.gguf"
+        write_lora_gguf(adapter_full, info["arch"], alpha, full)
+        log(f"-- loramd: adapter/load of a gguf-py adapter on q, k, down of all {info['layers']} layers")
+        args.adapter = adapter_full
+        cmd_compare(args, work)
+
 
 def check_transformers(args, info, factors, scale, ids, llamacpp_with_adapter):
     """transformers (HF row order) + scale * unpermute(B) @ A equals llama.cpp with the adapter:
@@ -534,6 +550,7 @@ def main():
     ap.add_argument("--b-init-std", type=float, default=0.02)
     ap.add_argument("--train-steps", type=int, default=0)
     ap.add_argument("--transformers", action="store_true", help="synthetic: also check against transformers (torch)")
+    ap.add_argument("--with-loramd", action="store_true", help="synthetic: also compare loramd's adapter/load of a gguf-py adapter")
     ap.add_argument("--work", type=pathlib.Path, help="folder for the F32 copy and adapters (default: a temp dir)")
     args = ap.parse_args()
     if not args.base.is_file():
@@ -556,10 +573,11 @@ def main():
             cmd_synthetic(args, work)
         else:
             cmd_vs_transformers(args, work)
-            args.transformers = True
-            cmd_synthetic(args, work)
             daemon = args.daemon or os.environ.get("LORAMD") or str(ROOT / ".build/debug/loramd")
-            if pathlib.Path(daemon).exists():
+            args.transformers = True
+            args.with_loramd = pathlib.Path(daemon).exists()
+            cmd_synthetic(args, work)
+            if args.with_loramd:
                 cmd_loramd(args, work)
             else:
                 log(f"skip loramd: {daemon} not found")
