@@ -479,6 +479,9 @@ def cmd_synthetic(args, work):
     ok, why = loads_in_llamacpp(exact, bad)
     check(not ok, f"llama.cpp refuses lora_a with GGUF dimensions [r, in] (transposed): {why}")
 
+    if "output.weight" not in info["shapes"]:
+        check_tied(info, exact, work, rng, rank, alpha)
+
     if args.transformers:
         check_transformers(args, info, factors, alpha / rank, ids, with_adapter)
 
@@ -497,6 +500,32 @@ def cmd_synthetic(args, work):
         log(f"-- loramd: adapter/load of a gguf-py adapter on q, k, down of all {info['layers']} layers")
         args.adapter = adapter_full
         cmd_compare(args, work)
+
+
+def check_tied(info, exact, work, rng, rank, alpha):
+    """A tied base (no output.weight; llama.cpp's output matrix is token_embd.weight by name):
+    lm_head LoRA is refused at load; token_embd LoRA loads but aborts at the first eval."""
+    hidden, vocab = info["shapes"]["token_embd.weight"]
+    out = pathlib.Path(work) / "tied-output.gguf"
+    write_lora_gguf(out, info["arch"], alpha, {"output.weight": (
+        rng.normal(0, 0.01, size=(rank, hidden)).astype(np.float32), rng.normal(0, 0.01, size=(vocab, rank)).astype(np.float32))})
+    ok, why = adapter_loads(exact, out)
+    check(not ok, f"tied base: output.weight (lm_head) LoRA refused: {why}")
+    # convert_lora_to_gguf.py's embedding layout: lora_a = A.T (ne [r, vocab]), lora_b = B (ne [r, hidden]).
+    emb = pathlib.Path(work) / "tied-embd.gguf"
+    a = rng.normal(0, 0.1, size=(rank, vocab)).astype(np.float32)
+    b = rng.normal(0, 0.1, size=(hidden, rank)).astype(np.float32)
+    write_lora_gguf(emb, info["arch"], alpha, {"token_embd.weight": (a.T, b)})
+    ok, _ = adapter_loads(exact, emb)
+    import subprocess
+    code = ("import sys; from llama_cpp import Llama\n"
+            "l = Llama(sys.argv[1], lora_path=sys.argv[2], n_ctx=64, n_threads=2, verbose=False)\n"
+            "l.eval([1, 2, 3]); print('EVAL OK')\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(exact), str(emb)], capture_output=True, text=True)
+    asserts = [l.split("/")[-1] for l in proc.stderr.splitlines() if "GGML_ASSERT" in l]
+    check(ok and proc.returncode != 0,
+          f"tied base: token_embd LoRA loads ({ok}) but the first eval aborts (exit {proc.returncode}: "
+          f"{asserts[-1] if asserts else proc.stdout.strip()})")
 
 
 def check_transformers(args, info, factors, scale, ids, llamacpp_with_adapter):
