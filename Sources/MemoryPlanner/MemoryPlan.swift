@@ -39,7 +39,9 @@ public struct MemoryPlan: Sendable {
 
 /// Given a cap, the smallest change to a workload that fits: first layer checkpointing, then a
 /// smaller micro-batch (gradient accumulation keeps the effective batch), then a 4-bit base, then
-/// structured pruning at growing ratios. The first candidate in that order that fits is the answer.
+/// shorter training sequences (halved down to `minimumSeqLen`, gradient accumulation keeping the
+/// tokens per optimizer step), then structured pruning at growing ratios. The first candidate in
+/// that order that fits is the answer.
 public enum PlanSearch {
     public struct Suggestion: Sendable {
         public let workload: Workload
@@ -50,6 +52,8 @@ public enum PlanSearch {
     }
 
     public static let pruneRatios = [0.5, 0.65, 0.75, 0.85, 0.95]
+    /// Sequences are not shortened below this: shorter ones change what the model learns too much.
+    public static let minimumSeqLen = 128
 
     public static func fit(original: ModelShape, pruning: Pruning?, workload: Workload, capBytes: Int) -> Suggestion? {
         var candidates: [(Workload, Pruning?, [(String, String)])] = []
@@ -75,6 +79,14 @@ public enum PlanSearch {
             quantized.baseDType = .nf4
             quantChanges.append(("baseDType", "nf4"))
             add(quantized, pruning, quantChanges)
+        }
+        var shorter = quantized
+        var shortChanges = quantChanges
+        while workload.kind == .train && shorter.seqLen / 2 >= minimumSeqLen {
+            shorter.seqLen /= 2
+            shorter.gradAccum *= 2
+            shortChanges = shortChanges.filter { $0.0 != "seqLen" && $0.0 != "gradAccum" } + [("seqLen", "\(shorter.seqLen)"), ("gradAccum", "\(shorter.gradAccum)")]
+            add(shorter, pruning, shortChanges)
         }
         let current: Double = {
             if case .structured(let r, _)? = pruning { return r }

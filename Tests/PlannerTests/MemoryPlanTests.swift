@@ -65,4 +65,22 @@ final class MemoryPlanTests: XCTestCase {
         // A cap nothing can meet has no suggestion.
         XCTAssertNil(PlanSearch.fit(original: .llama31_70B, pruning: nil, workload: workload, capBytes: 1 << 20))
     }
+
+    /// Shorter sequences come after checkpointing, micro-batch and NF4, and before pruning; the
+    /// tokens per optimizer step stay the same.
+    func testSearchShortensSequencesBeforePruning() throws {
+        let workload = Workload(kind: .train, microBatch: 1, seqLen: 8192, lora: .init(r: 8, targets: LoRATarget.decoder),
+                                baseDType: .nf4, checkpointing: true)
+        let full = try MemoryPlan(original: .llama31_8B, workload: workload)
+        var half = workload
+        half.seqLen = 4096
+        let halved = try MemoryPlan(original: .llama31_8B, workload: half)
+        XCTAssertLessThan(halved.peakBytes, full.peakBytes)
+        let suggestion = try XCTUnwrap(PlanSearch.fit(original: .llama31_8B, pruning: nil, workload: workload, capBytes: halved.peakBytes))
+        XCTAssertNil(suggestion.pruning)
+        XCTAssertEqual(suggestion.workload.seqLen * suggestion.workload.gradAccum, 8192)
+        XCTAssertEqual(suggestion.workload.seqLen, 4096)
+        XCTAssertEqual(suggestion.changes.first { $0.0 == "seqLen" }?.1, "4096")
+        XCTAssertLessThanOrEqual(suggestion.plan.peakBytes, halved.peakBytes)
+    }
 }
