@@ -144,3 +144,29 @@ final class CarrierDiagnosticsTests: XCTestCase {
         XCTAssertEqual(recovered.layers.count, original.config.layerCount)
     }
 }
+
+/// `GeneralText`: the default alignment data, from plain-text files under the given roots.
+final class GeneralTextTests: XCTestCase {
+    func testCollectsPlainTextInPathOrderUpToTheLimit() throws {
+        let root = try temporaryDirectory()
+        let docs = root.appendingPathComponent("doc/pkg")
+        try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
+        let a = String(repeating: "alpha beta gamma. ", count: 300)  // 5,400 bytes: three documents
+        try Data(a.utf8).write(to: docs.appendingPathComponent("a.txt"))
+        try Data(String(repeating: "z", count: 5000).utf8).write(to: docs.appendingPathComponent("b.gz"))  // compressed: skipped
+        try Data("short".utf8).write(to: docs.appendingPathComponent("c.txt"))  // under 2 KB: skipped
+        try Data([0xFF, 0xFE] + [UInt8](repeating: 0x41, count: 4000)).write(to: docs.appendingPathComponent("d.bin"))  // not UTF-8
+        let out = root.appendingPathComponent("out/alignment-text.jsonl")
+        let written = try GeneralText.write(to: out, roots: [root.appendingPathComponent("doc").path, "/no/such/root"])
+        XCTAssertEqual(written.documents, 3)
+        XCTAssertEqual(written.bytes, a.utf8.count)
+        XCTAssertEqual(written.sources, [root.appendingPathComponent("doc").path])
+        let lines = try String(contentsOf: out, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 3)
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: String]
+        XCTAssertEqual(first["text"]?.count, 2000)
+        // The limit cuts after the document that reaches it.
+        XCTAssertEqual(try GeneralText.write(to: out, roots: [root.path], maxBytes: 100).documents, 1)
+        XCTAssertThrowsError(try GeneralText.write(to: out, roots: ["/no/such/root"]))
+    }
+}

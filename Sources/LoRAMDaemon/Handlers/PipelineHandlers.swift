@@ -624,8 +624,3 @@ extension Daemon.DatasetParam {
         .object([("path", .string(path)), ("format", .string(format))] + (trainOnInputs.map { [("trainOnInputs", JSONValue.bool($0))] } ?? []))
     }
 }
-
-extension JSONValue {
-    var arrayValue: [JSONValue]? { if case .array(let items) = self { return items } else { return nil } }
-    var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
-}
