@@ -138,7 +138,8 @@ extension Daemon {
         var diagnosis: JSONValue = .null
         func check(_ label: String, alignedSteps: Int?) throws -> JSONValue {
             guard let diagnostics else { return .null }
-            return try stage("diagnostics") {
+            // A problem with the training data is the train stage's, found early (train.dataset.path).
+            return try stage(diagnostics.fromTrain ? "train" : "diagnostics") {
                 try compareModels(reference: original, other: try model(carrierId), dataset: diagnostics.dataset, seqLen: diagnostics.seqLen,
                                   maxSamples: diagnostics.maxSamples, alignedSteps: alignedSteps, context: quiet)
             }
@@ -496,8 +497,8 @@ extension Daemon {
 
     /// `align`: `true` (every default), or `train/create`'s fields without `modelId`, each optional:
     /// `dataset` (default: general text the machine has, `GeneralText`), `steps` (80), `lr` (1e-4),
-    /// `seqLen` and `microBatch` (train's, else 256 and 4), `packing` (true), `schedule` (cosine),
-    /// `warmupSteps` (steps/10). loramd's own: `embeddings` for a tied model, `untie` (default:
+    /// `seqLen` and `microBatch` (train's, else 256 and 4), `packing` (true),
+    /// `schedule` (constant), `warmupSteps` (steps/10). loramd's own: `embeddings` for a tied model, `untie` (default:
     /// the input embedding trains, the head stays the original's), `freeze` (both frozen, one
     /// tensor) or `train` (both trained, one tensor); `dtype` of the aligned carrier (default the
     /// carrier's own storage).
@@ -536,7 +537,7 @@ extension Daemon {
         let defaults: [(String, JSONValue)] = [
             ("steps", .int(Int64(alignDefaults.steps))), ("lr", .double(alignDefaults.lr)),
             ("seqLen", trainValue("seqLen") ?? .int(256)), ("microBatch", trainValue("microBatch") ?? .int(4)),
-            ("packing", .bool(true)), ("schedule", .string("cosine")), ("warmupSteps", .int(Int64(max(0, steps / 10)))),
+            ("packing", .bool(true)), ("schedule", .string("constant")), ("warmupSteps", .int(Int64(max(0, steps / 10)))),
         ]
         let usesDefaultData = !members.contains { $0.0 == "dataset" }
         for (key, item) in defaults where !members.contains(where: { $0.0 == key }) { members.append((key, item)) }
@@ -550,6 +551,8 @@ extension Daemon {
         var dataset: DatasetParam
         var seqLen: Int
         var maxSamples: Int
+        /// The sample is `train.dataset`'s.
+        var fromTrain: Bool
     }
 
     static func diagnosticsParams(_ value: JSONValue?, train: [(String, JSONValue)]) throws -> DiagnosticsSettings? {
@@ -564,7 +567,8 @@ extension Daemon {
         let trainSeqLen = train.first { $0.0 == "seqLen" }?.1.intValue.map(Int.init) ?? compareDefaultSeqLen
         return DiagnosticsSettings(dataset: DatasetParam(path: path, format: format, trainOnInputs: datasetValue["trainOnInputs"]?.boolValue),
                                    seqLen: object["seqLen"]?.intValue.map(Int.init) ?? min(compareDefaultSeqLen, max(2, trainSeqLen)),
-                                   maxSamples: object["maxSamples"]?.intValue.map(Int.init) ?? compareDefaultSamples)
+                                   maxSamples: object["maxSamples"]?.intValue.map(Int.init) ?? compareDefaultSamples,
+                                   fromTrain: object["dataset"] == nil)
     }
 
     static func object(_ value: JSONValue, field: String) throws -> [(String, JSONValue)] {
