@@ -304,6 +304,11 @@ extension Daemon {
                 let modelDirectory = directory.appendingPathComponent("model")
                 try object.job.weights.snapshot().save(to: modelDirectory)
                 files += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { modelDirectory.appendingPathComponent($0).path }
+                // The tokenizer travels with the weights (a GGUF original's, translated), so model/load of it reads text.
+                for (name, data) in try object.model.companionFiles() {
+                    try AtomicFile.write(data, to: modelDirectory.appendingPathComponent(name))
+                    files.append(modelDirectory.appendingPathComponent(name).path)
+                }
             }
             return files
         }
