@@ -182,7 +182,7 @@ final class DaemonCarrierCheckTests: XCTestCase {
     }
 
     /// The far carrier: l2 at 0.5 on layers [4, 28) without alignment. The check finds it
-    /// far (measured on 4 rows of 32 tokens: KL ≈ 4.9 nats/token, perplexity ×≈100), warns with
+    /// far (measured on 4 rows of 32 tokens: KL 6.00 nats/token, perplexity ×371), warns with
     /// concrete suggestions, and stopIfFar stops before any LoRA step.
     func testHeavyPruningWithoutAlignmentIsFarWarnsAndStops() throws {
         let path = try smolLM2()
@@ -202,8 +202,8 @@ final class DaemonCarrierCheckTests: XCTestCase {
         XCTAssertEqual(result["adapterId"], .null)
         let check = try XCTUnwrap(report["diagnostics"]?["afterPrune"])
         XCTAssertEqual(check["verdict"]?["level"], .string("far"))
-        XCTAssertGreaterThan(try XCTUnwrap(check["klPerToken"]?.doubleValue), 3.0)
-        XCTAssertGreaterThan(try XCTUnwrap(check["perplexityRatio"]?.doubleValue), 20)
+        XCTAssertGreaterThan(try XCTUnwrap(check["klPerToken"]?.doubleValue), 4.5)
+        XCTAssertGreaterThan(try XCTUnwrap(check["perplexityRatio"]?.doubleValue), 100)
         let warnings = try XCTUnwrap(report["diagnostics"]?["warnings"]?.arrayValue)
         XCTAssertEqual(warnings.count, 1)
         let warning = try XCTUnwrap(warnings.first?.stringValue)
