@@ -172,6 +172,45 @@ final class DaemonCarrierCheckTests: XCTestCase {
         _ = d.exitCode()
     }
 
+    /// Alignment of a tied model, each `align.embeddings` mode: `freeze` (default) keeps the carrier
+    /// tied and its size; `untie` saves it untied with the original's head beside the trained input
+    /// embedding (V × h more weights); `train` keeps it tied. Each recovers onto the tied original.
+    func testTiedModelAlignmentModes() throws {
+        let work = try temporaryDirectory()
+        let data = try pythonText(work)
+        let model = work.appendingPathComponent("tied")
+        let (status, output) = try DaemonProcess.run(["make-model", "--preset", "tiny", "--tied", "--out", model.path])
+        XCTAssertEqual(status, 0, output)
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        var carrierBytes: [String: Int64] = [:]
+        for (index, mode) in ["freeze", "untie", "train", "default"].enumerated() {
+            let out = work.appendingPathComponent("out-\(mode)")
+            let embeddings = mode == "default" ? "" : #","embeddings":"\#(mode)""#
+            d.request(10 + index, "loram/run", #"""
+                {"path":"\#(model.path)","outDir":"\#(out.path)","diagnostics":false,"prune":{"method":"l2","ratio":0.5},
+                 "align":{"dataset":\#(data),"steps":2,"seqLen":32,"microBatch":2,"lr":0.001\#(embeddings)},
+                 "train":{"dataset":\#(data),"seqLen":32,"microBatch":2,"steps":1,"lr":0.003}}
+                """#)
+            let run = try XCTUnwrap(d.response(id: 10 + index, timeout: 120)?["result"], "\(mode): \(d.received.last ?? .null)")
+            let report = try XCTUnwrap(run["report"])
+            XCTAssertEqual(report["align"]?["embeddings"], .string(mode == "default" ? "freeze" : mode))
+            XCTAssertEqual(report["diagnostics"]?["afterPrune"], .null, "diagnostics: false")
+            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("carrier/config.json"))) as! [String: Any]
+            XCTAssertEqual(config["tie_word_embeddings"] as? Bool, mode != "untie", mode)
+            carrierBytes[mode] = report["bytes"]?["carrier"]?.intValue
+            XCTAssertNotNil(run["adapterId"]?.stringValue, "recovered onto the tied original")
+            for key in ["adapterId", "carrierAdapterId"] { _ = try result(d, 100 + index * 10 + (key == "adapterId" ? 0 : 1), "adapter/unload", #"{"adapterId":"\#(run[key]!.stringValue!)"}"#) }
+            for key in ["prunedModelId", "modelId"] { _ = try result(d, 102 + index * 10 + (key == "modelId" ? 1 : 0), "model/unload", #"{"modelId":"\#(run[key]!.stringValue!)"}"#) }
+        }
+        // The untied carrier holds the head beside the embedding: vocab × hidden more fp32 weights (tiny: 512 × 64).
+        XCTAssertEqual(try XCTUnwrap(carrierBytes["untie"]) - (try XCTUnwrap(carrierBytes["freeze"])), 512 * 64 * 4)
+        XCTAssertEqual(carrierBytes["train"], carrierBytes["freeze"])
+        XCTAssertEqual(carrierBytes["default"], carrierBytes["freeze"])
+        d.closeInput()
+        _ = d.exitCode()
+    }
+
     // MARK: SmolLM2-135M (skipped when not cached)
 
     func smolLM2() throws -> String {

@@ -498,9 +498,9 @@ extension Daemon {
     /// `align`: `true` (every default), or `train/create`'s fields without `modelId`, each optional:
     /// `dataset` (default: general text the machine has, `GeneralText`), `steps` (80), `lr` (1e-4),
     /// `seqLen` and `microBatch` (train's, else 256 and 4), `packing` (true),
-    /// `schedule` (constant), `warmupSteps` (steps/10). loramd's own: `embeddings` for a tied model, `untie` (default:
-    /// the input embedding trains, the head stays the original's), `freeze` (both frozen, one
-    /// tensor) or `train` (both trained, one tensor); `dtype` of the aligned carrier (default the
+    /// `schedule` (constant), `warmupSteps` (steps/10). loramd's own: `embeddings` for a tied model, `freeze`
+    /// (default: the one tensor frozen with the head), `untie` (the input embedding trains as its
+    /// own tensor, the head stays the original's) or `train` (the one tensor trained as both); `dtype` of the aligned carrier (default the
     /// carrier's own storage).
     struct AlignSettings {
         var fields: [(String, JSONValue)]
@@ -523,7 +523,9 @@ extension Daemon {
             defer { members.removeAll { $0.0 == key } }
             return members.first { $0.0 == key }?.1
         }
-        let embeddings = take("embeddings")?.stringValue ?? "untie"
+        // Tied models: the tied tensor stays frozen by default (measured: training the input embedding
+        // buys nothing at short budgets and costs V×h weights; docs/loram-decisions.md, "Alignment").
+        let embeddings = take("embeddings")?.stringValue ?? "freeze"
         guard ["untie", "freeze", "train"].contains(embeddings) else {
             throw RPCError.invalidParams(field: "align.embeddings", "must be untie, freeze or train, got '\(embeddings)'")
         }

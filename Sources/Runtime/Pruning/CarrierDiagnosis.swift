@@ -12,7 +12,7 @@ public struct CarrierDiagnosis: Equatable, Sendable {
     public enum Level: String, Sendable { case close, moderate, far }
 
     public static let moderateKL = 0.5
-    public static let farKL = 2.0
+    public static let farKL = 2.5
 
     public var level: Level
     public var summary: String
