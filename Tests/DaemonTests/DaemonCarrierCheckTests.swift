@@ -156,10 +156,10 @@ final class DaemonCarrierCheckTests: XCTestCase {
             """#)
         let second = try XCTUnwrap(d.response(id: 2, timeout: 300)?["result"]?["report"], "\(d.received.last ?? .null)")
         XCTAssertEqual(try XCTUnwrap(second["reduction"]?.doubleValue), parameters, accuracy: 1e-12)
-        // The saved carrier is the aligned one (its norms saved as bf16 move KL by ~1e-4 relative).
+        // The saved carrier is exactly the aligned one as kept (bf16, norms included).
         let klSaved = try XCTUnwrap(second["diagnostics"]?["afterPrune"]?["klPerToken"]?.doubleValue)
         let klAligned = try XCTUnwrap(report["diagnostics"]?["afterAlign"]?["klPerToken"]?.doubleValue)
-        XCTAssertEqual(klSaved, klAligned, accuracy: 1e-3 * klAligned)
+        XCTAssertEqual(klSaved, klAligned, accuracy: 1e-12)
         XCTAssertNotEqual(klSaved, try XCTUnwrap(report["diagnostics"]?["afterPrune"]?["klPerToken"]?.doubleValue), accuracy: 1e-3 * klAligned)
         XCTAssertNil(second["seconds"]?["prune"])
         XCTAssertEqual(second["verdict"]?["heldOut"], .bool(false), "no eval data: measured on the training sample")
