@@ -136,7 +136,7 @@ extension Daemon {
         // 3. How far the carrier is from the original, before anything is trained on it.
         var afterPrune: JSONValue = .null
         var diagnosis: JSONValue = .null
-        func check(_ label: String, alignedSteps: Int?) throws -> JSONValue {
+        func check(alignedSteps: Int?) throws -> JSONValue {
             guard let diagnostics else { return .null }
             // A problem with the training data is the train stage's, found early (train.dataset.path).
             return try stage(diagnostics.fromTrain ? "train" : "diagnostics") {
@@ -146,7 +146,7 @@ extension Daemon {
         }
         if diagnostics != nil {
             try begin("check", "measuring the carrier's distance from the original")
-            afterPrune = try check("afterPrune", alignedSteps: priorAlignment?.steps)
+            afterPrune = try check(alignedSteps: priorAlignment?.steps)
             diagnosis = afterPrune
             context.progress?.report(message: afterPrune["verdict"]?["summary"]?.stringValue, fields: [("stage", .string("check"))])
         }
@@ -203,7 +203,7 @@ extension Daemon {
                                                ("dataset", fields.first { $0.0 == "dataset" }?.1 ?? .null),
                                                ("dtype", (try model(carrierId)).model.storageDType.flatMap(Self.dtypeName).map(JSONValue.string) ?? .null)])
             if diagnostics != nil {
-                afterAlign = try check("afterAlign", alignedSteps: (priorAlignment?.steps ?? 0) + run.losses.count)
+                afterAlign = try check(alignedSteps: (priorAlignment?.steps ?? 0) + run.losses.count)
                 diagnosis = afterAlign
                 context.progress?.report(message: afterAlign["verdict"]?["summary"]?.stringValue, fields: [("stage", .string("align"))])
             }
@@ -355,9 +355,7 @@ extension Daemon {
             ("bytesHeld", .double(Double(original.bytes) / Double(max(1, carrierModel.bytes)))),
         ])
         func summary(_ run: StepsRun) -> JSONValue { run.summary(extra: []) }
-        let stageValues = stagePeaks.map { $0.1 }
         let largest = stagePeaks.max { int64($0.1["measuredPeakBytes"]) < int64($1.1["measuredPeakBytes"]) }?.0
-        _ = stageValues
         let memory: JSONValue = .object([
             ("plannedPeakBytes", int(plannedPeak)), ("measuredPeakBytes", int(measuredPeak)),
             ("fullModelLoRAPlannedPeakBytes", int(fullPlan)),
