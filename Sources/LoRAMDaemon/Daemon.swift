@@ -28,6 +28,7 @@ final class Daemon: @unchecked Sendable {
         registerPlanning()
         registerAdapters()
         registerPruning()
+        registerCompare()
         registerPipeline()
         if settings.debugMethods { registerDebug() }
     }

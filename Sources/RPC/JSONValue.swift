@@ -38,6 +38,8 @@ public enum JSONValue: Equatable, Sendable {
 
     public var isNull: Bool { if case .null = self { return true } else { return false } }
 
+    public var arrayValue: [JSONValue]? { if case .array(let items) = self { return items } else { return nil } }
+    public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
     public var stringValue: String? { if case let .string(s) = self { return s } else { return nil } }
 
     public var intValue: Int64? {

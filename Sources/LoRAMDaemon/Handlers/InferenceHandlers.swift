@@ -60,12 +60,13 @@ extension Daemon {
     /// allocated, and OverBudget carries `suggest(largest capacity that fits)` when `minimumCapacity`
     /// (the smallest useful session) fits, else no suggestion.
     func withSession<T>(_ loaded: LoadedModel, adapter: LoRAAdapter? = nil, capacity: Int, logitsRows: Int = 1, request: RequestContext,
-                        minimumCapacity: Int? = nil, suggest: ((Int, Int) -> JSONValue)? = nil,
+                        minimumCapacity: Int? = nil, suggest: ((Int, Int) -> JSONValue)? = nil, ownerTag: String = "",
                         _ body: (InferenceSession) throws -> T) throws -> T {
         // The session runs in its planned arena; the KV cache and the arena are charged before either exists.
         let (kvBytes, placement) = sessionPlan(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows)
         let workspace = placement?.peak ?? 0
-        let owner = "request \(request.id)"
+        // `ownerTag` tells apart two sessions one request holds at once (model/compare).
+        let owner = "request \(request.id)\(ownerTag)"
         do {
             try ledger.charge(Int64(kvBytes + workspace), to: owner,
                               breakdown: .object([("kvCache", .int(Int64(kvBytes))), ("workspace", .int(Int64(workspace)))]))

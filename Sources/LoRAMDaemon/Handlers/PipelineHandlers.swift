@@ -15,8 +15,14 @@ extension Daemon {
     struct LoramRunParams: Decodable {
         var path: String
         var dtype: String?
-        var prune: JSONValue
+        var prune: JSONValue?
+        /// A saved carrier (`{path, dtype?}`) to start from instead of pruning.
+        var carrier: JSONValue?
         var align: JSONValue?
+        /// `false`, or `{dataset?, seqLen?, maxSamples?}`: where the carrier's distance is measured.
+        var diagnostics: JSONValue?
+        /// Stop before training when the carrier is far from the original.
+        var stopIfFar: Bool?
         var quantize: JSONValue?
         var train: JSONValue
         var recover: JSONValue?
@@ -53,12 +59,17 @@ extension Daemon {
         let outDir = PathParam.url(params.outDir)
         var timings: [(String, JSONValue)] = []
         var stageStart = Date()
-        // Percent of the whole each stage ends at; training fills its share step by step.
-        let align = try params.align.map { try Self.object($0, field: "align") }
-        let quantize = try Self.quantizeParams(params.quantize)
         let train = try Self.object(params.train, field: "train")
-        let plannedStages = ["load", "prune"] + (align != nil ? ["align"] : []) + (quantize != nil ? ["quantize"] : [])
-            + ["train", "recover", "evaluate", "save"]
+        let align = try Self.alignParams(params.align, train: train)
+        let quantize = try Self.quantizeParams(params.quantize)
+        let diagnostics = try Self.diagnosticsParams(params.diagnostics, train: train)
+        switch (params.prune, params.carrier) {
+        case (nil, nil): throw RPCError.invalidParams(field: "prune", "is required (or give carrier {path} of a saved carrier)")
+        case (.some, .some): throw RPCError.invalidParams(field: "carrier", "give prune or carrier, not both")
+        default: break
+        }
+        let plannedStages = ["load", params.carrier != nil ? "carrier" : "prune"] + (diagnostics != nil ? ["check"] : [])
+            + (align != nil ? ["align"] : []) + (quantize != nil ? ["quantize"] : []) + ["train", "recover", "evaluate", "save"]
         var stageIndex = 0
         /// The share of the whole a stage's own progress (0…1) maps to.
         func overall(_ fraction: Double) -> Double {
@@ -70,12 +81,12 @@ extension Daemon {
             stageStart = Date()
             context.progress?.report(message: message, percentage: 100 * Double(stageIndex) / Double(plannedStages.count),
                                      fields: [("stage", .string(stage))])
-            stageIndex += 1
+            stageIndex = min(plannedStages.count, stageIndex + 1)
         }
         func stage<T>(_ name: String, _ body: () throws -> T) throws -> T {
             do { return try body() } catch let error as RPCError {
                 var tagged = error.with("stage", .string(name))
-                if let field = error.dataValue["field"]?.stringValue, ["train", "align", "prune", "eval", "recover", "quantize"].contains(name) {
+                if let field = error.dataValue["field"]?.stringValue, ["train", "align", "prune", "eval", "recover", "quantize", "carrier", "diagnostics"].contains(name) {
                     tagged = tagged.with("field", .string("\(name).\(field)"))
                 }
                 throw tagged
@@ -88,9 +99,15 @@ extension Daemon {
             guard let text = value?.stringValue else { throw RPCError.internalError("\(what) answered without an id") }
             return text
         }
+        var warnings: [String] = []
+        func warn(_ message: String) {
+            warnings.append(message)
+            context.log(.warning, message)
+            context.progress?.report(message: "warning: \(message)", fields: [("stage", .string("check")), ("warning", .string(message))])
+        }
+        func int(_ n: Int) -> JSONValue { .int(Int64(n)) }
 
         // 1. The original model.
-        timings.removeAll()
         context.progress?.report(message: "loading \(params.path)", percentage: 0, fields: [("stage", .string("load"))])
         stageIndex = 1
         var loadFields: [(String, JSONValue)] = [("path", .string(params.path))]
@@ -99,37 +116,130 @@ extension Daemon {
         made.models.append(originalId)
         let original = try model(originalId)
 
-        // 2. Prune: the carrier.
-        try begin("prune", "pruning")
-        let pruneParams = try Self.object(params.prune, field: "prune")
-        let pruned = try stage("prune") { try call("model/prune", [("modelId", .string(originalId))] + pruneParams) }
-        var carrierId = try string(pruned["modelId"], "model/prune")
-        made.models.append(carrierId)
+        // 2. The carrier: pruned now, or a saved one (pruned, perhaps aligned, by an earlier run).
+        var carrierId: String
+        var pruned: JSONValue = .null
+        if let carrierParam = params.carrier {
+            try begin("carrier", "loading the saved carrier")
+            carrierId = try stage("carrier") { try loadSavedCarrier(carrierParam, original: original, dtype: params.dtype, call: call) }
+            made.models.append(carrierId)
+        } else {
+            try begin("prune", "pruning")
+            let pruneParams = try Self.object(params.prune!, field: "prune")
+            pruned = try stage("prune") { try call("model/prune", [("modelId", .string(originalId))] + pruneParams) }
+            carrierId = try string(pruned["modelId"], "model/prune")
+            made.models.append(carrierId)
+        }
+        let carrierBeforeAlign = try model(carrierId)
+        let priorAlignment = carrierBeforeAlign.model.pruning?.alignment
 
-        // 3. Align: full-parameter training of the carrier, lm_head frozen; its weights become the carrier.
-        var alignLosses: [Double]?
+        // 3. How far the carrier is from the original, before anything is trained on it.
+        var afterPrune: JSONValue = .null
+        var diagnosis: JSONValue = .null
+        func check(alignedSteps: Int?) throws -> JSONValue {
+            guard let diagnostics else { return .null }
+            // A problem with the training data is the train stage's, found early (train.dataset.path).
+            return try stage(diagnostics.fromTrain ? "train" : "diagnostics") {
+                try compareModels(reference: original, other: try model(carrierId), dataset: diagnostics.dataset, seqLen: diagnostics.seqLen,
+                                  maxSamples: diagnostics.maxSamples, alignedSteps: alignedSteps, context: quiet)
+            }
+        }
+        if diagnostics != nil {
+            try begin("check", "measuring the carrier's distance from the original")
+            afterPrune = try check(alignedSteps: priorAlignment?.steps)
+            diagnosis = afterPrune
+            context.progress?.report(message: afterPrune["verdict"]?["summary"]?.stringValue, fields: [("stage", .string("check"))])
+        }
+
+        // 4. Align: full-parameter training of the carrier, lm_head frozen; its weights become the carrier.
+        var alignSummary: JSONValue = .null
+        var afterAlign: JSONValue = .null
+        var stagePeaks: [(String, JSONValue)] = []
         if let align {
             try begin("align", "aligning the pruned model")
-            var fields = align.filter { $0.0 != "freeze" }
+            let carrierModel = try model(carrierId)
+            var fields = align.fields
+            if align.usesDefaultData {
+                let text = try stage("align") {
+                    do {
+                        return try ErrorMapping.translating { try GeneralText.write(to: outDir.appendingPathComponent(GeneralText.fileName)) }
+                    } catch let none as GeneralText.NoText {
+                        throw RPCError.invalidParams(field: "dataset", none.description)
+                    }
+                }
+                fields.append(("dataset", .object([("path", .string(text.url.path)), ("format", .string("text"))])))
+                context.progress?.report(message: "aligning on \(text.documents) documents of general text (\(text.sources.joined(separator: ", ")))",
+                                         fields: [("stage", .string("align"))])
+            }
+            let tied = carrierModel.model.config.tiedEmbeddings
             fields.append(("freeze", .array([.string("lm_head")])))
+            switch align.embeddings {
+            case "untie": if tied { fields.append(("untieEmbeddings", .bool(true))) }
+            case "train": if tied { fields.removeAll { $0.0 == "freeze" } }  // the one tensor is both: trained
+            default: break  // "freeze": a tied embedding is frozen with the head
+            }
+            let beforeJob = Jemalloc.allocatedBytes ?? 0
             let created = try stage("align") { try call("train/create", [("modelId", .string(carrierId))] + fields) }
             let jobId = try string(created["jobId"], "train/create")
             made.jobs.append(jobId)
-            let losses = try runSteps(jobId, context: context, stageName: "align", percentage: overall, call: call)
+            var jobAllocated = max(0, (Jemalloc.allocatedBytes ?? 0) - beforeJob)
+            let run = try runSteps(jobId, context: context, stageName: "align", percentage: overall, call: call) {
+                jobAllocated = max(jobAllocated, (Jemalloc.allocatedBytes ?? 0) - beforeJob)
+            }
+            let jobPlanned = created["plan"]?["peakBytes"]?.intValue.map(Int.init) ?? 0
+            stagePeaks.append(("align", .object([("plannedPeakBytes", int(jobPlanned + carrierModel.bytes)),
+                                                 ("measuredPeakBytes", int(carrierModel.bytes + jobAllocated))])))
             made.jobs.removeAll { $0 == jobId }
-            let aligned = try stage("align") { try call("train/close", [("jobId", .string(jobId)), ("keepModel", .bool(true))]) }
+            // Kept in the carrier's own storage dtype (bf16 for a bf16 original), not the job's fp32.
+            var closeFields: [(String, JSONValue)] = [("jobId", .string(jobId)), ("keepModel", .bool(true))]
+            if let dtype = align.dtype ?? carrierModel.model.storageDType.flatMap(Self.dtypeName) { closeFields.append(("dtype", .string(dtype))) }
+            let aligned = try stage("align") { try call("train/close", closeFields) }
             let alignedId = try string(aligned["modelId"], "train/close")
             made.models.append(alignedId)
             _ = try call("model/unload", [("modelId", .string(carrierId))])
             made.models.removeAll { $0 == carrierId }
             carrierId = alignedId
-            alignLosses = losses
+            alignSummary = run.summary(extra: [("embeddings", .string(tied ? align.embeddings : "untied model")),
+                                               ("dataset", fields.first { $0.0 == "dataset" }?.1 ?? .null),
+                                               ("dtype", (try model(carrierId)).model.storageDType.flatMap(Self.dtypeName).map(JSONValue.string) ?? .null)])
+            if diagnostics != nil {
+                afterAlign = try check(alignedSteps: (priorAlignment?.steps ?? 0) + run.losses.count)
+                diagnosis = afterAlign
+                context.progress?.report(message: afterAlign["verdict"]?["summary"]?.stringValue, fields: [("stage", .string("align"))])
+            }
         }
+        // A far or moderately far carrier is said plainly before any LoRA step is spent on it.
+        let level = diagnosis["verdict"]?["level"]?.stringValue
+        if let level, level != "close" {
+            let suggestions: [String] = diagnosis["verdict"]?["suggestions"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            warn((diagnosis["verdict"]?["summary"]?.stringValue ?? "") + (suggestions.isEmpty ? "" : " Suggestions: " + suggestions.joined(separator: " ")))
+        }
+
         // The (aligned) carrier is a publisher's artefact: saved now, in its own precision.
         let carrierDirectory = outDir.appendingPathComponent("carrier")
         _ = try stage("save") { try call("model/save", [("modelId", .string(carrierId)), ("path", .string(carrierDirectory.path))]) }
+        let unquantizedCarrier = try model(carrierId)
 
-        // 4. Quantize the frozen carrier to NF4 (QLoRAM); training needs only the quantized copy.
+        func int64(_ value: JSONValue?) -> Int { value?.intValue.map(Int.init) ?? 0 }
+        let originalParameters = original.model.parameterCount
+        let diagnosticsReport: JSONValue = .object([("afterPrune", afterPrune), ("afterAlign", afterAlign),
+                                                    ("warnings", .array(warnings.map(JSONValue.string)))])
+
+        if params.stopIfFar == true, level == "far" {
+            timings.append((plannedStages[max(0, stageIndex - 1)], .double(Date().timeIntervalSince(stageStart))))
+            let report: JSONValue = .object([
+                ("stoppedBefore", .string("train")), ("diagnostics", diagnosticsReport), ("align", alignSummary),
+                ("parameters", .object([("original", int(originalParameters)), ("carrier", int(unquantizedCarrier.model.parameterCount))])),
+                ("seconds", .object(timings)),
+                ("files", .object([("carrier", .string(carrierDirectory.path)), ("report", .string(outDir.appendingPathComponent("report.json").path))])),
+            ])
+            try ErrorMapping.translating { try AtomicFile.write(Data(report.serialized()), to: outDir.appendingPathComponent("report.json")) }
+            context.progress?.report(message: "stopped before training: the carrier is far from the original", percentage: 100)
+            return .object([("modelId", .string(originalId)), ("prunedModelId", .string(carrierId)), ("carrierAdapterId", .null),
+                            ("adapterId", .null), ("report", report)])
+        }
+
+        // 5. Quantize the frozen carrier to NF4 (QLoRAM); training needs only the quantized copy.
         if let quantize {
             try begin("quantize", "quantizing the carrier to NF4")
             let quantized = try stage("quantize") { try call("model/quantize", [("modelId", .string(carrierId))] + quantize) }
@@ -140,7 +250,7 @@ extension Daemon {
             made.models.removeAll { $0 == unquantized }
         }
 
-        // 5. LoRA on the carrier.
+        // 6. LoRA on the carrier.
         try begin("train", "training LoRA on the carrier")
         let lora = try Self.loraParams(JSONValue.object(train)["lora"])
         let beforeAdapter = Jemalloc.allocatedBytes ?? 0
@@ -157,12 +267,13 @@ extension Daemon {
         // allocating (the step's arena is one of those allocations), sampled after every step.
         let carrierModel = try model(carrierId)
         var jobAllocated = max(0, (Jemalloc.allocatedBytes ?? 0) - beforeAdapter)
-        let losses = try runSteps(jobId, context: context, stageName: "train", percentage: overall, call: call) {
+        let training = try runSteps(jobId, context: context, stageName: "train", percentage: overall, call: call) {
             jobAllocated = max(jobAllocated, (Jemalloc.allocatedBytes ?? 0) - beforeAdapter)
         }
         let measuredPeak = carrierModel.bytes + jobAllocated
-        let jobPlanned = created["plan"]?["peakBytes"]?.intValue.map(Int.init) ?? 0
+        let jobPlanned = int64(created["plan"]?["peakBytes"])
         let plannedPeak = jobPlanned + carrierModel.bytes + adapterBytes
+        stagePeaks.append(("train", .object([("plannedPeakBytes", int(plannedPeak)), ("measuredPeakBytes", int(measuredPeak))])))
         // The same LoRA job (its settings as planned: seqLen after the longest-sequence cut,
         // checkpointing as `auto` chose) planned on the original: what LoRAM saves.
         let fullPlan = try fullModelLoRAPlan(original: original, adapter: try loadedAdapter(carrierAdapterId).adapter,
@@ -170,7 +281,7 @@ extension Daemon {
         _ = try call("train/close", [("jobId", .string(jobId))])
         made.jobs.removeAll { $0 == jobId }
 
-        // 6. Recover the adapter to the original's shapes.
+        // 7. Recover the adapter to the original's shapes.
         try begin("recover", "recovering the adapter to the original's shapes")
         var recoverFields: [(String, JSONValue)] = [("adapterId", .string(carrierAdapterId)), ("targetModelId", .string(originalId))]
         if let recover = params.recover { recoverFields += try Self.object(recover, field: "recover") }
@@ -178,28 +289,43 @@ extension Daemon {
         let recoveredId = try string(recovered["adapterId"], "adapter/recover")
         made.adapters.append(recoveredId)
 
-        // 7. Perplexity of the original, of the carrier with its adapter, and of the original with the recovered adapter.
+        // 8. Perplexity of the original, of the carrier with its adapter, and of the original with the recovered adapter.
         try begin("evaluate", "evaluating")
+        func perplexity(_ modelId: String, _ adapterId: String?, _ dataset: EvalDataset) throws -> JSONValue {
+            var fields: [(String, JSONValue)] = [("modelId", .string(modelId)), ("dataset", dataset.dataset)]
+            if let adapterId { fields.append(("adapterId", .string(adapterId))) }
+            if let seqLen = dataset.seqLen { fields.append(("seqLen", .int(Int64(seqLen)))) }
+            if let n = dataset.maxSamples { fields.append(("maxSamples", .int(Int64(n)))) }
+            return try stage("eval") { try call("eval/perplexity", fields)["perplexity"] ?? .null }
+        }
         var evaluations: [JSONValue] = []
         for (index, dataset) in try Self.evalDatasets(params.eval).enumerated() {
             try context.checkCancelled()
-            func perplexity(_ modelId: String, _ adapterId: String?) throws -> JSONValue {
-                var fields: [(String, JSONValue)] = [("modelId", .string(modelId)), ("dataset", dataset.dataset)]
-                if let adapterId { fields.append(("adapterId", .string(adapterId))) }
-                if let seqLen = dataset.seqLen { fields.append(("seqLen", .int(Int64(seqLen)))) }
-                if let n = dataset.maxSamples { fields.append(("maxSamples", .int(Int64(n)))) }
-                return try stage("eval") { try call("eval/perplexity", fields)["perplexity"] ?? .null }
-            }
             evaluations.append(.object([
                 ("dataset", dataset.dataset["path"] ?? .int(Int64(index))),
-                ("original", try perplexity(originalId, nil)),
-                ("carrier", try perplexity(carrierId, nil)),
-                ("carrierWithAdapter", try perplexity(carrierId, carrierAdapterId)),
-                ("originalWithRecoveredAdapter", try perplexity(originalId, recoveredId)),
+                ("original", try perplexity(originalId, nil, dataset)),
+                ("carrier", try perplexity(carrierId, nil, dataset)),
+                ("carrierWithAdapter", try perplexity(carrierId, carrierAdapterId, dataset)),
+                ("originalWithRecoveredAdapter", try perplexity(originalId, recoveredId, dataset)),
             ]))
         }
+        // The recovered adapter's effect on the original, said plainly: on the first eval dataset,
+        // else on the calibration sample of the training data.
+        let verdict: JSONValue
+        if let first = evaluations.first, let before = first["original"]?.doubleValue, let after = first["originalWithRecoveredAdapter"]?.doubleValue {
+            verdict = Self.verdict(before: before, after: after, on: "held-out \(first["dataset"]?.stringValue ?? "eval data")", heldOut: true,
+                                   diagnosis: diagnosis)
+        } else {
+            let sample = EvalDataset(dataset: diagnostics?.dataset.json ?? (train.first { $0.0 == "dataset" }?.1 ?? .null),
+                                     seqLen: diagnostics?.seqLen ?? Self.compareDefaultSeqLen, maxSamples: diagnostics?.maxSamples ?? Self.compareDefaultSamples)
+            let before = try perplexity(originalId, nil, sample).doubleValue ?? .nan, after = try perplexity(originalId, recoveredId, sample).doubleValue ?? .nan
+            verdict = Self.verdict(before: before, after: after, on: "a sample of the training data (no eval dataset given)", heldOut: false,
+                                   diagnosis: diagnosis)
+        }
+        if let text = verdict["text"]?.stringValue { context.progress?.report(message: text, fields: [("stage", .string("evaluate"))]) }
+        if verdict["effect"]?.stringValue == "worse", let text = verdict["text"]?.stringValue { context.log(.warning, text) }
 
-        // 8. Files: the adapter as trained, the recovered adapter, the report (the carrier is saved already).
+        // 9. Files: the adapter as trained, the recovered adapter, the report (the carrier is saved already).
         try begin("save", "writing \(outDir.path)")
         let trainedDirectory = outDir.appendingPathComponent("adapter-carrier")
         let recoveredDirectory = outDir.appendingPathComponent("adapter-recovered")
@@ -217,18 +343,24 @@ extension Daemon {
         }
         timings.append(("save", .double(Date().timeIntervalSince(stageStart))))
 
-        let originalParameters = original.model.parameterCount
         let carrierParameters = carrierModel.model.parameterCount
-        let reduction = pruned["reduction"] ?? .double(Double(originalParameters) / Double(max(1, carrierParameters)))
-        func int(_ n: Int) -> JSONValue { .int(Int64(n)) }
-        func summary(_ losses: [Double]) -> JSONValue {
-            .object([("steps", int(losses.count)), ("firstLoss", losses.first.map(JSONValue.double) ?? .null),
-                     ("lastLoss", losses.last.map(JSONValue.double) ?? .null)])
-        }
+        // Two reductions, named for what they count: the carrier's parameters against the
+        // original's (model/prune's), and the paper's storage accounting (memory/plan's `reduction`:
+        // ×4 for an NF4 carrier, every parameter counted at 4 bits). Plus the bytes actually held.
+        let parameterReduction = pruned["reduction"]?.doubleValue
+            ?? Self.paperParameterReduction(original: original, carrier: unquantizedCarrier) ?? Double(originalParameters) / Double(max(1, carrierParameters))
+        let storageReduction = parameterReduction * (quantize != nil ? 4 : 1)
+        let reductions: JSONValue = .object([
+            ("parameters", .double(parameterReduction)), ("paperStorage", .double(storageReduction)),
+            ("bytesHeld", .double(Double(original.bytes) / Double(max(1, carrierModel.bytes)))),
+        ])
+        func summary(_ run: StepsRun) -> JSONValue { run.summary(extra: []) }
+        let largest = stagePeaks.max { int64($0.1["measuredPeakBytes"]) < int64($1.1["measuredPeakBytes"]) }?.0
         let memory: JSONValue = .object([
             ("plannedPeakBytes", int(plannedPeak)), ("measuredPeakBytes", int(measuredPeak)),
             ("fullModelLoRAPlannedPeakBytes", int(fullPlan)),
             ("savedOverFullModelLoRA", .double(Double(fullPlan) / Double(max(1, plannedPeak)))),
+            ("stages", .object(stagePeaks)), ("largestStage", largest.map(JSONValue.string) ?? .null),
         ])
         let files: JSONValue = .object([
             ("carrier", .string(carrierDirectory.path)), ("carrierAdapter", .string(trainedDirectory.path)),
@@ -238,8 +370,9 @@ extension Daemon {
         let parameters: JSONValue = .object([("original", int(originalParameters)), ("carrier", int(carrierParameters))])
         let bytes: JSONValue = .object([("original", int(original.bytes)), ("carrier", int(carrierModel.bytes))])
         let report: JSONValue = .object([
-            ("parameters", parameters), ("reduction", reduction), ("bytes", bytes), ("memory", memory), ("align", alignLosses.map(summary) ?? .null),
-            ("training", summary(losses)), ("perplexity", .array(evaluations)), ("seconds", .object(timings)), ("files", files),
+            ("parameters", parameters), ("reduction", .double(parameterReduction)), ("reductions", reductions), ("bytes", bytes), ("memory", memory),
+            ("diagnostics", diagnosticsReport), ("align", alignSummary), ("training", summary(training)), ("perplexity", .array(evaluations)),
+            ("verdict", verdict), ("seconds", .object(timings)), ("files", files),
         ])
         try ErrorMapping.translating {
             try AtomicFile.write(Data(report.serialized()), to: outDir.appendingPathComponent("report.json"))
@@ -249,23 +382,105 @@ extension Daemon {
                         ("carrierAdapterId", .string(carrierAdapterId)), ("adapterId", .string(recoveredId)), ("report", report)])
     }
 
-    /// Steps a job to its end one `train/step` at a time, reporting each as progress; the losses.
-    private func runSteps(_ jobId: String, context: RequestContext, stageName: String, percentage: (Double) -> Double,
-                          call: (String, [(String, JSONValue)]) throws -> JSONValue, afterStep: () -> Void = {}) throws -> [Double] {
-        let object = try job(jobId)
+    /// The paper's parameter reduction of a carrier loaded from disk (model/prune's accounting).
+    static func paperParameterReduction(original: LoadedModel, carrier: LoadedModel) -> Double? {
+        guard let manifest = carrier.model.pruning,
+              let accounting = try? ParameterAccounting(original.model.config.modelShape,
+                                                        pruning: manifest.method.pruning(ratio: manifest.ratio, layers: manifest.layers.map { $0[0]..<$0[1] }))
+        else { return nil }
+        return accounting.loramReduction
+    }
+
+    /// `carrier: {path}`: a carrier saved by model/save (or an earlier loram/run's outDir/carrier),
+    /// which must have been pruned from a model of the original's shapes.
+    private func loadSavedCarrier(_ value: JSONValue, original: LoadedModel, dtype: String?,
+                                  call: (String, [(String, JSONValue)]) throws -> JSONValue) throws -> String {
+        guard let path = value["path"]?.stringValue ?? value.stringValue else {
+            throw RPCError.invalidParams(field: "path", "must be the folder of a saved carrier, e.g. an earlier run's outDir/carrier")
+        }
+        var fields: [(String, JSONValue)] = [("path", .string(path))]
+        if let dtype = value["dtype"]?.stringValue ?? dtype { fields.append(("dtype", .string(dtype))) }
+        let loaded = try call("model/load", fields)
+        let id = try loaded["modelId"]?.stringValue ?? { throw RPCError.internalError("model/load answered without an id") }()
+        let carrier = try model(id)
+        func refuse(_ why: String) -> RPCError {
+            _ = try? call("model/unload", [("modelId", .string(id))])
+            return RPCError.invalidParams(field: "path", why)
+        }
+        guard let manifest = carrier.model.pruning else { throw refuse("\(path) is not a pruned model (no \(PruningManifest.fileName)); prune instead") }
+        let expected = manifest.originalConfig(of: carrier.model.config).modelShape
+        guard expected == original.model.config.modelShape else {
+            throw refuse("\(path) was not pruned from a model of the original's shapes: \(Self.shapeDifference(original.model.config.modelShape, expected))")
+        }
+        return id
+    }
+
+    /// The recovered adapter's effect on the original against the untuned original, in words.
+    static func verdict(before: Double, after: Double, on what: String, heldOut: Bool, diagnosis: JSONValue) -> JSONValue {
+        let change = (after - before) / before
+        let percent = String(format: "%.1f%%", abs(change) * 100)
+        let numbers = String(format: "perplexity %.2f → %.2f on %@", before, after, what)
+        let effect: String, text: String
+        if change < -0.005 {
+            effect = "improved"
+            text = "The recovered adapter improves the original by \(percent) (\(numbers))."
+        } else if change > 0.005 {
+            effect = "worse"
+            var advice = " Do not use this adapter"
+            if let level = diagnosis["verdict"]?["level"]?.stringValue, level != "close" {
+                advice += "; the carrier was \(level) from the original"
+                if let first = diagnosis["verdict"]?["suggestions"]?.arrayValue?.first?.stringValue { advice += ". \(first)" }
+            }
+            text = "The recovered adapter makes the original worse, by \(percent) (\(numbers)).\(advice)."
+        } else {
+            effect = "unchanged"
+            text = "The recovered adapter leaves the original about as it was (\(numbers))."
+        }
+        return .object([("effect", .string(effect)), ("originalPerplexity", .double(before)), ("recoveredPerplexity", .double(after)),
+                         ("changePercent", .double(change * 100)), ("heldOut", .bool(heldOut)), ("text", .string(text))])
+    }
+
+    static func dtypeName(_ dtype: TensorDType) -> String? { weightDTypes.first { $0.value == dtype }?.key }
+
+    /// A stage's optimizer steps: their losses, tokens and seconds.
+    struct StepsRun {
         var losses: [Double] = []
+        var tokens = 0
+        var seconds = 0.0
+        var tokensPerSecond: Double { Double(tokens) / max(seconds, 1e-9) }
+
+        func summary(extra: [(String, JSONValue)]) -> JSONValue {
+            .object([("steps", .int(Int64(losses.count))), ("firstLoss", losses.first.map(JSONValue.double) ?? .null),
+                     ("lastLoss", losses.last.map(JSONValue.double) ?? .null), ("tokens", .int(Int64(tokens))),
+                     ("seconds", .double(seconds)), ("tokensPerSecond", .double(tokensPerSecond))] + extra)
+        }
+    }
+
+    /// Steps a job to its end one `train/step` at a time, reporting each as progress (with
+    /// tokens/s, as train/run's reports); the losses and throughput.
+    private func runSteps(_ jobId: String, context: RequestContext, stageName: String, percentage: (Double) -> Double,
+                          call: (String, [(String, JSONValue)]) throws -> JSONValue, afterStep: () -> Void = {}) throws -> StepsRun {
+        let object = try job(jobId)
+        let settings = object.job.settings
+        var run = StepsRun()
         while !object.job.isFinished {
             try context.checkCancelled()
+            let start = Date()
             let result = try call("train/step", [("jobId", .string(jobId))])
+            run.seconds += Date().timeIntervalSince(start)
+            run.tokens += settings.gradAccum * settings.microBatch * settings.seqLen
             afterStep()
             guard case .array(let values)? = result["losses"], let loss = values.last?.doubleValue else { continue }
-            losses.append(loss)
-            let done = Double(object.job.completedSteps) / Double(max(1, object.job.settings.steps))
-            context.progress?.report(message: "\(stageName) step \(object.job.completedSteps)/\(object.job.settings.steps), loss \(String(format: "%.4f", loss))",
+            run.losses.append(loss)
+            let tokensPerSecond = result["tokensPerSecond"]?.doubleValue ?? run.tokensPerSecond
+            let done = Double(object.job.completedSteps) / Double(max(1, settings.steps))
+            let eta = run.seconds / Double(max(1, run.losses.count)) * Double(settings.steps - object.job.completedSteps)
+            context.progress?.report(message: "\(stageName) step \(object.job.completedSteps)/\(settings.steps), loss \(String(format: "%.4f", loss)), \(Int(tokensPerSecond)) tokens/s",
                                      percentage: percentage(done), fields: [("stage", .string(stageName)), ("step", .int(Int64(object.job.completedSteps))),
-                                              ("steps", .int(Int64(object.job.settings.steps))), ("loss", .double(loss))])
+                                              ("steps", .int(Int64(settings.steps))), ("loss", .double(loss)),
+                                              ("tokensPerSecond", .double(tokensPerSecond)), ("etaSeconds", .double(eta))])
         }
-        return losses
+        return run
     }
 
     /// The same LoRA job planned on the original model (no allocation): what LoRAM is measured against.
@@ -277,6 +492,84 @@ extension Daemon {
     }
 
     // MARK: - Params
+
+    /// `align`: `true` (every default), or `train/create`'s fields without `modelId`, each optional:
+    /// `dataset` (default: general text the machine has, `GeneralText`), `steps` (80), `lr` (1e-4),
+    /// `seqLen` and `microBatch` (train's, else 256 and 4), `packing` (true),
+    /// `schedule` (constant), `warmupSteps` (steps/10). loramd's own: `embeddings` for a tied model, `freeze`
+    /// (default: the one tensor frozen with the head), `untie` (the input embedding trains as its
+    /// own tensor, the head stays the original's) or `train` (the one tensor trained as both); `dtype` of the aligned carrier (default the
+    /// carrier's own storage).
+    struct AlignSettings {
+        var fields: [(String, JSONValue)]
+        var usesDefaultData: Bool
+        var embeddings: String
+        var dtype: String?
+    }
+
+    static let alignDefaults = (steps: 80, lr: 1e-4)
+
+    static func alignParams(_ value: JSONValue?, train: [(String, JSONValue)]) throws -> AlignSettings? {
+        var members: [(String, JSONValue)]
+        switch value {
+        case .none, .some(.null), .some(.bool(false)): return nil
+        case .some(.bool(true)): members = []
+        case .some(.object(let given)): members = given
+        case .some(let other): throw RPCError.invalidParams(field: "align", "must be true or an object, got \(other.kindName)")
+        }
+        func take(_ key: String) -> JSONValue? {
+            defer { members.removeAll { $0.0 == key } }
+            return members.first { $0.0 == key }?.1
+        }
+        // Tied models: the tied tensor stays frozen by default (measured: training the input embedding
+        // buys nothing at short budgets and costs V×h weights; docs/loram-decisions.md, "Alignment").
+        let embeddings = take("embeddings")?.stringValue ?? "freeze"
+        guard ["untie", "freeze", "train"].contains(embeddings) else {
+            throw RPCError.invalidParams(field: "align.embeddings", "must be untie, freeze or train, got '\(embeddings)'")
+        }
+        let dtype = take("dtype")
+        if let dtype, dtype.stringValue == nil || weightDTypes[dtype.stringValue!.lowercased()] == nil {
+            throw RPCError.invalidParams(field: "align.dtype", "must be one of f32, bf16, f16")
+        }
+        _ = take("freeze")  // alignment's freeze is lm_head, always
+        let trainValue = { (key: String) in train.first { $0.0 == key }?.1 }
+        let steps = members.first { $0.0 == "steps" }?.1.intValue.map(Int.init) ?? alignDefaults.steps
+        let defaults: [(String, JSONValue)] = [
+            ("steps", .int(Int64(alignDefaults.steps))), ("lr", .double(alignDefaults.lr)),
+            ("seqLen", trainValue("seqLen") ?? .int(256)), ("microBatch", trainValue("microBatch") ?? .int(4)),
+            ("packing", .bool(true)), ("schedule", .string("constant")), ("warmupSteps", .int(Int64(max(0, steps / 10)))),
+        ]
+        let usesDefaultData = !members.contains { $0.0 == "dataset" }
+        for (key, item) in defaults where !members.contains(where: { $0.0 == key }) { members.append((key, item)) }
+        return AlignSettings(fields: members, usesDefaultData: usesDefaultData, embeddings: embeddings, dtype: dtype?.stringValue?.lowercased())
+    }
+
+    /// Where the carrier's distance is measured: `diagnostics` false turns it off; else
+    /// `{dataset?, seqLen?, maxSamples?}`, by default 8 rows of min(128, train.seqLen) tokens of the
+    /// training data.
+    struct DiagnosticsSettings {
+        var dataset: DatasetParam
+        var seqLen: Int
+        var maxSamples: Int
+        /// The sample is `train.dataset`'s.
+        var fromTrain: Bool
+    }
+
+    static func diagnosticsParams(_ value: JSONValue?, train: [(String, JSONValue)]) throws -> DiagnosticsSettings? {
+        if case .bool(false)? = value { return nil }
+        let object: JSONValue = (value?.isNull ?? true) || value == .bool(true) ? .object([]) : value!
+        guard case .object = object else { throw RPCError.invalidParams(field: "diagnostics", "must be false or {dataset?, seqLen?, maxSamples?}") }
+        let datasetValue = object["dataset"] ?? train.first { $0.0 == "dataset" }?.1
+        guard let datasetValue, let path = datasetValue["path"]?.stringValue, let format = datasetValue["format"]?.stringValue else {
+            // train/create reports a missing training dataset itself; without one there is nothing to measure on.
+            return nil
+        }
+        let trainSeqLen = train.first { $0.0 == "seqLen" }?.1.intValue.map(Int.init) ?? compareDefaultSeqLen
+        return DiagnosticsSettings(dataset: DatasetParam(path: path, format: format, trainOnInputs: datasetValue["trainOnInputs"]?.boolValue),
+                                   seqLen: object["seqLen"]?.intValue.map(Int.init) ?? min(compareDefaultSeqLen, max(2, trainSeqLen)),
+                                   maxSamples: object["maxSamples"]?.intValue.map(Int.init) ?? compareDefaultSamples,
+                                   fromTrain: object["dataset"] == nil)
+    }
 
     static func object(_ value: JSONValue, field: String) throws -> [(String, JSONValue)] {
         guard case .object(let members) = value else { throw RPCError.invalidParams(field: field, "must be an object, got \(value.kindName)") }
@@ -326,5 +619,12 @@ extension Daemon {
         case .object: return [EvalDataset(dataset: value)]
         default: throw RPCError.invalidParams(field: "eval", "must be a dataset, a list of datasets, or {datasets, seqLen?, maxSamples?}")
         }
+    }
+}
+
+extension Daemon.DatasetParam {
+    /// Back to a dataset param as a request would give it.
+    var json: JSONValue {
+        .object([("path", .string(path)), ("format", .string(format))] + (trainOnInputs.map { [("trainOnInputs", JSONValue.bool($0))] } ?? []))
     }
 }

@@ -30,11 +30,15 @@ extension Daemon {
         var checkpointing: String?
         var seed: UInt64?
         var packing: Bool?
+        /// loramd's: full-parameter training of a tied model trains the input embedding as its own
+        /// tensor and keeps the output head as it was (the result is untied).
+        var untieEmbeddings: Bool?
     }
 
     struct JobRef: Decodable { var jobId: String }
     /// `keepModel` (loramd's): a full-parameter job's trained weights stay as a new model.
-    struct TrainCloseParams: Decodable { var jobId: String; var keepModel: Bool? }
+    /// `dtype` (with keepModel): the kept model's storage (f32, bf16, f16); absent: as trained (f32).
+    struct TrainCloseParams: Decodable { var jobId: String; var keepModel: Bool?; var dtype: String? }
     struct TrainStepParams: Decodable { var jobId: String; var steps: Int? }
     struct TrainRunParams: Decodable { var jobId: String; var evalEvery: Int?; var saveEvery: Int?; var outDir: String? }
     struct TrainSaveParams: Decodable { var jobId: String; var path: String }
@@ -67,6 +71,9 @@ extension Daemon {
             let adapter = try params.adapterId.map { try trainableAdapter($0, modelId: params.modelId) }
             if adapter != nil, let freeze = params.freeze, !freeze.isEmpty {
                 throw RPCError.invalidParams(field: "freeze", "applies to full-parameter training (no adapterId); an adapter trains only itself")
+            }
+            if adapter != nil, params.untieEmbeddings == true {
+                throw RPCError.invalidParams(field: "untieEmbeddings", "applies to full-parameter training (no adapterId)")
             }
             let dataset = try readDataset(params.dataset, field: "dataset", model: loaded)
             let evalDataset = try params.evalDataset.map { try readDataset($0, field: "evalDataset", model: loaded) }
@@ -229,7 +236,9 @@ extension Daemon {
 
         router.register("train/close") { [unowned self] (params: TrainCloseParams, _) -> JSONValue in
             let object = try job(params.jobId)
+            let dtype = try Self.weightDType(params.dtype)
             guard params.keepModel == true else {
+                if params.dtype != nil { throw RPCError.invalidParams(field: "dtype", "applies with keepModel: true") }
                 try object.exclusively {
                     registry.remove(params.jobId, kind: .job)
                     ledger.release(params.jobId)
@@ -242,7 +251,12 @@ extension Daemon {
                 throw RPCError.invalidParams(field: "keepModel", "applies to full-parameter jobs; save a LoRA job's adapter with adapter/save")
             }
             return try object.exclusively {
-                let model = object.job.weights.snapshot()
+                // A pruned model's full-parameter training is its alignment: the manifest records it.
+                let job = object.job
+                let trained = job.weights.snapshot(alignment: .init(steps: job.completedSteps,
+                                                                    tokens: job.completedSteps * job.settings.gradAccum * job.settings.microBatch * job.settings.seqLen))
+                // Narrowed (e.g. to the original's bf16) while the job's charge still covers the fp32 weights.
+                let model = dtype.map { trained.converted(to: $0) } ?? trained
                 let handle = registry.newHandle(.model)
                 // The job's charge covered these very weights: released first, the model's fits in it.
                 registry.remove(params.jobId, kind: .job)
@@ -290,6 +304,11 @@ extension Daemon {
                 let modelDirectory = directory.appendingPathComponent("model")
                 try object.job.weights.snapshot().save(to: modelDirectory)
                 files += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { modelDirectory.appendingPathComponent($0).path }
+                // The tokenizer travels with the weights (a GGUF original's, translated), so model/load of it reads text.
+                for (name, data) in try object.model.companionFiles() {
+                    try AtomicFile.write(data, to: modelDirectory.appendingPathComponent(name))
+                    files.append(modelDirectory.appendingPathComponent(name).path)
+                }
             }
             return files
         }
@@ -387,6 +406,7 @@ extension Daemon {
         s.seed = p.seed ?? 0
         s.packing = p.packing ?? false
         s.frozen = p.freeze ?? []
+        s.untieEmbeddings = p.untieEmbeddings ?? false
         return s
     }
 }
@@ -397,7 +417,9 @@ extension TrainingJob.Settings {
         let c = config.hiddenSize, d = config.headDim
         var count = 0
         func frozenName(_ name: String) -> Bool { frozen.contains { name.contains($0) } }
-        if frozenName("model.embed_tokens.weight") || (config.tiedEmbeddings && frozenName("lm_head.weight")) { count += config.vocabSize * c }
+        // Untied for training, a tied embedding is the input's only; the head is not a parameter of it.
+        let tied = config.tiedEmbeddings && !untieEmbeddings
+        if frozenName("model.embed_tokens.weight") || (tied && frozenName("lm_head.weight")) { count += config.vocabSize * c }
         if !config.tiedEmbeddings && frozenName("lm_head.weight") { count += config.vocabSize * c }
         if frozenName("model.norm.weight") { count += c }
         for (i, s) in config.layers.enumerated() {

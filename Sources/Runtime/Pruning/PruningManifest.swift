@@ -29,6 +29,20 @@ public struct PruningManifest: Codable, Equatable, Sendable {
     public var original: [LayerWidths]
     /// Per layer, the kept heads and neurons; nil where the layer keeps its original shape.
     public var kept: [KeptIndices?]
+    /// Full-parameter training the carrier has had since pruning (LoRAM's alignment); nil: none.
+    public var alignment: Alignment?
+    /// A tied original whose carrier was untied for alignment (its input embedding trained, its
+    /// output head kept as the original's): recovery targets the tied original.
+    public var originalTiedEmbeddings: Bool?
+
+    public struct Alignment: Codable, Equatable, Sendable {
+        public var steps: Int
+        public var tokens: Int
+        public init(steps: Int, tokens: Int) {
+            self.steps = steps
+            self.tokens = tokens
+        }
+    }
 
     public struct LayerWidths: Codable, Equatable, Sendable {
         public var heads: Int
@@ -73,6 +87,7 @@ public struct PruningManifest: Codable, Equatable, Sendable {
     public func originalConfig(of pruned: LlamaConfig) -> LlamaConfig {
         var config = pruned
         config.layers = original.map(\.shape)
+        if let tied = originalTiedEmbeddings { config.tiedEmbeddings = tied }
         return config
     }
 

@@ -29,6 +29,9 @@ public final class TrainingJob: @unchecked Sendable {
         /// Full-parameter training of a semi-structured or unstructured carrier: weights of the
         /// decoder linears that start at zero stay zero (`ZeroMask`), so alignment keeps the pruning.
         public var keepZeros = false
+        /// Full-parameter training of a tied model: train the input embedding as a tensor of its
+        /// own and keep the output head as the model's (frozen); the result is untied.
+        public var untieEmbeddings = false
         public var beta1 = 0.9
         public var beta2 = 0.999
         public var eps = 1e-8
@@ -42,7 +45,7 @@ public final class TrainingJob: @unchecked Sendable {
 
         private enum CodingKeys: String, CodingKey {
             case seqLen, microBatch, gradAccum, steps, lr, schedule, warmupSteps, weightDecay, maxGradNorm, checkpointing, seed,
-                 packing, frozen, keepZeros, beta1, beta2, eps
+                 packing, frozen, keepZeros, untieEmbeddings, beta1, beta2, eps
         }
 
         /// Reads state.json; `keepZeros` came later, so states saved before it still resume.
@@ -60,6 +63,7 @@ public final class TrainingJob: @unchecked Sendable {
             packing = try c.decode(Bool.self, forKey: .packing)
             frozen = try c.decode([String].self, forKey: .frozen)
             keepZeros = try c.decodeIfPresent(Bool.self, forKey: .keepZeros) ?? false
+            untieEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .untieEmbeddings) ?? false
             beta1 = try c.decode(Double.self, forKey: .beta1)
             beta2 = try c.decode(Double.self, forKey: .beta2)
             eps = try c.decode(Double.self, forKey: .eps)
@@ -104,7 +108,7 @@ public final class TrainingJob: @unchecked Sendable {
                 placement: BestFitPlacement? = nil) {
         self.settings = settings
         self.adapter = adapter
-        weights = TrainingWeights(model: model, copy: adapter == nil)
+        weights = TrainingWeights(model: model, copy: adapter == nil, untie: settings.untieEmbeddings)
         gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: Set(settings.frozen))
         // The step runs in its planned arena.
         let arena = try? placement.map { try PlannedBuffers(placement: $0) }

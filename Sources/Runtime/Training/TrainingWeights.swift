@@ -32,9 +32,19 @@ public final class TrainingWeights: @unchecked Sendable {
     private let norms: FloatBuffers
 
     /// `copy`: an owned fp32 copy of every weight (full-parameter training); else the model's own.
-    public init(model: LlamaModel, copy: Bool) {
-        config = model.config
-        pruning = model.pruning
+    /// `untie` (with `copy`, on a tied model): the input embedding becomes an fp32 copy of its own
+    /// and the output head stays the model's embedding as held (read-only, never trained), so
+    /// alignment can train the embeddings while the head stays the original's (LoRAM §1.2).
+    public init(model: LlamaModel, copy: Bool, untie: Bool = false) {
+        let untying = copy && untie && model.config.tiedEmbeddings
+        var config = model.config
+        var pruning = model.pruning
+        if untying {
+            config.tiedEmbeddings = false
+            if pruning != nil, pruning?.originalTiedEmbeddings == nil { pruning?.originalTiedEmbeddings = true }
+        }
+        self.config = config
+        self.pruning = pruning
         norms = FloatBuffers()
         func take(_ w: Weight) -> Weight {
             guard copy else { return w }
@@ -53,7 +63,7 @@ public final class TrainingWeights: @unchecked Sendable {
             return buffer
         }
         embedding = take(model.embedding)
-        lmHead = model.config.tiedEmbeddings ? embedding : take(model.lmHead)
+        lmHead = untying ? model.embedding : model.config.tiedEmbeddings ? embedding : take(model.lmHead)
         layers = model.layers.map { layer in
             Layer(shape: layer.shape, inputNorm: norm(layer.inputNorm), postAttentionNorm: norm(layer.postAttentionNorm),
                   q: take(layer.q), k: take(layer.k), v: take(layer.v), o: take(layer.o),
@@ -63,7 +73,13 @@ public final class TrainingWeights: @unchecked Sendable {
     }
 
     /// A LlamaModel over these weights as they are now (norms copied), for evaluation and saving.
-    public func snapshot() -> LlamaModel {
+    /// `alignment`: training to add to a carrier's manifest (the steps and tokens just taken).
+    public func snapshot(alignment: PruningManifest.Alignment? = nil) -> LlamaModel {
+        var pruning = self.pruning
+        if let alignment, pruning != nil {
+            let before = pruning?.alignment
+            pruning?.alignment = .init(steps: (before?.steps ?? 0) + alignment.steps, tokens: (before?.tokens ?? 0) + alignment.tokens)
+        }
         let c = config.hiddenSize
         func array(_ p: UnsafeMutablePointer<Float>) -> [Float] { Array(UnsafeBufferPointer(start: p, count: c)) }
         return LlamaModel(config: config, embedding: embedding, layers: layers.map { l in
