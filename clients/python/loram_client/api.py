@@ -266,6 +266,15 @@ class Loram(LoramClient):
         loads beside its base GGUF; returns the files written."""
         return self.call("adapter/save", _params(adapter_id=adapter_id, path=path, format=format), timeout=timeout)["files"]
 
+    def compare_models(
+        self, model_id: str, other_model_id: str, dataset: Mapping[str, Any], *, seq_len: Optional[int] = None,
+        max_samples: Optional[int] = None, timeout: Optional[float] = None,
+    ) -> Dict[str, Any]:
+        """``model/compare``: how far ``other_model_id`` (a carrier) is from ``model_id`` (its
+        original) on ``dataset``: perplexities, their ratio, ``klPerToken`` and a ``verdict``."""
+        return self.call("model/compare", _params(model_id=model_id, other_model_id=other_model_id, dataset=dict(dataset),
+                                                  seq_len=seq_len, max_samples=max_samples), timeout=timeout)
+
     def merge_adapter(self, model_id: str, adapter_id: str, *, timeout: Optional[float] = None) -> Dict[str, Any]:
         """``adapter/merge``: a new model with W + (alpha/r)·B·A folded in."""
         return self.call("adapter/merge", _params(model_id=model_id, adapter_id=adapter_id), timeout=timeout)
@@ -413,9 +422,10 @@ class Loram(LoramClient):
         self,
         path: PathLike,
         *,
-        prune: Mapping[str, Any],
         train: Mapping[str, Any],
         out_dir: PathLike,
+        prune: Optional[Mapping[str, Any]] = None,
+        carrier: Optional[Mapping[str, Any]] = None,
         align: Optional[Mapping[str, Any]] = None,
         quantize: Optional[str] = None,
         recover: Optional[Mapping[str, Any]] = None,
@@ -424,11 +434,13 @@ class Loram(LoramClient):
         timeout: Optional[float] = None,
         **extra: Any,
     ) -> Dict[str, Any]:
-        """``loram/run``, the whole pipeline: prune ``path``'s model, optionally align and
-        quantize it, train LoRA on it (``train`` as :meth:`train_create`'s params, in the
-        contract's camelCase), recover the adapter onto the original. Returns ``prunedModelId``,
-        ``adapterId`` (on the original) and ``report``. ``progress`` as in :meth:`train_run`."""
-        params = _params(path=path, prune=dict(prune), align=align, quantize=quantize, train=dict(train), recover=recover,
+        """``loram/run``, the whole pipeline: prune ``path``'s model (or start from a saved
+        ``carrier {path}``), check how far the carrier is, optionally align and quantize it, train
+        LoRA on it (``train`` as :meth:`train_create`'s params, in the contract's camelCase),
+        recover the adapter onto the original. Returns ``prunedModelId``, ``adapterId`` (on the
+        original) and ``report`` (with ``diagnostics`` and ``verdict``). ``progress`` as in
+        :meth:`train_run`."""
+        params = _params(path=path, prune=dict(prune) if prune is not None else None, carrier=carrier, align=align, quantize=quantize, train=dict(train), recover=recover,
                          eval=eval, out_dir=out_dir, **extra)
         if progress is True:
             with make_bar(100, title="loram") as bar:
