@@ -71,7 +71,7 @@ def parse_args(argv=None):
                    "full: the cross product of --methods x --ratios x --align-steps x --nf4")
     p.add_argument("--methods", default="random,l2,taylor", help="pruning criteria for --grid full (default: %(default)s)")
     p.add_argument("--ratios", default="0.3,0.5,0.65,0.75", help="structured ratios for --grid full (default: %(default)s)")
-    p.add_argument("--align-steps", default="0,20,60",
+    p.add_argument("--align-steps", default="0,20,80",
                    help="alignment budgets (steps); quick uses the 2nd and 3rd as A1 and A2 (default: %(default)s)")
     p.add_argument("--nf4", choices=["off", "on", "both"], default="both", help="NF4 carrier for --grid full (default: %(default)s)")
     p.add_argument("--arms", help="explicit LoRAM configurations instead of a grid: method:ratio:alignSteps[:nf4],... "
@@ -329,7 +329,9 @@ def _median(xs):
 def loram_arm(lm, args, ds, method, ratio, align, nf4):
     key = arm_key(method, ratio, align, nf4)
     out_dir = os.path.join(args.work, "runs", key)
-    prune = {"method": method, "ratio": ratio, "seed": args.seed}
+    prune = {"method": method, "ratio": ratio}
+    if method == "random":
+        prune["seed"] = args.seed
     if method == "taylor":
         prune["calibration"] = ds["calibration"]
     train = dict(train_fields(args, ds), lora={"r": args.r, "alpha": args.alpha, "dropout": args.dropout, "targets": TARGETS, "seed": args.seed})
