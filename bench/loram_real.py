@@ -20,7 +20,8 @@ has: Debian's /usr/share/doc/*/README* files (never the Python domain).
 Per arm: held-out perplexity, training peak memory (planned and measured), tokens/s and wall
 time, and the loss curve. Writes bench/results/loram-real-<date>.json and .md (after every arm,
 so an interrupted run keeps what it finished; ``--resume`` skips arms already in the JSON) and,
-with matplotlib, docs/loram-real-ppl-vs-memory.png and docs/loram-real-loss.png.
+with matplotlib, docs/loram-real-ppl-vs-memory.png and docs/loram-real-loss.png (``--replot JSON`` redraws
+them and the table from a finished run).
 bench/README.md explains the options and docs/loram-on-real-models.md the results.
 """
 import argparse
@@ -103,6 +104,7 @@ def parse_args(argv=None):
     p.add_argument("--work", default="/tmp/loram-real", help="datasets and loram/run outputs (default: %(default)s)")
     p.add_argument("--out", help="JSON path (default: bench/results/loram-real-<date>.json; the .md beside it)")
     p.add_argument("--plots", default=os.path.join(ROOT, "docs"), help="folder for the PNGs ('-' for none; default: docs/)")
+    p.add_argument("--replot", metavar="JSON", help="run nothing: rewrite the .md beside JSON and the plots from it")
     p.add_argument("--resume", action="store_true", help="keep the arms already in --out and run only the missing ones")
     p.add_argument("--loramd", help="the loramd binary (default: build and use .build/release/loramd)")
     p.add_argument("--no-build", action="store_true")
@@ -449,33 +451,38 @@ def plots(result, folder):
     lora = next((a for a in arms if a["arm"] == "lora"), None)
     written = []
 
-    fig, ax = plt.subplots(figsize=(9, 6))
+    # Left: LoRAM against LoRA on the original and the untuned original (linear, zoomed). Right: every
+    # trained arm on a log scale, where train-small-infer-small's carriers (often 10-100x worse) fit.
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
     style = {"loram": ("o", "tab:blue", "LoRAM (original + recovered adapter)"), "carrier": ("s", "tab:orange", "carrier + its adapter")}
-    for kind, (marker, color, label) in style.items():
-        pts = [a for a in arms if a["arm"] == kind and a.get("savedBytes") is not None]
-        for i, a in enumerate(pts):
-            face = color if a.get("alignSteps") else "none"
-            ax.scatter(a["savedBytes"] / 2**20, a["perplexity"], marker=marker, edgecolors=color, facecolors=face, s=60,
-                       label=label if i == 0 else None, hatch="////" if a.get("nf4") else None)
-            if kind == "loram":
-                ax.annotate("%s %g a%d%s" % (a["method"], a["ratio"], a["alignSteps"], " nf4" if a["nf4"] else ""),
-                            (a["savedBytes"] / 2**20, a["perplexity"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    if lora:
-        ax.scatter(0, lora["perplexity"], marker="*", s=160, color="tab:green", label="LoRA on the original")
-    if orig:
-        ax.axhline(orig["perplexity"], color="gray", linestyle="--", label="original, no adapter (%.2f)" % orig["perplexity"])
-    ax.set_xlabel("training peak memory saved vs LoRA on the original (planned, MiB)")
-    ax.set_ylabel("held-out perplexity (stdlib n-z)")
-    ax.set_title("%s: perplexity against memory saved (filled: aligned; hatched: NF4)" % os.path.basename(result["settings"]["model"]), fontsize=10)
-    carr = [a["perplexity"] for a in arms if a["arm"] == "carrier"]
-    if carr and orig:
-        top = max(orig["perplexity"] * 1.6, min(max(carr), orig["perplexity"] * 4))
-        ax.set_ylim(bottom=min([a["perplexity"] for a in arms]) * 0.95, top=top)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    for panel, ax in enumerate(axes):
+        kinds = ["loram"] if panel == 0 else ["loram", "carrier"]
+        for kind in kinds:
+            marker, color, label = style[kind]
+            pts = [a for a in arms if a["arm"] == kind and a.get("savedBytes") is not None]
+            for i, a in enumerate(pts):
+                ax.scatter(a["savedBytes"] / 2**20, a["perplexity"], marker=marker, edgecolors=color,
+                           facecolors=color if a.get("alignSteps") else "none", s=70 if a.get("nf4") else 45,
+                           linewidths=2.5 if a.get("nf4") else 1.2, label=label if i == 0 else None)
+                if panel == 0 or kind == "carrier":
+                    ax.annotate("%s %g a%d%s" % (a["method"], a["ratio"], a["alignSteps"], " nf4" if a["nf4"] else ""),
+                                (a["savedBytes"] / 2**20, a["perplexity"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        if lora:
+            ax.scatter(0, lora["perplexity"], marker="*", s=180, color="tab:green", label="LoRA on the original", zorder=3)
+        if orig:
+            ax.axhline(orig["perplexity"], color="gray", linestyle="--", label="original, no adapter (%.2f)" % orig["perplexity"])
+        ax.set_xlabel("training peak memory saved vs LoRA on the original (planned, MiB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("held-out perplexity (stdlib n-z)")
+    axes[0].set_title("inference on the original (filled: aligned; thick: NF4 carrier)", fontsize=10)
+    axes[1].set_yscale("log")
+    axes[1].set_title("with train-small-infer-small (log scale)", fontsize=10)
+    fig.suptitle("%s, %d LoRA steps: held-out perplexity against training memory saved"
+                 % (os.path.basename(result["settings"]["model"]), result["settings"]["steps"]), fontsize=11)
     path = os.path.join(folder, "loram-real-ppl-vs-memory.png")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     written.append(path)
 
@@ -502,7 +509,7 @@ def plots(result, folder):
     ax.grid(alpha=0.3)
     path = os.path.join(folder, "loram-real-loss.png")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     written.append(path)
     return written
@@ -527,6 +534,13 @@ def git_commit():
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.replot:
+        with open(args.replot) as f:
+            result = json.load(f)
+        result["plots"] = [os.path.relpath(p, ROOT) for p in plots(result, args.plots)]
+        write(result, args.replot)
+        print(markdown(result))
+        return 0
     from loram_client import Loram
     if not os.path.exists(args.model):
         log("no model at %s (scripts/fetch-model smollm2 fetches it)" % args.model)
