@@ -49,16 +49,16 @@ DEFAULT_MODEL = os.path.join(os.environ.get("LORAMD_CACHE", os.path.expanduser("
                              "models", "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 log = runtime.log
 
-# The grid that fits ~75 minutes of 2 shared cores with the quick settings (see bench/README.md):
-# (method, ratio, alignSteps, nf4). The full grid is the cross product of --methods, --ratios,
-# --align-steps and --nf4.
+# The grid that fits ~75 minutes of 2 shared cores with the quick settings (see bench/README.md),
+# most informative first so an interrupted run keeps the headline arms: (method, ratio, alignSteps,
+# nf4), "A1"/"A2" being the 2nd/3rd --align-steps. The full grid is the cross product of --methods,
+# --ratios, --align-steps and --nf4.
 QUICK_GRID = [
-    ("l2", 0.3, 0, False), ("l2", 0.5, 0, False), ("l2", 0.75, 0, False),
-    ("random", 0.3, 0, False), ("random", 0.5, 0, False), ("random", 0.75, 0, False),
-    ("taylor", 0.5, 0, False),
-    ("l2", 0.5, "A1", False), ("l2", 0.5, "A2", False),
-    ("l2", 0.75, "A2", False),
-    ("l2", 0.5, 0, True), ("l2", 0.5, "A2", True),
+    ("l2", 0.5, 0, False), ("l2", 0.5, "A2", False), ("l2", 0.5, "A2", True),
+    ("l2", 0.3, 0, False), ("l2", 0.75, 0, False), ("random", 0.5, 0, False),
+    ("l2", 0.5, "A1", False), ("taylor", 0.5, 0, False),
+    ("random", 0.3, 0, False), ("random", 0.75, 0, False),
+    ("l2", 0.75, "A2", False), ("l2", 0.5, 0, True),
 ]
 
 
@@ -72,7 +72,7 @@ def parse_args(argv=None):
                    "full: the cross product of --methods x --ratios x --align-steps x --nf4")
     p.add_argument("--methods", default="random,l2,taylor", help="pruning criteria for --grid full (default: %(default)s)")
     p.add_argument("--ratios", default="0.3,0.5,0.65,0.75", help="structured ratios for --grid full (default: %(default)s)")
-    p.add_argument("--align-steps", default="0,20,80",
+    p.add_argument("--align-steps", default="0,20,60",
                    help="alignment budgets (steps); quick uses the 2nd and 3rd as A1 and A2 (default: %(default)s)")
     p.add_argument("--nf4", choices=["off", "on", "both"], default="both", help="NF4 carrier for --grid full (default: %(default)s)")
     p.add_argument("--arms", help="explicit LoRAM configurations instead of a grid: method:ratio:alignSteps[:nf4],... "
@@ -83,7 +83,7 @@ def parse_args(argv=None):
     # Training (the same for LoRA on the original and on every carrier).
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--micro-batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=30)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--r", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
