@@ -563,6 +563,9 @@ def main(argv=None):
         with open(path) as f:
             old = json.load(f)
         result["arms"] = old.get("arms", [])
+        result["failures"] = old.get("failures", [])
+        result["previousSeconds"] = old.get("totalSeconds", 0) or 0
+        result["commands"] = (old.get("commands") or [old.get("command")]) + [result["command"]]
         done = {a["key"] for a in result["arms"]}
         log("resuming: %d arms already in %s" % (len(done), path))
     configs = grid(args)
@@ -590,7 +593,7 @@ def main(argv=None):
                     result.setdefault("failures", []).append({"key": key, "error": repr(e)})
                 result["totalSeconds"] = time.monotonic() - start + result.get("previousSeconds", 0)
                 write(result, path)
-    result["totalSeconds"] = time.monotonic() - start
+    result["totalSeconds"] = time.monotonic() - start + result.get("previousSeconds", 0)
     result["machine"]["loadavgAfter"] = runtime._loadavg()
     write(result, path)
     result["plots"] = [os.path.relpath(p, ROOT) for p in plots(result, args.plots)]
