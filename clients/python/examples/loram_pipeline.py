@@ -135,10 +135,10 @@ def main() -> int:
             print("check          %s" % warning)
         row = report["perplexity"][0]
         print("\nheld-out perplexity")
-        print("  %-44s %8.2f" % ("original, untuned", row["original"]))
-        print("  %-44s %8.2f" % ("carrier, untuned", row["carrier"]))
-        print("  %-44s %8.2f" % ("carrier + its adapter (train small, infer small)", row["carrierWithAdapter"]))
-        print("  %-44s %8.2f" % ("original + recovered adapter (LoRAM)", row["originalWithRecoveredAdapter"]))
+        print("  %-50s %8.2f" % ("original, untuned", row["original"]))
+        print("  %-50s %8.2f" % ("carrier, untuned", row["carrier"]))
+        print("  %-50s %8.2f" % ("carrier + its adapter (train small, infer small)", row["carrierWithAdapter"]))
+        print("  %-50s %8.2f" % ("original + recovered adapter (LoRAM)", row["originalWithRecoveredAdapter"]))
         verdict = report.get("verdict") or {}
         if verdict.get("text"):
             print("verdict        %s" % verdict["text"])
