@@ -95,14 +95,18 @@ def random_job(args, daemon):
                                                         "lora": {"r": 8, "targets": TARGETS + ["lm_head"]}, "baseDtype": "f32"}
 
 
-def main() -> int:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "loramd-pipeline"))
     parser.add_argument("--steps", type=int, default=40, help="LoRA steps on the carrier (default: %(default)s)")
     parser.add_argument("--align", type=int, default=0, help="alignment steps on general text before LoRA (default: none)")
     parser.add_argument("--random", action="store_true", help="the random model instead of the real one")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def main(argv=None) -> dict:
+    """Runs the job and prints it; returns loram/run's result with ``real`` (whether it ran on SmolLM2)."""
+    args = parse_args(argv)
     started = time.monotonic()
     daemon = daemon_path()
     path = None if args.random else fetch_real_model()
@@ -148,8 +152,9 @@ def main() -> int:
             text = loram.generate(result["modelId"], prompt, adapter_id=adapter, max_tokens=48, temperature=0).text
             print("--- %s:\n%s%s" % (title, prompt, text))
     print("\nthe whole job took %.0f s" % (time.monotonic() - started))
-    return 0
+    return dict(result, real=path is not None)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    sys.exit(0)
