@@ -26,15 +26,11 @@ bench/README.md explains the options and docs/loram-on-real-models.md the result
 """
 import argparse
 import datetime
-import glob
-import gzip
 import hashlib
 import json
 import os
-import random
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
 
@@ -43,6 +39,7 @@ BENCH = os.path.join(ROOT, "bench")
 sys.path.insert(0, BENCH)
 sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
 import runtime  # noqa: E402  build_loramd, log, machine facts (standard library only)
+from loram_client import corpora  # noqa: E402  the stdlib domain and the Debian prose
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 DEFAULT_MODEL = os.path.join(os.environ.get("LORAMD_CACHE", os.path.expanduser("~/.cache/loramd")),
@@ -113,102 +110,24 @@ def parse_args(argv=None):
 
 # --------------------------------------------------------------------------- data
 
-def _chunks(text, size):
-    """Splits text into pieces of about `size` characters at line ends."""
-    out, cur, n = [], [], 0
-    for line in text.splitlines(keepends=True):
-        cur.append(line)
-        n += len(line)
-        if n >= size:
-            out.append("".join(cur))
-            cur, n = [], 0
-    if cur and "".join(cur).strip():
-        out.append("".join(cur))
-    return out
-
-
-def _write_jsonl(path, texts):
-    with open(path, "w") as f:
-        for t in texts:
-            f.write(json.dumps({"text": t}) + "\n")
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def make_data(args):
-    """Writes train.jsonl, eval.jsonl, align.jsonl, calibration.jsonl under args.work; returns
-    their datasets and an exact record of which files and bytes went in."""
-    os.makedirs(args.work, exist_ok=True)
-    stdlib = sysconfig.get_paths()["stdlib"]
-    files = sorted(os.path.basename(p) for p in glob.glob(os.path.join(stdlib, "*.py")))
-    train_files = [f for f in files if "a" <= f[0] <= "m"]
-    eval_files = [f for f in files if "n" <= f[0] <= "z"]
-    record = {"stdlib": stdlib, "python": sys.version.split()[0]}
-
-    # Train: the first --train-file-bytes of each a-m file, in name order, until --train-bytes.
-    texts, used, total = [], [], 0
-    for name in train_files:
-        if total >= args.train_bytes:
-            break
-        with open(os.path.join(stdlib, name), "rb") as f:
-            data = f.read(min(args.train_file_bytes, args.train_bytes - total))
-        text = data.decode("utf-8", errors="replace")
-        texts += _chunks(text, 2048)
-        used.append({"file": name, "start": 0, "bytes": len(data)})
-        total += len(data)
-    train_path = os.path.join(args.work, "train.jsonl")
-    record["train"] = {"path": train_path, "sha256": _write_jsonl(train_path, texts), "examples": len(texts),
-                       "bytes": total, "files": used, "rule": "top-level stdlib *.py, name starts a-m; first "
-                       "%d bytes of each, name order, %d bytes at most; lines of ~2 KB, packed" % (args.train_file_bytes, args.train_bytes)}
-
-    # Held-out: one sample per n-z file, files evenly spread over the name order; each sample is
-    # --eval-chunk-bytes from the first line start at or after a third of the file (past the
-    # license and import block), cut to seqLen tokens by the daemon.
-    eligible = [n for n in eval_files if os.path.getsize(os.path.join(stdlib, n)) >= 3 * args.eval_chunk_bytes // 2]
-    k = min(args.eval_samples, len(eligible))
-    picks = [eligible[(i * len(eligible)) // k] for i in range(k)]
-    texts, used = [], []
-    for name in picks:
-        with open(os.path.join(stdlib, name), "rb") as f:
-            data = f.read()
-        start = data.find(b"\n", len(data) // 3) + 1
-        piece = data[start:start + args.eval_chunk_bytes]
-        texts.append(piece.decode("utf-8", errors="replace"))
-        used.append({"file": name, "start": start, "bytes": len(piece)})
-    eval_path = os.path.join(args.work, "eval.jsonl")
-    record["eval"] = {"path": eval_path, "sha256": _write_jsonl(eval_path, texts), "examples": len(texts),
-                      "bytes": sum(u["bytes"] for u in used), "files": used, "rule": "top-level stdlib *.py, name starts n-z, "
-                      ">= 1.5 chunks long; %d files evenly spread over name order; %d bytes from the first line start after "
-                      "a third of the file; each cut to seqLen tokens" % (k, args.eval_chunk_bytes)}
-
-    # Alignment: Debian's README files (English prose about software; not Python source).
-    docs = sorted(p for p in glob.glob("/usr/share/doc/*/README*")
-                  if "python" not in p.lower() and os.path.isfile(p) and not os.path.islink(p))
-    texts, used, total = [], [], 0
-    for path in docs:
-        if total >= args.align_bytes:
-            break
-        try:
-            opener = gzip.open if path.endswith(".gz") else open
-            with opener(path, "rb") as f:
-                data = f.read(min(args.align_file_bytes, args.align_bytes - total))
-            text = data.decode("utf-8")
-        except (OSError, UnicodeDecodeError, EOFError):
-            continue
-        if len(text.strip()) < 200:
-            continue
-        texts += _chunks(text, 2048)
-        used.append({"file": path, "start": 0, "bytes": len(data)})
-        total += len(data)
-    align_path = os.path.join(args.work, "align.jsonl")
-    record["align"] = {"path": align_path, "sha256": _write_jsonl(align_path, texts), "examples": len(texts), "bytes": total,
-                       "files": used, "rule": "/usr/share/doc/*/README* (gz decoded; paths containing 'python' skipped; "
-                       "UTF-8 only, >= 200 chars), first %d bytes of each, path order, %d bytes at most; packed" % (args.align_file_bytes, args.align_bytes)}
+    """Writes train.jsonl, eval.jsonl, align.jsonl, calibration.jsonl under args.work (the rules are
+    loram_client.corpora's); returns their datasets and an exact record of which files and bytes went in."""
+    train, held_out, record = corpora.python_stdlib_domain(
+        args.work, train_bytes=args.train_bytes, train_file_bytes=args.train_file_bytes,
+        eval_samples=args.eval_samples, eval_chunk_bytes=args.eval_chunk_bytes)
+    align, record["align"] = corpora.debian_prose(args.work, total_bytes=args.align_bytes, file_bytes=args.align_file_bytes)
     # Taylor calibration: the first rows of the alignment text (general text, as LLM-Pruner's BookCorpus).
+    with open(align["path"]) as f:
+        lines = f.readlines()[:args.calibration_rows]
     calib_path = os.path.join(args.work, "calibration.jsonl")
-    record["calibration"] = {"path": calib_path, "sha256": _write_jsonl(calib_path, texts[:args.calibration_rows]),
-                             "examples": min(len(texts), args.calibration_rows), "rule": "the first alignment lines, cut to 64 tokens"}
-    ds = {name: {"path": record[name]["path"], "format": "text"} for name in ("train", "eval", "align", "calibration")}
+    with open(calib_path, "w") as f:
+        f.writelines(lines)
+    with open(calib_path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    record["calibration"] = {"path": calib_path, "sha256": digest, "examples": len(lines),
+                             "rule": "the first alignment lines, cut to 64 tokens"}
+    ds = {"train": train, "eval": held_out, "align": align, "calibration": {"path": calib_path, "format": "text"}}
     return ds, record
 
 

@@ -19,7 +19,19 @@ __all__ = ["python_stdlib_domain", "debian_prose"]
 
 
 def _chunks(text: str, size: int) -> List[str]:
-    return [text[i:i + size] for i in range(0, len(text), size) if text[i:i + size].strip()]
+    """Splits text into pieces of about `size` characters at line ends."""
+    out: List[str] = []
+    current: List[str] = []
+    n = 0
+    for line in text.splitlines(keepends=True):
+        current.append(line)
+        n += len(line)
+        if n >= size:
+            out.append("".join(current))
+            current, n = [], 0
+    if current and "".join(current).strip():
+        out.append("".join(current))
+    return out
 
 
 def _write_jsonl(path: str, texts: List[str]) -> str:
@@ -29,7 +41,7 @@ def _write_jsonl(path: str, texts: List[str]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def python_stdlib_domain(out_dir: str, *, train_bytes: int = 400_000, train_file_bytes: int = 16_000,
+def python_stdlib_domain(out_dir: str, *, train_bytes: int = 400_000, train_file_bytes: int = 8_192,
                          eval_samples: int = 32, eval_chunk_bytes: int = 4_096) -> Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Any]]:
     """``train.jsonl`` (the first ``train_file_bytes`` of each top-level module a-m, in name order,
     up to ``train_bytes``, in ~2 KB lines) and ``eval.jsonl`` (one ``eval_chunk_bytes`` piece from
@@ -50,7 +62,9 @@ def python_stdlib_domain(out_dir: str, *, train_bytes: int = 400_000, train_file
         used.append({"file": name, "bytes": len(data)})
         total += len(data)
     train_path = os.path.join(out_dir, "train.jsonl")
-    record["train"] = {"path": train_path, "sha256": _write_jsonl(train_path, texts), "examples": len(texts), "bytes": total, "files": used}
+    record["train"] = {"path": train_path, "sha256": _write_jsonl(train_path, texts), "examples": len(texts), "bytes": total, "files": used,
+                       "rule": "top-level stdlib *.py, name starts a-m; first %d bytes of each, name order, %d bytes at most; "
+                       "lines of ~2 KB" % (train_file_bytes, train_bytes)}
 
     eligible = [n for n in files if "n" <= n[0] <= "z" and os.path.getsize(os.path.join(stdlib, n)) >= 3 * eval_chunk_bytes // 2]
     k = min(eval_samples, len(eligible))
@@ -63,11 +77,14 @@ def python_stdlib_domain(out_dir: str, *, train_bytes: int = 400_000, train_file
         texts.append(piece.decode("utf-8", errors="replace"))
         used.append({"file": name, "start": start, "bytes": len(piece)})
     eval_path = os.path.join(out_dir, "eval.jsonl")
-    record["eval"] = {"path": eval_path, "sha256": _write_jsonl(eval_path, texts), "examples": len(texts), "files": used}
+    record["eval"] = {"path": eval_path, "sha256": _write_jsonl(eval_path, texts), "examples": len(texts),
+                      "bytes": sum(u["bytes"] for u in used), "files": used,
+                      "rule": "top-level stdlib *.py, name starts n-z, >= 1.5 chunks long; %d files evenly spread over name order; "
+                      "%d bytes from the first line start after a third of the file" % (k, eval_chunk_bytes)}
     return {"path": train_path, "format": "text"}, {"path": eval_path, "format": "text"}, record
 
 
-def debian_prose(out_dir: str, *, total_bytes: int = 400_000, file_bytes: int = 8_000) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def debian_prose(out_dir: str, *, total_bytes: int = 400_000, file_bytes: int = 8_192) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """``align.jsonl``: Debian's /usr/share/doc/*/README* files (gz decoded, UTF-8 only, none about
     Python), the first ``file_bytes`` of each in path order, up to ``total_bytes``: English prose
     about software, unrelated to the Python domain. Returns (dataset, record)."""
@@ -92,4 +109,6 @@ def debian_prose(out_dir: str, *, total_bytes: int = 400_000, file_bytes: int = 
         total += len(data)
     path = os.path.join(out_dir, "align.jsonl")
     return {"path": path, "format": "text"}, {"path": path, "sha256": _write_jsonl(path, texts), "examples": len(texts),
-                                              "bytes": total, "files": used}
+                                              "bytes": total, "files": used,
+                                              "rule": "/usr/share/doc/*/README* (gz decoded; paths containing 'python' skipped; UTF-8 "
+                                              "only, >= 200 chars), first %d bytes of each, path order, %d bytes at most" % (file_bytes, total_bytes)}
