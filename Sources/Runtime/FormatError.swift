@@ -18,10 +18,11 @@ public struct FormatError: Error, Equatable, CustomStringConvertible {
 extension FormatError {
     /// The bytes of `file` in `directory`; FormatError "missing from …" when it is not there.
     static func contents(of file: String, in directory: URL) throws -> Data {
-        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(file).path) else {
+        let url = directory.appendingPathComponent(file)
+        guard FileManager.default.fileExists(atPath: url.path) else {
             throw FormatError(file: file, "missing from \(directory.path)")
         }
-        return data
+        return try RegularFile.contents(url)
     }
 
     /// `data` parsed as a JSON object; FormatError naming `file` otherwise.

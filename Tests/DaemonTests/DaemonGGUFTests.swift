@@ -170,3 +170,32 @@ final class DaemonGGUFTests: XCTestCase {
         XCTAssertNotNil(try result(d, 42, "model/load", #"{"path":"\#(good.path)"}"#)["modelId"])
     }
 }
+
+/// A FIFO in place of any file the daemon reads is refused at once (opening it for reading would
+/// wait for a writer forever): weights, config, tokenizer, shard index, dataset.
+final class DaemonNonRegularFileTests: XCTestCase {
+    func testAFIFOInPlaceOfAnyModelFileIsAFormatErrorNotAHang() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        var id = 0
+        for name in ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"] {
+            let folder = try temporaryDirectory().appendingPathComponent("m")
+            try FileManager.default.copyItem(at: URL(fileURLWithPath: DaemonModelTests.tiny), to: folder)
+            try FileManager.default.removeItem(at: folder.appendingPathComponent(name))
+            XCTAssertEqual(mkfifo(folder.appendingPathComponent(name).path, 0o600), 0)
+            id += 1
+            let started = Date()
+            let failure = error(d, id, "model/load", #"{"path":"\#(folder.path)"}"#)
+            XCTAssertEqual(failure?["code"]?.intValue, -31010, "\(name): \(String(describing: failure))")
+            XCTAssertEqual(failure?["data"]?["file"]?.stringValue, name)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+        }
+        // A dataset that is a FIFO.
+        let model = try XCTUnwrap(try result(d, 20, "model/load", #"{"path":"\#(DaemonModelTests.tiny)"}"#)["modelId"]?.stringValue)
+        let fifo = try temporaryDirectory().appendingPathComponent("data.jsonl")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        let failure = error(d, 21, "eval/perplexity", #"{"modelId":"\#(model)","dataset":{"path":"\#(fifo.path)","format":"text"}}"#)
+        XCTAssertEqual(failure?["code"]?.intValue, -31010, "\(String(describing: failure))")
+        XCTAssertEqual(try result(d, 22, "model/list", "{}")["models"].map { if case .array(let m) = $0 { return m.count } else { return -1 } }, 1)
+    }
+}

@@ -46,7 +46,8 @@ final class TokenizerLoadingTests: XCTestCase {
         assertFormatError(tokenizerJSON(#""added_tokens":[{"id":9}]"#), mentions: "added_tokens[0].content")
         assertFormatError(tokenizerJSON(#""post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<x>","type_id":0}}],"special_tokens":{}}"#), mentions: "<x>")
         XCTAssertThrowsError(try Tokenizer(directory: URL(fileURLWithPath: "/nonexistent/model"))) { error in
-            XCTAssertEqual((error as? FormatError)?.file, "/nonexistent/model/tokenizer.json")
+            XCTAssertEqual((error as? FormatError)?.file, "tokenizer.json")
+            XCTAssertTrue((error as? FormatError)?.problem.contains("/nonexistent/model/tokenizer.json") == true)
         }
     }
 

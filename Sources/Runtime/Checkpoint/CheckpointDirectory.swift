@@ -66,8 +66,9 @@ public final class CheckpointDirectory: @unchecked Sendable {
 
     private static func readIndex(_ url: URL) throws -> [String: String] {
         struct Index: Decodable { var weight_map: [String: String] }
+        let data = try RegularFile.contents(url)
         do {
-            return try JSONDecoder().decode(Index.self, from: Data(contentsOf: url)).weight_map
+            return try JSONDecoder().decode(Index.self, from: data).weight_map
         } catch {
             throw FormatError(file: indexFileName, "not a valid index: it needs a weight_map object from tensor names to shard file names")
         }

@@ -32,12 +32,8 @@ public final class SafetensorsFile: @unchecked Sendable {
     public init(url: URL) throws {
         self.url = url
         let file = url.lastPathComponent
-        let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw FormatError(file: file, "cannot open: \(String(cString: strerror(errno)))") }
+        let (fd, length) = try RegularFile.open(url, kind: "safetensors file")
         defer { close(fd) }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else { throw FormatError(file: file, "cannot stat") }
-        let length = Int(status.st_size)
         guard length >= 8 else { throw FormatError(file: file, "truncated: \(length) bytes, shorter than the 8-byte header length") }
         guard let map = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
             throw FormatError(file: file, "cannot memory-map: \(String(cString: strerror(errno)))")

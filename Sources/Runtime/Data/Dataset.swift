@@ -34,9 +34,7 @@ public struct Dataset: Sendable {
         self.url = url
         self.format = format
         let file = url.lastPathComponent
-        guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw FormatError(file: file, "cannot read \(url.path)")
-        }
+        let data = try RegularFile.contents(url)
         guard let text = String(data: data, encoding: .utf8) else { throw FormatError(file: file, "not UTF-8 text") }
         func requireEncoder(_ line: Int) throws -> TextEncoding {
             guard let textEncoder = encoder else { throw FormatError(file: file, "line \(line): the model has no tokenizer to encode text with") }

@@ -57,19 +57,8 @@ public final class GGUFFile: @unchecked Sendable {
     init(url: URL, maxMetadataValues: Int) throws {
         self.url = url
         let file = url.lastPathComponent
-        // Checked before open(): opening a FIFO for reading would wait for a writer.
-        var status = stat()
-        guard stat(url.path, &status) == 0 else {
-            throw FormatError(file: file, "cannot read \(url.path): \(String(cString: strerror(errno)))")
-        }
-        try Self.requireRegular(status, file: file)
-        // O_NONBLOCK in case a FIFO was swapped in after the stat; fstat below refuses it then.
-        let fd = open(url.path, O_RDONLY | O_NONBLOCK)
-        guard fd >= 0 else { throw FormatError(file: file, "cannot open: \(String(cString: strerror(errno)))") }
+        let (fd, size) = try RegularFile.open(url, kind: "GGUF file")
         defer { close(fd) }
-        guard fstat(fd, &status) == 0 else { throw FormatError(file: file, "cannot stat: \(String(cString: strerror(errno)))") }
-        try Self.requireRegular(status, file: file)
-        let size = Int(status.st_size)
         guard size > 0 else { throw FormatError(file: file, "empty file (0 bytes); a GGUF file starts with the magic \"GGUF\"") }
         guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
             throw FormatError(file: file, "cannot memory-map: \(String(cString: strerror(errno)))")
@@ -95,20 +84,6 @@ public final class GGUFFile: @unchecked Sendable {
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: mapping), mappedLength) }
 
-    private static func requireRegular(_ status: stat, file: String) throws {
-        let kind = status.st_mode & S_IFMT
-        guard kind != S_IFREG else { return }
-        let name: String
-        switch kind {
-        case S_IFDIR: name = "a directory"
-        case S_IFIFO: name = "a FIFO"
-        case S_IFCHR: name = "a character device"
-        case S_IFBLK: name = "a block device"
-        case S_IFSOCK: name = "a socket"
-        default: name = "not a regular file"
-        }
-        throw FormatError(file: file, "is \(name), not a regular GGUF file")
-    }
 
     /// The raw bytes of a tensor of this file, valid as long as this object lives.
     public func bytes(of tensor: TensorInfo) -> UnsafeRawBufferPointer {

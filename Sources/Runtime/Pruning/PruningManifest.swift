@@ -146,7 +146,7 @@ public struct PruningManifest: Codable, Equatable, Sendable {
     public static func load(directory: URL, config: LlamaConfig) throws -> PruningManifest? {
         let url = directory.appendingPathComponent(fileName)
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        guard let data = FileManager.default.contents(atPath: url.path) else { throw FormatError(file: fileName, "cannot read \(url.path)") }
+        let data = try RegularFile.contents(url)
         let manifest: PruningManifest
         do {
             manifest = try JSONDecoder().decode(PruningManifest.self, from: data)

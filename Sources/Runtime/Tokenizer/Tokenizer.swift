@@ -53,13 +53,8 @@ public final class Tokenizer: @unchecked Sendable {
     public convenience init(directory: URL) throws {
         let file = directory.appendingPathComponent("tokenizer.json")
         let configFile = directory.appendingPathComponent("tokenizer_config.json")
-        let data: Data
-        do {
-            data = try Data(contentsOf: file)
-        } catch {
-            throw FormatError(file: file.path, "cannot be read (\(error.localizedDescription))")
-        }
-        let config = FileManager.default.fileExists(atPath: configFile.path) ? try? Data(contentsOf: configFile) : nil
+        let data = try RegularFile.contents(file)
+        let config = FileManager.default.fileExists(atPath: configFile.path) ? try RegularFile.contents(configFile) : nil
         try self.init(tokenizerJSON: data, config: config, fileName: file.path)
     }
 
