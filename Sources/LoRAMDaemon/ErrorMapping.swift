@@ -41,8 +41,21 @@ enum PathParam {
         URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL
     }
 
+    /// A path something will be written to: not empty (that would be the daemon's working
+    /// directory) and without a NUL byte (which the file system would cut the name at).
+    static func output(_ path: String, field: String) throws -> URL {
+        try check(path, field: field)
+        return url(path)
+    }
+
+    static func check(_ path: String, field: String) throws {
+        if path.isEmpty { throw RPCError.invalidParams(field: field, "must not be empty") }
+        if path.utf8.contains(0) { throw RPCError.invalidParams(field: field, "must not contain a NUL character") }
+    }
+
     /// A directory that must exist, else NotFound naming it.
     static func existingDirectory(_ path: String, field: String) throws -> URL {
+        try check(path, field: field)
         let url = url(path)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -57,6 +70,7 @@ enum PathParam {
 
     /// A file or a directory that must exist (a model is either), else NotFound naming it.
     static func existingItem(_ path: String, field: String) throws -> URL {
+        try check(path, field: field)
         let url = url(path)
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check '\(field)': no such file or directory.",
@@ -66,6 +80,7 @@ enum PathParam {
     }
 
     static func existingFile(_ path: String, field: String) throws -> URL {
+        try check(path, field: field)
         let url = url(path)
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check '\(field)': no such file.",

@@ -163,7 +163,7 @@ extension Daemon {
 
         router.register("adapter/save") { [unowned self] (params: AdapterSaveParams, _) -> JSONValue in
             let object = try loadedAdapter(params.adapterId)
-            let target = PathParam.url(params.path)
+            let target = try PathParam.output(params.path, field: "path")
             switch params.format ?? "peft" {
             case "peft":
                 return try ErrorMapping.translating {

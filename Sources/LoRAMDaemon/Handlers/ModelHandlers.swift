@@ -118,7 +118,7 @@ extension Daemon {
             case let other: throw RPCError.invalidParams(field: "format", "must be huggingFace or gguf, got '\(other)'")
             }
             let dtype = try Self.weightDType(params.dtype)
-            let directory = PathParam.url(params.path)
+            let directory = try PathParam.output(params.path, field: "path")
             return try ErrorMapping.translating {
                 try loaded.model.save(to: directory, dtype: dtype)
                 var files = [LlamaConfig.fileName, CheckpointDirectory.singleFileName]
@@ -147,7 +147,7 @@ extension Daemon {
         guard let type = GGUFTensorType(name: typeName.uppercased()), type.isEncodable else {
             throw RPCError.invalidParams(field: "ggufType", "must be one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, got '\(typeName)'")
         }
-        let file = PathParam.url(params.path)
+        let file = try PathParam.output(params.path, field: "path")
         return try ErrorMapping.translating {
             var warnings: [JSONValue] = []
             var tokenizer = loaded.ggufTokenizerMetadata ?? []

@@ -56,7 +56,7 @@ extension Daemon {
 
     private func runPipeline(_ params: LoramRunParams, context: RequestContext, made: PipelineObjects) throws -> JSONValue {
         let quiet = context.withoutProgress()
-        let outDir = PathParam.url(params.outDir)
+        let outDir = try PathParam.output(params.outDir, field: "outDir")
         var timings: [(String, JSONValue)] = []
         var stageStart = Date()
         let train = try Self.object(params.train, field: "train")

@@ -193,7 +193,7 @@ extension Daemon {
 
         router.register("train/save") { [unowned self] (params: TrainSaveParams, _) -> JSONValue in
             let object = try job(params.jobId)
-            let directory = PathParam.url(params.path)
+            let directory = try PathParam.output(params.path, field: "path")
             let files = try object.exclusively { try save(object, to: directory) }
             return .object([("files", .array(files.map(JSONValue.string)))])
         }
