@@ -6,7 +6,7 @@ extension LlamaConfig {
     /// when the file has no such tensor. What loramd would compute differently from llama.cpp
     /// (partial rotary, YaRN scaling, experts, other architectures) is a FormatError naming the key.
     public init(ggufMetadata metadata: [String: GGUFValue], dimensions: (String) -> [Int]?, fileName file: String) throws {
-        let keys = GGUFKeys(metadata: metadata, file: file)
+        let keys = GGUFMetadataReader(metadata: metadata, file: file)
         let architecture = try keys.string("general.architecture")
         guard architecture == "llama" else {
             throw FormatError(file: file, "general.architecture is '\(architecture)'; loramd runs 'llama'")
@@ -66,7 +66,7 @@ extension LlamaConfig {
         ropeScaling = try Self.ggufRopeScaling(keys, prefix: a)
     }
 
-    static func ggufRopeScaling(_ keys: GGUFKeys, prefix a: String) throws -> RopeScaling? {
+    static func ggufRopeScaling(_ keys: GGUFMetadataReader, prefix a: String) throws -> RopeScaling? {
         let type = try keys.optionalString(a + "rope.scaling.type") ?? "none"
         switch type {
         case "none": return nil
@@ -104,65 +104,5 @@ extension LlamaConfig {
             }
         }
         ropeScaling = .divisors(divisors)
-    }
-}
-
-/// Typed reads of GGUF metadata with errors that name the key.
-struct GGUFKeys {
-    let metadata: [String: GGUFValue]
-    let file: String
-
-    func string(_ key: String) throws -> String {
-        guard let value = try optionalString(key) else { throw FormatError(file: file, "missing metadata key \(key)") }
-        return value
-    }
-
-    func optionalString(_ key: String) throws -> String? {
-        guard let value = metadata[key] else { return nil }
-        guard let text = value.stringValue else { throw FormatError(file: file, "metadata \(key) must be a string") }
-        return text
-    }
-
-    func optionalInt(_ key: String) throws -> Int? {
-        guard let value = metadata[key] else { return nil }
-        guard let n = value.intValue else { throw FormatError(file: file, "metadata \(key) must be an integer") }
-        return n
-    }
-
-    func optionalPositiveInt(_ key: String, limit: Int) throws -> Int? {
-        guard let n = try optionalInt(key) else { return nil }
-        guard n > 0, n <= limit else { throw FormatError(file: file, "metadata \(key) is \(n); it must be between 1 and \(limit)") }
-        return n
-    }
-
-    func positiveInt(_ key: String, limit: Int) throws -> Int {
-        guard let n = try optionalPositiveInt(key, limit: limit) else { throw FormatError(file: file, "missing metadata key \(key)") }
-        return n
-    }
-
-    func optionalPositiveDouble(_ key: String) throws -> Double? {
-        guard let value = metadata[key] else { return nil }
-        guard let d = value.doubleValue, d.isFinite, d > 0 else { throw FormatError(file: file, "metadata \(key) must be a positive number") }
-        return d
-    }
-
-    /// A width given once for all layers or as an array with one entry per layer.
-    func optionalPerLayer(_ key: String, layers: Int, limit: Int) throws -> [Int]? {
-        guard let value = metadata[key] else { return nil }
-        if let list = value.arrayValue {
-            guard list.count == layers else { throw FormatError(file: file, "metadata \(key) has \(list.count) entries for \(layers) layers") }
-            return try list.enumerated().map { index, item in
-                guard let n = item.intValue, n > 0, n <= limit else {
-                    throw FormatError(file: file, "metadata \(key)[\(index)] must be an integer between 1 and \(limit)")
-                }
-                return n
-            }
-        }
-        return Array(repeating: try positiveInt(key, limit: limit), count: layers)
-    }
-
-    func perLayer(_ key: String, layers: Int, limit: Int) throws -> [Int] {
-        guard let values = try optionalPerLayer(key, layers: layers, limit: limit) else { throw FormatError(file: file, "missing metadata key \(key)") }
-        return values
     }
 }

@@ -59,7 +59,7 @@ public enum GGUFAdapterFile {
 
     public static func header(_ file: GGUFFile, layerCount: Int) throws -> Header {
         let name = file.fileName
-        let keys = GGUFKeys(metadata: file.metadata, file: name)
+        let keys = GGUFMetadataReader(metadata: file.metadata, file: name)
         guard try keys.optionalString("general.type") == "adapter", try keys.optionalString("adapter.type") == "lora" else {
             throw FormatError(file: name, "not a LoRA adapter (general.type must be adapter and adapter.type lora)")
         }

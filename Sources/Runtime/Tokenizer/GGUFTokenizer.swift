@@ -38,7 +38,7 @@ extension Tokenizer {
     /// FormatError when the key holds something other than a UTF-8 string.
     public static func chatTemplate(ggufMetadata: [String: GGUFValue], fileName: String) throws -> String? {
         guard let value = ggufMetadata[GGUFTokenizerSpec.Key.chatTemplate] else { return nil }
-        return try GGUFTokenizerSpec.Reader(metadata: ggufMetadata, file: fileName)
+        return try GGUFMetadataReader(metadata: ggufMetadata, file: fileName)
             .utf8(value, GGUFTokenizerSpec.Key.chatTemplate)
     }
 }
@@ -102,7 +102,7 @@ struct GGUFTokenizerSpec {
 
     init(metadata: [String: GGUFValue], file: String) throws {
         self.file = file
-        let reader = Reader(metadata: metadata, file: file)
+        let reader = GGUFMetadataReader(metadata: metadata, file: file)
 
         guard let modelValue = metadata[Key.model] else {
             throw reader.error(Key.model, "missing (the file has no tokenizer)")
@@ -151,7 +151,7 @@ struct GGUFTokenizerSpec {
             guard let value = metadata[key] else { return nil }
             guard let id = value.intValue else {
                 if case .uint64(let big) = value { throw reader.error(key, "id \(big) is out of range (\(count) tokens)") }
-                throw reader.error(key, "expected an integer, got \(Reader.describe(value))")
+                throw reader.error(key, "expected an integer, got \(GGUFMetadataReader.describe(value))")
             }
             guard id >= 0, id < count else { throw reader.error(key, "id \(id) is out of range (\(count) tokens)") }
             return id
@@ -350,61 +350,6 @@ struct GGUFTokenizerSpec {
         return Data(out.bytes)
     }
 
-    /// Typed access to the metadata: every wrong type is a FormatError naming the key.
-    struct Reader {
-        let metadata: [String: GGUFValue]
-        let file: String
-
-        func error(_ key: String, _ problem: String) -> FormatError { FormatError(file: file, "\(key): \(problem)") }
-
-        static func describe(_ value: GGUFValue) -> String {
-            if case .array(let type, let items) = value { return "an array of \(type) (\(items.count) entries)" }
-            return "a \(value.type) value"
-        }
-
-        func utf8(_ value: GGUFValue, _ key: String) throws -> String {
-            guard let bytes = value.bytesValue else { throw error(key, "expected a string, got \(Reader.describe(value))") }
-            guard LossyUTF8.isValid(bytes) else { throw error(key, "is not valid UTF-8") }
-            return String(decoding: bytes, as: UTF8.self)
-        }
-
-        func bool(_ key: String) throws -> Bool? {
-            guard let value = metadata[key] else { return nil }
-            guard let flag = value.boolValue else { throw error(key, "expected a bool, got \(Reader.describe(value))") }
-            return flag
-        }
-
-        private func array(_ key: String, _ what: String) throws -> [GGUFValue]? {
-            guard let value = metadata[key] else { return nil }
-            guard let items = value.arrayValue else { throw error(key, "expected an array of \(what), got \(Reader.describe(value))") }
-            return items
-        }
-
-        func stringArray(_ key: String, required: Bool) throws -> [[UInt8]]? {
-            guard let items = try array(key, "strings") else {
-                if required { throw error(key, "missing") }
-                return nil
-            }
-            return try items.enumerated().map { k, item in
-                guard let bytes = item.bytesValue else { throw error("\(key)[\(k)]", "expected a string, got \(Reader.describe(item))") }
-                return bytes
-            }
-        }
-
-        func intArray(_ key: String) throws -> [Int]? {
-            try array(key, "integers")?.enumerated().map { k, item in
-                guard let v = item.intValue else { throw error("\(key)[\(k)]", "expected an integer, got \(Reader.describe(item))") }
-                return v
-            }
-        }
-
-        func floatArray(_ key: String) throws -> [Double]? {
-            try array(key, "numbers")?.enumerated().map { k, item in
-                guard let v = item.doubleValue else { throw error("\(key)[\(k)]", "expected a number, got \(Reader.describe(item))") }
-                return v
-            }
-        }
-    }
 }
 
 /// A JSON document written byte by byte (vocabularies are large; strings stay byte-exact).
