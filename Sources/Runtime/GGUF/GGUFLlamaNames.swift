@@ -45,4 +45,17 @@ extension GGUFLlamaNames {
         let head = row / headDim, within = row % headDim
         return head * headDim + (within % 2) * half + within / 2
     }
+
+    /// The rows of a [rows, cols] matrix (a Q or K weight, or a LoRA B on one) moved between the
+    /// two orders: `toGGUF` takes Hugging Face's rows to llama.cpp's, otherwise back.
+    public static func permutedRows(_ values: [Float], rows: Int, cols: Int, headDim: Int, toGGUF: Bool) -> [Float] {
+        precondition(values.count == rows * cols)
+        var out = values
+        for g in 0..<rows {
+            let hf = hfRow(ofGGUFRow: g, headDim: headDim)
+            let (from, to) = toGGUF ? (hf, g) : (g, hf)
+            out.replaceSubrange(to * cols..<(to + 1) * cols, with: values[from * cols..<(from + 1) * cols])
+        }
+        return out
+    }
 }

@@ -46,12 +46,7 @@ extension LlamaModel {
         func add(_ name: String, _ weight: Weight, headDim: Int? = nil) throws {
             var values = weight.toArray()
             if let headDim {
-                var permuted = values
-                for g in 0..<weight.rows {
-                    let source = GGUFLlamaNames.hfRow(ofGGUFRow: g, headDim: headDim)
-                    permuted.replaceSubrange(g * weight.cols..<(g + 1) * weight.cols, with: values[source * weight.cols..<(source + 1) * weight.cols])
-                }
-                values = permuted
+                values = GGUFLlamaNames.permutedRows(values, rows: weight.rows, cols: weight.cols, headDim: headDim, toGGUF: true)
             }
             let storeAs = weight.cols % type.blockSize == 0 ? type : .f32
             try writer.addTensor(name, dimensions: [weight.cols, weight.rows], values: values, as: storeAs)

@@ -27,11 +27,7 @@ public enum GGUFAdapterFile {
             let a = pair.a.toArray()
             var b = pair.b.toArray()
             if let headDim = permuteHeadDim {
-                let original = b, r = pair.b.cols
-                for g in 0..<pair.b.rows {
-                    let source = GGUFLlamaNames.hfRow(ofGGUFRow: g, headDim: headDim)
-                    b.replaceSubrange(g * r..<(g + 1) * r, with: original[source * r..<(source + 1) * r])
-                }
+                b = GGUFLlamaNames.permutedRows(b, rows: pair.b.rows, cols: pair.b.cols, headDim: headDim, toGGUF: true)
             }
             try writer.addTensor(base + ".lora_a", dimensions: [pair.a.cols, pair.a.rows], values: a, as: .f32)
             try writer.addTensor(base + ".lora_b", dimensions: [pair.b.cols, pair.b.rows], values: b, as: .f32)
@@ -127,12 +123,9 @@ public enum GGUFAdapterFile {
                 try file.dequantize(info, elements: 0..<info.elementCount, into: weight.float32!)
             }
             if entry.target == .q || entry.target == .k {
-                let stored = pair.b.toArray(), r = pair.b.cols, d = model.config.headDim
-                let b = pair.b.float32!
-                for g in 0..<pair.b.rows {
-                    let hf = GGUFLlamaNames.hfRow(ofGGUFRow: g, headDim: d)
-                    for j in 0..<r { b[hf * r + j] = stored[g * r + j] }
-                }
+                let b = GGUFLlamaNames.permutedRows(pair.b.toArray(), rows: pair.b.rows, cols: pair.b.cols,
+                                                    headDim: model.config.headDim, toGGUF: false)
+                b.withUnsafeBufferPointer { pair.b.assign($0.baseAddress!) }
             }
         }
         return adapter
