@@ -120,4 +120,24 @@ final class GGUFModelTests: XCTestCase {
         let back = try LlamaConfig(json: try loaded.config.jsonData())
         XCTAssertEqual(back.ropeScaling, loaded.config.ropeScaling)
     }
+
+    /// Widths the metadata claims but the tensors do not have are a FormatError naming the tensor,
+    /// before anything is planned: absurd head or layer counts cannot reach the planner.
+    func testMetadataWidthsMustMatchTheTensors() throws {
+        let url = try temporaryDirectory().appendingPathComponent("model.gguf")
+        try PruningFixtures.gqaModel().saveGGUF(to: url, type: .f32)
+        let file = try GGUFFile(url: url)
+        let dims: (String) -> [Int]? = { file.tensors[$0]?.dimensions }
+        XCTAssertNoThrow(try LlamaConfig(ggufMetadata: file.metadata, dimensions: dims, fileName: "m.gguf"))
+        for (key, value, tensor) in [("llama.attention.head_count", GGUFValue.uint32(60_000), "blk.0.attn_q.weight"),
+                                     ("llama.block_count", .uint32(100_000), "blk.5.attn_norm.weight"),
+                                     ("llama.feed_forward_length", .uint32(1 << 24), "blk.0.ffn_gate.weight"),
+                                     ("llama.attention.head_count_kv", .uint32(2), "blk.0.attn_k.weight")] {
+            var metadata = file.metadata
+            metadata[key] = value
+            XCTAssertThrowsError(try LlamaConfig(ggufMetadata: metadata, dimensions: dims, fileName: "m.gguf"), key) { error in
+                XCTAssertTrue((error as? FormatError)?.problem.contains(tensor) == true, "\(key): \(error)")
+            }
+        }
+    }
 }

@@ -2,7 +2,8 @@ import Foundation
 
 extension LlamaConfig {
     /// The config a GGUF file of architecture `llama` describes (llama.cpp's `llama.*` keys), checked
-    /// against its tensors' shapes. `dimensions` gives a tensor's GGUF dimensions (ne0 first), nil
+    /// against its tensors' shapes (every layer's, before anything is planned or allocated).
+    /// `dimensions` gives a tensor's GGUF dimensions (ne0 first), nil
     /// when the file has no such tensor. What loramd would compute differently from llama.cpp
     /// (partial rotary, YaRN scaling, experts, other architectures) is a FormatError naming the key.
     public init(ggufMetadata metadata: [String: GGUFValue], dimensions: (String) -> [Int]?, fileName file: String) throws {
@@ -64,6 +65,30 @@ extension LlamaConfig {
                   declaredDType: nil)
         layers = (0..<layerCount).map { LayerShape(headCount: heads[$0], kvHeadCount: kvHeads[$0], intermediateSize: intermediates[$0]) }
         ropeScaling = try Self.ggufRopeScaling(keys, prefix: a)
+        try checkGGUFTensors(dimensions: dimensions, file: file)
+    }
+
+    /// Every width the metadata states must be a tensor of the file (whose sizes the reader has
+    /// checked against the file's), so no plan or allocation is made for shapes a file only claims.
+    private func checkGGUFTensors(dimensions: (String) -> [Int]?, file: String) throws {
+        func require(_ name: String, _ expected: [Int]) throws {
+            guard let found = dimensions(name) else { throw FormatError(file: file, "missing tensor \(name)") }
+            guard found == expected else {
+                throw FormatError(file: file, "tensor \(name) has dimensions \(found) (ne0 first); the metadata implies \(expected)")
+            }
+        }
+        let c = hiddenSize, d = headDim
+        for (i, layer) in layers.enumerated() {
+            let h = layer.headCount * d, kv = layer.kvHeadCount * d, f = layer.intermediateSize
+            try require(GGUFLlamaNames.inputNorm(i), [c])
+            try require(GGUFLlamaNames.postAttentionNorm(i), [c])
+            for (hf, shape) in [("self_attn.q_proj", [c, h]), ("self_attn.k_proj", [c, kv]), ("self_attn.v_proj", [c, kv]),
+                                ("self_attn.o_proj", [h, c]), ("mlp.gate_proj", [c, f]), ("mlp.up_proj", [c, f]), ("mlp.down_proj", [f, c])] {
+                try require(GGUFLlamaNames.linear(i, hf: hf)!, shape)
+            }
+        }
+        try require(GGUFLlamaNames.finalNorm, [c])
+        if !tiedEmbeddings { try require(GGUFLlamaNames.output, [c, vocabSize]) }
     }
 
     static func ggufRopeScaling(_ keys: GGUFMetadataReader, prefix a: String) throws -> RopeScaling? {
