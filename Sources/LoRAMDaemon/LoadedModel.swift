@@ -74,7 +74,7 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
         switch format {
         case .huggingFace:
             return ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"].compactMap { name in
-                FileManager.default.contents(atPath: source.appendingPathComponent(name).path).map { (name, $0) }
+                (try? RegularFile.contents(source.appendingPathComponent(name))).map { (name, $0) }
             }
         case .gguf:
             return tokenizer?.huggingFaceFiles(chatTemplate: chatTemplate) ?? []

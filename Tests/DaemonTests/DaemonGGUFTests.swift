@@ -190,6 +190,18 @@ final class DaemonNonRegularFileTests: XCTestCase {
             XCTAssertEqual(failure?["data"]?["file"]?.stringValue, name)
             XCTAssertLessThan(Date().timeIntervalSince(started), 5)
         }
+        // Optional companions (generation settings, a chat template) that are FIFOs are skipped, not read.
+        for name in ["generation_config.json", "chat_template.jinja"] {
+            let folder = try temporaryDirectory().appendingPathComponent("m")
+            try FileManager.default.copyItem(at: URL(fileURLWithPath: DaemonModelTests.tiny), to: folder)
+            try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
+            XCTAssertEqual(mkfifo(folder.appendingPathComponent(name).path, 0o600), 0)
+            id += 1
+            let started = Date()
+            let loaded = try result(d, id, "model/load", #"{"path":"\#(folder.path)"}"#)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 5, name)
+            _ = try result(d, 50 + id, "model/unload", #"{"modelId":"\#(try XCTUnwrap(loaded["modelId"]?.stringValue))"}"#)
+        }
         // A dataset that is a FIFO.
         let model = try XCTUnwrap(try result(d, 20, "model/load", #"{"path":"\#(DaemonModelTests.tiny)"}"#)["modelId"]?.stringValue)
         let fifo = try temporaryDirectory().appendingPathComponent("data.jsonl")

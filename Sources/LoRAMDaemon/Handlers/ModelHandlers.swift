@@ -166,7 +166,7 @@ extension Daemon {
 
     /// EOS ids from generation_config.json (an int or a list), if the file is there and readable.
     static func generationConfigEOS(_ directory: URL) -> [Int] {
-        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent("generation_config.json").path),
+        guard let data = try? RegularFile.contents(directory.appendingPathComponent("generation_config.json")),
               let value = try? JSONParser.parse(Array(data)), let eos = value["eos_token_id"] else { return [] }
         switch eos {
         case .int(let id): return [Int(id)]

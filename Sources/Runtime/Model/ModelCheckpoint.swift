@@ -91,10 +91,10 @@ public enum ModelCheckpoint {
         case .gguf(let file, _):
             return file.metadata["tokenizer.chat_template"]?.stringValue
         case .huggingFace(let directory, _, _):
-            if let data = FileManager.default.contents(atPath: directory.appendingPathComponent("chat_template.jinja").path) {
+            if let data = try? RegularFile.contents(directory.appendingPathComponent("chat_template.jinja")) {
                 return String(decoding: data, as: UTF8.self)
             }
-            guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent("tokenizer_config.json").path),
+            guard let data = try? RegularFile.contents(directory.appendingPathComponent("tokenizer_config.json")),
                   let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
             return object["chat_template"] as? String
         }
