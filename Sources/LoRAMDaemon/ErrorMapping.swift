@@ -55,37 +55,26 @@ enum PathParam {
 
     /// A directory that must exist, else NotFound naming it.
     static func existingDirectory(_ path: String, field: String) throws -> URL {
-        try check(path, field: field)
-        let url = url(path)
+        let url = try existingItem(path, field: field)
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check '\(field)': no such file or directory.",
-                           data: [("field", .string(field)), ("path", .string(url.path))])
-        }
-        guard isDirectory.boolValue else {
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw RPCError.invalidParams(field: field, "must be a directory, \(url.path) is a file")
         }
         return url
     }
 
     /// A file or a directory that must exist (a model is either), else NotFound naming it.
-    static func existingItem(_ path: String, field: String) throws -> URL {
+    static func existingItem(_ path: String, field: String, missing: String = "file or directory") throws -> URL {
         try check(path, field: field)
         let url = url(path)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check '\(field)': no such file or directory.",
+            throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check '\(field)': no such \(missing).",
                            data: [("field", .string(field)), ("path", .string(url.path))])
         }
         return url
     }
 
     static func existingFile(_ path: String, field: String) throws -> URL {
-        try check(path, field: field)
-        let url = url(path)
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check '\(field)': no such file.",
-                           data: [("field", .string(field)), ("path", .string(url.path))])
-        }
-        return url
+        try existingItem(path, field: field, missing: "file")
     }
 }

@@ -10,7 +10,11 @@ enum Fixtures {
 
     /// A little-endian float32 .npy array: its shape and values.
     static func npy(_ name: String) throws -> (shape: [Int], values: [Float]) {
-        let data = try Data(contentsOf: golden.appendingPathComponent(name))
+        try npy(at: golden.appendingPathComponent(name))
+    }
+
+    static func npy(at url: URL) throws -> (shape: [Int], values: [Float]) {
+        let data = try Data(contentsOf: url)
         let headerLength = Int(data[8]) | Int(data[9]) << 8
         let header = String(decoding: data[10..<(10 + headerLength)], as: UTF8.self)
         guard header.contains("'descr': '<f4'"), header.contains("'fortran_order': False") else {

@@ -54,7 +54,7 @@ final class SmolLM2GGUFTests: XCTestCase {
     /// Every stored logits row within 1e-4 of max |row| (relative), and the same argmax.
     func testLogitsMatchTransformers() throws {
         let model = try smolLM2().model
-        let logits = try npy(Self.fixtures.appendingPathComponent("logits.npy"))
+        let logits = try Fixtures.npy(at: Self.fixtures.appendingPathComponent("logits.npy")).values
         let vocab = model.config.vocabSize
         var worst: Float = 0
         for prompt in try reference()["prompts"] as! [[String: Any]] {
@@ -92,15 +92,6 @@ final class SmolLM2GGUFTests: XCTestCase {
                 next = [token]
             }
             XCTAssertEqual(generated, expected, "\(prompt["name"]!)")
-        }
-    }
-
-    /// A little-endian float32 .npy array, flattened.
-    func npy(_ url: URL) throws -> [Float] {
-        let data = try Data(contentsOf: url)
-        let headerLength = Int(data[8]) | Int(data[9]) << 8
-        return data[(10 + headerLength)...].withUnsafeBytes { raw in
-            (0..<(raw.count / 4)).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
         }
     }
 }
