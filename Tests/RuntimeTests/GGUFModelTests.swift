@@ -140,4 +140,16 @@ final class GGUFModelTests: XCTestCase {
             }
         }
     }
+
+    /// What model/load charges before reading equals what the loaded weights hold, for each dtype.
+    func testPlannedBytesEqualTheLoadedWeights() throws {
+        let url = try temporaryDirectory().appendingPathComponent("model.gguf")
+        try PruningFixtures.gqaModel().saveGGUF(to: url, type: .q8_0)
+        let file = try GGUFFile(url: url)
+        let config = try LlamaModel.config(gguf: file)
+        for dtype in [TensorDType.f32, .bf16, .f16] {
+            XCTAssertEqual(LlamaModel.plannedBytes(gguf: file, config: config, dtype: dtype),
+                           try LlamaModel.load(gguf: file, config: config, dtype: dtype).byteCount, "\(dtype)")
+        }
+    }
 }

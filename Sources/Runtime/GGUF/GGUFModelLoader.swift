@@ -9,23 +9,27 @@ extension LlamaModel {
         let name = file.url.lastPathComponent
         var config = try LlamaConfig(ggufMetadata: file.metadata, dimensions: { file.tensors[$0]?.dimensions }, fileName: name)
         if let info = file.tensors[GGUFLlamaNames.ropeFrequencies] {
-            var divisors = [Float](repeating: 0, count: info.elementCount)
             guard info.dimensions.count == 1, info.elementCount == config.headDim / 2 else {
                 throw FormatError(file: name, "tensor \(info.name) has dimensions \(info.dimensions); expected [\(config.headDim / 2)]")
             }
+            var divisors = [Float](repeating: 0, count: info.elementCount)
             try divisors.withUnsafeMutableBufferPointer { try file.dequantize(info, elements: 0..<info.elementCount, into: $0.baseAddress!) }
             try config.applyGGUFFrequencyDivisors(divisors, file: name)
         }
         return config
     }
 
-    /// Bytes the weights of `file` take once loaded as `dtype` (norms fp32): what is charged before reading.
+    /// Bytes the weights of `file` take once loaded as `dtype` (norms, the 1-D tensors, fp32), from
+    /// the tensor infos: what is charged before reading.
     public static func plannedBytes(gguf file: GGUFFile, config: LlamaConfig, dtype: TensorDType) -> Int {
-        config.modelShape.layers.reduce(0) { total, layer in
-            let d = config.headDim, c = config.hiddenSize
-            let linear = c * d * (2 * layer.heads + 2 * layer.kvHeads) + 3 * c * layer.intermediate
-            return total + linear * dtype.byteSize + 2 * c * 4
-        } + config.vocabSize * config.hiddenSize * dtype.byteSize * (config.tiedEmbeddings ? 1 : 2) + config.hiddenSize * 4
+        var names = [GGUFLlamaNames.embedding, GGUFLlamaNames.finalNorm] + (config.tiedEmbeddings ? [] : [GGUFLlamaNames.output])
+        for i in 0..<config.layerCount {
+            names += [GGUFLlamaNames.inputNorm(i), GGUFLlamaNames.postAttentionNorm(i)] + GGUFLlamaNames.linears.map { GGUFLlamaNames.layer(i, $0.gguf) }
+        }
+        return names.reduce(0) { total, name in
+            guard let info = file.tensors[name] else { return total }
+            return total + info.elementCount * (info.dimensions.count == 1 ? 4 : dtype.byteSize)
+        }
     }
 
     public static func load(gguf file: GGUFFile, config: LlamaConfig, dtype: TensorDType) throws -> LlamaModel {
