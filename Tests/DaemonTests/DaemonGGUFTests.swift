@@ -168,6 +168,9 @@ final class DaemonGGUFTests: XCTestCase {
         XCTAssertEqual(list["models"], .array([]))
         XCTAssertEqual(list["memory"]?["usedBytes"], .int(0))
         XCTAssertNotNil(try result(d, 42, "model/load", #"{"path":"\#(good.path)"}"#)["modelId"])
+        guard case .array(let models)? = try result(d, 43, "model/list", "{}")["models"] else { return XCTFail("model/list") }
+        XCTAssertEqual(models.first?["format"], .string("gguf"))
+        XCTAssertEqual(models.first?["path"], .string(good.path))
     }
 }
 
