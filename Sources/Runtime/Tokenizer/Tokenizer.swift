@@ -122,6 +122,12 @@ public final class Tokenizer: @unchecked Sendable {
         }
 
         let surrounding: (before: [Int], after: [Int]) = postProcessor?.surroundingIds ?? ([], [])
+        // Every id encode can emit must be a token: a template id past the vocabulary would
+        // otherwise reach the model as an id it has no row for.
+        let size = vocabularySize
+        if let stray = (surrounding.before + surrounding.after).first(where: { $0 < 0 || $0 >= size }) {
+            throw json.error("post_processor", "special token id \(stray) is not in the vocabulary (0..<\(size))")
+        }
         bosTokenId = surrounding.before.first ?? configBos
             ?? ["<s>", "<|begin_of_text|>", "<|startoftext|>", "<bos>"].lazy.compactMap { added.idByContent[TokenBytes($0)] }.first
         eosTokenId = configEos ?? surrounding.after.last

@@ -72,7 +72,10 @@ extension XCTestCase {
                 XCTFail("\(parser) seed \(seed) case \(index): took \(String(format: "%.2f", elapsed)) s", file: file, line: line)
                 return
             }
-            if testRun?.failureCount ?? 0 > 0 { return }
+            if testRun?.failureCount ?? 0 > 0 {
+                print("fuzz: \(parser) failed at seed \(seed) case \(index); replay with LORAMD_FUZZ_SEED=\(seed) LORAMD_FUZZ_START=\(index) LORAMD_FUZZ_CASES=1")
+                return
+            }
         }
         let seconds = String(format: "%.1f", Date().timeIntervalSince(began))
         print("fuzz: \(parser) \(count) cases from seed \(seed) (first \(first)): \(tally.accepted) accepted, \(tally.refused) refused, \(seconds) s")
