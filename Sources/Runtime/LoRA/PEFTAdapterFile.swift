@@ -37,23 +37,13 @@ public enum PEFTAdapterFile {
         }
         let file = try SafetensorsFile(url: weightsURL)
         var factors = try classify(file, model: model)
+        try checkFactors(factors, rank: config.rank, targets: targets, layerCount: model.config.layerCount)
 
         let adapter = LoRAAdapter(config: model.config, rank: config.rank, alpha: config.alpha, dropout: config.dropout, targets: targets)
         for (path, pair) in adapter.namedPairs {
             for (matrix, weight) in [(Matrix.a, pair.a), (.b, pair.b)] {
-                let name = tensorName(path, matrix)
-                guard let info = factors.removeValue(forKey: name) else {
-                    throw FormatError(file: weightsFileName, "missing tensor \(name): adapter_config.json targets \(path)")
-                }
+                let info = factors.removeValue(forKey: tensorName(path, matrix))!
                 let expected = [weight.rows, weight.cols]
-                guard info.shape.count == 2 else {
-                    throw FormatError(file: weightsFileName, "tensor \(info.name) has shape \(info.shape), a LoRA factor is a matrix")
-                }
-                // The rank is the adapter's own business (FormatError); the other side is the model's.
-                let rankAxis = matrix == .a ? 0 : 1
-                guard info.shape[rankAxis] == config.rank else {
-                    throw FormatError(file: weightsFileName, "tensor \(info.name) has shape \(info.shape), rank \(info.shape[rankAxis]); adapter_config.json says r = \(config.rank)")
-                }
                 guard info.shape == expected else { throw AdapterShapeMismatch(tensor: info.name, expected: expected, found: info.shape) }
                 guard info.dtype.isWeightType else {
                     throw FormatError(file: weightsFileName, "tensor \(info.name) is \(info.dtype.rawValue); LoRA factors must be F32, BF16 or F16")
@@ -65,6 +55,31 @@ public enum PEFTAdapterFile {
             throw FormatError(file: weightsFileName, "tensor \(name) is for a module adapter_config.json does not target")
         }
         return adapter
+    }
+
+    /// Every factor the targets need is present, a matrix, and of rank `rank`. Checked before the
+    /// adapter is allocated: r comes from adapter_config.json, and only the file's own tensors
+    /// (bounded by its size) keep an absurd r from becoming an allocation of that size.
+    /// The rank is the adapter's own business (FormatError); the other side is the model's.
+    private static func checkFactors(_ factors: [String: SafetensorsFile.TensorInfo], rank: Int,
+                                     targets: Set<LoRATarget>, layerCount: Int) throws {
+        var paths = (0..<layerCount).flatMap { i in LoRATarget.layerTargets.filter(targets.contains).map { $0.modulePath(layer: i) } }
+        if targets.contains(.lmHead) { paths.append(LoRATarget.lmHead.modulePath(layer: 0)) }
+        for path in paths {
+            for matrix in [Matrix.a, .b] {
+                let name = tensorName(path, matrix)
+                guard let info = factors[name] else {
+                    throw FormatError(file: weightsFileName, "missing tensor \(name): adapter_config.json targets \(path)")
+                }
+                guard info.shape.count == 2 else {
+                    throw FormatError(file: weightsFileName, "tensor \(info.name) has shape \(info.shape), a LoRA factor is a matrix")
+                }
+                let rankAxis = matrix == .a ? 0 : 1
+                guard info.shape[rankAxis] == rank else {
+                    throw FormatError(file: weightsFileName, "tensor \(info.name) has shape \(info.shape), rank \(info.shape[rankAxis]); adapter_config.json says r = \(rank)")
+                }
+            }
+        }
     }
 
     /// Writes adapter_config.json and adapter_model.safetensors into `directory` (created if

@@ -52,4 +52,21 @@ final class PEFTAdapterFuzzTests: XCTestCase {
             XCTAssertFalse(adapter.targets.isEmpty)
         }
     }
+
+    /// Found by the fuzz test (with LORAMD_FUZZ_SIZES=1): r = 99999999999 in adapter_config.json
+    /// was allocated as zero-filled pairs of that rank before any tensor was looked at, and the
+    /// process died on the allocation.
+    func testAnAbsurdRankIsAFormatErrorNotAnAllocation() throws {
+        let model = FuzzModels.microModel()
+        var files = try Self.validFolders(model: model)[0]
+        var config = try JSONSerialization.jsonObject(with: files[PEFTAdapterConfig.fileName]!) as! [String: Any]
+        config["r"] = 99_999_999_999
+        files[PEFTAdapterConfig.fileName] = try JSONSerialization.data(withJSONObject: config)
+        let directory = try temporaryDirectory()
+        try FuzzModels.write(files, to: directory)
+        XCTAssertThrowsError(try PEFTAdapterFile.load(directory: directory, model: model)) { error in
+            XCTAssertEqual((error as? FormatError)?.problem,
+                           "tensor base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight has shape [2, 16], rank 2; adapter_config.json says r = 99999999999")
+        }
+    }
 }
