@@ -46,7 +46,7 @@ final class DatasetFuzzTests: XCTestCase {
         fuzz("dataset", cases: 3000) { random, _ in
             let sample = Self.samples[Int(random.next() % UInt64(Self.samples.count))]
             let url = directory.appendingPathComponent(sample.name)
-            try Self.mutate(sample.text, &random).write(to: url)
+            try FileFuzzing.write(Self.mutate(sample.text, &random), to: url)
             let dataset = try Dataset(url: url, format: sample.format, encoder: random.next() % 8 == 0 ? nil : tokenizer as TextEncoding,
                                       vocabSize: 512, trainOnInputs: random.next() % 2 == 0)
             for example in dataset.examples {

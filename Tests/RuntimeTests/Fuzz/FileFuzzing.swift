@@ -31,6 +31,13 @@ enum FileFuzzing {
         return SplitMix64(seed: mixer.next())
     }
 
+    /// Writes a case's file. Unlinked first: ext4 flushes a file truncated and rewritten in place
+    /// on close, which made the disk, not the parser, the cost of a case.
+    static func write(_ data: Data, to url: URL) throws {
+        unlink(url.path)
+        try data.write(to: url)
+    }
+
     struct Tally {
         var accepted = 0
         var refused = 0

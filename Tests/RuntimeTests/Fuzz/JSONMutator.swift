@@ -23,17 +23,29 @@ struct JSONMutator {
     // sizes branch: re-enable after merge (LORAMD_FUZZ_SIZES=1 turns them on until then).
     static let hugeSizeValues: [String] = ["1000000", "2147483647", "4294967296", "99999999999", "999999999999"]
 
+    /// The edge values without numbers past a million (and lists of them), for files whose counts
+    /// the `sizes` branch is first to bound.
+    static let boundedEdgeValues = edgeValues.filter { raw in
+        !["1e18", "-1e18", "9223372036854775807", "9223372036854775808", "-9223372036854775809", "18446744073709551616",
+          "1e400", "-1e400", "[1e18]"].contains(raw)
+    }
+
     var random: SplitMix64
     private var placeholders: [String] = []
+    private let edgeValues: [String]
 
-    init(_ random: SplitMix64) { self.random = random }
+    init(_ random: SplitMix64, edgeValues: [String]) {
+        self.random = random
+        self.edgeValues = edgeValues
+    }
 
-    /// `document` mutated; byte-mutated text when it does not parse as JSON.
-    static func mutate(_ document: Data, _ random: inout SplitMix64, huge: Bool = FileFuzzing.hugeSizes) -> Data {
+    /// `document` mutated; byte-mutated text when it does not parse as JSON. `bigNumbers` false
+    /// leaves out numbers past a million unless `huge` is set.
+    static func mutate(_ document: Data, _ random: inout SplitMix64, huge: Bool = FileFuzzing.hugeSizes, bigNumbers: Bool = true) -> Data {
         guard let tree = try? JSONSerialization.jsonObject(with: document, options: [.fragmentsAllowed]) else {
             return Data(ByteMutator.mutate([UInt8](document), &random))
         }
-        var mutator = JSONMutator(random)
+        var mutator = JSONMutator(random, edgeValues: bigNumbers || huge ? Self.edgeValues : Self.boundedEdgeValues)
         var value: Any = tree
         for _ in 0..<(1 + Int(mutator.random.next() % 3)) {
             value = mutator.walk(value, depth: 0, huge: huge) ?? NSNull()
@@ -65,21 +77,21 @@ struct JSONMutator {
     private mutating func change(_ value: Any, huge: Bool) -> Any? {
         switch random.next() % 10 {
         case 0, 1, 2:
-            return placeholder(huge && random.next() % 3 == 0 ? pick(Self.hugeSizeValues) : pick(Self.edgeValues))
+            return placeholder(huge && random.next() % 3 == 0 ? pick(Self.hugeSizeValues) : pick(edgeValues))
         case 3:
             return nil
         case 4:  // retype: a string becomes a number, anything else its own text as a string
             if value is String { return placeholder(pick(["12", "-1", "0"])) }
             return serialize(value).count < 200 ? String(decoding: serialize(value), as: UTF8.self) : "x"
         case 5:  // a duplicate key with another value
-            guard let object = value as? [String: Any], !object.isEmpty else { return placeholder(pick(Self.edgeValues)) }
+            guard let object = value as? [String: Any], !object.isEmpty else { return placeholder(pick(edgeValues)) }
             let members = object.keys.sorted().map { "\(Self.quoted($0)):\(String(decoding: serialize(object[$0]!), as: UTF8.self))" }
-            return placeholder("{" + members.joined(separator: ",") + ",\(Self.quoted(pick(object.keys.sorted()))):\(pick(Self.edgeValues))}")
+            return placeholder("{" + members.joined(separator: ",") + ",\(Self.quoted(pick(object.keys.sorted()))):\(pick(edgeValues))}")
         case 6:  // wrapped, a little or deeply
             let depth = pick([1, 2, 600])
             return placeholder(String(repeating: "[", count: depth) + String(decoding: serialize(value), as: UTF8.self) + String(repeating: "]", count: depth))
         case 7:  // a list emptied, cut or with an element repeated
-            guard var array = value as? [Any], !array.isEmpty else { return placeholder(pick(Self.edgeValues)) }
+            guard var array = value as? [Any], !array.isEmpty else { return placeholder(pick(edgeValues)) }
             switch random.next() % 3 {
             case 0: return [Any]()
             case 1: array.removeLast(1 + Int(random.next() % UInt64(array.count)))
@@ -87,11 +99,11 @@ struct JSONMutator {
             }
             return array
         case 8:  // numbers nudged: off by one, negated, scaled
-            guard let number = value as? NSNumber, !(value is Bool && "\(type(of: value))".contains("Bool")) else { return placeholder(pick(Self.edgeValues)) }
+            guard let number = value as? NSNumber, !(value is Bool && "\(type(of: value))".contains("Bool")) else { return placeholder(pick(edgeValues)) }
             let d = number.doubleValue
             return placeholder(pick(["\(d + 1)", "\(d - 1)", "\(-d)", "\(d * 2)", "\(Int(exactly: d.rounded()) ?? 0)"]))
         default:  // a string mutated byte by byte
-            guard let string = value as? String else { return placeholder(pick(Self.edgeValues)) }
+            guard let string = value as? String else { return placeholder(pick(edgeValues)) }
             return String(decoding: ByteMutator.mutate(Array(string.utf8), &random), as: UTF8.self)
         }
     }

@@ -49,7 +49,7 @@ final class SafetensorsFuzzTests: XCTestCase {
         XCTAssertEqual(try SafetensorsFile(url: { try! Data(valid).write(to: url); return url }()).tensors.count, 5)
         fuzz("safetensors", cases: 3000) { random, _ in
             let bytes = random.next() % 2 == 0 ? ByteMutator.mutate(valid, &random, fields: [0, 4]) : Self.mutateHeader(valid, &random)
-            try Data(bytes).write(to: url)
+            try FileFuzzing.write(Data(bytes), to: url)
             _ = Self.touchAll(try SafetensorsFile(url: url))
         }
     }
@@ -68,8 +68,8 @@ final class SafetensorsFuzzTests: XCTestCase {
         let shards = try names.map { [UInt8](try Data(contentsOf: source.appendingPathComponent($0))) }
         let folder = try temporaryDirectory("sharded")
         func write(index: Data, shards: [[UInt8]]) throws {
-            try index.write(to: folder.appendingPathComponent(CheckpointDirectory.indexFileName))
-            for (name, bytes) in zip(names, shards) { try Data(bytes).write(to: folder.appendingPathComponent(name)) }
+            try FileFuzzing.write(index, to: folder.appendingPathComponent(CheckpointDirectory.indexFileName))
+            for (name, bytes) in zip(names, shards) { try FileFuzzing.write(Data(bytes), to: folder.appendingPathComponent(name)) }
         }
         try write(index: index, shards: shards)
         XCTAssertEqual(try CheckpointDirectory(url: folder).tensorNames.count, 6)
