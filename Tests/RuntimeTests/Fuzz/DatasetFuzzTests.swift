@@ -43,7 +43,7 @@ final class DatasetFuzzTests: XCTestCase {
             try Data(sample.text.utf8).write(to: url)
             XCTAssertNoThrow(try Dataset(url: url, format: sample.format, encoder: tokenizer, vocabSize: 512))
         }
-        fuzz("dataset", cases: 3000) { random, _ in
+        fuzz("dataset", cases: 1500) { random, _ in
             let sample = Self.samples[Int(random.next() % UInt64(Self.samples.count))]
             let url = directory.appendingPathComponent(sample.name)
             try FileFuzzing.write(Self.mutate(sample.text, &random), to: url)

@@ -43,7 +43,7 @@ final class ModelConfigFuzzTests: XCTestCase {
         try FuzzModels.write(files, to: folder)
         XCTAssertEqual(try ModelCheckpoint.open(folder).loadModel(dtype: nil).config, FuzzModels.microConfig)
         let weights = [UInt8](files[CheckpointDirectory.singleFileName]!)
-        fuzz("model-folder", cases: 1500) { random, _ in
+        fuzz("model-folder", cases: 1000) { random, _ in
             var mutated = files
             let choice = random.next() % 4
             if choice != 1 { mutated[LlamaConfig.fileName] = JSONMutator.mutate(files[LlamaConfig.fileName]!, &random) }

@@ -46,7 +46,7 @@ final class NF4CheckpointFuzzTests: XCTestCase {
             try FuzzModels.write(source.files, to: folder)
             XCTAssertTrue(try ModelCheckpoint.open(folder).loadModel(dtype: nil).isQuantized)
         }
-        fuzz("nf4-checkpoint", cases: 800) { random, _ in
+        fuzz("nf4-checkpoint", cases: 500) { random, _ in
             let source = folders[Int(random.next() % UInt64(folders.count))]
             var files = source.files
             let weights = "model.safetensors"

@@ -34,7 +34,7 @@ final class PEFTAdapterFuzzTests: XCTestCase {
             try FuzzModels.write(files, to: directory)
             XCTAssertEqual(try PEFTAdapterFile.load(directory: directory, model: model).targets, [.q, .v, .down])
         }
-        fuzz("peft-adapter", cases: 1000, allowing: [AdapterShapeMismatch.self]) { random, _ in
+        fuzz("peft-adapter", cases: 500, allowing: [AdapterShapeMismatch.self]) { random, _ in
             var files = folders[Int(random.next() % UInt64(folders.count))]
             let choice = random.next() % 5
             if choice < 2 || choice == 4 {

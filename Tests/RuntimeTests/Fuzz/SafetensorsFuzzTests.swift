@@ -47,7 +47,7 @@ final class SafetensorsFuzzTests: XCTestCase {
         let valid = try Self.validFile()
         let url = try temporaryDirectory().appendingPathComponent("model.safetensors")
         XCTAssertEqual(try SafetensorsFile(url: { try! Data(valid).write(to: url); return url }()).tensors.count, 5)
-        fuzz("safetensors", cases: 3000) { random, _ in
+        fuzz("safetensors", cases: 2000) { random, _ in
             let bytes = random.next() % 2 == 0 ? ByteMutator.mutate(valid, &random, fields: [0, 4]) : Self.mutateHeader(valid, &random)
             try FileFuzzing.write(Data(bytes), to: url)
             _ = Self.touchAll(try SafetensorsFile(url: url))
@@ -73,7 +73,7 @@ final class SafetensorsFuzzTests: XCTestCase {
         }
         try write(index: index, shards: shards)
         XCTAssertEqual(try CheckpointDirectory(url: folder).tensorNames.count, 6)
-        fuzz("sharded-index", cases: 1500) { random, _ in
+        fuzz("sharded-index", cases: 1000) { random, _ in
             var mutatedShards = shards, mutatedIndex = index
             if random.next() % 3 == 0 {
                 let k = Int(random.next() % 3)
