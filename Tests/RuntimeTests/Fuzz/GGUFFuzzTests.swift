@@ -36,7 +36,7 @@ final class GGUFFuzzTests: XCTestCase {
             sources.append((bytes, Self.lengthFields(bytes, end: file.dataOffset)))
         }
         let url = directory.appendingPathComponent("model.gguf")
-        fuzz("gguf-model", cases: 2000) { random, _ in
+        fuzz("gguf-model", cases: 1500) { random, _ in
             let source = sources[Int(random.next() % UInt64(sources.count))]
             try FileFuzzing.write(Data(ByteMutator.mutate(source.bytes, &random, fields: source.fields)), to: url)
             let checkpoint = try ModelCheckpoint.open(url)

@@ -26,7 +26,7 @@ final class ModelConfigFuzzTests: XCTestCase {
     func testMutatedConfigsParseOrAreFormatErrors() throws {
         let configs = try Self.validConfigs()
         for data in configs { XCTAssertNoThrow(try LlamaConfig(json: data)) }
-        fuzz("config-json", cases: 4000) { random, _ in
+        fuzz("config-json", cases: 3000) { random, _ in
             let config = try LlamaConfig(json: JSONMutator.mutate(configs[Int(random.next() % UInt64(configs.count))], &random))
             XCTAssertEqual(config.layers.count, config.layerCount)
             XCTAssertEqual(config.headDim % 2, 0)
@@ -43,7 +43,7 @@ final class ModelConfigFuzzTests: XCTestCase {
         try FuzzModels.write(files, to: folder)
         XCTAssertEqual(try ModelCheckpoint.open(folder).loadModel(dtype: nil).config, FuzzModels.microConfig)
         let weights = [UInt8](files[CheckpointDirectory.singleFileName]!)
-        fuzz("model-folder", cases: 1000) { random, _ in
+        fuzz("model-folder", cases: 800) { random, _ in
             var mutated = files
             let choice = random.next() % 4
             if choice != 1 { mutated[LlamaConfig.fileName] = JSONMutator.mutate(files[LlamaConfig.fileName]!, &random) }

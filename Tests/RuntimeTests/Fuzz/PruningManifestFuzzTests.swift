@@ -18,7 +18,7 @@ final class PruningManifestFuzzTests: XCTestCase {
              manifest: try Data(contentsOf: directory.appendingPathComponent(PruningManifest.fileName)))
         }
         for directory in sources { XCTAssertNotNil(try LlamaModel.load(directory: directory).pruning) }
-        fuzz("pruning-manifest", cases: 1200) { random, _ in
+        fuzz("pruning-manifest", cases: 1000) { random, _ in
             let k = Int(random.next() % 2)
             let directory = sources[k]
             var configData = originals[k].config, manifestData = originals[k].manifest

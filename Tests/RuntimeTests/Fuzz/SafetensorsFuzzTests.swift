@@ -73,7 +73,7 @@ final class SafetensorsFuzzTests: XCTestCase {
         }
         try write(index: index, shards: shards)
         XCTAssertEqual(try CheckpointDirectory(url: folder).tensorNames.count, 6)
-        fuzz("sharded-index", cases: 1000) { random, _ in
+        fuzz("sharded-index", cases: 800) { random, _ in
             var mutatedShards = shards, mutatedIndex = index
             if random.next() % 3 == 0 {
                 let k = Int(random.next() % 3)

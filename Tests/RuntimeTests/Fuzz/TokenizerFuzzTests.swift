@@ -20,7 +20,7 @@ final class TokenizerFuzzTests: XCTestCase {
         let sources = try Self.validTokenizers()
         XCTAssertGreaterThanOrEqual(sources.count, 10)
         for data in sources { XCTAssertNoThrow(try Tokenizer(tokenizerJSON: data)) }
-        fuzz("tokenizer-json", cases: 400) { random, _ in
+        fuzz("tokenizer-json", cases: 300) { random, _ in
             let source = sources[Int(random.next() % UInt64(sources.count))]
             let json = random.next() % 3 == 0 ? Data(ByteMutator.mutate([UInt8](source), &random)) : JSONMutator.mutate(source, &random)
             let config = random.next() % 4 == 0 ? JSONMutator.mutate(Self.config, &random) : (random.next() % 2 == 0 ? Self.config : nil)
