@@ -58,7 +58,7 @@ extension Daemon {
     }
 
     func registerModels() {
-        router.register("model/list") { [unowned self] (_: NoParams, _) -> ModelListResult in
+        router.register("model/list", lane: .quick) { [unowned self] (_: NoParams, _) -> ModelListResult in
             ModelListResult(models: registry.listings(.model), adapters: registry.listings(.adapter),
                             jobs: registry.listings(.job), memory: ledger.summary)
         }

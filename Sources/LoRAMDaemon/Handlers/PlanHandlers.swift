@@ -126,7 +126,7 @@ extension Daemon {
     }
 
     func registerPlanning() {
-        router.register("memory/plan") { [unowned self] (params: PlanParams, _) -> JSONValue in
+        router.register("memory/plan", lane: .quick) { [unowned self] (params: PlanParams, _) -> JSONValue in
             let original = try planShape(params.model)
             let (workload, pruning) = try Self.planWorkload(params.workload)
             let paper: Bool
