@@ -94,7 +94,7 @@ public final class RPCServer: @unchecked Sendable {
         if case .array(let entries) = value {
             handleBatch(entries)
         } else {
-            handle(IncomingMessage(value), inBatch: false) { [writer] in writer.send($0) }
+            handle(IncomingMessage(value), inBatch: false) { [writer] in writer.send(parts: $0) }
         }
     }
 
@@ -116,10 +116,10 @@ public final class RPCServer: @unchecked Sendable {
 
     // MARK: Dispatch
 
-    private func handle(_ message: IncomingMessage, inBatch: Bool, deliver: @escaping ([UInt8]) -> Void) {
+    private func handle(_ message: IncomingMessage, inBatch: Bool, deliver: @escaping ([[UInt8]]) -> Void) {
         switch message {
         case .invalid(let id, let error):
-            deliver(OutgoingMessage.error(id: id, error))
+            deliver([OutgoingMessage.error(id: id, error)])
         case .response:
             log("ignored a response; loramd sends no requests")
         case .notification(let method, let params):
@@ -204,6 +204,8 @@ public final class RPCServer: @unchecked Sendable {
                 lock.broadcast()
                 lock.unlock()
             }
+            // What the handler kept charged for its reply is released once the reply is written.
+            defer { context.answered() }
             switch outcome {
             case .success(let body): reply.succeed(resultBody: body); return true
             case .failure(let error): reply.fail(error); return false

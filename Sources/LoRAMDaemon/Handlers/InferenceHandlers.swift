@@ -10,6 +10,7 @@ extension Daemon {
         var adapterId: String?
         var ids: [Int]
         var logits: String?
+        var logitsEncoding: String?
     }
 
     struct GenerateParams: Decodable {
@@ -92,13 +93,52 @@ extension Daemon {
         return try body(session)
     }
 
+    /// Charges model/forward's reply until it is written, or refuses it with OverBudget saying
+    /// what would fit: base64 instead of JSON, or the last row only. The session it is built from
+    /// must fit beside it, so both are weighed here, before either is charged.
+    func chargeReply(of loaded: LoadedModel, adapter: LoRAAdapter?, ids: Int, rows: Int, encoding: LogitsReply.Encoding,
+                     context: RequestContext) throws {
+        let vocab = loaded.model.config.vocabSize
+        func session(rows: Int) -> (kv: Int, workspace: Int) {
+            let plan = sessionPlan(loaded, adapter: adapter, capacity: ids, logitsRows: rows)
+            return (plan.kvBytes, plan.placement?.peak ?? 0)
+        }
+        func need(rows: Int, _ encoding: LogitsReply.Encoding) -> Int {
+            let s = session(rows: rows)
+            return s.kv + s.workspace + LogitsReply.estimatedBytes(rows: rows, vocab: vocab, encoding: encoding)
+        }
+        let bytes = LogitsReply.estimatedBytes(rows: rows, vocab: vocab, encoding: encoding)
+        let free = ledger.capBytes - ledger.usedBytes
+        guard Int64(need(rows: rows, encoding)) <= free else {
+            var suggestion = JSONValue.null
+            if encoding == .json, Int64(need(rows: rows, .base64)) <= free {
+                suggestion = Self.suggestion("logitsEncoding", .string("base64"), peakBytes: loaded.bytes + need(rows: rows, .base64))
+            } else if rows > 1, Int64(need(rows: 1, encoding)) <= free {
+                suggestion = Self.suggestion("logits", .string("last"), peakBytes: loaded.bytes + need(rows: 1, encoding))
+            }
+            let s = session(rows: rows)
+            throw RPCError(.overBudget, "Over budget: the reply of \(rows) rows of \(vocab) logits as \(encoding.rawValue) needs up to \(bytes) bytes beside its session's \(s.kv + s.workspace), \(max(0, free)) of \(ledger.capBytes) are free",
+                           hint: "Ask for logits \"last\" or fewer ids, or logitsEncoding \"base64\" (about 5.3 bytes a logit instead of up to \(LogitsReply.jsonBytesPerFloat)); or raise hbmCapBytes.",
+                           data: [("needBytes", .int(ledger.usedBytes + Int64(bytes + s.kv + s.workspace))), ("capBytes", .int(ledger.capBytes)),
+                                  ("breakdown", .object([("reply", .int(Int64(bytes))), ("kvCache", .int(Int64(s.kv))), ("workspace", .int(Int64(s.workspace)))])),
+                                  ("suggestion", suggestion)])
+        }
+        let owner = "request \(context.id) reply"
+        try ledger.charge(Int64(bytes), to: owner, breakdown: .object([("reply", .int(Int64(bytes)))]))
+        context.whenAnswered { [ledger] in ledger.release(owner) }
+    }
+
+    static func suggestion(_ field: String, _ value: JSONValue, peakBytes: Int) -> JSONValue {
+        .object([("changes", .object([(field, value)])), ("peakBytes", .int(Int64(peakBytes)))])
+    }
+
     /// An OverBudget suggestion: the one setting to change, and the peak with it.
     static func suggestion(_ field: String, _ value: Int, peakBytes: Int) -> JSONValue {
         .object([("changes", .object([(field, .int(Int64(value)))])), ("peakBytes", .int(Int64(peakBytes)))])
     }
 
     func registerInference() {
-        router.register("model/forward") { [unowned self] (params: ForwardParams, context) -> JSONValue in
+        router.register("model/forward") { [unowned self] (params: ForwardParams, context) -> RawJSON in
             let loaded = try model(params.modelId)
             let adapter = try appliedAdapter(params.adapterId, on: loaded)
             guard !params.ids.isEmpty else { throw RPCError.invalidParams(field: "ids", "must not be empty") }
@@ -109,16 +149,19 @@ extension Daemon {
             case "all": all = true
             case let other: throw RPCError.invalidParams(field: "logits", "must be \"last\" or \"all\", got \"\(other)\"")
             }
+            let encodings = LogitsReply.Encoding.allCases.map(\.rawValue)
+            guard let encoding = LogitsReply.Encoding(rawValue: params.logitsEncoding ?? "json") else {
+                throw RPCError.invalidParams(field: "logitsEncoding", "must be \(encodings.joined(separator: " or ")), got \"\(params.logitsEncoding ?? "")\"")
+            }
             let vocab = loaded.model.config.vocabSize
+            let rows = all ? params.ids.count : 1
+            try chargeReply(of: loaded, adapter: adapter, ids: params.ids.count, rows: rows, encoding: encoding, context: context)
             return try ErrorMapping.translating {
                 // The logits rows live in the session's arena (planned with it); only the reply copies them.
-                let rows = all ? params.ids.count : 1
-                return try withSession(loaded, adapter: adapter, capacity: params.ids.count, logitsRows: rows, request: context) { session in
+                try withSession(loaded, adapter: adapter, capacity: params.ids.count, logitsRows: rows, request: context) { session in
                     let logits = session.logits
                     try session.forward(params.ids, logits: all ? .all(logits) : .last(logits), checkpoint: context.checkCancelled)
-                    return .object([("logits", .array((0..<rows).map { r in
-                        .array((0..<vocab).map { .double(Double(logits[r * vocab + $0])) })
-                    }))])
+                    return LogitsReply.build(logits, rows: rows, vocab: vocab, encoding: encoding)
                 }
             }
         }
