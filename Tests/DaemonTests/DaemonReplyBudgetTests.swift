@@ -68,4 +68,30 @@ final class DaemonReplyBudgetTests: XCTestCase {
         d.closeInput()
         _ = d.exitCode()
     }
+
+    func testTokenizeIsChargedAndAnOverBudgetTextIsRefused() throws {
+        let d = try DaemonProcess()
+        // ~0.63 MB of model under a 2.5 MB cap: a few kilobytes of text fit, 300 kB (up to ~13 bytes a token) do not.
+        XCTAssertNotNil(d.initialize(#"{"hbmCapBytes":2500000}"#))
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        d.request(1, "model/list")
+        let before = d.response(id: 1)?["result"]?["memory"]?["usedBytes"]
+        let small = try result(d, 2, "tokenize", #"{"modelId":"\#(modelId)","text":"The cat sat on the mat","addBos":false}"#)
+        XCTAssertEqual(small["ids"]?.arrayValue?.isEmpty, false)
+        let big = String(repeating: "The cat sat on the mat.\n", count: 12_500)
+        let refused = try XCTUnwrap(error(d, 3, "tokenize", #"{"modelId":"\#(modelId)","text":"\#(big.replacingOccurrences(of: "\n", with: "\\n"))"}"#))
+        XCTAssertEqual(refused["code"], .int(-31020), "\(refused)")
+        XCTAssertGreaterThan(refused["data"]?["breakdown"]?["tokenize"]?.intValue ?? 0, 2_500_000)
+        XCTAssertTrue(refused["data"]?["hint"]?.stringValue?.contains("in parts") == true)
+        var after: JSONValue?
+        for id in 4..<24 {
+            d.request(id, "model/list")
+            after = d.response(id: id)?["result"]?["memory"]?["usedBytes"]
+            if after == before { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTAssertEqual(after, before, "nothing stays charged once tokenize has answered")
+        d.closeInput()
+        _ = d.exitCode()
+    }
 }
