@@ -57,4 +57,26 @@ final class DaemonCancellationTests: XCTestCase {
         d.closeInput()
         _ = d.exitCode()
     }
+
+    func testAPathologicalTargetModulesPatternIsAQuickFormatError() throws {
+        let work = try temporaryDirectory()
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let modelId = try XCTUnwrap(d.loadModel(DaemonModelTests.tiny))
+        let adapterId = try XCTUnwrap(try result(d, 1, "adapter/create", #"{"modelId":"\#(modelId)","r":4,"alpha":8,"targets":["q_proj","v_proj"]}"#)["adapterId"]?.stringValue)
+        let folder = work.appendingPathComponent("adapter")
+        _ = try result(d, 2, "adapter/save", #"{"adapterId":"\#(adapterId)","path":"\#(folder.path)"}"#)
+        let configURL = folder.appendingPathComponent("adapter_config.json")
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        config["target_modules"] = "(.*.*)*Q"
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let start = Date()
+        let refused = try XCTUnwrap(error(d, 3, "adapter/load", #"{"modelId":"\#(modelId)","path":"\#(folder.path)"}"#))
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2, "ICU's backtracking is cut off")
+        XCTAssertEqual(refused["code"], .int(-31010), "\(refused)")
+        XCTAssertEqual(refused["data"]?["file"], .string("adapter_config.json"))
+        XCTAssertTrue(refused["data"]?["problem"]?.stringValue?.contains("target_modules") == true)
+        d.closeInput()
+        _ = d.exitCode()
+    }
 }

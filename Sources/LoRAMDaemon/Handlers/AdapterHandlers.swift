@@ -147,7 +147,7 @@ extension Daemon {
                 } else {
                     let directory = try PathParam.existingDirectory(params.path, field: "path")
                     let config = try PEFTAdapterConfig(directory: directory)
-                    (rank, targets, read) = (config.rank, try config.resolveTargets(layerCount: layerCount),
+                    (rank, targets, read) = (config.rank, try config.resolveTargets(layerCount: layerCount, checkpoint: context.checkCancelled),
                                              { try PEFTAdapterFile.load(directory: directory, model: loaded.model) })
                 }
                 let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: loaded.model.config, rank: rank, targets: targets))
