@@ -59,6 +59,8 @@ extension Daemon {
             }
             let dataset = try readDataset(params.dataset, field: "dataset", model: loaded)
             let evalDataset = try params.evalDataset.map { try readDataset($0, field: "evalDataset", model: loaded) }
+            try Self.requireTrainable(dataset, field: "dataset", seqLen: settings.seqLen, packing: settings.packing)
+            if let evalDataset { try Self.requireTrainable(evalDataset, field: "evalDataset", seqLen: settings.seqLen, packing: false) }
             var settingsToUse = settings
             // Plan for the worst case the data can produce: without packing, no row is longer than
             // the longest (truncated) example of either dataset, so the step is sized for that.
@@ -191,6 +193,9 @@ extension Daemon {
             } else {
                 throw RPCError.invalidParams(field: "modelId", "no loaded model comes from \(state.model); load it first or give modelId")
             }
+            if let problem = state.problem(model: loaded.model.config) {
+                throw ErrorMapping.rpc(FormatError(file: TrainingJob.stateFile, problem))
+            }
             guard let reference = state.dataset else {
                 throw RPCError(.formatError, "Format error: \(TrainingJob.stateFile) names no dataset", hint: "Resume a state saved by train/save.",
                                data: [("file", .string(TrainingJob.stateFile)), ("problem", .string("no dataset"))])
@@ -198,6 +203,7 @@ extension Daemon {
             let dataset = try readDataset(DatasetParam(path: reference.path, format: reference.format, trainOnInputs: reference.trainOnInputs),
                                           field: "dataset", model: loaded)
             var settings = state.settings
+            try Self.requireTrainable(dataset, field: "dataset", seqLen: settings.seqLen, packing: settings.packing)
             let adapterShape = state.adapter.map { LoRAAdapter(config: loaded.model.config, rank: $0.rank, alpha: $0.alpha, dropout: $0.dropout,
                                                                 targets: Set($0.targets.compactMap(LoRATarget.init(rawValue:)))) }
             let plan = try planTraining(loaded: loaded, adapter: adapterShape, settings: &settings, checkpointing: settings.checkpointing ? "layer" : "none")
@@ -293,6 +299,15 @@ extension Daemon {
                 }
             }
             return files
+        }
+    }
+
+    /// A dataset a step can learn from: some example, some token, and some label a shifted loss
+    /// counts. Without one, every step would "succeed" with loss 0 (eval/perplexity refuses the same).
+    static func requireTrainable(_ dataset: Dataset, field: String, seqLen: Int, packing: Bool) throws {
+        let examples = packing ? dataset.examples : dataset.sequences(seqLen: seqLen)
+        if let problem = DataLoader.problem(examples: examples, mode: packing ? .pack : .truncate, seqLen: seqLen) {
+            throw RPCError.invalidParams(field: field, "\(dataset.url.lastPathComponent) \(problem)")
         }
     }
 
