@@ -27,6 +27,7 @@ __all__ = [
     "FormatError",
     "ShapeMismatch",
     "OverBudget",
+    "FileIOError",
     "ERROR_CLASSES",
     "error_from_response",
     "ClientError",
@@ -185,6 +186,31 @@ class OverBudget(LoramError):
         return self.data.get("suggestion")
 
 
+class FileIOError(LoramError):
+    """-31030 (the contract's ``IOError``): the operating system refused a read or write (disk
+    full, read-only file system, permission denied). Nothing partial was left behind; ``path``
+    and ``reason`` say where and why. (Named so it does not shadow Python's built-in ``IOError``.)"""
+
+    CODE = -31030
+
+    @property
+    def path(self) -> Optional[str]:
+        """The file or folder the operation failed on (``data.path``)."""
+        value = self.data.get("path")
+        return value if isinstance(value, str) else None
+
+    @property
+    def reason(self) -> Optional[str]:
+        """The operating system's reason, e.g. "No space left on device" (``data.reason``)."""
+        value = self.data.get("reason")
+        return value if isinstance(value, str) else None
+
+    @property
+    def errno(self) -> Optional[int]:
+        """The POSIX errno (``data.errno``)."""
+        return _int_or_none(self.data.get("errno"))
+
+
 def _int_or_none(value: Any) -> Optional[int]:
     if isinstance(value, bool):
         return None
@@ -213,6 +239,7 @@ ERROR_CLASSES: Dict[int, Type[LoramError]] = _classes(
         FormatError,
         ShapeMismatch,
         OverBudget,
+        FileIOError,
     ]
 )
 

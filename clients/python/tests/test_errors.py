@@ -19,6 +19,7 @@ CONTRACT = {
     -31010: lc.FormatError,
     -31011: lc.ShapeMismatch,
     -31020: lc.OverBudget,
+    -31030: lc.FileIOError,
 }
 
 
@@ -74,3 +75,9 @@ def test_daemon_exited_message():
 def test_client_side_errors_are_standard_types_too():
     assert issubclass(lc.RequestTimeout, TimeoutError)
     assert issubclass(lc.DaemonNotFound, FileNotFoundError)
+
+
+def test_io_error_names_path_reason_and_errno():
+    exc = error_from_response({"code": -31030, "message": "I/O error", "data": {"hint": "h", "path": "/x/y", "reason": "No space left on device", "errno": 28}})
+    assert isinstance(exc, lc.FileIOError)
+    assert (exc.path, exc.reason, exc.errno) == ("/x/y", "No space left on device", 28)
