@@ -94,6 +94,43 @@ final class DaemonDurabilityTests: XCTestCase {
         print("kill -9 test: \(kills) kills, \(temporariesSeen) temporaries left by them and removed on resume")
     }
 
+    /// Torn folders (as an older daemon, or another tool, left them) are passed over; the newest
+    /// complete one wins; with none complete the error says what is wrong with each.
+    func testResumeOfAnOutDirPassesOverTornCheckpoints() throws {
+        let work = try temporaryDirectory()
+        let data = try dataset(in: work)
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        let jobId = try XCTUnwrap(try result(d, 1, "train/create", #"{"modelId":"\#(modelId)","freeze":["lm_head"],"dataset":{"path":"\#(data.path)","format":"tokens"},"seqLen":16,"microBatch":2,"steps":10,"lr":0.001}"#)["jobId"]?.stringValue)
+        let outDir = work.appendingPathComponent("run")
+        _ = try result(d, 2, "train/step", #"{"jobId":"\#(jobId)","steps":2}"#)
+        _ = try result(d, 3, "train/save", #"{"jobId":"\#(jobId)","path":"\#(outDir.path)/checkpoint-2"}"#)
+        let manager = FileManager.default
+        // checkpoint-4 without its state, final with a state that does not parse, checkpoint-6 with a truncated optimizer file.
+        try manager.createDirectory(at: outDir.appendingPathComponent("checkpoint-4"), withIntermediateDirectories: true)
+        try manager.copyItem(at: outDir.appendingPathComponent("checkpoint-2/parameters.safetensors"), to: outDir.appendingPathComponent("checkpoint-4/parameters.safetensors"))
+        try manager.copyItem(at: outDir.appendingPathComponent("checkpoint-2"), to: outDir.appendingPathComponent("final"))
+        try Data("{".utf8).write(to: outDir.appendingPathComponent("final/state.json"))
+        try manager.copyItem(at: outDir.appendingPathComponent("checkpoint-2"), to: outDir.appendingPathComponent("checkpoint-6"))
+        let state = try String(contentsOf: outDir.appendingPathComponent("checkpoint-6/state.json"), encoding: .utf8)
+        XCTAssertTrue(state.contains("\"completedSteps\" : 2"), state)
+        try Data(state.replacingOccurrences(of: "\"completedSteps\" : 2", with: "\"completedSteps\" : 6").utf8).write(to: outDir.appendingPathComponent("checkpoint-6/state.json"))
+        let optimizer = outDir.appendingPathComponent("checkpoint-6/optimizer.safetensors")
+        try Data(try Data(contentsOf: optimizer).prefix(100)).write(to: optimizer)
+        let resumed = try result(d, 4, "train/resume", #"{"path":"\#(outDir.path)"}"#)
+        XCTAssertEqual(resumed["step"], .int(2))
+        XCTAssertEqual(resumed["path"]?.stringValue, outDir.appendingPathComponent("checkpoint-2").path)
+
+        try manager.removeItem(at: outDir.appendingPathComponent("checkpoint-2"))
+        let failure = error(d, 5, "train/resume", #"{"path":"\#(outDir.path)"}"#)
+        XCTAssertEqual(failure?["code"], .int(-31010))
+        let problem = failure?["data"]?["problem"]?.stringValue ?? ""
+        for name in ["checkpoint-4", "checkpoint-6", "final"] { XCTAssertTrue(problem.contains(name), "\(name) in \(problem)") }
+        d.closeInput()
+        _ = d.exitCode()
+    }
+
     func testConcurrentSavesToOnePathLeaveOneWholeModel() throws {
         let work = try temporaryDirectory()
         let d = try DaemonProcess()
