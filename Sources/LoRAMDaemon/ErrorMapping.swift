@@ -27,13 +27,18 @@ enum ErrorMapping {
         case let failure as FileWriteError:
             return ioError(failure)
         case let conflict as OutputConflict:
-            return RPCError.invalidParams(field: "path", "\(conflict.description)",
-                                          hint: "Choose another path, or remove what is there; loramd replaces only an earlier output of the same kind.")
+            return refusal(conflict, field: "path")
         default:
             // A write that went through Foundation: the environment's failure all the same.
             if let failure = FileWriteError(foundation: error) { return ioError(failure) }
             return error
         }
+    }
+
+    /// An output path holding something a save may not replace, blamed on `field`.
+    static func refusal(_ conflict: OutputConflict, field: String) -> RPCError {
+        RPCError.invalidParams(field: field, conflict.description,
+                               hint: "Choose another path, or remove what is there; loramd replaces only an earlier output of the same kind.")
     }
 
     /// The file system refused a write (disk full, read-only, permissions): the user's

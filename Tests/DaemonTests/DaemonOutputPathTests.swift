@@ -60,12 +60,18 @@ final class DaemonOutputPathTests: XCTestCase {
         }
         XCTAssertEqual(try snapshot(work), before, "nothing was written or removed")
 
-        // train/run names its own param.
-        try Data("x".utf8).write(to: work.appendingPathComponent("run-file"))
-        let run = error(d, 40, "train/run", #"{"jobId":"\#(job)","outDir":"\#(work.path)/run","saveEvery":1}"#)
+        // train/run blames its own param.
+        let foreign = work.appendingPathComponent("other/checkpoint-1")
+        try FileManager.default.createDirectory(at: foreign, withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: foreign.appendingPathComponent("notes.txt"))
+        let refusedRun = error(d, 40, "train/run", #"{"jobId":"\#(job)","outDir":"\#(work.path)/other","saveEvery":1}"#)
+        XCTAssertEqual(refusedRun?["code"], .int(-32602), "\(refusedRun ?? .null)")
+        XCTAssertEqual(refusedRun?["data"]?["field"], .string("outDir"))
+        XCTAssertTrue(refusedRun?["message"]?.stringValue?.contains("'outDir'") == true, "\(refusedRun ?? .null)")
+        XCTAssertEqual(entries(foreign), ["notes.txt"])
+        let run = error(d, 41, "train/run", #"{"jobId":"\#(job)","outDir":"\#(work.path)/run","saveEvery":1}"#)
         XCTAssertNil(run, "a fresh outDir is fine: \(run ?? .null)")
-        let ownCheckpoint = work.appendingPathComponent("run/checkpoint-1")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: ownCheckpoint.appendingPathComponent("state.json").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: work.appendingPathComponent("run/final/state.json").path))
 
         // Earlier outputs are replaced, each by its own kind.
         try Data("stale".utf8).write(to: savedModel.appendingPathComponent("stale.txt"))

@@ -283,29 +283,29 @@ extension Daemon {
     @discardableResult
     func save(_ object: TrainingJobObject, to directory: URL, field: String = "path") throws -> [String] {
         do {
-            let names = try ErrorMapping.translating {
-                try AtomicDirectory.write(to: directory, rule: .trainingState) { folder -> [String] in
-                    try object.job.save(to: folder, modelPath: object.model.source.path, dataset: object.dataset)
-                    var names = [TrainingJob.parametersFile, TrainingJob.optimizerFile, TrainingJob.stateFile]
-                    if let adapter = object.job.adapter {
-                        names += try exportAdapter(adapter, model: object.model, to: folder.appendingPathComponent("adapter"))
-                            .map { "adapter/" + URL(fileURLWithPath: $0).lastPathComponent }
-                    } else {
-                        let modelDirectory = folder.appendingPathComponent("model")
-                        try object.job.weights.snapshot().save(to: modelDirectory)
-                        names += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { "model/" + $0 }
-                        // The tokenizer travels with the weights (a GGUF original's, translated), so model/load of it reads text.
-                        for (name, data) in try object.model.companionFiles() {
-                            try AtomicFile.write(data, to: modelDirectory.appendingPathComponent(name))
-                            names.append("model/" + name)
-                        }
+            let names = try AtomicDirectory.write(to: directory, rule: .trainingState) { folder -> [String] in
+                try object.job.save(to: folder, modelPath: object.model.source.path, dataset: object.dataset)
+                var names = [TrainingJob.parametersFile, TrainingJob.optimizerFile, TrainingJob.stateFile]
+                if let adapter = object.job.adapter {
+                    names += try exportAdapter(adapter, model: object.model, to: folder.appendingPathComponent("adapter"))
+                        .map { "adapter/" + URL(fileURLWithPath: $0).lastPathComponent }
+                } else {
+                    let modelDirectory = folder.appendingPathComponent("model")
+                    try object.job.weights.snapshot().save(to: modelDirectory)
+                    names += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { "model/" + $0 }
+                    // The tokenizer travels with the weights (a GGUF original's, translated), so model/load of it reads text.
+                    for (name, data) in try object.model.companionFiles() {
+                        try AtomicFile.write(data, to: modelDirectory.appendingPathComponent(name))
+                        names.append("model/" + name)
                     }
-                    return names
                 }
+                return names
             }
             return names.map { directory.appendingPathComponent($0).path }
-        } catch let error as RPCError where error.code == .invalidParams && field != "path" {
-            throw error.with("field", .string(field))
+        } catch let conflict as OutputConflict {
+            throw ErrorMapping.refusal(conflict, field: field)
+        } catch {
+            throw ErrorMapping.rpc(error)
         }
     }
 
