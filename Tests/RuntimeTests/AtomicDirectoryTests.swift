@@ -125,6 +125,19 @@ final class AtomicDirectoryTests: XCTestCase {
         XCTAssertEqual(names(root), ["plain"])
     }
 
+    /// Writes that still go through Foundation (the command-line tools) read the same.
+    func testFoundationWriteErrorsBecomeFileWriteErrors() throws {
+        let file = root.appendingPathComponent("plain")
+        try Data("x".utf8).write(to: file)
+        let target = file.appendingPathComponent("out.json")
+        XCTAssertThrowsError(try Data("{}".utf8).write(to: target)) {
+            let failure = FileWriteError(foundation: $0)
+            XCTAssertEqual(failure?.code, ENOTDIR, "\($0)")
+            XCTAssertEqual(failure?.path, target.path)
+        }
+        XCTAssertNil(FileWriteError(foundation: FormatError(file: "a", "b")))
+    }
+
     func testAFailureInsideTheTemporaryFolderNamesTheDestinationsFile() throws {
         // /dev/full answers every write with ENOSPC; a file inside the folder is linked to it.
         guard FileManager.default.fileExists(atPath: "/dev/full") else { throw XCTSkip("no /dev/full") }

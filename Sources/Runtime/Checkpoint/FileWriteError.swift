@@ -38,8 +38,10 @@ public struct FileWriteError: Error, CustomStringConvertible, Sendable {
     public init?(foundation error: Error) {
         let error = error as NSError
         guard error.domain == NSCocoaErrorDomain, (512..<700).contains(error.code) else { return nil }
-        let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError
-        guard let underlying, underlying.domain == NSPOSIXErrorDomain else { return nil }
+        // On Linux the cause is a POSIXError, which `as? NSError` does not match.
+        guard let cause = error.userInfo[NSUnderlyingErrorKey] as? Error else { return nil }
+        let underlying = cause as NSError
+        guard underlying.domain == NSPOSIXErrorDomain else { return nil }
         let path = error.userInfo[NSFilePathErrorKey] as? String ?? (error.userInfo[NSURLErrorKey] as? URL)?.path ?? "?"
         self.init(path: path, code: Int32(underlying.code), operation: "write")
     }
