@@ -127,7 +127,7 @@ extension Daemon {
             if let n = params.evalEvery, n < 1 { throw RPCError.invalidParams(field: "evalEvery", "must be at least 1") }
             if let n = params.saveEvery, n < 1 { throw RPCError.invalidParams(field: "saveEvery", "must be at least 1") }
             if params.saveEvery != nil && params.outDir == nil { throw RPCError.invalidParams(field: "outDir", "is required with saveEvery") }
-            let outDir = params.outDir.map(PathParam.url)
+            let outDir = try params.outDir.map { try PathParam.output($0, field: "outDir") }
             return try object.exclusively {
                 let job = object.job
                 let total = job.settings.steps
@@ -149,7 +149,7 @@ extension Daemon {
                     }
                     if let every = params.saveEvery, result.step % every == 0, let outDir {
                         let directory = outDir.appendingPathComponent("checkpoint-\(result.step)")
-                        try save(object, to: directory)
+                        try save(object, to: directory, field: "outDir")
                         checkpoints.append(.string(directory.path))
                     }
                     let elapsed = Date().timeIntervalSince(start)
@@ -166,8 +166,8 @@ extension Daemon {
                 }
                 if params.evalEvery != nil, let eval = object.evalExamples { evalLoss = job.evaluate(eval).loss }
                 if let outDir {
-                    let directory = outDir.appendingPathComponent("final")
-                    try save(object, to: directory)
+                    let directory = outDir.appendingPathComponent(TrainingCheckpoints.finalName)
+                    try save(object, to: directory, field: "outDir")
                     checkpoints.append(.string(directory.path))
                 }
                 return .object([("step", .int(Int64(job.completedSteps))), ("loss", last.map { .double($0.loss) } ?? .null),
@@ -183,7 +183,9 @@ extension Daemon {
         }
 
         router.register("train/resume") { [unowned self] (params: TrainResumeParams, context) -> JSONValue in
-            let directory = try PathParam.existingDirectory(params.path, field: "path")
+            // An outDir of train/run resumes from its newest complete checkpoint.
+            let given = try PathParam.existingDirectory(params.path, field: "path")
+            let directory = try ErrorMapping.translating { try TrainingCheckpoints.resumable(given) }
             let state = try ErrorMapping.translating { try TrainingJob.readState(directory) }
             let loaded: LoadedModel
             if let modelId = params.modelId {
@@ -215,7 +217,8 @@ extension Daemon {
                 let object = TrainingJobObject(handle: handle, job: job, model: loaded, adapterId: nil, dataset: reference,
                                                evalExamples: nil, plannedBytes: plan.total)
                 registry.insert(object, as: .job)
-                return .object([("jobId", .string(handle)), ("step", .int(Int64(job.completedSteps))), ("plan", plan.json)])
+                return .object([("jobId", .string(handle)), ("step", .int(Int64(job.completedSteps))), ("plan", plan.json),
+                                ("path", .string(directory.path))])
             } catch {
                 ledger.release(handle)
                 throw error
@@ -280,25 +283,35 @@ extension Daemon {
     }
 
     /// Writes the job's state and, for people and other tools, the trained result: the adapter in
-    /// PEFT's layout (`adapter/`) or the full model in Hugging Face's (`model/`).
+    /// PEFT's layout (`adapter/`) or the full model in Hugging Face's (`model/`). The folder
+    /// appears complete or not at all (a kill mid-save leaves the previous checkpoints as they
+    /// were); `field` is the param a refused path is blamed on.
     @discardableResult
-    func save(_ object: TrainingJobObject, to directory: URL) throws -> [String] {
-        try ErrorMapping.translating {
-            try object.job.save(to: directory, modelPath: object.model.source.path, dataset: object.dataset)
-            var files = [TrainingJob.parametersFile, TrainingJob.optimizerFile, TrainingJob.stateFile].map { directory.appendingPathComponent($0).path }
-            if let adapter = object.job.adapter {
-                files += try exportAdapter(adapter, model: object.model, to: directory.appendingPathComponent("adapter"))
-            } else {
-                let modelDirectory = directory.appendingPathComponent("model")
-                try object.job.weights.snapshot().save(to: modelDirectory)
-                files += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { modelDirectory.appendingPathComponent($0).path }
-                // The tokenizer travels with the weights (a GGUF original's, translated), so model/load of it reads text.
-                for (name, data) in try object.model.companionFiles() {
-                    try AtomicFile.write(data, to: modelDirectory.appendingPathComponent(name))
-                    files.append(modelDirectory.appendingPathComponent(name).path)
+    func save(_ object: TrainingJobObject, to directory: URL, field: String = "path") throws -> [String] {
+        do {
+            let names = try AtomicDirectory.write(to: directory, rule: .trainingState) { folder -> [String] in
+                try object.job.save(to: folder, modelPath: object.model.source.path, dataset: object.dataset)
+                var names = [TrainingJob.parametersFile, TrainingJob.optimizerFile, TrainingJob.stateFile]
+                if let adapter = object.job.adapter {
+                    names += try exportAdapter(adapter, model: object.model, to: folder.appendingPathComponent("adapter"))
+                        .map { "adapter/" + URL(fileURLWithPath: $0).lastPathComponent }
+                } else {
+                    let modelDirectory = folder.appendingPathComponent("model")
+                    try object.job.weights.snapshot().save(to: modelDirectory)
+                    names += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { "model/" + $0 }
+                    // The tokenizer travels with the weights (a GGUF original's, translated), so model/load of it reads text.
+                    for (name, data) in try object.model.companionFiles() {
+                        try AtomicFile.write(data, to: modelDirectory.appendingPathComponent(name))
+                        names.append("model/" + name)
+                    }
                 }
+                return names
             }
-            return files
+            return names.map { directory.appendingPathComponent($0).path }
+        } catch let conflict as OutputConflict {
+            throw ErrorMapping.refusal(conflict, field: field)
+        } catch {
+            throw ErrorMapping.rpc(error)
         }
     }
 

@@ -219,7 +219,7 @@ public final class TrainingJob: @unchecked Sendable {
     /// Writes the trainable tensors, the optimizer moments and the state, each file under a
     /// temporary name first.
     public func save(to directory: URL, modelPath: String, dataset: SavedState.DatasetReference?) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try DurableFileSystem.makeDirectories(directory)
         let entries = gradients.entries
         try SafetensorsWriter().write(entries.map { entry in
             SafetensorsWriter.Entry(name: entry.name, dtype: .f32, shape: [entry.count]) { buffer in

@@ -27,7 +27,7 @@ __all__ = [
     "FormatError",
     "ShapeMismatch",
     "OverBudget",
-    "FileIOError",
+    "LoramIOError",
     "ERROR_CLASSES",
     "error_from_response",
     "ClientError",
@@ -186,28 +186,29 @@ class OverBudget(LoramError):
         return self.data.get("suggestion")
 
 
-class FileIOError(LoramError):
-    """-31030 (the contract's ``IOError``): the operating system refused a read or write (disk
-    full, read-only file system, permission denied). Nothing partial was left behind; ``path``
-    and ``reason`` say where and why. (Named so it does not shadow Python's built-in ``IOError``.)"""
+class LoramIOError(LoramError):
+    """-31030 IOError: the file system refused a write (disk full, read-only, no permission).
+
+    Named so it does not shadow Python's built-in ``IOError``. Nothing partial was left behind.
+    """
 
     CODE = -31030
 
     @property
     def path(self) -> Optional[str]:
-        """The file or folder the operation failed on (``data.path``)."""
+        """The output (or parent folder) that could not be written (``data.path``)."""
         value = self.data.get("path")
         return value if isinstance(value, str) else None
 
     @property
     def reason(self) -> Optional[str]:
-        """The operating system's reason, e.g. "No space left on device" (``data.reason``)."""
+        """The operating system's text, e.g. "No space left on device" (``data.reason``)."""
         value = self.data.get("reason")
         return value if isinstance(value, str) else None
 
     @property
     def errno(self) -> Optional[int]:
-        """The POSIX errno (``data.errno``)."""
+        """The OS error number (``data.errno``)."""
         return _int_or_none(self.data.get("errno"))
 
 
@@ -239,7 +240,7 @@ ERROR_CLASSES: Dict[int, Type[LoramError]] = _classes(
         FormatError,
         ShapeMismatch,
         OverBudget,
-        FileIOError,
+        LoramIOError,
     ]
 )
 

@@ -19,7 +19,7 @@ CONTRACT = {
     -31010: lc.FormatError,
     -31011: lc.ShapeMismatch,
     -31020: lc.OverBudget,
-    -31030: lc.FileIOError,
+    -31030: lc.LoramIOError,
 }
 
 
@@ -54,6 +54,13 @@ def test_over_budget_fields():
     assert (exc.need_bytes, exc.cap_bytes, exc.breakdown, exc.suggestion) == (10, 5, {"weights": 10}, {"r": 4})
 
 
+def test_io_error_fields():
+    data = {"hint": "h", "path": "/full/model", "reason": "No space left on device", "errno": 28, "operation": "write"}
+    exc = error_from_response({"code": -31030, "message": "I/O error", "data": data})
+    assert isinstance(exc, lc.LoramIOError) and not isinstance(exc, OSError)
+    assert (exc.path, exc.reason, exc.errno) == ("/full/model", "No space left on device", 28)
+
+
 @pytest.mark.parametrize("error", [None, "boom", {"message": "no code"}, {"code": "x", "message": 3}])
 def test_malformed_error_objects_do_not_crash(error):
     exc = error_from_response(error)
@@ -75,9 +82,3 @@ def test_daemon_exited_message():
 def test_client_side_errors_are_standard_types_too():
     assert issubclass(lc.RequestTimeout, TimeoutError)
     assert issubclass(lc.DaemonNotFound, FileNotFoundError)
-
-
-def test_io_error_names_path_reason_and_errno():
-    exc = error_from_response({"code": -31030, "message": "I/O error", "data": {"hint": "h", "path": "/x/y", "reason": "No space left on device", "errno": 28}})
-    assert isinstance(exc, lc.FileIOError)
-    assert (exc.path, exc.reason, exc.errno) == ("/x/y", "No space left on device", 28)
