@@ -219,7 +219,7 @@ public final class TrainingJob: @unchecked Sendable {
     /// Writes the trainable tensors, the optimizer moments and the state, each file under a
     /// temporary name first.
     public func save(to directory: URL, modelPath: String, dataset: SavedState.DatasetReference?) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try DurableFileSystem.makeDirectories(directory)
         let entries = gradients.entries
         try SafetensorsWriter().write(entries.map { entry in
             SafetensorsWriter.Entry(name: entry.name, dtype: .f32, shape: [entry.count]) { buffer in
@@ -250,6 +250,7 @@ public final class TrainingJob: @unchecked Sendable {
             guard state.format == "loramd-training-state", state.version == 1 else {
                 throw FormatError(file: stateFile, "not a loramd training state of version 1")
             }
+            if let problem = state.problem { throw FormatError(file: stateFile, problem) }
             return state
         } catch let error as FormatError {
             throw error
@@ -289,6 +290,9 @@ public final class TrainingJob: @unchecked Sendable {
             throw FormatError(file: optimizerFile, "\(error)")
         }
         job.completedSteps = state.completedSteps
+        if let problem = job.loader.problem(position: state.position) {
+            throw FormatError(file: stateFile, "\(problem); resume with the dataset this state was saved with")
+        }
         job.loader = DataLoader(examples: examples, mode: state.settings.packing ? .pack : .truncate, microBatch: state.settings.microBatch,
                                 seqLen: state.settings.seqLen, seed: state.settings.seed, padId: model.config.eosTokenIds.first ?? 0,
                                 position: state.position)
