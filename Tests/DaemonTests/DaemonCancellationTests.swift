@@ -79,4 +79,31 @@ final class DaemonCancellationTests: XCTestCase {
         d.closeInput()
         _ = d.exitCode()
     }
+
+    func testLoRAMRunCancelsInsideItsTaylorPruneStage() throws {
+        let (model, calibration) = try smallModel(examples: 100)
+        let out = try temporaryDirectory().appendingPathComponent("out")
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let dataset = #"{"path":"\#(calibration.path)","format":"tokens"}"#
+        d.request(1, "loram/run", #"""
+            {"path":"\#(model.path)","outDir":"\#(out.path)","workDoneToken":"run",
+             "prune":{"method":"taylor","ratio":0.5,"calibration":\#(dataset),"seqLen":64},
+             "train":{"dataset":\#(dataset),"seqLen":64,"microBatch":1,"steps":2,"lr":0.001,"lora":{"r":4,"alpha":8,"targets":["q_proj"]}}}
+            """#)
+        // Wait until the prune stage has begun (its calibration pass alone takes about 30 s).
+        XCTAssertTrue(d.wait(timeout: 60) { $0.contains { $0["params"]?["value"]?["stage"] == .string("prune") } }, "\(d.received.suffix(3))")
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertNil(d.received.first { $0["id"] == .int(1) })
+        let cancelledAt = Date()
+        d.notify("$/cancelRequest", #"{"id":1}"#)
+        XCTAssertEqual(d.response(id: 1, timeout: 60)?["error"]?["code"], .int(-32800))
+        XCTAssertLessThan(Date().timeIntervalSince(cancelledAt), 1.5, "the stage got the pipeline's token")
+        d.request(2, "model/list")
+        let list = d.response(id: 2)?["result"]
+        XCTAssertEqual(list?["models"]?.arrayValue?.count, 0, "the pipeline unloads what it made, the half-pruned carrier included")
+        XCTAssertEqual(list?["memory"]?["usedBytes"], .int(0))
+        d.closeInput()
+        _ = d.exitCode()
+    }
 }
