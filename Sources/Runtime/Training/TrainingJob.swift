@@ -126,8 +126,8 @@ public final class TrainingJob: @unchecked Sendable {
     }
 
     /// The description of one step of this job, which the planner places and the step runs in.
-    public static func stepProgram(config: LlamaConfig, adapter: LoRAAdapter?, settings: Settings) -> StepProgram {
-        StepProgramBuilder.trainingStep(config.modelShape, Workload(
+    public static func stepProgram(config: LlamaConfig, adapter: LoRAAdapter?, settings: Settings) throws -> StepProgram {
+        try StepProgramBuilder.trainingStep(config.modelShape, Workload(
             kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
             lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: settings.checkpointing))
     }
