@@ -8,11 +8,13 @@
 /// let bytes = try (2 * t * heads * d + b * heads * s * s) * 4
 /// program.buffer("saved", kind: .activation, bytes: try bytes.named("layers.0.saved"))
 /// ```
-public struct CheckedSize: Sendable, Hashable, Comparable, ExpressibleByIntegerLiteral, CustomStringConvertible {
+///
+/// Not ExpressibleByIntegerLiteral on purpose: a literal stays an Int (the mixed operators take
+/// it), so expressions of literals alone never make the type checker consider this type.
+public struct CheckedSize: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let value: Int
 
     public init(_ value: Int) { self.value = value }
-    public init(integerLiteral value: Int) { self.value = value }
 
     public var description: String { "\(value)" }
 
@@ -38,12 +40,12 @@ public struct CheckedSize: Sendable, Hashable, Comparable, ExpressibleByIntegerL
 
     /// The sum of `sizes`, checked.
     public static func sum<S: Sequence>(_ sizes: S) throws -> CheckedSize where S.Element == CheckedSize {
-        var total: CheckedSize = 0
+        var total = CheckedSize(0)
         for size in sizes { total = try total + size }
         return total
     }
 
-    /// The value, as the bytes of something called `what`: an overflow inside gets that name, and
+    /// The value, as the size of something called `what`: an overflow inside gets that name, and
     /// a value past `SizeLimits.planBytes` is refused as one.
     public func named(_ what: String) throws -> Int {
         guard value <= SizeLimits.planBytes else { throw SizeError.overflow(what: what) }

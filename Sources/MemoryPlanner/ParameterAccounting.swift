@@ -59,7 +59,7 @@ extension ModelShape {
     public func loraParameterCount(rank: Int, targets: Set<LoRATarget> = LoRATarget.decoder) throws -> Int {
         let perLayer: [LoRATarget] = [.q, .k, .v, .o, .gate, .up, .down]
         return try CheckedSize.named("the adapter's parameters") {
-            var total: CheckedSize = 0
+            var total = CheckedSize(0)
             for layer in layers {
                 for (target, shape) in zip(perLayer, try linearShapes(layer)) where targets.contains(target) {
                     total = try total + rank * (try shape.inputs + shape.outputs)

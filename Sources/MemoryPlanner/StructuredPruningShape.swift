@@ -103,7 +103,7 @@ extension ModelShape {
         case .unstructured(let s): kept = { CheckedSize($0.value - Int(Double($0.value) * s)) }
         }
         return try CheckedSize.named("the pruned model's parameters") {
-            var linears: CheckedSize = 0
+            var linears = CheckedSize(0)
             for layer in layers {
                 for shape in try linearShapes(layer) { linears = try linears + kept(try shape.inputs * shape.outputs) }
             }

@@ -129,9 +129,10 @@ final class GGUFModelTests: XCTestCase {
         let file = try GGUFFile(url: url)
         let dims: (String) -> [Int]? = { file.tensors[$0]?.dimensions }
         XCTAssertNoThrow(try LlamaConfig(ggufMetadata: file.metadata, dimensions: dims, fileName: "m.gguf"))
-        for (key, value, tensor) in [("llama.attention.head_count", GGUFValue.uint32(60_000), "blk.0.attn_q.weight"),
-                                     ("llama.block_count", .uint32(100_000), "blk.5.attn_norm.weight"),
-                                     ("llama.feed_forward_length", .uint32(1 << 24), "blk.0.ffn_gate.weight"),
+        // Within SizeLimits (past them is refused before the tensors are looked at).
+        for (key, value, tensor) in [("llama.attention.head_count", GGUFValue.uint32(16_000), "blk.0.attn_q.weight"),
+                                     ("llama.block_count", .uint32(4_000), "blk.5.attn_norm.weight"),
+                                     ("llama.feed_forward_length", .uint32(4_000_000), "blk.0.ffn_gate.weight"),
                                      ("llama.attention.head_count_kv", .uint32(2), "blk.0.attn_k.weight")] {
             var metadata = file.metadata
             metadata[key] = value
