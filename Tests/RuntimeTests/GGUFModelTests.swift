@@ -142,6 +142,27 @@ final class GGUFModelTests: XCTestCase {
         }
     }
 
+    /// Metadata widths past SizeLimits are a FormatError naming the key and the limit, before any
+    /// list per layer or tensor check is made for them.
+    func testMetadataWidthsPastTheSizeLimits() throws {
+        let url = try temporaryDirectory().appendingPathComponent("model.gguf")
+        try PruningFixtures.gqaModel().saveGGUF(to: url, type: .f32)
+        let file = try GGUFFile(url: url)
+        let dims: (String) -> [Int]? = { file.tensors[$0]?.dimensions }
+        for (key, value, limit) in [("llama.block_count", GGUFValue.uint64(1 << 40), SizeLimits.layers),
+                                    ("llama.attention.head_count", .uint32(UInt32(SizeLimits.heads + 1)), SizeLimits.heads),
+                                    ("llama.feed_forward_length", .uint64(1 << 62), SizeLimits.intermediate),
+                                    ("llama.embedding_length", .uint64(1 << 50), SizeLimits.hidden),
+                                    ("llama.context_length", .uint64(1 << 40), SizeLimits.positions)] {
+            var metadata = file.metadata
+            metadata[key] = value
+            XCTAssertThrowsError(try LlamaConfig(ggufMetadata: metadata, dimensions: dims, fileName: "m.gguf"), key) { error in
+                XCTAssertTrue((error as? FormatError)?.problem.contains("\(key) is") == true, "\(key): \(error)")
+                XCTAssertTrue((error as? FormatError)?.problem.contains("between 1 and \(limit)") == true, "\(key): \(error)")
+            }
+        }
+    }
+
     /// What model/load charges before reading equals what the loaded weights hold, for each dtype.
     func testPlannedBytesEqualTheLoadedWeights() throws {
         let url = try temporaryDirectory().appendingPathComponent("model.gguf")
