@@ -57,7 +57,7 @@ public enum SizeError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .overLimit(let field, _, _): return "\(field) \(detail)"
-        case .overflow: return detail
+        case .overflow(let what): return "\(what.isEmpty ? "a size" : what) is too large to count: \(Self.advice)"
         }
     }
 
@@ -66,10 +66,11 @@ public enum SizeError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .overLimit(_, let value, let limit):
             return value < 1 ? "must be positive, got \(value)" : "is \(value), past loramd's limit of \(limit)"
-        case .overflow(let what):
-            return "\(what.isEmpty ? "a size" : what) is too large to count: the sizes it is made of pass 2^62 together; use a shorter sequence, a smaller micro-batch or a smaller model"
+        case .overflow(let what): return "makes \(what.isEmpty ? "a size" : what) too large to count: \(Self.advice)"
         }
     }
+
+    static let advice = "the sizes it is made of pass 2^62 together; use a shorter sequence, a smaller micro-batch or a smaller model"
 
     /// The same error, naming `what` if it named nothing yet.
     public func naming(_ what: String) -> SizeError {

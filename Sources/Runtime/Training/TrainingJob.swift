@@ -250,6 +250,11 @@ public final class TrainingJob: @unchecked Sendable {
             guard state.format == "loramd-training-state", state.version == 1 else {
                 throw FormatError(file: stateFile, "not a loramd training state of version 1")
             }
+            // The sizes it states are checked before anything (an adapter, a plan) is sized by them.
+            try LlamaConfig.sizeChecked(file: stateFile) {
+                try Workload(kind: .train, microBatch: state.settings.microBatch, seqLen: state.settings.seqLen,
+                             gradAccum: state.settings.gradAccum, lora: state.adapter.map { .init(r: $0.rank, targets: []) }).checkSizes()
+            }
             return state
         } catch let error as FormatError {
             throw error

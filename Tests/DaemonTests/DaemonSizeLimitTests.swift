@@ -1,0 +1,129 @@
+import Foundation
+import XCTest
+import RPC
+
+/// Sizes past what can be counted, over RPC: each request that used to kill the daemon (an
+/// overflow trap in planning, an allocation abort from a config's numbers) answers a contract error
+/// naming the field, nothing is charged, and the daemon answers the next request.
+final class DaemonSizeLimitTests: XCTestCase {
+    static let huge = "4611686018427387904"  // 2^62
+    static let invalidParams = JSONValue.int(-32602), formatError = JSONValue.int(-31010), overBudget = JSONValue.int(-31020)
+
+    func expect(_ d: DaemonProcess, _ id: Int, _ method: String, _ params: String, code: JSONValue, field: String? = nil,
+                mentioning text: String? = nil, line: UInt = #line) {
+        let error = self.error(d, id, method, params)
+        XCTAssertEqual(error?["code"], code, "\(params): \(error ?? .null)", line: line)
+        if let field { XCTAssertEqual(error?["data"]?["field"], .string(field), "\(params)", line: line) }
+        if let text { XCTAssertTrue(error?["message"]?.stringValue?.contains(text) == true, "\(error ?? .null) should mention \(text)", line: line) }
+        XCTAssertTrue(d.process.isRunning, "the daemon died on \(method) \(params)", line: line)
+    }
+
+    func testPlansOfAbsurdSizesAreRefusedByField() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let huge = Self.huge
+        let seventy = #""model":{"preset":"llama-3.1-70b"}"#
+        let rows: [(String, String)] = [
+            // The issue's moderate combination: each setting real, the attention scores together past 2^62 bytes.
+            (#"{\#(seventy),"workload":{"kind":"train","seqLen":1000000,"microBatch":1000,"lora":{"r":8}}}"#, "workload"),
+            (#"{\#(seventy),"workload":{"kind":"train","seqLen":1000000,"microBatch":1000,"lora":{"r":8}},"search":true}"#, "workload"),
+            (#"{\#(seventy),"workload":{"kind":"train","seqLen":\#(huge)}}"#, "workload.seqLen"),
+            (#"{\#(seventy),"workload":{"kind":"train","seqLen":8,"microBatch":\#(huge)}}"#, "workload.microBatch"),
+            (#"{\#(seventy),"workload":{"kind":"train","seqLen":8,"lora":{"r":\#(huge)}}}"#, "workload.lora.r"),
+            (#"{\#(seventy),"workload":{"kind":"train","seqLen":8,"gradAccum":\#(huge)}}"#, "workload.gradAccum"),
+            (#"{\#(seventy),"workload":{"kind":"generate","seqLen":8,"newTokens":\#(huge)}}"#, "workload.newTokens"),
+            (#"{"model":{"preset":"llama-2-13b"},"workload":{"kind":"generate","seqLen":60000000,"microBatch":65536}}"#, "workload"),
+            (#"{\#(seventy),"workload":{"kind":"train","seqLen":8,"lora":{"r":8},"prune":{"method":"taylor","ratio":0.5,"calibrationSeqLen":\#(huge)}}}"#,
+             "workload.prune.calibrationSeqLen"),
+            (#"{\#(seventy),"workload":{"kind":"train","seqLen":8,"lora":{"r":8},"prune":{"method":"taylor","ratio":0.5,"calibrationSeqLen":60000000}}}"#,
+             "workload"),
+        ]
+        for (i, (params, field)) in rows.enumerated() {
+            expect(d, 10 + i, "memory/plan", params, code: Self.invalidParams, field: field)
+        }
+        // Shapes from a config (inline or on disk) past the limits are FormatErrors naming the field.
+        let config = #""hidden_size":4096,"intermediate_size":11008,"num_attention_heads":32,"vocab_size":32000"#
+        let work = try temporaryDirectory()
+        let onDisk = work.appendingPathComponent("config.json")
+        try Data(#"{\#(config),"num_hidden_layers":1e15}"#.utf8).write(to: onDisk)
+        let workload = #""workload":{"kind":"train","seqLen":8}"#
+        for (i, (model, field)) in [(#"{"config":{\#(config),"num_hidden_layers":1e15}}"#, "num_hidden_layers"),
+                                    (#"{"config":{\#(config),"num_hidden_layers":32,"num_attention_heads":1e15,"num_key_value_heads":1,"head_dim":128}}"#, "num_attention_heads"),
+                                    (#"{"config":{\#(config),"num_hidden_layers":32,"vocab_size":4611686018427387904}}"#, "vocab_size"),
+                                    (#"{"path":"\#(onDisk.path)"}"#, "num_hidden_layers")].enumerated() {
+            expect(d, 30 + i, "memory/plan", #"{"model":\#(model),\#(workload)}"#, code: Self.formatError, mentioning: field)
+        }
+        // And the daemon plans the next request as before.
+        let plan = try result(d, 40, "memory/plan", #"{\#(seventy),"workload":{"kind":"train","seqLen":512,"lora":{"r":8},"baseDtype":"nf4"}}"#)
+        XCTAssertGreaterThan(plan["peakBytes"]?.intValue ?? 0, 35_000_000_000)
+        d.closeInput()
+        _ = d.exitCode()
+    }
+
+    func testTrainingAndTaylorPruningOfAbsurdSizesAreRefused() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let work = try temporaryDirectory()
+        let dataset = work.appendingPathComponent("tokens.jsonl")
+        let lines = (0..<10).map { i in #"{"ids":\#([1] + (0..<(8 + i % 5)).map { 3 + ($0 * 7 + i * 13) % 90 })}"# }
+        try Data(lines.joined(separator: "\n").utf8).write(to: dataset)
+        let modelId = try XCTUnwrap(try result(d, 1, "model/load", #"{"path":"\#(DaemonModelTests.tiny)"}"#)["modelId"]?.stringValue)
+        let modelBytes = try XCTUnwrap(d.response(id: 1)?["result"]?["bytes"]?.intValue)
+        let data = #""dataset":{"path":"\#(dataset.path)","format":"tokens"}"#
+        let huge = Self.huge
+        let rows: [(String, String)] = [
+            (#""seqLen":\#(huge),"microBatch":1,"packing":true"#, "seqLen"),
+            (#""seqLen":\#(huge),"microBatch":1"#, "seqLen"),
+            (#""seqLen":60000000,"microBatch":60000,"packing":true"#, "seqLen"),  // each within its limit, together not
+            (#""seqLen":16,"microBatch":\#(huge)"#, "microBatch"),
+            (#""seqLen":16,"microBatch":1,"gradAccum":\#(huge)"#, "gradAccum"),
+            (#""seqLen":60000000,"microBatch":60000,"packing":true,"checkpointing":"auto""#, "seqLen"),
+        ]
+        for (i, (settings, field)) in rows.enumerated() {
+            expect(d, 10 + i, "train/create", #"{"modelId":"\#(modelId)",\#(data),\#(settings),"steps":1,"lr":0.01}"#,
+                   code: Self.invalidParams, field: field)
+        }
+        let calibration = #""calibration":{"path":"\#(dataset.path)","format":"tokens"}"#
+        expect(d, 20, "model/prune", #"{"modelId":"\#(modelId)","method":"taylor","ratio":0.3,\#(calibration),"seqLen":\#(huge)}"#,
+               code: Self.invalidParams, field: "seqLen")
+        expect(d, 21, "model/prune", #"{"modelId":"\#(modelId)","method":"taylor","ratio":0.3,\#(calibration),"seqLen":1000000000000}"#,
+               code: Self.invalidParams, field: "seqLen")
+        // Within the limits and countable, but far past the budget: OverBudget, as any plan that does not fit.
+        expect(d, 22, "model/prune", #"{"modelId":"\#(modelId)","method":"taylor","ratio":0.3,\#(calibration),"seqLen":60000000}"#,
+               code: Self.overBudget)
+        // Nothing was charged or created, and the daemon trains and prunes as before.
+        let list = try result(d, 30, "model/list", "{}")
+        XCTAssertEqual(list["memory"]?["usedBytes"]?.intValue, modelBytes)
+        XCTAssertEqual(list["jobs"], .array([]))
+        XCTAssertNotNil(try result(d, 31, "train/create", #"{"modelId":"\#(modelId)",\#(data),"seqLen":16,"microBatch":2,"steps":1,"lr":0.01}"#)["jobId"])
+        XCTAssertNotNil(try result(d, 32, "model/prune", #"{"modelId":"\#(modelId)","method":"taylor","ratio":0.3,\#(calibration),"seqLen":16}"#)["modelId"])
+        d.closeInput()
+        _ = d.exitCode()
+    }
+
+    /// A config.json whose layer count would have sized a list of 1e11 layers before any weight
+    /// was looked at: FormatError naming the field, then the daemon loads a real model.
+    func testModelLoadOfAnEnormousConfigIsAFormatError() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let directory = try temporaryDirectory()
+        for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(at: URL(fileURLWithPath: DaemonModelTests.tiny).appendingPathComponent(name),
+                                             to: directory.appendingPathComponent(name))
+        }
+        let url = directory.appendingPathComponent("config.json")
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        for (i, (key, value)) in [("num_hidden_layers", 1e11), ("vocab_size", 1e11), ("intermediate_size", 9e11)].enumerated() {
+            var broken = config
+            broken[key] = value
+            try JSONSerialization.data(withJSONObject: broken).write(to: url)
+            expect(d, 10 + i, "model/load", #"{"path":"\#(directory.path)"}"#, code: Self.formatError, mentioning: key)
+            XCTAssertEqual(d.response(id: 10 + i)?["error"]?["data"]?["file"], .string("config.json"))
+        }
+        config["num_hidden_layers"] = 2
+        try JSONSerialization.data(withJSONObject: config).write(to: url)
+        XCTAssertNotNil(try result(d, 20, "model/load", #"{"path":"\#(directory.path)"}"#)["modelId"])
+        d.closeInput()
+        _ = d.exitCode()
+    }
+}
