@@ -24,9 +24,30 @@ enum ErrorMapping {
             case .contextFull:
                 return RPCError.invalidParams(field: "maxTokens", failure.description)
             }
+        case let failure as FileWriteError:
+            return ioError(failure)
+        case let conflict as OutputConflict:
+            return refusal(conflict, field: "path")
         default:
+            // A write that went through Foundation: the environment's failure all the same.
+            if let failure = FileWriteError(foundation: error) { return ioError(failure) }
             return error
         }
+    }
+
+    /// An output path holding something a save may not replace, blamed on `field`.
+    static func refusal(_ conflict: OutputConflict, field: String) -> RPCError {
+        RPCError.invalidParams(field: field, conflict.description,
+                               hint: "Choose another path, or remove what is there; loramd replaces only an earlier output of the same kind.")
+    }
+
+    /// The file system refused a write (disk full, read-only, permissions): the user's
+    /// environment, with the path and the OS's reason, never InternalError.
+    static func ioError(_ failure: FileWriteError) -> RPCError {
+        RPCError(.ioError, "I/O error: \(failure.description)",
+                 hint: "The file system refused to \(failure.operation) \(failure.path) (\(failure.reason)); free space, make it writable, or choose another path.",
+                 data: [("path", .string(failure.path)), ("reason", .string(failure.reason)), ("errno", .int(Int64(failure.code))),
+                        ("operation", .string(failure.operation))])
     }
 
     /// Runs `body`, translating Runtime errors.

@@ -167,8 +167,10 @@ extension Daemon {
             switch params.format ?? "peft" {
             case "peft":
                 return try ErrorMapping.translating {
-                    let files = try PEFTAdapterFile.save(object.adapter, to: target, baseModelNameOrPath: object.baseModelPath)
-                    return .object([("files", .array(files.map { .string($0.path) }))])
+                    let names = try AtomicDirectory.write(to: target, rule: .adapterFolder) { folder in
+                        try PEFTAdapterFile.save(object.adapter, to: folder, baseModelNameOrPath: object.baseModelPath).map(\.lastPathComponent)
+                    }
+                    return .object([("files", .array(names.map { .string(target.appendingPathComponent($0).path) }))])
                 }
             case "gguf":
                 let config = try model(object.modelId, field: "adapterId").model.config
@@ -176,7 +178,7 @@ extension Daemon {
                 let file = FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) && isDirectory.boolValue
                     ? target.appendingPathComponent(GGUFAdapterFile.defaultFileName) : target
                 return try ErrorMapping.translating {
-                    try GGUFAdapterFile.save(object.adapter, config: config, to: file)
+                    try GGUFAdapterFile.save(object.adapter, config: config, to: file, rule: .ggufFile)
                     return .object([("files", .array([.string(file.path)]))])
                 }
             case let other:

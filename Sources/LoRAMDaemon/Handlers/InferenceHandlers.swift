@@ -139,6 +139,9 @@ extension Daemon {
             switch (params.prompt, params.ids) {
             case (let text?, nil):
                 prompt = try loaded.requireTokenizer().encode(text, addSpecialTokens: params.addBos ?? true)
+                if let bad = prompt.first(where: { $0 >= loaded.model.config.vocabSize }) {
+                    throw RPCError.invalidParams(field: "prompt", "encodes to id \(bad), a token the tokenizer adds past the model's vocabulary of \(loaded.model.config.vocabSize)")
+                }
             case (nil, let ids?):
                 try Self.checkIds(ids, vocabSize: loaded.model.config.vocabSize, field: "ids")
                 prompt = ids

@@ -151,7 +151,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// and for a pruned model loram_pruning.json (an original removes a stale one, which would
     /// otherwise be read back with it).
     public func save(to directory: URL, dtype: TensorDType? = nil) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try DurableFileSystem.makeDirectories(directory)
         var config = self.config
         let storeAs = dtype ?? embedding.dtype
         config.declaredDType = ["F32": "float32", "BF16": "bfloat16", "F16": "float16"][storeAs.rawValue]
@@ -181,8 +181,8 @@ public final class LlamaModel: @unchecked Sendable {
         let manifestURL = directory.appendingPathComponent(PruningManifest.fileName)
         if let pruning {
             try Self.writeAtomically(try pruning.jsonData(), to: manifestURL)
-        } else if FileManager.default.fileExists(atPath: manifestURL.path) {
-            try FileManager.default.removeItem(at: manifestURL)
+        } else if unlink(manifestURL.path) != 0 && errno != ENOENT {
+            throw FileWriteError.last("remove", manifestURL.path)
         }
     }
 

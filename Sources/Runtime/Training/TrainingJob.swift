@@ -219,7 +219,7 @@ public final class TrainingJob: @unchecked Sendable {
     /// Writes the trainable tensors, the optimizer moments and the state, each file under a
     /// temporary name first.
     public func save(to directory: URL, modelPath: String, dataset: SavedState.DatasetReference?) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try DurableFileSystem.makeDirectories(directory)
         let entries = gradients.entries
         try SafetensorsWriter().write(entries.map { entry in
             SafetensorsWriter.Entry(name: entry.name, dtype: .f32, shape: [entry.count]) { buffer in
@@ -250,7 +250,8 @@ public final class TrainingJob: @unchecked Sendable {
             guard state.format == "loramd-training-state", state.version == 1 else {
                 throw FormatError(file: stateFile, "not a loramd training state of version 1")
             }
-            // The sizes it states are checked before anything (an adapter, a plan) is sized by them.
+            if let problem = state.problem { throw FormatError(file: stateFile, problem) }
+            // The sizes it states within SizeLimits before anything (an adapter, a plan) is sized by them.
             try LlamaConfig.sizeChecked(file: stateFile) {
                 try Workload(kind: .train, microBatch: state.settings.microBatch, seqLen: state.settings.seqLen,
                              gradAccum: state.settings.gradAccum, lora: state.adapter.map { .init(r: $0.rank, targets: []) }).checkSizes()
@@ -294,6 +295,9 @@ public final class TrainingJob: @unchecked Sendable {
             throw FormatError(file: optimizerFile, "\(error)")
         }
         job.completedSteps = state.completedSteps
+        if let problem = job.loader.problem(position: state.position) {
+            throw FormatError(file: stateFile, "\(problem); resume with the dataset this state was saved with")
+        }
         job.loader = DataLoader(examples: examples, mode: state.settings.packing ? .pack : .truncate, microBatch: state.settings.microBatch,
                                 seqLen: state.settings.seqLen, seed: state.settings.seed, padId: model.config.eosTokenIds.first ?? 0,
                                 position: state.position)
