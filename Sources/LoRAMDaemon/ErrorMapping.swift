@@ -17,6 +17,9 @@ enum ErrorMapping {
                             data: [("tensor", .string(mismatch.tensor)),
                                    ("expected", mismatch.expected.map { .array($0.map { .int(Int64($0)) }) } ?? .null),
                                    ("found", .array(mismatch.found.map { .int(Int64($0)) }))])
+        case let error as SizeError:
+            // Handlers name the request's field where they can; one that escapes still names what it can.
+            return Daemon.invalidParams(error, overflowField: "")
         case let failure as InferenceSession.Failure:
             switch failure {
             case .tokenOutOfRange(let index, _, _):

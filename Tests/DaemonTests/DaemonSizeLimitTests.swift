@@ -95,8 +95,22 @@ final class DaemonSizeLimitTests: XCTestCase {
         let list = try result(d, 30, "model/list", "{}")
         XCTAssertEqual(list["memory"]?["usedBytes"]?.intValue, modelBytes)
         XCTAssertEqual(list["jobs"], .array([]))
-        XCTAssertNotNil(try result(d, 31, "train/create", #"{"modelId":"\#(modelId)",\#(data),"seqLen":16,"microBatch":2,"steps":1,"lr":0.01}"#)["jobId"])
+        let jobId = try XCTUnwrap(try result(d, 31, "train/create", #"{"modelId":"\#(modelId)",\#(data),"seqLen":16,"microBatch":2,"steps":1,"lr":0.01}"#)["jobId"]?.stringValue)
         XCTAssertNotNil(try result(d, 32, "model/prune", #"{"modelId":"\#(modelId)","method":"taylor","ratio":0.3,\#(calibration),"seqLen":16}"#)["modelId"])
+        // A state.json's sizes are a file's: past the limits, FormatError naming the setting (a seqLen
+        // of 2^40 overflowed the resumed job's plan).
+        let saved = work.appendingPathComponent("saved")
+        _ = try result(d, 33, "train/save", #"{"jobId":"\#(jobId)","path":"\#(saved.path)"}"#)
+        let stateURL = saved.appendingPathComponent("state.json")
+        let state = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: stateURL)) as? [String: Any])
+        for (i, (key, value)) in [("seqLen", 1 << 40), ("microBatch", 1 << 40), ("gradAccum", 1 << 62)].enumerated() {
+            var edited = state, settings = try XCTUnwrap(state["settings"] as? [String: Any])
+            settings[key] = value
+            edited["settings"] = settings
+            try JSONSerialization.data(withJSONObject: edited).write(to: stateURL)
+            expect(d, 40 + i, "train/resume", #"{"path":"\#(saved.path)","modelId":"\#(modelId)"}"#, code: Self.formatError,
+                   mentioning: "settings.\(key) is \(value), past loramd's limit")
+        }
         d.closeInput()
         _ = d.exitCode()
     }

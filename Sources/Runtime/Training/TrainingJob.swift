@@ -252,9 +252,12 @@ public final class TrainingJob: @unchecked Sendable {
             }
             if let problem = state.problem { throw FormatError(file: stateFile, problem) }
             // The sizes it states within SizeLimits before anything (an adapter, a plan) is sized by them.
-            try LlamaConfig.sizeChecked(file: stateFile) {
+            do {
                 try Workload(kind: .train, microBatch: state.settings.microBatch, seqLen: state.settings.seqLen,
                              gradAccum: state.settings.gradAccum, lora: state.adapter.map { .init(r: $0.rank, targets: []) }).checkSizes()
+            } catch let error as SizeError {
+                guard case .overLimit(let field, _, _) = error else { throw FormatError(file: stateFile, "\(error)") }
+                throw FormatError(file: stateFile, "\(field == "lora.r" ? "adapter.rank" : "settings.\(field)") \(error.detail)")
             }
             return state
         } catch let error as FormatError {
