@@ -134,6 +134,16 @@ final class DaemonSizeLimitTests: XCTestCase {
             expect(d, 10 + i, "model/load", #"{"path":"\#(directory.path)"}"#, code: Self.formatError, mentioning: key)
             XCTAssertEqual(d.response(id: 10 + i)?["error"]?["data"]?["file"], .string("config.json"))
         }
+        // Within the limits but wider than the weights: refused from the headers, before anything is charged.
+        for (i, (key, value, text)) in [("num_hidden_layers", 4000, "missing tensor model.layers.2.input_layernorm.weight"),
+                                        ("vocab_size", 1 << 24, "model.embed_tokens.weight has shape [512, 64], the config implies [16777216, 64]")].enumerated() {
+            var wide = config
+            wide[key] = value
+            try JSONSerialization.data(withJSONObject: wide).write(to: url)
+            expect(d, 15 + i, "model/load", #"{"path":"\#(directory.path)"}"#, code: Self.formatError, mentioning: text)
+            XCTAssertEqual(d.response(id: 15 + i)?["error"]?["data"]?["file"], .string("model.safetensors"))
+        }
+        XCTAssertEqual(try result(d, 19, "model/list", "{}")["memory"]?["peakBytes"]?.intValue, 0, "nothing was ever charged")
         config["num_hidden_layers"] = 2
         try JSONSerialization.data(withJSONObject: config).write(to: url)
         XCTAssertNotNil(try result(d, 20, "model/load", #"{"path":"\#(directory.path)"}"#)["modelId"])
