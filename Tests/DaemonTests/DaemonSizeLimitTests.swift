@@ -150,4 +150,40 @@ final class DaemonSizeLimitTests: XCTestCase {
         d.closeInput()
         _ = d.exitCode()
     }
+
+    /// loram/run passes its stages' sizes to the same checks: the field is the stage's.
+    func testThePipelineRefusesAbsurdSizesByStage() throws {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let work = try temporaryDirectory()
+        let dataset = work.appendingPathComponent("tokens.jsonl")
+        try Data((0..<4).map { i in #"{"ids":[1,\#(3 + i),\#(5 + i),\#(7 + i)]}"# }.joined(separator: "\n").utf8).write(to: dataset)
+        let data = #"{"path":"\#(dataset.path)","format":"tokens"}"#
+        d.request(1, "loram/run", #"{"path":"\#(DaemonModelTests.tiny)","outDir":"\#(work.path)","prune":{"method":"taylor","ratio":0.3,"calibration":\#(data),"seqLen":\#(Self.huge)},"train":{"dataset":\#(data),"steps":1,"lr":0.01}}"#)
+        let error = try XCTUnwrap(d.response(id: 1, timeout: 60)?["error"])
+        XCTAssertEqual(error["code"], Self.invalidParams)
+        XCTAssertEqual(error["data"]?["stage"], .string("prune"))
+        XCTAssertEqual(error["data"]?["field"], .string("prune.seqLen"))
+        XCTAssertEqual(try result(d, 2, "model/list", "{}")["memory"]?["usedBytes"], .int(0), "everything the pipeline made is unloaded")
+        d.closeInput()
+        _ = d.exitCode()
+    }
+
+    /// `loramd plan` prints the refusal and exits 1 (it trapped on the issue's 70B combination).
+    func testThePlanCommandRefusesAbsurdSizes() throws {
+        for (arguments, status, text) in [(["--preset", "llama-3.1-70b", "--seq", "1000000", "--micro-batch", "1000"], Int32(1), "too large to count"),
+                                          (["--preset", "llama-2-7b", "--seq", Self.huge], 1, "seqLen is 4611686018427387904, past loramd's limit"),
+                                          (["--preset", "llama-2-7b", "--lora-r", Self.huge], 1, "lora.r is"),
+                                          (["--preset", "llama-2-7b", "--cap", "1e300GiB"], 2, "--cap takes bytes")] {
+            let run = try DaemonProcess.run(["plan"] + arguments)
+            XCTAssertEqual(run.status, status, "\(arguments): \(run.output)")
+            XCTAssertTrue(run.output.contains(text), "\(arguments): \(run.output)")
+        }
+        let work = try temporaryDirectory()
+        let config = work.appendingPathComponent("config.json")
+        try Data(#"{"hidden_size":4096,"intermediate_size":11008,"num_hidden_layers":1e15,"num_attention_heads":32,"vocab_size":32000}"#.utf8).write(to: config)
+        let run = try DaemonProcess.run(["plan", "--config", config.path])
+        XCTAssertEqual(run.status, 2, run.output)
+        XCTAssertTrue(run.output.contains("num_hidden_layers' is 1000000000000000, past loramd's limit of 4096"), run.output)
+    }
 }
