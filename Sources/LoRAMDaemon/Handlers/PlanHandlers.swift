@@ -125,7 +125,7 @@ extension Daemon {
     /// (`workload.seqLen`), sizes that overflow only together name `workload`.
     static func planSizes<T>(field: (String) -> String = { "workload.\($0)" }, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as SizeError {
-            throw invalidParams(error, overflowField: "workload", field: field)
+            throw ErrorMapping.invalidParams(error, overflowField: "workload", field: field)
         }
     }
 

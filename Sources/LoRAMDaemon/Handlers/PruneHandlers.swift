@@ -62,7 +62,7 @@ extension Daemon {
             do {
                 scratchBytes = method == .taylor ? try TaylorCalibration.plannedBytes(config: loaded.model.config, seqLen: seqLen) : 0
             } catch let error as SizeError {
-                throw Self.invalidParams(error, overflowField: "seqLen")
+                throw ErrorMapping.invalidParams(error, overflowField: "seqLen")
             }
 
             let original = loaded.model

@@ -349,7 +349,7 @@ extension Daemon {
         do {
             try Workload(kind: .train, microBatch: s.microBatch, seqLen: s.seqLen, gradAccum: s.gradAccum).checkSizes()
         } catch let error as SizeError {
-            throw invalidParams(error, overflowField: "seqLen")
+            throw ErrorMapping.invalidParams(error, overflowField: "seqLen")
         }
         return s
     }

@@ -64,7 +64,7 @@ extension Daemon {
             do {
                 placement = try BestFitPlacement(TrainingJob.stepProgram(config: config, adapter: adapter, settings: candidate).transientOnly())
             } catch let error as SizeError {
-                throw Self.invalidParams(error, overflowField: "seqLen") { $0 == "lora.r" ? "adapterId" : $0 }
+                throw ErrorMapping.invalidParams(error, overflowField: "seqLen") { $0 == "lora.r" ? "adapterId" : $0 }
             }
             // The model is loaded and within SizeLimits.parameters: these products cannot overflow.
             let trainable = adapter?.parameterCount ?? (loaded.model.parameterCount - settings.frozenParameterCount(config))
@@ -82,17 +82,6 @@ extension Daemon {
         default: throw RPCError.invalidParams(field: "checkpointing", "must be none, layer or auto, got '\(checkpointing)'")
         }
         return try plan(settings.checkpointing)
-    }
-
-    /// A size refusal as InvalidParams: a setting past its limit names its request field (`field`
-    /// of the planner's name for it: seqLen, microBatch, gradAccum, lora.r, ...); sizes that overflow
-    /// only together name `overflowField`, the setting that most often makes them so.
-    static func invalidParams(_ error: SizeError, overflowField: String, field: (String) -> String = { $0 }) -> RPCError {
-        let hint = "Every size has a limit (docs/rpc.md, Size limits); give a smaller one."
-        switch error {
-        case .overLimit(let name, _, _): return .invalidParams(field: field(name), error.detail, hint: hint)
-        case .overflow: return .invalidParams(field: overflowField, error.detail, hint: hint)
-        }
     }
 }
 
