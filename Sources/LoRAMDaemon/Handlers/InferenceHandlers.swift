@@ -65,7 +65,8 @@ extension Daemon {
                         minimumCapacity: Int? = nil, suggest: ((Int, Int) -> JSONValue)? = nil, ownerTag: String = "",
                         _ body: (InferenceSession) throws -> T) throws -> T {
         // The session runs in its planned arena; the KV cache and the arena are charged before either exists.
-        let (kvBytes, placement) = try sessionPlan(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows)
+        // Capacities come from a request's or a dataset's tokens; past the limits they are InvalidParams.
+        let (kvBytes, placement) = try ErrorMapping.translating { try sessionPlan(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows) }
         let workspace = placement?.peak ?? 0
         // `ownerTag` tells apart two sessions one request holds at once (model/compare).
         let owner = "request \(request.id)\(ownerTag)"
