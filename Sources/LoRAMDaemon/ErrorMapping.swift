@@ -17,6 +17,9 @@ enum ErrorMapping {
                             data: [("tensor", .string(mismatch.tensor)),
                                    ("expected", mismatch.expected.map { .array($0.map { .int(Int64($0)) }) } ?? .null),
                                    ("found", .array(mismatch.found.map { .int(Int64($0)) }))])
+        case let error as SizeError:
+            // Handlers name the request's field where they can; one that escapes still names what it can.
+            return invalidParams(error, overflowField: "")
         case let failure as InferenceSession.Failure:
             switch failure {
             case .tokenOutOfRange(let index, _, _):
@@ -48,6 +51,17 @@ enum ErrorMapping {
                  hint: "The file system refused to \(failure.operation) \(failure.path) (\(failure.reason)); free space, make it writable, or choose another path.",
                  data: [("path", .string(failure.path)), ("reason", .string(failure.reason)), ("errno", .int(Int64(failure.code))),
                         ("operation", .string(failure.operation))])
+    }
+
+    /// A size refusal as InvalidParams: a setting past its limit names its request field (`field`
+    /// of the planner's name for it: seqLen, microBatch, gradAccum, lora.r, ...); sizes that overflow
+    /// only together name `overflowField`, the setting that most often makes them so.
+    static func invalidParams(_ error: SizeError, overflowField: String, field: (String) -> String = { $0 }) -> RPCError {
+        let hint = "Every size has a limit (docs/rpc.md, Size limits); give a smaller one."
+        switch error {
+        case .overLimit(let name, _, _): return .invalidParams(field: field(name), error.detail, hint: hint)
+        case .overflow: return .invalidParams(field: overflowField, error.detail, hint: hint)
+        }
     }
 
     /// Runs `body`, translating Runtime errors.

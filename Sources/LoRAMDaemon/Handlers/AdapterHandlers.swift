@@ -110,7 +110,7 @@ extension Daemon {
     func registerAdapters() {
         router.register("adapter/create") { [unowned self] (params: AdapterCreateParams, _) -> JSONValue in
             let loaded = try model(params.modelId)
-            guard (1...65536).contains(params.r) else { throw RPCError.invalidParams(field: "r", "must be between 1 and 65536, got \(params.r)") }
+            guard (1...SizeLimits.loraRank).contains(params.r) else { throw RPCError.invalidParams(field: "r", "must be between 1 and \(SizeLimits.loraRank), got \(params.r)") }
             guard params.alpha > 0, params.alpha.isFinite else { throw RPCError.invalidParams(field: "alpha", "must be > 0, got \(params.alpha)") }
             let dropout = params.dropout ?? 0
             guard dropout >= 0, dropout < 1 else { throw RPCError.invalidParams(field: "dropout", "must be in [0, 1), got \(dropout)") }

@@ -47,12 +47,14 @@ extension Daemon {
 
     /// The bytes a session of `capacity` positions holds beyond the weights: its KV cache, and the
     /// placement of its transient buffers (workspace and `logitsRows` rows of logits).
-    func sessionPlan(_ loaded: LoadedModel, adapter: LoRAAdapter?, capacity: Int, logitsRows: Int) -> (kvBytes: Int, placement: BestFitPlacement?) {
+    /// Throws `SizeError` when the capacity is past `SizeLimits.seqLen` or the session's sizes overflow.
+    func sessionPlan(_ loaded: LoadedModel, adapter: LoRAAdapter?, capacity: Int, logitsRows: Int) throws -> (kvBytes: Int, placement: BestFitPlacement?) {
         let config = loaded.model.config
-        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
-        let program = StepProgramBuilder.generation(config.modelShape, Workload(
+        let program = try StepProgramBuilder.generation(config.modelShape, Workload(
             kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
             baseDType: loaded.model.baseDType, logitsRows: logitsRows))
+        // The planned KV cache (checked arithmetic) is the cache the session allocates.
+        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
         return (kvBytes, try? BestFitPlacement(program.transientOnly()))
     }
 
@@ -64,7 +66,8 @@ extension Daemon {
                         minimumCapacity: Int? = nil, suggest: ((Int, Int) -> JSONValue)? = nil, ownerTag: String = "",
                         _ body: (InferenceSession) throws -> T) throws -> T {
         // The session runs in its planned arena; the KV cache and the arena are charged before either exists.
-        let (kvBytes, placement) = sessionPlan(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows)
+        // Capacities come from a request's or a dataset's tokens; past the limits they are InvalidParams.
+        let (kvBytes, placement) = try ErrorMapping.translating { try sessionPlan(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows) }
         let workspace = placement?.peak ?? 0
         // `ownerTag` tells apart two sessions one request holds at once (model/compare).
         let owner = "request \(request.id)\(ownerTag)"
@@ -75,7 +78,8 @@ extension Daemon {
             guard let suggest, let minimum = minimumCapacity, minimum < capacity else { throw error.with("suggestion", .null) }
             let free = ledger.capBytes - ledger.usedBytes
             func bytes(_ c: Int) -> Int {
-                let plan = sessionPlan(loaded, adapter: adapter, capacity: c, logitsRows: min(logitsRows, c))
+                // Smaller than a capacity already planned: it plans too.
+                guard let plan = try? sessionPlan(loaded, adapter: adapter, capacity: c, logitsRows: min(logitsRows, c)) else { return .max }
                 return plan.kvBytes + (plan.placement?.peak ?? 0)
             }
             // The session's bytes grow with its capacity: the largest capacity that fits, by bisection.

@@ -56,6 +56,14 @@ extension Daemon {
             if method != .random, params.seed != nil { throw RPCError.invalidParams(field: "seed", "applies to random only") }
             let seqLen = params.seqLen ?? Self.defaultCalibrationSeqLen
             guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2, got \(seqLen)") }
+            // Taylor's scratch (the fp32 copy, its gradients, the step's activations) is planned
+            // before anything is read or charged: a seqLen past the limits is refused here.
+            let scratchBytes: Int
+            do {
+                scratchBytes = method == .taylor ? try TaylorCalibration.plannedBytes(config: loaded.model.config, seqLen: seqLen) : 0
+            } catch let error as SizeError {
+                throw ErrorMapping.invalidParams(error, overflowField: "seqLen")
+            }
 
             let original = loaded.model
             let accounting: ParameterAccounting
@@ -87,7 +95,6 @@ extension Daemon {
                 case .taylor:
                     // The fp32 copy, its gradients and the step's activations live only while scoring.
                     let scratch = "\(handle).calibration"
-                    let scratchBytes = TaylorCalibration.plannedBytes(config: original.config, seqLen: seqLen)
                     try ledger.charge(Int64(scratchBytes), to: scratch, breakdown: .object([("calibration", .int(Int64(scratchBytes)))]))
                     defer { ledger.release(scratch) }
                     try context.checkCancelled()

@@ -344,6 +344,13 @@ extension Daemon {
         s.packing = p.packing ?? false
         s.frozen = p.freeze ?? []
         s.untieEmbeddings = p.untieEmbeddings ?? false
+        // Within SizeLimits before the dataset is read or anything is planned (gradAccum sizes no
+        // buffer but the batches a step draws).
+        do {
+            try Workload(kind: .train, microBatch: s.microBatch, seqLen: s.seqLen, gradAccum: s.gradAccum).checkSizes()
+        } catch let error as SizeError {
+            throw ErrorMapping.invalidParams(error, overflowField: "seqLen")
+        }
         return s
     }
 }

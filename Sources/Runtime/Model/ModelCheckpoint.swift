@@ -16,7 +16,10 @@ public enum ModelCheckpoint {
             throw FormatError(file: url.lastPathComponent, "does not exist")
         }
         if isDirectory.boolValue {
-            return .huggingFace(directory: url, config: try LlamaConfig(directory: url), weights: try CheckpointDirectory(url: url))
+            let config = try LlamaConfig(directory: url), weights = try CheckpointDirectory(url: url)
+            // The files must hold the config's tensors before anything is planned from its widths.
+            try LlamaModel.checkTensorShapes(config: config, checkpoint: weights)
+            return .huggingFace(directory: url, config: config, weights: weights)
         }
         let file = try GGUFFile(url: url)
         return .gguf(file, config: try LlamaModel.config(gguf: file))

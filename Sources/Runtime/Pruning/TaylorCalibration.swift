@@ -23,9 +23,9 @@ public final class TaylorCalibration: @unchecked Sendable {
         try ImportancePlan(original: config.modelShape, microBatch: microBatch, seqLen: seqLen)
     }
 
-    public static func plannedBytes(config: LlamaConfig, seqLen: Int, microBatch: Int = 1) -> Int {
-        (try? plan(config: config, seqLen: seqLen, microBatch: microBatch).peakBytes)
-            ?? TrainingStep.Layout(config: config, rank: nil, targets: [], microBatch: microBatch, seqLen: seqLen, checkpointing: false).byteCount
+    /// Throws `SizeError` for a seqLen or micro-batch past `SizeLimits`, or whose plan overflows.
+    public static func plannedBytes(config: LlamaConfig, seqLen: Int, microBatch: Int = 1) throws -> Int {
+        try plan(config: config, seqLen: seqLen, microBatch: microBatch).peakBytes
     }
 
     public convenience init(model: LlamaModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1) {

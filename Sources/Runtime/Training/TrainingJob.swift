@@ -126,8 +126,8 @@ public final class TrainingJob: @unchecked Sendable {
     }
 
     /// The description of one step of this job, which the planner places and the step runs in.
-    public static func stepProgram(config: LlamaConfig, adapter: LoRAAdapter?, settings: Settings) -> StepProgram {
-        StepProgramBuilder.trainingStep(config.modelShape, Workload(
+    public static func stepProgram(config: LlamaConfig, adapter: LoRAAdapter?, settings: Settings) throws -> StepProgram {
+        try StepProgramBuilder.trainingStep(config.modelShape, Workload(
             kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
             lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: settings.checkpointing))
     }
@@ -251,6 +251,14 @@ public final class TrainingJob: @unchecked Sendable {
                 throw FormatError(file: stateFile, "not a loramd training state of version 1")
             }
             if let problem = state.problem { throw FormatError(file: stateFile, problem) }
+            // The sizes it states within SizeLimits before anything (an adapter, a plan) is sized by them.
+            do {
+                try Workload(kind: .train, microBatch: state.settings.microBatch, seqLen: state.settings.seqLen,
+                             gradAccum: state.settings.gradAccum, lora: state.adapter.map { .init(r: $0.rank, targets: []) }).checkSizes()
+            } catch let error as SizeError {
+                guard case .overLimit(let field, _, _) = error else { throw FormatError(file: stateFile, "\(error)") }
+                throw FormatError(file: stateFile, "\(field == "lora.r" ? "adapter.rank" : "settings.\(field)") \(error.detail)")
+            }
             return state
         } catch let error as FormatError {
             throw error
