@@ -103,24 +103,24 @@ extension Daemon {
     func chargeReply(of loaded: LoadedModel, adapter: LoRAAdapter?, ids: Int, rows: Int, encoding: LogitsReply.Encoding,
                      context: RequestContext) throws {
         let vocab = loaded.model.config.vocabSize
-        func session(rows: Int) -> (kv: Int, workspace: Int) {
-            let plan = sessionPlan(loaded, adapter: adapter, capacity: ids, logitsRows: rows)
+        func session(rows: Int) throws -> (kv: Int, workspace: Int) {
+            let plan = try sessionPlan(loaded, adapter: adapter, capacity: ids, logitsRows: rows)
             return (plan.kvBytes, plan.placement?.peak ?? 0)
         }
-        func need(rows: Int, _ encoding: LogitsReply.Encoding) -> Int {
-            let s = session(rows: rows)
+        func need(rows: Int, _ encoding: LogitsReply.Encoding) throws -> Int {
+            let s = try session(rows: rows)
             return s.kv + s.workspace + LogitsReply.estimatedBytes(rows: rows, vocab: vocab, encoding: encoding)
         }
         let bytes = LogitsReply.estimatedBytes(rows: rows, vocab: vocab, encoding: encoding)
         let free = ledger.capBytes - ledger.usedBytes
-        guard Int64(need(rows: rows, encoding)) <= free else {
+        guard Int64(try need(rows: rows, encoding)) <= free else {
             var suggestion = JSONValue.null
-            if encoding == .json, Int64(need(rows: rows, .base64)) <= free {
-                suggestion = Self.suggestion("logitsEncoding", .string("base64"), peakBytes: loaded.bytes + need(rows: rows, .base64))
-            } else if rows > 1, Int64(need(rows: 1, encoding)) <= free {
-                suggestion = Self.suggestion("logits", .string("last"), peakBytes: loaded.bytes + need(rows: 1, encoding))
+            if encoding == .json, Int64(try need(rows: rows, .base64)) <= free {
+                suggestion = Self.suggestion("logitsEncoding", .string("base64"), peakBytes: loaded.bytes + (try need(rows: rows, .base64)))
+            } else if rows > 1, Int64(try need(rows: 1, encoding)) <= free {
+                suggestion = Self.suggestion("logits", .string("last"), peakBytes: loaded.bytes + (try need(rows: 1, encoding)))
             }
-            let s = session(rows: rows)
+            let s = try session(rows: rows)
             throw RPCError(.overBudget, "Over budget: the reply of \(rows) rows of \(vocab) logits as \(encoding.rawValue) needs up to \(bytes) bytes beside its session's \(s.kv + s.workspace), \(max(0, free)) of \(ledger.capBytes) are free",
                            hint: "Ask for logits \"last\" or fewer ids, or logitsEncoding \"base64\" (about 5.3 bytes a logit instead of up to \(LogitsReply.jsonBytesPerFloat)); or raise hbmCapBytes.",
                            data: [("needBytes", .int(ledger.usedBytes + Int64(bytes + s.kv + s.workspace))), ("capBytes", .int(ledger.capBytes)),
