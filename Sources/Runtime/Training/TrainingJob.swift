@@ -138,10 +138,16 @@ public final class TrainingJob: @unchecked Sendable {
     public func runStep() -> StepResult {
         let start = DispatchTime.now().uptimeNanoseconds
         gradients.zero()
-        let batches = (0..<settings.gradAccum).map { _ in loader.next() }
-        let normalizer = max(1, batches.reduce(0) { $0 + $1.lossTokens })
+        // The loss is normalised by the labelled tokens of all gradAccum micro-batches, known only
+        // after drawing them: a first pass on a copy of the loader counts them, so only one
+        // micro-batch (planned) is held at a time, however large gradAccum is.
+        var counter = loader
+        var labelled = 0
+        for _ in 0..<settings.gradAccum { labelled += counter.next().lossTokens }
+        let normalizer = max(1, labelled)
         var lossSum = 0.0
-        for (index, batch) in batches.enumerated() {
+        for index in 0..<settings.gradAccum {
+            let batch = loader.next()
             let seed = (adapter?.dropout ?? 0) > 0 ? Self.dropoutSeed(settings.seed, step: completedSteps, micro: index) : nil
             lossSum += step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: seed).lossSum
         }
