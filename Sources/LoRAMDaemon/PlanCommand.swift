@@ -112,7 +112,8 @@ enum PlanCommand {
     static func parseBytes(_ text: String) -> Int? {
         let units: [(String, Double)] = [("GiB", 1_073_741_824), ("MiB", 1_048_576), ("KiB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let number = Double(text.dropLast(suffix.count)), number > 0 else { return nil }
+            // Past 2^62 bytes no cap means anything (and Int(_:) would trap past Int.max).
+            guard let number = Double(text.dropLast(suffix.count)), number > 0, number * scale < 0x1p62 else { return nil }
             return Int(number * scale)
         }
         return Int(text).flatMap { $0 > 0 ? $0 : nil }

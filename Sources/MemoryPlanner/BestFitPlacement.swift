@@ -205,7 +205,12 @@ final class TransientHeap {
         case .lifetimeDescending:
             return (0..<count).sorted { (end[$0] - start[$0], size[$0], -$0) > (end[$1] - start[$1], size[$1], -$1) }
         case .areaDescending:
-            return (0..<count).sorted { (size[$0] * (end[$0] - start[$0] + 1), -$0) > (size[$1] * (end[$1] - start[$1] + 1), -$1) }
+            // Full width: size × lifetime may pass Int for sizes near the plan limit.
+            func area(_ i: Int) -> (Int, UInt) { let p = size[i].multipliedFullWidth(by: end[i] - start[i] + 1); return (p.high, p.low) }
+            return (0..<count).sorted { a, b in
+                let x = area(a), y = area(b)
+                return (x.0, x.1, -a) > (y.0, y.1, -b)
+            }
         case .startOrder:
             return (0..<count).sorted { (start[$0], -size[$0], $0) < (start[$1], -size[$1], $1) }
         case .shuffledTies(let seed):

@@ -17,8 +17,8 @@ public struct ImportancePlan: Sendable {
     public var peakBytes: Int { placement.peak }
 
     /// The parameters Taylor importance scores, and so needs gradients for: every decoder linear.
-    public static func scoredParameters(_ shape: ModelShape) -> Int {
-        shape.layers.reduce(0) { $0 + shape.linearParameters($1) }
+    public static func scoredParameters(_ shape: ModelShape) throws -> Int {
+        try CheckedSize.named("the scored parameters") { try CheckedSize.sum(shape.layers.map { CheckedSize(try shape.linearParameters($0)) }) }
     }
 
     public var breakdown: [BufferKind: Int] { placement.breakdownAtPeak }
@@ -27,8 +27,9 @@ public struct ImportancePlan: Sendable {
         self.original = original
         self.microBatch = microBatch
         self.seqLen = seqLen
-        program = StepProgramBuilder.trainingStep(original, Workload(kind: .train, microBatch: microBatch, seqLen: seqLen, checkpointing: checkpointing),
-                                                  optimizer: false, trainableParameters: Self.scoredParameters(original))
+        try original.checkSizes()
+        program = try StepProgramBuilder.trainingStep(original, Workload(kind: .train, microBatch: microBatch, seqLen: seqLen, checkpointing: checkpointing),
+                                                      optimizer: false, trainableParameters: try Self.scoredParameters(original))
         try program.validate()
         placement = try BestFitPlacement(program)
     }

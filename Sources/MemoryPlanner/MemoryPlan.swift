@@ -15,25 +15,27 @@ public struct MemoryPlan: Sendable {
     /// Bytes by kind at the moment the most bytes are live (they sum to the lower bound).
     public var breakdown: [BufferKind: Int] { placement.breakdownAtPeak }
 
-    public var accounting: ParameterAccounting {
-        ParameterAccounting(original: original.parameterCount, pruned: carrier.parameterCount)
-    }
+    public let accounting: ParameterAccounting
 
+    /// The paper's parameter-storage bytes (§3.1): carrier parameters × 2 bytes, a quarter of that
+    /// for a 4-bit base. It ignores adapters, optimizer state, activations and quantisation constants.
+    public let paperBytes: Int
+
+    /// Throws `SizeError` for a shape or workload past `SizeLimits` (or whose sizes overflow
+    /// together), `PruningError` for a pruning the shape cannot take.
     public init(original: ModelShape, pruning: Pruning? = nil, workload: Workload) throws {
         self.original = original
         self.pruning = pruning
         self.workload = workload
+        try original.checkSizes()
         carrier = try pruning.map { try original.pruned($0) } ?? original
-        program = workload.kind == .train ? StepProgramBuilder.trainingStep(carrier, workload) : StepProgramBuilder.generation(carrier, workload)
+        program = try workload.kind == .train ? StepProgramBuilder.trainingStep(carrier, workload) : StepProgramBuilder.generation(carrier, workload)
         try program.validate()
         placement = try BestFitPlacement(program)
-    }
-
-    /// The paper's parameter-storage bytes (§3.1): carrier parameters × 2 bytes, a quarter of that
-    /// for a 4-bit base. It ignores adapters, optimizer state, activations and quantisation constants.
-    public var paperBytes: Int {
-        let parameters = pruning.map { (try? original.prunedParameterCount($0)) ?? carrier.parameterCount } ?? carrier.parameterCount
-        return (workload.baseDType == .nf4 ? parameters / 4 : parameters) * 2
+        accounting = ParameterAccounting(original: try original.parameterCount, pruned: try carrier.parameterCount)
+        // Within SizeLimits.parameters, × 2 cannot overflow.
+        let parameters = try pruning.map { try original.prunedParameterCount($0) } ?? carrier.parameterCount
+        paperBytes = (workload.baseDType == .nf4 ? parameters / 4 : parameters) * 2
     }
 }
 
@@ -56,6 +58,8 @@ public enum PlanSearch {
     public static let minimumSeqLen = 128
 
     public static func fit(original: ModelShape, pruning: Pruning?, workload: Workload, capBytes: Int) -> Suggestion? {
+        // Within SizeLimits, the doublings below stay far from overflow (gradAccum 2^20 · 2^35).
+        guard (try? original.checkSizes()) != nil, (try? workload.checkSizes()) != nil else { return nil }
         var candidates: [(Workload, Pruning?, [(String, String)])] = []
         func add(_ w: Workload, _ p: Pruning?, _ changes: [(String, String)]) { candidates.append((w, p, changes)) }
         var base = workload

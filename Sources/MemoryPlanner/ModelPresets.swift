@@ -86,6 +86,16 @@ extension ModelShape {
             headDim = hidden / heads
         }
 
+        // Within SizeLimits before anything is sized by them (the layer list, the plan).
+        try Self.shapeError {
+            try SizeLimits.check(hidden, atMost: SizeLimits.hidden, "hidden_size")
+            try SizeLimits.check(intermediate, atMost: SizeLimits.intermediate, "intermediate_size")
+            try SizeLimits.check(layerCount, atMost: SizeLimits.layers, "num_hidden_layers")
+            try SizeLimits.check(heads, atMost: SizeLimits.heads, "num_attention_heads")
+            try SizeLimits.check(kvHeads, atMost: SizeLimits.heads, "num_key_value_heads")
+            try SizeLimits.check(vocab, atMost: SizeLimits.vocab, "vocab_size")
+            try SizeLimits.check(headDim, atMost: SizeLimits.headDim, "head_dim")
+        }
         var layers = Array(repeating: Layer(heads: heads, kvHeads: kvHeads, intermediate: intermediate), count: layerCount)
         if let loram = config["loram"], !(loram is NSNull) {
             guard let loram = loram as? [String: Any] else { throw ShapeError(field: "loram", problem: .wrongType(expected: "an object")) }
@@ -107,6 +117,17 @@ extension ModelShape {
             }
         }
         self.init(hidden: hidden, headDim: headDim, vocab: vocab, tiedEmbeddings: tied, layers: layers)
+        try Self.shapeError { try checkSizes() }
+    }
+
+    /// `body`'s SizeError as the ShapeError of the field it names.
+    private static func shapeError(_ body: () throws -> Void) throws {
+        do { try body() } catch let error as SizeError {
+            switch error {
+            case .overLimit(let field, _, _): throw ShapeError(field: field, problem: .invalid(error.detail))
+            case .overflow: throw ShapeError(field: "(document)", problem: .invalid(error.detail))
+            }
+        }
     }
 
     private static func isBool(_ value: Any) -> Bool {

@@ -36,13 +36,37 @@ public struct ModelShape: Codable, Equatable, Sendable {
     }
 
     /// Weights of one layer's seven linears.
-    public func linearParameters(_ layer: Layer) -> Int {
-        let h = hidden, d = headDim
-        return 2 * h * layer.heads * d + 2 * h * layer.kvHeads * d + 3 * h * layer.intermediate
+    public func linearParameters(_ layer: Layer) throws -> Int {
+        try CheckedSize.named("one layer's parameters") {
+            let h = CheckedSize(hidden), d = headDim
+            return try 2 * h * layer.heads * d + 2 * h * layer.kvHeads * d + 3 * h * layer.intermediate
+        }
     }
 
     /// Every parameter: embeddings, lm_head (unless tied), linears, norms (2 per layer + final).
     public var parameterCount: Int {
-        layers.reduce(0) { $0 + linearParameters($1) } + (tiedEmbeddings ? 1 : 2) * vocab * hidden + (2 * layers.count + 1) * hidden
+        get throws {
+            try CheckedSize.named("the model's parameters") {
+                let linears = try CheckedSize.sum(layers.map { CheckedSize(try linearParameters($0)) })
+                return try linears + (tiedEmbeddings ? 1 : 2) * CheckedSize(vocab) * hidden + (2 * layers.count + 1) * CheckedSize(hidden)
+            }
+        }
+    }
+
+    /// Throws `SizeError.overLimit` naming the config.json field of the first width past its
+    /// `SizeLimits` bound (or not positive), or the parameter total past `SizeLimits.parameters`.
+    /// Every shape is checked before it is planned; within these bounds any count of parameters
+    /// times a few bytes is far from overflow.
+    public func checkSizes() throws {
+        try SizeLimits.check(layers.count, atMost: SizeLimits.layers, "num_hidden_layers")
+        try SizeLimits.check(hidden, atMost: SizeLimits.hidden, "hidden_size")
+        try SizeLimits.check(headDim, atMost: SizeLimits.headDim, "head_dim")
+        try SizeLimits.check(vocab, atMost: SizeLimits.vocab, "vocab_size")
+        for layer in layers {
+            try SizeLimits.check(layer.heads, atMost: SizeLimits.heads, "num_attention_heads")
+            try SizeLimits.check(layer.kvHeads, atMost: SizeLimits.heads, "num_key_value_heads")
+            try SizeLimits.check(layer.intermediate, atMost: SizeLimits.intermediate, "intermediate_size")
+        }
+        try SizeLimits.check(try parameterCount, atMost: SizeLimits.parameters, "parameters")
     }
 }

@@ -18,12 +18,12 @@ public struct ParameterAccounting: Equatable, Sendable {
 
     /// The accounting for training `shape` under `pruning`.
     public init(_ shape: ModelShape, pruning: Pruning) throws {
-        self.init(original: shape.parameterCount, pruned: try shape.prunedParameterCount(pruning))
+        self.init(original: try shape.parameterCount, pruned: try shape.prunedParameterCount(pruning))
     }
 
     /// A baseline row: LoRA on a smaller model `small` instead of `large` (13B vs 70B: 5.30).
-    public init(large: ModelShape, small: ModelShape) {
-        self.init(original: large.parameterCount, pruned: small.parameterCount)
+    public init(large: ModelShape, small: ModelShape) throws {
+        self.init(original: try large.parameterCount, pruned: try small.parameterCount)
     }
 
     /// LoRAM reduction, #orig / #pruned.
@@ -56,15 +56,17 @@ public enum LoRATarget: String, CaseIterable, Codable, Sendable {
 extension ModelShape {
     /// Trainable parameters of a rank-`rank` LoRA on `targets`: r·(in + out) per adapted linear
     /// (A is r×in, B is out×r). On a pruned shape the factors follow the pruned widths.
-    public func loraParameterCount(rank: Int, targets: Set<LoRATarget> = LoRATarget.decoder) -> Int {
+    public func loraParameterCount(rank: Int, targets: Set<LoRATarget> = LoRATarget.decoder) throws -> Int {
         let perLayer: [LoRATarget] = [.q, .k, .v, .o, .gate, .up, .down]
-        var total = 0
-        for layer in layers {
-            for (target, shape) in zip(perLayer, linearShapes(layer)) where targets.contains(target) {
-                total += rank * (shape.inputs + shape.outputs)
+        return try CheckedSize.named("the adapter's parameters") {
+            var total = CheckedSize(0)
+            for layer in layers {
+                for (target, shape) in zip(perLayer, try linearShapes(layer)) where targets.contains(target) {
+                    total = try total + rank * (try shape.inputs + shape.outputs)
+                }
             }
+            if targets.contains(.lmHead) { total = try total + rank * (try CheckedSize(hidden) + vocab) }
+            return total
         }
-        if targets.contains(.lmHead) { total += rank * (hidden + vocab) }
-        return total
     }
 }

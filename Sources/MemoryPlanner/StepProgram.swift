@@ -17,7 +17,8 @@ public enum BufferKind: String, Codable, CaseIterable, Sendable {
 /// try program.validate()
 /// ```
 ///
-/// Rules (`validate()` checks them): a transient buffer is created by exactly one op, read only
+/// Rules (`validate()` checks them): the buffers' bytes together stay within `SizeLimits.planBytes`;
+/// a transient buffer is created by exactly one op, read only
 /// from its creating op on, and released at most once, at or after its creation (a buffer never
 /// released lives until the last op that reads it, or to the end when nothing reads it).
 /// Persistent buffers live for the whole step: ops may read them but never create or release them.
@@ -117,13 +118,15 @@ public struct StepProgram: Codable, Equatable, Sendable {
         }
     }
 
-    /// Throws the first broken rule, in op order.
+    /// Throws the first broken rule, in op order; a `SizeError` when the buffers' bytes together
+    /// pass `SizeLimits.planBytes`, which keeps every offset and sum of a placement from overflowing.
     public func validate() throws {
         var names = Set<String>()
         for buffer in buffers {
             if buffer.bytes < 0 { throw ValidationError(problem: .negativeBytes, buffer: buffer.name, op: nil) }
             if !names.insert(buffer.name).inserted { throw ValidationError(problem: .duplicateName, buffer: buffer.name, op: nil) }
         }
+        _ = try CheckedSize.named("the step's buffers together") { try CheckedSize.sum(buffers.map { CheckedSize($0.bytes) }) }
         var createdBy = [Int?](repeating: nil, count: buffers.count)
         var releasedBy = [Int?](repeating: nil, count: buffers.count)
         for (index, op) in ops.enumerated() {

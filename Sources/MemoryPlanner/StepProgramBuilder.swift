@@ -19,63 +19,66 @@ public enum StepProgramBuilder {
     public static let attentionBlockRows = 128
 
     /// The weights held for `base`: decoder linears in its dtype, the rest in 16 bits (fp32 for f32).
-    static func addWeights(_ program: inout StepProgram, _ shape: ModelShape, base: Workload.BaseDType) {
-        let c = shape.hidden, other = base.otherBytesPerParameter
-        _ = program.buffer("weights.embed_tokens", kind: .weight, bytes: shape.vocab * c * other, persistent: true)
+    static func addWeights(_ program: inout StepProgram, _ shape: ModelShape, base: Workload.BaseDType) throws {
+        let c = CheckedSize(shape.hidden), other = base.otherBytesPerParameter
+        try program.buffer("weights.embed_tokens", kind: .weight, persistent: true) { try shape.vocab * c * other }
         for (l, layer) in shape.layers.enumerated() {
-            _ = program.buffer("layers.\(l).weights", kind: .weight,
-                               bytes: base.linearBytes(shape.linearParameters(layer)) + 2 * c * other, persistent: true)
+            try program.buffer("layers.\(l).weights", kind: .weight, persistent: true) {
+                try CheckedSize(try base.linearBytes(try shape.linearParameters(layer))) + 2 * c * other
+            }
         }
-        _ = program.buffer("weights.norm", kind: .weight, bytes: c * other, persistent: true)
-        if !shape.tiedEmbeddings { _ = program.buffer("weights.lm_head", kind: .weight, bytes: shape.vocab * c * other, persistent: true) }
+        try program.buffer("weights.norm", kind: .weight, persistent: true) { try c * other }
+        if !shape.tiedEmbeddings { try program.buffer("weights.lm_head", kind: .weight, persistent: true) { try shape.vocab * c * other } }
     }
 
     /// One optimizer step: `gradAccum` micro-batches share these buffers one after another, so the
     /// plan of one micro-batch's forward and backward plus the optimizer is the step's peak.
     /// `optimizer: false` plans the backward alone (Taylor importance: gradients, no update);
     /// `trainableParameters` overrides how many parameters have gradients in full-parameter mode
-    /// (default: all of them).
+    /// (default: all of them). Throws `SizeError` for a shape or workload past `SizeLimits`, or
+    /// sizes whose products overflow.
     public static func trainingStep(_ shape: ModelShape, _ workload: Workload, optimizer: Bool = true,
-                                    trainableParameters: Int? = nil) -> StepProgram {
+                                    trainableParameters: Int? = nil) throws -> StepProgram {
+        try shape.checkSizes()
+        try workload.checkSizes()
         var program = StepProgram()
         let f = 4  // fp32 bytes
-        let b = workload.microBatch, s = workload.seqLen, t = b * s
-        let c = shape.hidden, d = shape.headDim, v = shape.vocab
-        let hMax = shape.layers.map(\.heads).max() ?? 1, kvMax = shape.layers.map(\.kvHeads).max() ?? 1
-        let iMax = shape.layers.map(\.intermediate).max() ?? 1
-        let r = workload.lora?.r ?? 1
+        let b = CheckedSize(workload.microBatch), s = CheckedSize(workload.seqLen), t = try b * s
+        let c = CheckedSize(shape.hidden), d = CheckedSize(shape.headDim), v = CheckedSize(shape.vocab)
+        let hMax = CheckedSize(shape.layers.map(\.heads).max() ?? 1), kvMax = CheckedSize(shape.layers.map(\.kvHeads).max() ?? 1)
+        let iMax = CheckedSize(shape.layers.map(\.intermediate).max() ?? 1)
+        let r = CheckedSize(workload.lora?.r ?? 1)
         let loraTargets = workload.lora.map { $0.targets.subtracting([.lmHead]).count } ?? 0
 
         // Persistent: weights (an fp32 copy for full-parameter training), trainable state.
-        let trainable: Int
+        let trainable: CheckedSize
         if let lora = workload.lora {
-            addWeights(&program, shape, base: workload.baseDType)
-            trainable = shape.loraParameterCount(rank: lora.r, targets: lora.targets)
-            _ = program.buffer("adapter", kind: .adapter, bytes: trainable * f, persistent: true)
+            try addWeights(&program, shape, base: workload.baseDType)
+            trainable = CheckedSize(try shape.loraParameterCount(rank: lora.r, targets: lora.targets))
+            try program.buffer("adapter", kind: .adapter, persistent: true) { try trainable * f }
         } else {
-            addWeights(&program, shape, base: .f32)
-            trainable = trainableParameters ?? shape.parameterCount
+            try addWeights(&program, shape, base: .f32)
+            trainable = CheckedSize(try trainableParameters ?? shape.parameterCount)
         }
-        let gradients = program.buffer("gradients", kind: .gradient, bytes: trainable * f, persistent: true)
-        let moments = optimizer ? program.buffer("optimizer.adamw", kind: .optimizer, bytes: 2 * trainable * f, persistent: true) : nil
+        let gradients = try program.buffer("gradients", kind: .gradient, persistent: true) { try trainable * f }
+        let moments = optimizer ? try program.buffer("optimizer.adamw", kind: .optimizer, persistent: true) { try 2 * trainable * f } : nil
 
         // Step-long workspaces: RoPE angles and the linear scratch.
-        let rope = program.buffer("workspace.rope", kind: .workspace, bytes: t * d * f, persistent: false)
-        let scratch = program.buffer("workspace.scratch", kind: .workspace, bytes: trainingScratchFloats * f, persistent: false)
+        let rope = try program.buffer("workspace.rope", kind: .workspace) { try t * d * f }
+        let scratch = try program.buffer("workspace.scratch", kind: .workspace) { try trainingScratchFloats * CheckedSize(f) }
 
         /// What a layer keeps for its backward besides its input (TrainingStep.LayerActivations).
-        func saved(_ layer: ModelShape.Layer) -> Int {
-            (loraTargets * t * r + 3 * t * c + 2 * t + 2 * t * layer.heads * d + 2 * t * layer.kvHeads * d
+        func saved(_ layer: ModelShape.Layer) throws -> CheckedSize {
+            try (loraTargets * t * r + 3 * t * c + 2 * t + 2 * t * layer.heads * d + 2 * t * layer.kvHeads * d
                 + b * layer.heads * s * s + 3 * t * layer.intermediate) * f
         }
-        var input = program.buffer("layers.0.input", kind: .activation, bytes: t * c * f, persistent: false)
+        var input = try program.buffer("layers.0.input", kind: .activation) { try t * c * f }
         program.op("embed", creates: [rope, scratch, input], reads: [], releases: [])
         var inputs: [Int] = []
         var keeps: [Int?] = []
         for (l, layer) in shape.layers.enumerated() {
-            let next = program.buffer(l + 1 < shape.layers.count ? "layers.\(l + 1).input" : "final.input", kind: .activation,
-                                      bytes: t * c * f, persistent: false)
-            let kept = program.buffer("layers.\(l).saved", kind: .activation, bytes: saved(layer), persistent: false)
+            let next = try program.buffer(l + 1 < shape.layers.count ? "layers.\(l + 1).input" : "final.input", kind: .activation) { try t * c * f }
+            let kept = try program.buffer("layers.\(l).saved", kind: .activation) { try saved(layer) }
             program.op("layers.\(l).forward", creates: [kept, next], reads: [input, rope, scratch],
                        releases: workload.checkpointing ? [kept] : [])
             inputs.append(input)
@@ -83,15 +86,16 @@ public enum StepProgramBuilder {
             input = next
         }
         // Loss: final norm, lm_head and cross-entropy in blocks of rows; the backward workspaces start here.
-        let lossWorkspace = program.buffer("loss.workspace", kind: .workspace, bytes: (t + t * c + lossRows * v + t * r) * f, persistent: false)
-        let backward = program.buffer("backward.workspace", kind: .workspace,
-                                      bytes: (t * c + t * max(c, iMax) + 2 * t * hMax * d + 2 * t * kvMax * d + 3 * t * iMax + s * s
-                                              + max(t, lossRows) * r + t * max(c, iMax, hMax * d)) * f, persistent: false)
+        let lossWorkspace = try program.buffer("loss.workspace", kind: .workspace) { try (t + t * c + lossRows * v + t * r) * f }
+        let backward = try program.buffer("backward.workspace", kind: .workspace) {
+            try (t * c + t * max(c, iMax) + 2 * t * hMax * d + 2 * t * kvMax * d + 3 * t * iMax + s * s
+                 + max(t, CheckedSize(lossRows)) * r + t * max(c, iMax, try hMax * d)) * f
+        }
         program.op("loss", creates: [lossWorkspace, backward], reads: [input, gradients], releases: [input, lossWorkspace])
         for l in stride(from: shape.layers.count - 1, through: 0, by: -1) {
             var kept = keeps[l]
             if kept == nil {
-                let recomputed = program.buffer("layers.\(l).recomputed", kind: .activation, bytes: saved(shape.layers[l]), persistent: false)
+                let recomputed = try program.buffer("layers.\(l).recomputed", kind: .activation) { try saved(shape.layers[l]) }
                 program.op("layers.\(l).recompute", creates: [recomputed], reads: [inputs[l], rope, scratch], releases: [])
                 kept = recomputed
             }
@@ -103,27 +107,43 @@ public enum StepProgramBuilder {
     }
 
     /// A generation: prefill of the prompt in chunks, then decode steps, in one session whose KV
-    /// cache holds prompt + new tokens and whose workspace is sized for a prefill chunk.
-    public static func generation(_ shape: ModelShape, _ workload: Workload) -> StepProgram {
+    /// cache holds prompt + new tokens and whose workspace is sized for a prefill chunk. Throws
+    /// `SizeError` as `trainingStep` does.
+    public static func generation(_ shape: ModelShape, _ workload: Workload) throws -> StepProgram {
+        try shape.checkSizes()
+        try workload.checkSizes()
         var program = StepProgram()
         let f = 4
-        let positions = workload.microBatch * (workload.seqLen + workload.newTokens)
-        let t = inferenceChunk, c = shape.hidden, d = shape.headDim
-        let hMax = shape.layers.map(\.heads).max() ?? 1, kvMax = shape.layers.map(\.kvHeads).max() ?? 1
-        let iMax = shape.layers.map(\.intermediate).max() ?? 1
-        addWeights(&program, shape, base: workload.baseDType)
+        let positions = try workload.microBatch * (try CheckedSize(workload.seqLen) + workload.newTokens)
+        let t = CheckedSize(inferenceChunk), c = CheckedSize(shape.hidden), d = CheckedSize(shape.headDim)
+        let hMax = CheckedSize(shape.layers.map(\.heads).max() ?? 1), kvMax = CheckedSize(shape.layers.map(\.kvHeads).max() ?? 1)
+        let iMax = CheckedSize(shape.layers.map(\.intermediate).max() ?? 1)
+        try addWeights(&program, shape, base: workload.baseDType)
         if let lora = workload.lora {
-            _ = program.buffer("adapter", kind: .adapter, bytes: shape.loraParameterCount(rank: lora.r, targets: lora.targets) * f, persistent: true)
+            try program.buffer("adapter", kind: .adapter, persistent: true) {
+                try CheckedSize(try shape.loraParameterCount(rank: lora.r, targets: lora.targets)) * f
+            }
         }
-        let kv = program.buffer("kv_cache", kind: .kvCache,
-                                bytes: shape.layers.reduce(0) { $0 + 2 * $1.kvHeads } * positions * d * f, persistent: true)
-        let scores = max(hMax * positions, min(hMax * min(t, attentionBlockRows) * positions, 16 << 20))
-        let workspace = program.buffer("session.workspace", kind: .workspace,
-                                       bytes: (2 * t * c + 2 * t * hMax * d + 2 * t * kvMax * d + 2 * t * iMax + scores + t * d
-                                               + inferenceScratchFloats(base: workload.baseDType) + t * (workload.lora?.r ?? 0)) * f, persistent: false)
-        let logits = program.buffer("logits", kind: .activation, bytes: workload.logitsRows * shape.vocab * f, persistent: false)
+        let kv = try program.buffer("kv_cache", kind: .kvCache, persistent: true) {
+            try CheckedSize.sum(shape.layers.map { try 2 * CheckedSize($0.kvHeads) }) * positions * d * f
+        }
+        let workspace = try program.buffer("session.workspace", kind: .workspace) {
+            let scores = max(try hMax * positions, min(try hMax * min(t, CheckedSize(attentionBlockRows)) * positions, CheckedSize(16 << 20)))
+            return try (2 * t * c + 2 * t * hMax * d + 2 * t * kvMax * d + 2 * t * iMax + scores + t * d
+                        + inferenceScratchFloats(base: workload.baseDType) + t * (workload.lora?.r ?? 0)) * f
+        }
+        let logits = try program.buffer("logits", kind: .activation) { try workload.logitsRows * CheckedSize(shape.vocab) * f }
         program.op("prefill", creates: [workspace, logits], reads: [kv], releases: [])
         program.op("decode", creates: [], reads: [kv, workspace, logits], releases: [workspace, logits])
         return program
+    }
+}
+
+extension StepProgram {
+    /// Adds a buffer whose size `size` computes with checked arithmetic; an overflow, or a size
+    /// past `SizeLimits.planBytes`, is a `SizeError` naming the buffer.
+    @discardableResult
+    mutating func buffer(_ name: String, kind: BufferKind, persistent: Bool = false, size: () throws -> CheckedSize) throws -> Int {
+        buffer(name, kind: kind, bytes: try CheckedSize.named(name, size), persistent: persistent)
     }
 }

@@ -96,23 +96,27 @@ extension ModelShape {
     /// 2.16 either way.
     public func prunedParameterCount(_ pruning: Pruning) throws -> Int {
         try validate(pruning)
-        let kept: (Int) -> Int
+        let kept: (CheckedSize) throws -> CheckedSize
         switch pruning {
         case .structured: return try pruned(pruning).parameterCount
-        case .semiStructured(let zeros, let group): kept = { $0 - $0 * zeros / group }
-        case .unstructured(let s): kept = { $0 - Int(Double($0) * s) }
+        case .semiStructured(let zeros, let group): kept = { CheckedSize($0.value - (try $0 * zeros).value / group) }
+        case .unstructured(let s): kept = { CheckedSize($0.value - Int(Double($0.value) * s)) }
         }
-        let linears = layers.reduce(0) { total, layer in
-            total + linearShapes(layer).reduce(0) { $0 + kept($1.inputs * $1.outputs) }
+        return try CheckedSize.named("the pruned model's parameters") {
+            var linears = CheckedSize(0)
+            for layer in layers {
+                for shape in try linearShapes(layer) { linears = try linears + kept(try shape.inputs * shape.outputs) }
+            }
+            return try linears + (tiedEmbeddings ? 1 : 2) * CheckedSize(vocab) * hidden + (2 * layers.count + 1) * CheckedSize(hidden)
         }
-        return linears + (tiedEmbeddings ? 1 : 2) * vocab * hidden + (2 * layers.count + 1) * hidden
     }
 
     /// A layer's seven linears as (inputs, outputs), q k v o gate up down.
-    func linearShapes(_ layer: Layer) -> [(inputs: Int, outputs: Int)] {
-        let q = layer.heads * headDim, kv = layer.kvHeads * headDim
-        return [(hidden, q), (hidden, kv), (hidden, kv), (q, hidden),
-                (hidden, layer.intermediate), (hidden, layer.intermediate), (layer.intermediate, hidden)]
+    /// A layer's seven linears as (inputs, outputs), q k v o gate up down.
+    func linearShapes(_ layer: Layer) throws -> [(inputs: CheckedSize, outputs: CheckedSize)] {
+        let q = try CheckedSize(layer.heads) * headDim, kv = try CheckedSize(layer.kvHeads) * headDim
+        let c = CheckedSize(hidden), i = CheckedSize(layer.intermediate)
+        return [(c, q), (c, kv), (c, kv), (q, c), (c, i), (c, i), (i, c)]
     }
 
     private func validate(_ pruning: Pruning) throws {

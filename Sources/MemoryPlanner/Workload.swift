@@ -7,13 +7,16 @@ public struct Workload: Codable, Equatable, Sendable {
 
         /// NF4 with double quantisation (bitsandbytes, block 64): 4 bits per weight, one 8-bit
         /// absmax per 64 weights, one fp32 scale per 256 blocks: 4.127 bits.
-        public func linearBytes(_ parameters: Int) -> Int {
-            switch self {
-            case .f32: return parameters * 4
-            case .bf16, .f16: return parameters * 2
-            case .nf4:
-                let blocks = (parameters + 63) / 64
-                return (parameters + 1) / 2 + blocks + ((blocks + 255) / 256) * 4
+        public func linearBytes(_ parameters: Int) throws -> Int {
+            try CheckedSize.named("the decoder linears' bytes") {
+                let n = CheckedSize(parameters)
+                switch self {
+                case .f32: return try n * 4
+                case .bf16, .f16: return try n * 2
+                case .nf4:
+                    let blocks = (try n + 63).value / 64
+                    return try CheckedSize((try n + 1).value / 2) + blocks + ((blocks + 255) / 256) * 4
+                }
             }
         }
 
@@ -55,5 +58,17 @@ public struct Workload: Codable, Equatable, Sendable {
         self.checkpointing = checkpointing
         self.newTokens = newTokens
         self.logitsRows = max(1, logitsRows)
+    }
+
+    /// Throws `SizeError.overLimit` naming the first setting (as `memory/plan` spells it) outside
+    /// its `SizeLimits` bound. Every workload is checked before it is planned.
+    public func checkSizes() throws {
+        try SizeLimits.check(seqLen, atMost: SizeLimits.seqLen, "seqLen")
+        try SizeLimits.check(microBatch, atMost: SizeLimits.microBatch, "microBatch")
+        try SizeLimits.check(gradAccum, atMost: SizeLimits.gradAccum, "gradAccum")
+        // A prompt and its new tokens share one sequence's positions.
+        try SizeLimits.check(newTokens, atMost: SizeLimits.seqLen - seqLen, "newTokens", allowZero: true)
+        try SizeLimits.check(logitsRows, atMost: SizeLimits.seqLen, "logitsRows")
+        if let lora { try SizeLimits.check(lora.r, atMost: SizeLimits.loraRank, "lora.r") }
     }
 }

@@ -16,6 +16,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let formatError = ErrorCode(rawValue: -31010)
     public static let shapeMismatch = ErrorCode(rawValue: -31011)
     public static let overBudget = ErrorCode(rawValue: -31020)
+    public static let ioError = ErrorCode(rawValue: -31030)
 
     public var name: String {
         switch self {
@@ -30,6 +31,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .formatError: return "FormatError"
         case .shapeMismatch: return "ShapeMismatch"
         case .overBudget: return "OverBudget"
+        case .ioError: return "IOError"
         default: return "Error\(rawValue)"
         }
     }

@@ -82,12 +82,15 @@ public enum IncomingMessage {
 /// Builders for outgoing message bodies.
 public enum OutgoingMessage {
     public static func response(id: RequestID?, resultBody: [UInt8]) -> [UInt8] {
-        var out = Array(#"{"jsonrpc":"2.0","id":"#.utf8)
-        (id?.json ?? .null).write(to: &out)
-        out.append(contentsOf: Array(#","result":"#.utf8))
-        out.append(contentsOf: resultBody)
-        out.append(UInt8(ascii: "}"))
-        return out
+        Array(responseParts(id: id, resultBody: resultBody).joined())
+    }
+
+    /// A response as three parts (envelope, result, closing brace): the result is never copied.
+    public static func responseParts(id: RequestID?, resultBody: [UInt8]) -> [[UInt8]] {
+        var head = Array(#"{"jsonrpc":"2.0","id":"#.utf8)
+        (id?.json ?? .null).write(to: &head)
+        head.append(contentsOf: Array(#","result":"#.utf8))
+        return [head, resultBody, [UInt8(ascii: "}")]]
     }
 
     public static func error(id: RequestID?, _ error: RPCError) -> [UInt8] {

@@ -15,10 +15,16 @@ public final class MessageWriter: @unchecked Sendable {
 
     public init(sink: ByteSink) { self.sink = sink }
 
-    public func send(_ body: [UInt8]) {
+    public func send(_ body: [UInt8]) { send(parts: [body]) }
+
+    /// One message whose body is the parts in order, each written as it is (no copy of a large one).
+    public func send(parts: [[UInt8]]) {
         lock.lock(); defer { lock.unlock() }
         guard !closed else { return }
-        sink.write(frame(body))
+        let length = parts.reduce(0) { $0 + $1.count }
+        if parts.count == 1 && length < 1 << 16 { sink.write(frame(parts[0])); return }
+        sink.write(Array("Content-Length: \(length)\r\n\r\n".utf8))
+        for part in parts where !part.isEmpty { sink.write(part) }
     }
 
     /// Stops all further writes and runs `body` (the process exit) with no write in progress.

@@ -4,9 +4,10 @@ import Foundation
 /// (`writer`). It owns the lifecycle, the requests in flight and their cancellation; it knows
 /// nothing of what the methods do.
 ///
-/// Each request runs on a thread of its own, so a slow one never blocks the next message;
-/// the reader only frames, parses and dispatches. `initialize` runs inline, so the messages after it
-/// see the server initialized.
+/// Requests run on worker threads, so a slow one never blocks the next message; the reader only
+/// frames, parses and dispatches. The workers are bounded (a flood of requests queues instead of
+/// becoming a thread each), and quick methods have a small pool of their own so long work cannot
+/// starve them. `initialize` runs inline, so the messages after it see the server initialized.
 public final class RPCServer: @unchecked Sendable {
     public struct Options {
         public var maxContentLength = MessageFramer.defaultMaxContentLength
@@ -15,8 +16,16 @@ public final class RPCServer: @unchecked Sendable {
         /// How long exit and end of input wait for cancelled requests to answer.
         public var drainTimeout: TimeInterval = 2
         public var handlerStackSize = 16 << 20
+        /// Requests of the standard lane that run at once; the rest wait in order. Above the core
+        /// count, since many requests wait on something (a lock, a cancel) rather than compute.
+        public var maxConcurrentRequests = RPCServer.defaultConcurrency
+        /// Requests of the quick lane (`RequestLane.quick`) that run at once.
+        public var maxQuickRequests = 4
         public init() {}
     }
+
+    /// Twice the cores, at least 8, at most 64.
+    public static var defaultConcurrency: Int { min(64, max(8, 2 * ProcessInfo.processInfo.activeProcessorCount)) }
 
     public let router: Router
     public let writer: MessageWriter
@@ -32,12 +41,16 @@ public final class RPCServer: @unchecked Sendable {
     /// reply goes out (so the client may reuse it at once); exit waits on this count instead.
     private var unanswered = 0
     private var parentWatcher: ParentProcessWatcher?
+    let standardPool: WorkerPool
+    let quickPool: WorkerPool
 
     public init(router: Router, sink: ByteSink, options: Options = Options()) {
         self.router = router
         self.writer = MessageWriter(sink: sink)
         self.options = options
         self.framer = MessageFramer(maxContentLength: options.maxContentLength)
+        standardPool = WorkerPool(maxThreads: max(1, options.maxConcurrentRequests), stackSize: options.handlerStackSize)
+        quickPool = WorkerPool(maxThreads: max(1, options.maxQuickRequests), stackSize: options.handlerStackSize)
     }
 
     /// Messages that change the lifecycle: refused inside a batch, whose order is unspecified.
@@ -81,7 +94,7 @@ public final class RPCServer: @unchecked Sendable {
         if case .array(let entries) = value {
             handleBatch(entries)
         } else {
-            handle(IncomingMessage(value), inBatch: false) { [writer] in writer.send($0) }
+            handle(IncomingMessage(value), inBatch: false) { [writer] in writer.send(parts: $0) }
         }
     }
 
@@ -103,10 +116,10 @@ public final class RPCServer: @unchecked Sendable {
 
     // MARK: Dispatch
 
-    private func handle(_ message: IncomingMessage, inBatch: Bool, deliver: @escaping ([UInt8]) -> Void) {
+    private func handle(_ message: IncomingMessage, inBatch: Bool, deliver: @escaping ([[UInt8]]) -> Void) {
         switch message {
         case .invalid(let id, let error):
-            deliver(OutgoingMessage.error(id: id, error))
+            deliver([OutgoingMessage.error(id: id, error)])
         case .response:
             log("ignored a response; loramd sends no requests")
         case .notification(let method, let params):
@@ -177,10 +190,10 @@ public final class RPCServer: @unchecked Sendable {
             id: id, method: method, cancellation: token,
             progress: progressReporter(for: params),
             notifier: { [weak self] method, params in self?.sendNotification(method, params) })
-        let execute = { [self] () -> Bool in
+        let execute = { [self] (cancelledBeforeStart: Bool) -> Bool in
             // Every request with a token gets begin … end, whether or not its handler reports.
             context.progress?.begin(title: method)
-            let outcome = Self.run(handler, params: params, context: context)
+            let outcome = cancelledBeforeStart ? .failure(.requestCancelled) : Self.run(handler, params: params, context: context)
             context.progress?.end()
             lock.lock()
             inFlight[id] = nil
@@ -191,6 +204,8 @@ public final class RPCServer: @unchecked Sendable {
                 lock.broadcast()
                 lock.unlock()
             }
+            // What the handler kept charged for its reply is released once the reply is written.
+            defer { context.answered() }
             switch outcome {
             case .success(let body): reply.succeed(resultBody: body); return true
             case .failure(let error): reply.fail(error); return false
@@ -198,14 +213,17 @@ public final class RPCServer: @unchecked Sendable {
         }
         if method == "initialize" {
             // Inline: the reader reads the next message only once the state is `running`.
-            guard execute() else { return }
+            guard execute(false) else { return }
             lock.lock(); state = .running; lock.unlock()
             watchParent(params)
         } else {
-            let thread = Thread { _ = execute() }
-            thread.stackSize = options.handlerStackSize
-            thread.name = "loramd \(method) \(id)"
-            thread.start()
+            let pool = router.lane(for: method) == .quick ? quickPool : standardPool
+            // A request cancelled while queued never runs: it leaves the queue and is answered at
+            // once by the canceller; one cancelled just as a worker takes it is answered there.
+            let job = WorkerPool.Job(name: "loramd \(method) \(id)") { withdrawn in _ = execute(withdrawn || token.isCancelled) }
+            // Weak: the token outlives the request, and must not keep its params alive.
+            token.onCancel { [weak job] in if let job, pool.withdraw(job) { job.body(true) } }
+            pool.submit(job)
         }
     }
 
@@ -254,6 +272,9 @@ public final class RPCServer: @unchecked Sendable {
         let code = state.exitCode
         let tokens = Array(inFlight.values)
         lock.unlock()
+        // Nothing queued starts now: cancelling a queued request withdraws and answers it.
+        standardPool.hold()
+        quickPool.hold()
         tokens.forEach { $0.cancel() }
         lock.lock()
         let deadline = Date(timeIntervalSinceNow: options.drainTimeout)

@@ -1,23 +1,24 @@
 import Foundation
 
 /// The one answer a request gets. The first `send` wins; a second is a bug and is dropped with a
-/// line on stderr, so a client never sees two responses for one id.
+/// line on stderr, so a client never sees two responses for one id. A message goes out as parts
+/// whose concatenation is its body, so a large result is written as it is, never copied.
 final class Reply: @unchecked Sendable {
     let id: RequestID?
-    private let deliver: ([UInt8]) -> Void
+    private let deliver: ([[UInt8]]) -> Void
     private let lock = NSLock()
     private var sent = false
 
-    init(id: RequestID?, deliver: @escaping ([UInt8]) -> Void) {
+    init(id: RequestID?, deliver: @escaping ([[UInt8]]) -> Void) {
         self.id = id
         self.deliver = deliver
     }
 
-    func succeed(resultBody: [UInt8]) { send(OutgoingMessage.response(id: id, resultBody: resultBody)) }
+    func succeed(resultBody: [UInt8]) { send(OutgoingMessage.responseParts(id: id, resultBody: resultBody)) }
 
-    func fail(_ error: RPCError) { send(OutgoingMessage.error(id: id, error)) }
+    func fail(_ error: RPCError) { send([OutgoingMessage.error(id: id, error)]) }
 
-    private func send(_ body: [UInt8]) {
+    private func send(_ body: [[UInt8]]) {
         lock.lock()
         let first = !sent
         sent = true
@@ -42,9 +43,9 @@ final class BatchCollector: @unchecked Sendable {
         self.deliver = deliver
     }
 
-    func add(_ body: [UInt8]) {
+    func add(_ parts: [[UInt8]]) {
         lock.lock()
-        bodies.append(body)
+        bodies.append(Array(parts.joined()))
         remaining -= 1
         let done = remaining == 0
         lock.unlock()

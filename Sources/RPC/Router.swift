@@ -1,19 +1,23 @@
 /// The table of methods the daemon serves. Handlers are typed: params decode into a Swift type
 /// (a missing or ill-typed field becomes InvalidParams naming it) and results encode from one.
-/// Handlers run on their own thread and may block; they check `context` for cancellation.
+/// Handlers run on a worker thread of their lane and may block; they check `context` for cancellation.
 public final class Router {
     typealias RequestHandler = (JSONValue?, RequestContext) throws -> [UInt8]
     typealias NotificationHandler = (JSONValue?) -> Void
 
     private(set) var requestHandlers: [String: RequestHandler] = [:]
     private(set) var notificationHandlers: [String: NotificationHandler] = [:]
+    private(set) var lanes: [String: RequestLane] = [:]
 
     public init() {}
 
+    /// `lane: .quick` for a method that answers from memory at once (a listing, a plan), so it
+    /// still answers while every standard worker is busy with long work.
     public func register<Params: Decodable, Result: Encodable>(
-        _ method: String, _ handler: @escaping (Params, RequestContext) throws -> Result
+        _ method: String, lane: RequestLane = .standard, _ handler: @escaping (Params, RequestContext) throws -> Result
     ) {
         precondition(requestHandlers[method] == nil, "\(method) registered twice")
+        lanes[method] = lane
         requestHandlers[method] = { params, context in
             let decoded = try ParamsCoding.decode(Params.self, from: params)
             return try ParamsCoding.encode(try handler(decoded, context))
@@ -35,6 +39,8 @@ public final class Router {
 
     func handler(for method: String) -> RequestHandler? { requestHandlers[method] }
 
+    func lane(for method: String) -> RequestLane { lanes[method] ?? .standard }
+
     /// Runs a registered method in-process with JSON params and returns its JSON result; errors
     /// are thrown as the method throws them. Pipeline methods compose the daemon's own methods
     /// this way, so every stage validates, charges and fails exactly as the method alone would.
@@ -42,6 +48,14 @@ public final class Router {
         guard let handler = requestHandlers[method] else { throw RPCError.methodNotFound(method) }
         return try JSONParser.parse(try handler(params, context))
     }
+}
+
+/// Which of the server's worker pools runs a method's requests.
+public enum RequestLane: Sendable {
+    /// The bounded pool every long method shares.
+    case standard
+    /// A small pool of its own for methods that never run long.
+    case quick
 }
 
 /// Params of a method that takes none; any params sent are ignored.

@@ -10,11 +10,11 @@ final class PaperNumbersTests: XCTestCase {
     // MARK: §8.1 original counts
 
     func testOriginalParameterCounts() throws {
-        XCTAssertEqual(ModelShape.llama2_7B.parameterCount, 6_738_415_616)
-        XCTAssertEqual(ModelShape.llama2_13B.parameterCount, 13_015_864_320)
-        XCTAssertEqual(ModelShape.llama2_70B.parameterCount, 68_976_648_192)
-        XCTAssertEqual(ModelShape.llama31_8B.parameterCount, 8_030_261_248)
-        XCTAssertEqual(ModelShape.llama31_70B.parameterCount, 70_553_706_496)
+        XCTAssertEqual(try ModelShape.llama2_7B.parameterCount, 6_738_415_616)
+        XCTAssertEqual(try ModelShape.llama2_13B.parameterCount, 13_015_864_320)
+        XCTAssertEqual(try ModelShape.llama2_70B.parameterCount, 68_976_648_192)
+        XCTAssertEqual(try ModelShape.llama31_8B.parameterCount, 8_030_261_248)
+        XCTAssertEqual(try ModelShape.llama31_70B.parameterCount, 70_553_706_496)
     }
 
     func testPresetsByNameIgnoreCase() throws {
@@ -47,9 +47,9 @@ final class PaperNumbersTests: XCTestCase {
 
     func testStructuredRowsMatchThePaper() throws {
         for row in rows {
-            let name = "\(row.model.parameterCount) at \(row.ratio)"
+            let name = "\(try row.model.parameterCount) at \(row.ratio)"
             let accounting = try ParameterAccounting(row.model, pruning: .structured(ratio: row.ratio))
-            XCTAssertEqual(accounting.original, row.model.parameterCount, name)
+            XCTAssertEqual(accounting.original, try row.model.parameterCount, name)
             XCTAssertEqual(accounting.pruned, row.pruned, name)
             XCTAssertEqual(two(accounting.loramReduction), row.loram, name)
             XCTAssertEqual(two(accounting.loramHBMGiB), row.hbm, name)
@@ -67,9 +67,9 @@ final class PaperNumbersTests: XCTestCase {
     }
 
     func testBaselines() {
-        XCTAssertEqual(two(ParameterAccounting(large: .llama2_13B, small: .llama2_7B).loramReduction), "1.93")
-        XCTAssertEqual(two(ParameterAccounting(large: .llama2_70B, small: .llama2_13B).loramReduction), "5.30")
-        XCTAssertEqual(two(ParameterAccounting(large: .llama31_70B, small: .llama31_8B).loramReduction), "8.79")
+        XCTAssertEqual(two(try ParameterAccounting(large: .llama2_13B, small: .llama2_7B).loramReduction), "1.93")
+        XCTAssertEqual(two(try ParameterAccounting(large: .llama2_70B, small: .llama2_13B).loramReduction), "5.30")
+        XCTAssertEqual(two(try ParameterAccounting(large: .llama31_70B, small: .llama31_8B).loramReduction), "8.79")
     }
 
     func testSemiAndUnstructuredKeepTheShapeAndScaleOnlyLinears() throws {
@@ -158,25 +158,25 @@ final class PaperNumbersTests: XCTestCase {
 
     func testLoRATrainableCounts() throws {
         let withHead = LoRATarget.decoder.union([.lmHead])
-        XCTAssertEqual(ModelShape.llama2_13B.loraParameterCount(rank: 8), 31_293_440)
-        XCTAssertEqual(ModelShape.llama2_13B.loraParameterCount(rank: 8, targets: withHead), 31_590_400)
+        XCTAssertEqual(try ModelShape.llama2_13B.loraParameterCount(rank: 8), 31_293_440)
+        XCTAssertEqual(try ModelShape.llama2_13B.loraParameterCount(rank: 8, targets: withHead), 31_590_400)
 
         let pruned13 = try ModelShape.llama2_13B.structurallyPruned(ratio: 0.65)
-        XCTAssertEqual(pruned13.loraParameterCount(rank: 8), 20_340_000)
-        XCTAssertEqual(pruned13.loraParameterCount(rank: 8, targets: withHead), 20_636_960)
+        XCTAssertEqual(try pruned13.loraParameterCount(rank: 8), 20_340_000)
+        XCTAssertEqual(try pruned13.loraParameterCount(rank: 8, targets: withHead), 20_636_960)
 
-        XCTAssertEqual(ModelShape.llama2_70B.loraParameterCount(rank: 8), 103_546_880)
-        XCTAssertEqual(ModelShape.llama31_70B.loraParameterCount(rank: 8), 103_546_880)
-        XCTAssertEqual(ModelShape.llama2_70B.loraParameterCount(rank: 8, targets: withHead), 103_868_416)
-        XCTAssertEqual(ModelShape.llama31_70B.loraParameterCount(rank: 8, targets: withHead), 104_638_464)
+        XCTAssertEqual(try ModelShape.llama2_70B.loraParameterCount(rank: 8), 103_546_880)
+        XCTAssertEqual(try ModelShape.llama31_70B.loraParameterCount(rank: 8), 103_546_880)
+        XCTAssertEqual(try ModelShape.llama2_70B.loraParameterCount(rank: 8, targets: withHead), 103_868_416)
+        XCTAssertEqual(try ModelShape.llama31_70B.loraParameterCount(rank: 8, targets: withHead), 104_638_464)
 
         let pruned70 = try ModelShape.llama31_70B.structurallyPruned(ratio: 0.85)
-        XCTAssertEqual(pruned70.loraParameterCount(rank: 8), 52_078_400)
-        XCTAssertEqual(pruned70.loraParameterCount(rank: 8, targets: withHead), 53_169_984)
+        XCTAssertEqual(try pruned70.loraParameterCount(rank: 8), 52_078_400)
+        XCTAssertEqual(try pruned70.loraParameterCount(rank: 8, targets: withHead), 53_169_984)
 
         // Targets count independently: q alone on the 13B is 40 layers × 8·(5120 + 5120).
-        XCTAssertEqual(ModelShape.llama2_13B.loraParameterCount(rank: 8, targets: [.q]), 40 * 8 * 10240)
-        XCTAssertEqual(ModelShape.llama2_13B.loraParameterCount(rank: 8, targets: []), 0)
+        XCTAssertEqual(try ModelShape.llama2_13B.loraParameterCount(rank: 8, targets: [.q]), 40 * 8 * 10240)
+        XCTAssertEqual(try ModelShape.llama2_13B.loraParameterCount(rank: 8, targets: []), 0)
     }
 
     // MARK: config.json
@@ -193,7 +193,7 @@ final class PaperNumbersTests: XCTestCase {
         XCTAssertEqual(shape.headDim, 16)
         XCTAssertEqual(shape.vocab, 512)
         XCTAssertFalse(shape.tiedEmbeddings)
-        XCTAssertEqual(shape.parameterCount, 2 * 512 * 64 + 64 + 2 * (2 * 64 + 2 * 64 * 64 + 2 * 32 * 64 + 3 * 176 * 64))
+        XCTAssertEqual(try shape.parameterCount, 2 * 512 * 64 + 64 + 2 * (2 * 64 + 2 * 64 * 64 + 2 * 32 * 64 + 3 * 176 * 64))
     }
 
     private func config(_ fields: [String: Any]) throws -> Data {
@@ -226,7 +226,7 @@ final class PaperNumbersTests: XCTestCase {
         ]
         let shape = try ModelShape(configJSON: config(fields))
         XCTAssertEqual(shape, pruned)
-        XCTAssertEqual(shape.parameterCount, 17_849_982_976)
+        XCTAssertEqual(try shape.parameterCount, 17_849_982_976)
     }
 
     func testMissingAndMistypedFieldsAreNamed() throws {

@@ -331,4 +331,63 @@ final class RPCServerTests: XCTestCase {
         let ids = h.responses.compactMap { $0["id"]?.intValue }
         XCTAssertEqual(Set(ids).count, 201)
     }
+
+    // MARK: Bounded concurrency
+
+    func testManySlowRequestsNeverRunMoreThanTheBoundAndAllAnswer() {
+        let bound = 6
+        let h = ServerHarness(maxConcurrentRequests: bound)
+        h.initialize()
+        for i in 1...300 { h.request(i, "busy", #"{"ms":15}"#) }
+        XCTAssertTrue(h.wait(timeout: 30) { $0.count == 301 })
+        let results = h.responses.filter { $0["id"] != .int(0) }
+        XCTAssertEqual(Set(results.compactMap { $0["id"]?.intValue }).count, 300)
+        XCTAssertTrue(results.allSatisfy { $0["result"] == $0["id"] }, "every busy request ran and answered its own id")
+        XCTAssertEqual(h.occupancy.peakNow, bound, "the pool filled up, and never past its bound")
+        XCTAssertLessThanOrEqual(h.server.standardPool.peakRunningCount, bound)
+    }
+
+    func testACancelledQueuedRequestAnswersAtOnceWithoutRunning() {
+        let h = ServerHarness(maxConcurrentRequests: 2)
+        h.initialize()
+        h.request(1, "busy", #"{"ms":60000}"#)
+        h.request(2, "busy", #"{"ms":60000}"#)
+        h.request(3, "busy", #"{"ms":10}"#)
+        XCTAssertTrue(h.wait { _ in h.occupancy.ran(1) && h.occupancy.ran(2) })
+        XCTAssertEqual(h.server.standardPool.queuedCount, 1)
+        let start = Date()
+        h.notify("$/cancelRequest", #"{"id":3}"#)
+        XCTAssertEqual(h.errorCode(id: 3), -32800)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 0.5)
+        XCTAssertFalse(h.occupancy.ran(3), "a request cancelled in the queue never reaches its handler")
+        XCTAssertEqual(h.server.standardPool.queuedCount, 0)
+        XCTAssertEqual(h.server.requestsInFlight, 2)
+        // Its id is free again, and the running ones still cancel as before.
+        h.notify("$/cancelRequest", #"{"id":1}"#)
+        h.notify("$/cancelRequest", #"{"id":2}"#)
+        XCTAssertEqual(h.errorCode(id: 1), -32800)
+        XCTAssertEqual(h.errorCode(id: 2), -32800)
+        h.request(3, "busy", #"{"ms":1}"#)
+        XCTAssertTrue(h.wait { $0.filter { $0["id"] == .int(3) }.count == 2 })
+        XCTAssertEqual(h.received.last { $0["id"] == .int(3) }?["result"], .int(3))
+    }
+
+    func testAQuickRequestAnswersWhileThePoolIsFull() {
+        let h = ServerHarness(maxConcurrentRequests: 2)
+        h.initialize()
+        for i in 1...5 { h.request(i, "busy", #"{"ms":60000}"#) }
+        XCTAssertTrue(h.wait { _ in h.occupancy.ran(1) && h.occupancy.ran(2) })
+        h.request(10, "quickEcho", #"{"alive":true}"#)
+        XCTAssertEqual(h.waitForResponse(id: 10, timeout: 2)?["result"], .object([("alive", .bool(true))]))
+        // A standard request waits its turn behind the busy ones.
+        h.request(11, "echo", "{}")
+        Thread.sleep(forTimeInterval: 0.1)
+        h.drain()
+        XCTAssertFalse(h.received.contains { $0["id"] == .int(11) })
+        // Ending the connection answers every request, running and queued, within the drain time.
+        h.server.inputEnded()
+        XCTAssertEqual(h.waitForExit(), 1)
+        for id in [1, 2, 3, 4, 5, 11] { XCTAssertEqual(h.errorCode(id: id), -32800, "request \(id)") }
+        XCTAssertFalse(h.occupancy.ran(3))
+    }
 }

@@ -20,8 +20,30 @@ final class ServerHarness {
         struct Nested: Decodable { var values: [Int] }
     }
 
-    init(progressInterval: TimeInterval = 0.05, maxContentLength: Int = MessageFramer.defaultMaxContentLength) {
+    /// What the `busy` handler saw: how many ran at once at most, and which ids it ran.
+    final class Occupancy: @unchecked Sendable {
+        private let lock = NSLock()
+        private var now = 0
+        private(set) var peak = 0
+        private(set) var started: Set<Int64> = []
+        func enter(_ id: Int64) { lock.lock(); now += 1; peak = max(peak, now); started.insert(id); lock.unlock() }
+        func leave() { lock.lock(); now -= 1; lock.unlock() }
+        var peakNow: Int { lock.lock(); defer { lock.unlock() }; return peak }
+        func ran(_ id: Int64) -> Bool { lock.lock(); defer { lock.unlock() }; return started.contains(id) }
+    }
+    let occupancy = Occupancy()
+
+    init(progressInterval: TimeInterval = 0.05, maxContentLength: Int = MessageFramer.defaultMaxContentLength,
+         maxConcurrentRequests: Int = RPCServer.defaultConcurrency, maxQuickRequests: Int = 4) {
         let router = Router()
+        router.register("quickEcho", lane: .quick) { (params: JSONValue, _) in params }
+        router.register("busy") { [occupancy] (params: SleepParams, context) -> JSONValue in
+            guard case .number(let id) = context.id else { return .null }
+            occupancy.enter(id)
+            defer { occupancy.leave() }
+            try context.cancellation.sleep(seconds: Double(params.ms) / 1000)
+            return .int(id)
+        }
         router.register("initialize") { (_: JSONValue, _) -> JSONValue in .object([("capabilities", .object([]))]) }
         router.register("echo") { (params: JSONValue, _) in params }
         router.register("typed") { (params: Typed, _) -> JSONValue in .string("\(params.name):\(params.count)") }
@@ -39,6 +61,8 @@ final class ServerHarness {
         options.progressInterval = progressInterval
         options.maxContentLength = maxContentLength
         options.drainTimeout = 1
+        options.maxConcurrentRequests = maxConcurrentRequests
+        options.maxQuickRequests = maxQuickRequests
         server = RPCServer(router: router, sink: sink, options: options)
         server.onExit = { [exitLock] code in
             exitLock.lock(); self.exitCode = code; exitLock.broadcast(); exitLock.unlock()

@@ -260,4 +260,30 @@ final class CheckpointValidationTests: XCTestCase {
         XCTAssertEqual(DTypeConversion.bf16ToFloat(0xC000), -2)
         XCTAssertTrue(DTypeConversion.bf16ToFloat(DTypeConversion.floatToBF16(.nan)).isNaN)
     }
+
+    /// A config.json whose counts are past SizeLimits is a FormatError naming the field, before a
+    /// list of layers or a plan is made for them (1e11 layers was an allocation abort).
+    func testEnormousConfigCountsAreFormatErrors() throws {
+        let directory = try copyOfTiny()
+        let url = directory.appendingPathComponent("config.json")
+        let good = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        let rows: [(String, Any, String)] = [
+            ("num_hidden_layers", 1e11, "num_hidden_layers is 100000000000, past loramd's limit of 4096"),
+            ("num_hidden_layers", 5000, "num_hidden_layers is 5000"),
+            ("hidden_size", 1 << 39, "hidden_size is 549755813888"),
+            ("intermediate_size", 1e11, "intermediate_size"),
+            ("vocab_size", 1e11, "vocab_size"),
+            ("head_dim", 1 << 30, "head_dim"),
+            ("max_position_embeddings", 1e11, "max_position_embeddings"),
+            ("loram", ["layers": Array(repeating: ["num_attention_heads": 1 << 39, "num_key_value_heads": 1, "intermediate_size": 8], count: 2)],
+             "num_attention_heads is 549755813888"),
+        ]
+        for (key, value, problem) in rows {
+            var config = good
+            config[key] = value
+            if key == "num_hidden_layers" || key == "hidden_size" { config["head_dim"] = 16 }
+            try JSONSerialization.data(withJSONObject: config).write(to: url)
+            expectFormatError(directory, file: "config.json", problem: problem)
+        }
+    }
 }

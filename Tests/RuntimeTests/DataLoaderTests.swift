@@ -162,4 +162,33 @@ final class DataLoaderTests: XCTestCase {
         // Other formats never warn.
         XCTAssertTrue(try dataset([#"{"text": "plain"}"#], format: .text).completionsContainEOS(eosIds: [2]))
     }
+
+    /// What the initializer would trap on is named first, so callers can refuse it.
+    func testProblemsAreNamedBeforeTheLoaderIsBuilt() {
+        let masked = Dataset.Example(ids: [1, 2, 3], labels: [-100, -100, -100])
+        let firstOnly = Dataset.Example(ids: [1, 2, 3], labels: [1, -100, -100])
+        let lateLabel = Dataset.Example(ids: [1, 2, 3], labels: [-100, -100, 3])
+        let empty = Dataset.Example(ids: [], labels: [])
+        XCTAssertEqual(DataLoader.problem(examples: [], mode: .truncate, seqLen: 4), "has no example")
+        XCTAssertNotNil(DataLoader.problem(examples: [empty, empty], mode: .pack, seqLen: 4))
+        XCTAssertNotNil(DataLoader.problem(examples: [empty], mode: .truncate, seqLen: 4))
+        XCTAssertNotNil(DataLoader.problem(examples: [masked], mode: .truncate, seqLen: 4))
+        XCTAssertNotNil(DataLoader.problem(examples: [masked], mode: .pack, seqLen: 4))
+        XCTAssertNotNil(DataLoader.problem(examples: [firstOnly], mode: .truncate, seqLen: 4))
+        // Truncation to 2 cuts the only label at position 2 away.
+        XCTAssertNotNil(DataLoader.problem(examples: [lateLabel], mode: .truncate, seqLen: 2))
+        XCTAssertNil(DataLoader.problem(examples: [lateLabel], mode: .truncate, seqLen: 3))
+        XCTAssertNil(DataLoader.problem(examples: [empty, lateLabel], mode: .pack, seqLen: 2))
+        XCTAssertNotNil(DataLoader.problem(examples: [Dataset.Example(ids: [1, 2], labels: [1])], mode: .pack, seqLen: 4))
+
+        let loader = DataLoader(examples: Self.examples([3, 5]), mode: .pack, microBatch: 1, seqLen: 4, seed: 1)
+        XCTAssertNil(loader.problem(position: .init(epoch: 7, index: 1, offset: 0)))
+        XCTAssertNotNil(loader.problem(position: .init(epoch: 0, index: 2, offset: 0)))
+        XCTAssertNotNil(loader.problem(position: .init(epoch: -1, index: 0, offset: 0)))
+        XCTAssertNotNil(loader.problem(position: .init(epoch: 0, index: 0, offset: 5)), "no example has 6 tokens")
+        let order = loader.permutation(epoch: 0)
+        let longer = order.firstIndex(of: 1)!
+        XCTAssertNil(loader.problem(position: .init(epoch: 0, index: longer, offset: 4)))
+        XCTAssertNotNil(loader.problem(position: .init(epoch: 0, index: 1 - longer, offset: 3)))
+    }
 }

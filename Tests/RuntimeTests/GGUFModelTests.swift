@@ -129,14 +129,36 @@ final class GGUFModelTests: XCTestCase {
         let file = try GGUFFile(url: url)
         let dims: (String) -> [Int]? = { file.tensors[$0]?.dimensions }
         XCTAssertNoThrow(try LlamaConfig(ggufMetadata: file.metadata, dimensions: dims, fileName: "m.gguf"))
-        for (key, value, tensor) in [("llama.attention.head_count", GGUFValue.uint32(60_000), "blk.0.attn_q.weight"),
-                                     ("llama.block_count", .uint32(100_000), "blk.5.attn_norm.weight"),
-                                     ("llama.feed_forward_length", .uint32(1 << 24), "blk.0.ffn_gate.weight"),
+        // Within SizeLimits (past them is refused before the tensors are looked at).
+        for (key, value, tensor) in [("llama.attention.head_count", GGUFValue.uint32(16_000), "blk.0.attn_q.weight"),
+                                     ("llama.block_count", .uint32(4_000), "blk.5.attn_norm.weight"),
+                                     ("llama.feed_forward_length", .uint32(4_000_000), "blk.0.ffn_gate.weight"),
                                      ("llama.attention.head_count_kv", .uint32(2), "blk.0.attn_k.weight")] {
             var metadata = file.metadata
             metadata[key] = value
             XCTAssertThrowsError(try LlamaConfig(ggufMetadata: metadata, dimensions: dims, fileName: "m.gguf"), key) { error in
                 XCTAssertTrue((error as? FormatError)?.problem.contains(tensor) == true, "\(key): \(error)")
+            }
+        }
+    }
+
+    /// Metadata widths past SizeLimits are a FormatError naming the key and the limit, before any
+    /// list per layer or tensor check is made for them.
+    func testMetadataWidthsPastTheSizeLimits() throws {
+        let url = try temporaryDirectory().appendingPathComponent("model.gguf")
+        try PruningFixtures.gqaModel().saveGGUF(to: url, type: .f32)
+        let file = try GGUFFile(url: url)
+        let dims: (String) -> [Int]? = { file.tensors[$0]?.dimensions }
+        for (key, value, limit) in [("llama.block_count", GGUFValue.uint64(1 << 40), SizeLimits.layers),
+                                    ("llama.attention.head_count", .uint32(UInt32(SizeLimits.heads + 1)), SizeLimits.heads),
+                                    ("llama.feed_forward_length", .uint64(1 << 62), SizeLimits.intermediate),
+                                    ("llama.embedding_length", .uint64(1 << 50), SizeLimits.hidden),
+                                    ("llama.context_length", .uint64(1 << 40), SizeLimits.positions)] {
+            var metadata = file.metadata
+            metadata[key] = value
+            XCTAssertThrowsError(try LlamaConfig(ggufMetadata: metadata, dimensions: dims, fileName: "m.gguf"), key) { error in
+                XCTAssertTrue((error as? FormatError)?.problem.contains("\(key) is") == true, "\(key): \(error)")
+                XCTAssertTrue((error as? FormatError)?.problem.contains("between 1 and \(limit)") == true, "\(key): \(error)")
             }
         }
     }

@@ -231,6 +231,33 @@ final class LoRAFileTests: XCTestCase {
         }
     }
 
+    func testAPathologicalTargetModulesPatternIsRefusedQuicklyOrCancelled() throws {
+        func config(_ pattern: String) throws -> PEFTAdapterConfig {
+            try PEFTAdapterConfig(json: JSONSerialization.data(withJSONObject: ["peft_type": "LORA", "r": 4, "target_modules": pattern]))
+        }
+        // Nested repetition that cannot match: ICU backtracks for minutes on a 30-character name.
+        for pattern in ["(.*.*)*Q", "((.+)+)+Q", #"(\w|\.|\d)*(.*)*X"#] {
+            let start = Date()
+            XCTAssertThrowsError(try config(pattern).resolveTargets(layerCount: 28), pattern) { error in
+                XCTAssertEqual((error as? FormatError)?.file, "adapter_config.json")
+                XCTAssertTrue((error as? FormatError)?.problem.contains("takes over 0.5 s") == true, "\(error)")
+            }
+            XCTAssertLessThan(Date().timeIntervalSince(start), 2, pattern)
+        }
+        // A cancellation stops it at once, with the canceller's error.
+        struct Cancelled: Error {}
+        let start = Date()
+        XCTAssertThrowsError(try config("(.*.*)*Q").resolveTargets(layerCount: 28, checkpoint: { throw Cancelled() })) {
+            XCTAssertTrue($0 is Cancelled, "\($0)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 0.2)
+        // Ordinary patterns are unaffected, checkpoint or not; an absurdly long one is refused unread.
+        XCTAssertEqual(try config(#".*\.(q|v)_proj"#).resolveTargets(layerCount: 28, checkpoint: {}), [.q, .v])
+        XCTAssertThrowsError(try config(String(repeating: "q_proj|", count: 200) + "v_proj").resolveTargets(layerCount: 2)) {
+            XCTAssertTrue(($0 as? FormatError)?.problem.contains("up to 1024") == true, "\($0)")
+        }
+    }
+
     func testPEFTsSavedOutputLayerIsAcceptedWhenItIsTheModelsOwn() throws {
         // PEFT saves lm_head.base_layer.weight beside lm_head's factors.
         let model = try tinyModel()

@@ -69,4 +69,31 @@ final class PruningManifestTests: XCTestCase {
         try good.write(to: url)
         XCTAssertNoThrow(try LlamaModel.load(directory: directory))
     }
+
+    /// Original widths past SizeLimits are a FormatError before anything is sized by them: heads
+    /// of 2^50 made the GQA group check build a list of 2^49 indices (an allocation abort).
+    func testManifestWithEnormousWidthsIsAFormatError() throws {
+        let pruned = try StructuredPruner.prune(PruningFixtures.gqaModel(), ratio: 0.5, importance: .l2)
+        let directory = try temporaryDirectory()
+        try pruned.save(to: directory)
+        let url = directory.appendingPathComponent(PruningManifest.fileName)
+        let rows: [(String, (inout PruningManifest) -> Void, String)] = [
+            ("heads", { $0.original[1].heads = 1 << 50 }, "num_attention_heads is 1125899906842624, past loramd's limit of 16384"),
+            ("kv heads", { $0.original[1].heads = 1 << 60; $0.original[1].kvHeads = 1 << 58 }, "num_attention_heads"),
+            ("neurons", { $0.original[1].intermediate = 1 << 62 }, "intermediate_size is 4611686018427387904"),
+            ("untouched layer", { $0.original[0].intermediate = 1 << 40 }, "intermediate_size"),
+            // Within the limits, but a GQA group the kept lists cannot hold: refused by counting.
+            ("group", { $0.original[1].heads = $0.original[1].kvHeads * 4000 }, "are not the heads"),
+        ]
+        for (label, change, text) in rows {
+            var manifest = pruned.pruning!
+            change(&manifest)
+            try manifest.jsonData().write(to: url)
+            XCTAssertThrowsError(try LlamaModel.load(directory: directory), label) { error in
+                guard let format = error as? FormatError else { return XCTFail("\(label): \(error)") }
+                XCTAssertEqual(format.file, "loram_pruning.json", label)
+                XCTAssertTrue(format.problem.contains(text), "\(label): \(format.problem)")
+            }
+        }
+    }
 }

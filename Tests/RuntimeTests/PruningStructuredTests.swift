@@ -13,7 +13,7 @@ final class PruningStructuredTests: XCTestCase {
                 let pruned = try StructuredPruner.prune(model, ratio: ratio, importance: .l2)
                 let planned = try model.config.modelShape.structurallyPruned(ratio: ratio)
                 XCTAssertEqual(pruned.config.modelShape, planned, "ratio \(ratio)")
-                XCTAssertEqual(pruned.parameterCount, planned.parameterCount, "ratio \(ratio)")
+                XCTAssertEqual(pruned.parameterCount, try planned.parameterCount, "ratio \(ratio)")
                 XCTAssertNoThrow(try pruned.pruning!.validate(against: pruned.config))
                 for (l, layer) in pruned.layers.enumerated() {
                     XCTAssertEqual(layer.q.rows, planned.layers[l].heads * model.config.headDim)
@@ -156,9 +156,9 @@ extension PruningStructuredTests {
         let calibration = TaylorCalibration(model: model, examples: PruningFixtures.examples(count: 2, length: 16), seqLen: 16)
         let plan = try TaylorCalibration.plan(config: model.config, seqLen: 16)
         XCTAssertEqual(calibration.gradients.byteCount, plan.breakdown[.gradient])
-        XCTAssertEqual(calibration.gradients.parameterCount, ImportancePlan.scoredParameters(model.config.modelShape))
+        XCTAssertEqual(calibration.gradients.parameterCount, try ImportancePlan.scoredParameters(model.config.modelShape))
         XCTAssertEqual(plan.breakdown[.weight], model.parameterCount * 4)
-        XCTAssertEqual(TaylorCalibration.plannedBytes(config: model.config, seqLen: 16), plan.peakBytes)
+        XCTAssertEqual(try TaylorCalibration.plannedBytes(config: model.config, seqLen: 16), plan.peakBytes)
         XCTAssertTrue(calibration.loss.isFinite)
     }
 }

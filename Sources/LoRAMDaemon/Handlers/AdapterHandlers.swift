@@ -110,7 +110,7 @@ extension Daemon {
     func registerAdapters() {
         router.register("adapter/create") { [unowned self] (params: AdapterCreateParams, _) -> JSONValue in
             let loaded = try model(params.modelId)
-            guard (1...65536).contains(params.r) else { throw RPCError.invalidParams(field: "r", "must be between 1 and 65536, got \(params.r)") }
+            guard (1...SizeLimits.loraRank).contains(params.r) else { throw RPCError.invalidParams(field: "r", "must be between 1 and \(SizeLimits.loraRank), got \(params.r)") }
             guard params.alpha > 0, params.alpha.isFinite else { throw RPCError.invalidParams(field: "alpha", "must be > 0, got \(params.alpha)") }
             let dropout = params.dropout ?? 0
             guard dropout >= 0, dropout < 1 else { throw RPCError.invalidParams(field: "dropout", "must be in [0, 1), got \(dropout)") }
@@ -147,7 +147,7 @@ extension Daemon {
                 } else {
                     let directory = try PathParam.existingDirectory(params.path, field: "path")
                     let config = try PEFTAdapterConfig(directory: directory)
-                    (rank, targets, read) = (config.rank, try config.resolveTargets(layerCount: layerCount),
+                    (rank, targets, read) = (config.rank, try config.resolveTargets(layerCount: layerCount, checkpoint: context.checkCancelled),
                                              { try PEFTAdapterFile.load(directory: directory, model: loaded.model) })
                 }
                 let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: loaded.model.config, rank: rank, targets: targets))
@@ -167,8 +167,10 @@ extension Daemon {
             switch params.format ?? "peft" {
             case "peft":
                 return try ErrorMapping.translating {
-                    let files = try PEFTAdapterFile.save(object.adapter, to: target, baseModelNameOrPath: object.baseModelPath)
-                    return .object([("files", .array(files.map { .string($0.path) }))])
+                    let names = try AtomicDirectory.write(to: target, rule: .adapterFolder) { folder in
+                        try PEFTAdapterFile.save(object.adapter, to: folder, baseModelNameOrPath: object.baseModelPath).map(\.lastPathComponent)
+                    }
+                    return .object([("files", .array(names.map { .string(target.appendingPathComponent($0).path) }))])
                 }
             case "gguf":
                 let config = try model(object.modelId, field: "adapterId").model.config
@@ -176,7 +178,7 @@ extension Daemon {
                 let file = FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) && isDirectory.boolValue
                     ? target.appendingPathComponent(GGUFAdapterFile.defaultFileName) : target
                 return try ErrorMapping.translating {
-                    try GGUFAdapterFile.save(object.adapter, config: config, to: file)
+                    try GGUFAdapterFile.save(object.adapter, config: config, to: file, rule: .ggufFile)
                     return .object([("files", .array([.string(file.path)]))])
                 }
             case let other:

@@ -10,6 +10,7 @@ extension Daemon {
         var adapterId: String?
         var ids: [Int]
         var logits: String?
+        var logitsEncoding: String?
     }
 
     struct GenerateParams: Decodable {
@@ -46,12 +47,14 @@ extension Daemon {
 
     /// The bytes a session of `capacity` positions holds beyond the weights: its KV cache, and the
     /// placement of its transient buffers (workspace and `logitsRows` rows of logits).
-    func sessionPlan(_ loaded: LoadedModel, adapter: LoRAAdapter?, capacity: Int, logitsRows: Int) -> (kvBytes: Int, placement: BestFitPlacement?) {
+    /// Throws `SizeError` when the capacity is past `SizeLimits.seqLen` or the session's sizes overflow.
+    func sessionPlan(_ loaded: LoadedModel, adapter: LoRAAdapter?, capacity: Int, logitsRows: Int) throws -> (kvBytes: Int, placement: BestFitPlacement?) {
         let config = loaded.model.config
-        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
-        let program = StepProgramBuilder.generation(config.modelShape, Workload(
+        let program = try StepProgramBuilder.generation(config.modelShape, Workload(
             kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
             baseDType: loaded.model.baseDType, logitsRows: logitsRows))
+        // The planned KV cache (checked arithmetic) is the cache the session allocates.
+        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
         return (kvBytes, try? BestFitPlacement(program.transientOnly()))
     }
 
@@ -63,7 +66,8 @@ extension Daemon {
                         minimumCapacity: Int? = nil, suggest: ((Int, Int) -> JSONValue)? = nil, ownerTag: String = "",
                         _ body: (InferenceSession) throws -> T) throws -> T {
         // The session runs in its planned arena; the KV cache and the arena are charged before either exists.
-        let (kvBytes, placement) = sessionPlan(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows)
+        // Capacities come from a request's or a dataset's tokens; past the limits they are InvalidParams.
+        let (kvBytes, placement) = try ErrorMapping.translating { try sessionPlan(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows) }
         let workspace = placement?.peak ?? 0
         // `ownerTag` tells apart two sessions one request holds at once (model/compare).
         let owner = "request \(request.id)\(ownerTag)"
@@ -74,7 +78,8 @@ extension Daemon {
             guard let suggest, let minimum = minimumCapacity, minimum < capacity else { throw error.with("suggestion", .null) }
             let free = ledger.capBytes - ledger.usedBytes
             func bytes(_ c: Int) -> Int {
-                let plan = sessionPlan(loaded, adapter: adapter, capacity: c, logitsRows: min(logitsRows, c))
+                // Smaller than a capacity already planned: it plans too.
+                guard let plan = try? sessionPlan(loaded, adapter: adapter, capacity: c, logitsRows: min(logitsRows, c)) else { return .max }
                 return plan.kvBytes + (plan.placement?.peak ?? 0)
             }
             // The session's bytes grow with its capacity: the largest capacity that fits, by bisection.
@@ -92,13 +97,52 @@ extension Daemon {
         return try body(session)
     }
 
+    /// Charges model/forward's reply until it is written, or refuses it with OverBudget saying
+    /// what would fit: base64 instead of JSON, or the last row only. The session it is built from
+    /// must fit beside it, so both are weighed here, before either is charged.
+    func chargeReply(of loaded: LoadedModel, adapter: LoRAAdapter?, ids: Int, rows: Int, encoding: LogitsReply.Encoding,
+                     context: RequestContext) throws {
+        let vocab = loaded.model.config.vocabSize
+        func session(rows: Int) throws -> (kv: Int, workspace: Int) {
+            let plan = try sessionPlan(loaded, adapter: adapter, capacity: ids, logitsRows: rows)
+            return (plan.kvBytes, plan.placement?.peak ?? 0)
+        }
+        func need(rows: Int, _ encoding: LogitsReply.Encoding) throws -> Int {
+            let s = try session(rows: rows)
+            return s.kv + s.workspace + LogitsReply.estimatedBytes(rows: rows, vocab: vocab, encoding: encoding)
+        }
+        let bytes = LogitsReply.estimatedBytes(rows: rows, vocab: vocab, encoding: encoding)
+        let free = ledger.capBytes - ledger.usedBytes
+        guard Int64(try need(rows: rows, encoding)) <= free else {
+            var suggestion = JSONValue.null
+            if encoding == .json, Int64(try need(rows: rows, .base64)) <= free {
+                suggestion = Self.suggestion("logitsEncoding", .string("base64"), peakBytes: loaded.bytes + (try need(rows: rows, .base64)))
+            } else if rows > 1, Int64(try need(rows: 1, encoding)) <= free {
+                suggestion = Self.suggestion("logits", .string("last"), peakBytes: loaded.bytes + (try need(rows: 1, encoding)))
+            }
+            let s = try session(rows: rows)
+            throw RPCError(.overBudget, "Over budget: the reply of \(rows) rows of \(vocab) logits as \(encoding.rawValue) needs up to \(bytes) bytes beside its session's \(s.kv + s.workspace), \(max(0, free)) of \(ledger.capBytes) are free",
+                           hint: "Ask for logits \"last\" or fewer ids, or logitsEncoding \"base64\" (about 5.3 bytes a logit instead of up to \(LogitsReply.jsonBytesPerFloat)); or raise hbmCapBytes.",
+                           data: [("needBytes", .int(ledger.usedBytes + Int64(bytes + s.kv + s.workspace))), ("capBytes", .int(ledger.capBytes)),
+                                  ("breakdown", .object([("reply", .int(Int64(bytes))), ("kvCache", .int(Int64(s.kv))), ("workspace", .int(Int64(s.workspace)))])),
+                                  ("suggestion", suggestion)])
+        }
+        let owner = "request \(context.id) reply"
+        try ledger.charge(Int64(bytes), to: owner, breakdown: .object([("reply", .int(Int64(bytes)))]))
+        context.whenAnswered { [ledger] in ledger.release(owner) }
+    }
+
+    static func suggestion(_ field: String, _ value: JSONValue, peakBytes: Int) -> JSONValue {
+        .object([("changes", .object([(field, value)])), ("peakBytes", .int(Int64(peakBytes)))])
+    }
+
     /// An OverBudget suggestion: the one setting to change, and the peak with it.
     static func suggestion(_ field: String, _ value: Int, peakBytes: Int) -> JSONValue {
         .object([("changes", .object([(field, .int(Int64(value)))])), ("peakBytes", .int(Int64(peakBytes)))])
     }
 
     func registerInference() {
-        router.register("model/forward") { [unowned self] (params: ForwardParams, context) -> JSONValue in
+        router.register("model/forward") { [unowned self] (params: ForwardParams, context) -> RawJSON in
             let loaded = try model(params.modelId)
             let adapter = try appliedAdapter(params.adapterId, on: loaded)
             guard !params.ids.isEmpty else { throw RPCError.invalidParams(field: "ids", "must not be empty") }
@@ -109,16 +153,19 @@ extension Daemon {
             case "all": all = true
             case let other: throw RPCError.invalidParams(field: "logits", "must be \"last\" or \"all\", got \"\(other)\"")
             }
+            let encodings = LogitsReply.Encoding.allCases.map(\.rawValue)
+            guard let encoding = LogitsReply.Encoding(rawValue: params.logitsEncoding ?? "json") else {
+                throw RPCError.invalidParams(field: "logitsEncoding", "must be \(encodings.joined(separator: " or ")), got \"\(params.logitsEncoding ?? "")\"")
+            }
             let vocab = loaded.model.config.vocabSize
+            let rows = all ? params.ids.count : 1
+            try chargeReply(of: loaded, adapter: adapter, ids: params.ids.count, rows: rows, encoding: encoding, context: context)
             return try ErrorMapping.translating {
                 // The logits rows live in the session's arena (planned with it); only the reply copies them.
-                let rows = all ? params.ids.count : 1
-                return try withSession(loaded, adapter: adapter, capacity: params.ids.count, logitsRows: rows, request: context) { session in
+                try withSession(loaded, adapter: adapter, capacity: params.ids.count, logitsRows: rows, request: context) { session in
                     let logits = session.logits
                     try session.forward(params.ids, logits: all ? .all(logits) : .last(logits), checkpoint: context.checkCancelled)
-                    return .object([("logits", .array((0..<rows).map { r in
-                        .array((0..<vocab).map { .double(Double(logits[r * vocab + $0])) })
-                    }))])
+                    return LogitsReply.build(logits, rows: rows, vocab: vocab, encoding: encoding)
                 }
             }
         }
@@ -136,6 +183,9 @@ extension Daemon {
             switch (params.prompt, params.ids) {
             case (let text?, nil):
                 prompt = try loaded.requireTokenizer().encode(text, addSpecialTokens: params.addBos ?? true)
+                if let bad = prompt.first(where: { $0 >= loaded.model.config.vocabSize }) {
+                    throw RPCError.invalidParams(field: "prompt", "encodes to id \(bad), a token the tokenizer adds past the model's vocabulary of \(loaded.model.config.vocabSize)")
+                }
             case (nil, let ids?):
                 try Self.checkIds(ids, vocabSize: loaded.model.config.vocabSize, field: "ids")
                 prompt = ids

@@ -58,7 +58,7 @@ extension Daemon {
     }
 
     func registerModels() {
-        router.register("model/list") { [unowned self] (_: NoParams, _) -> ModelListResult in
+        router.register("model/list", lane: .quick) { [unowned self] (_: NoParams, _) -> ModelListResult in
             ModelListResult(models: registry.listings(.model), adapters: registry.listings(.adapter),
                             jobs: registry.listings(.job), memory: ledger.summary)
         }
@@ -120,18 +120,18 @@ extension Daemon {
             let dtype = try Self.weightDType(params.dtype)
             let directory = try PathParam.output(params.path, field: "path")
             return try ErrorMapping.translating {
-                try loaded.model.save(to: directory, dtype: dtype)
-                var files = [LlamaConfig.fileName, CheckpointDirectory.singleFileName]
-                if loaded.model.pruning != nil { files.append(PruningManifest.fileName) }
-                // The tokenizer and generation settings travel with the weights.
-                for (name, data) in try loaded.companionFiles() {
-                    let target = directory.appendingPathComponent(name)
-                    if case .huggingFace = loaded.format, loaded.source.appendingPathComponent(name).standardizedFileURL == target.standardizedFileURL {
+                // The folder appears whole or not at all, replacing an earlier model there (the
+                // loaded one's own folder included: its files are read before the swap).
+                let files = try AtomicDirectory.write(to: directory, rule: .modelFolder) { folder -> [String] in
+                    try loaded.model.save(to: folder, dtype: dtype)
+                    var files = [LlamaConfig.fileName, CheckpointDirectory.singleFileName]
+                    if loaded.model.pruning != nil { files.append(PruningManifest.fileName) }
+                    // The tokenizer and generation settings travel with the weights.
+                    for (name, data) in try loaded.companionFiles() {
+                        try AtomicFile.write(data, to: folder.appendingPathComponent(name))
                         files.append(name)
-                        continue
                     }
-                    try AtomicFile.write(data, to: target)
-                    files.append(name)
+                    return files
                 }
                 return .object([("files", .array(files.sorted().map { .string(directory.appendingPathComponent($0).path) }))])
             }
@@ -159,7 +159,8 @@ extension Daemon {
             if let template = loaded.chatTemplate, !tokenizer.contains(where: { $0.key == "tokenizer.chat_template" }) {
                 tokenizer.append(("tokenizer.chat_template", .string(template)))
             }
-            try loaded.model.saveGGUF(to: file, type: type, tokenizer: tokenizer, name: loaded.source.deletingPathExtension().lastPathComponent)
+            try loaded.model.saveGGUF(to: file, type: type, tokenizer: tokenizer, name: loaded.source.deletingPathExtension().lastPathComponent,
+                                      rule: .ggufFile)
             return .object([("files", .array([.string(file.path)])), ("warnings", .array(warnings))])
         }
     }

@@ -115,8 +115,18 @@ extension Daemon {
             default: throw RPCError.invalidParams(field: "workload.prune.method", "must be random, l2, taylor, semi or magnitude")
             }
         }
-        return (Workload(kind: kind, microBatch: microBatch, seqLen: p.seqLen, gradAccum: p.gradAccum ?? 1, lora: lora,
-                         baseDType: base, checkpointing: checkpointing, newTokens: p.newTokens ?? 0), pruning)
+        let workload = Workload(kind: kind, microBatch: microBatch, seqLen: p.seqLen, gradAccum: p.gradAccum ?? 1, lora: lora,
+                                baseDType: base, checkpointing: checkpointing, newTokens: p.newTokens ?? 0)
+        try planSizes { try workload.checkSizes() }
+        return (workload, pruning)
+    }
+
+    /// `body` with its SizeError as InvalidParams: a workload setting past its limit names itself
+    /// (`workload.seqLen`), sizes that overflow only together name `workload`.
+    static func planSizes<T>(field: (String) -> String = { "workload.\($0)" }, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as SizeError {
+            throw ErrorMapping.invalidParams(error, overflowField: "workload", field: field)
+        }
     }
 
     static func breakdownJSON(_ breakdown: [BufferKind: Int]) -> JSONValue {
@@ -126,7 +136,7 @@ extension Daemon {
     }
 
     func registerPlanning() {
-        router.register("memory/plan") { [unowned self] (params: PlanParams, _) -> JSONValue in
+        router.register("memory/plan", lane: .quick) { [unowned self] (params: PlanParams, _) -> JSONValue in
             let original = try planShape(params.model)
             let (workload, pruning) = try Self.planWorkload(params.workload)
             let paper: Bool
@@ -139,7 +149,7 @@ extension Daemon {
             let cap = params.hbmCapBytes ?? ledger.capBytes
             let plan: MemoryPlan
             do {
-                plan = try MemoryPlan(original: original, pruning: pruning, workload: workload)
+                plan = try Self.planSizes { try MemoryPlan(original: original, pruning: pruning, workload: workload) }
             } catch let error as PruningError {
                 throw RPCError.invalidParams(field: "workload.prune", "\(error)")
             }
@@ -170,7 +180,9 @@ extension Daemon {
             if let prune = params.workload.prune, prune.method == "taylor" {
                 let seqLen = prune.calibrationSeqLen ?? ImportancePlan.defaultSeqLen
                 guard seqLen >= 2 else { throw RPCError.invalidParams(field: "workload.prune.calibrationSeqLen", "must be at least 2") }
-                let importance = try ImportancePlan(original: original, seqLen: seqLen, checkpointing: workload.checkpointing)
+                let importance = try Self.planSizes(field: { $0 == "seqLen" ? "workload.prune.calibrationSeqLen" : "workload.\($0)" }) {
+                    try ImportancePlan(original: original, seqLen: seqLen, checkpointing: workload.checkpointing)
+                }
                 phases.append(.object([("phase", .string("prune")), ("method", .string("taylor")), ("seqLen", .int(Int64(seqLen))),
                                        ("fits", .bool(Int64(importance.peakBytes) <= cap)), ("peakBytes", .int(Int64(importance.peakBytes))),
                                        ("breakdown", Self.breakdownJSON(importance.breakdown))]))

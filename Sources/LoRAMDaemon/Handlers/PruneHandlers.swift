@@ -56,6 +56,14 @@ extension Daemon {
             if method != .random, params.seed != nil { throw RPCError.invalidParams(field: "seed", "applies to random only") }
             let seqLen = params.seqLen ?? Self.defaultCalibrationSeqLen
             guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2, got \(seqLen)") }
+            // Taylor's scratch (the fp32 copy, its gradients, the step's activations) is planned
+            // before anything is read or charged: a seqLen past the limits is refused here.
+            let scratchBytes: Int
+            do {
+                scratchBytes = method == .taylor ? try TaylorCalibration.plannedBytes(config: loaded.model.config, seqLen: seqLen) : 0
+            } catch let error as SizeError {
+                throw ErrorMapping.invalidParams(error, overflowField: "seqLen")
+            }
 
             let original = loaded.model
             let accounting: ParameterAccounting
@@ -79,19 +87,23 @@ extension Daemon {
                 let pruned: LlamaModel
                 var calibrationReport: JSONValue = .null
                 switch method {
-                case .random: pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .random(seed: params.seed ?? 0))
-                case .l2: pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .l2)
+                // Long work checks for cancellation between layers (and calibration batches); a
+                // cancelled prune leaves nothing registered and its charges released (below).
+                case .random: pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .random(seed: params.seed ?? 0),
+                                                                  checkpoint: context.checkCancelled)
+                case .l2: pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .l2, checkpoint: context.checkCancelled)
                 case .taylor:
                     // The fp32 copy, its gradients and the step's activations live only while scoring.
                     let scratch = "\(handle).calibration"
-                    let scratchBytes = TaylorCalibration.plannedBytes(config: original.config, seqLen: seqLen)
                     try ledger.charge(Int64(scratchBytes), to: scratch, breakdown: .object([("calibration", .int(Int64(scratchBytes)))]))
                     defer { ledger.release(scratch) }
                     try context.checkCancelled()
-                    let calibration = TaylorCalibration(model: original, examples: examples ?? [], seqLen: seqLen)
+                    let calibration = try TaylorCalibration(model: original, examples: examples ?? [], seqLen: seqLen,
+                                                            checkpoint: context.checkCancelled)
                     calibrationReport = .object([("loss", .double(calibration.loss)), ("tokens", .int(Int64(calibration.tokens)))])
-                    pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .taylor(calibration))
-                case .semi, .magnitude: pruned = try SparsityPruner.prune(original, method: method, ratio: ratio)
+                    pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .taylor(calibration),
+                                                        checkpoint: context.checkCancelled)
+                case .semi, .magnitude: pruned = try SparsityPruner.prune(original, method: method, ratio: ratio, checkpoint: context.checkCancelled)
                 }
                 try context.checkCancelled()
                 let object = loaded.derived(handle: handle, model: pruned, bytes: bytes)

@@ -39,7 +39,8 @@ extension Daemon {
                 try context.checkCancelled()
                 let quantized: LlamaModel
                 do {
-                    quantized = try loaded.model.quantized(blockSize: blockSize, doubleQuant: doubleQuant)
+                    // Cancellable between tensors; a cancelled quantize registers nothing and releases its charge.
+                    quantized = try loaded.model.quantized(blockSize: blockSize, doubleQuant: doubleQuant, checkpoint: context.checkCancelled)
                 } catch let error as QuantizationError {
                     throw RPCError.invalidParams(field: error.field == "weights" ? "modelId" : error.field, error.problem)
                 }

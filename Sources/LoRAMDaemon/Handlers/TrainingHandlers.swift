@@ -59,6 +59,8 @@ extension Daemon {
             }
             let dataset = try readDataset(params.dataset, field: "dataset", model: loaded)
             let evalDataset = try params.evalDataset.map { try readDataset($0, field: "evalDataset", model: loaded) }
+            try Self.requireTrainable(dataset, field: "dataset", seqLen: settings.seqLen, packing: settings.packing)
+            if let evalDataset { try Self.requireTrainable(evalDataset, field: "evalDataset", seqLen: settings.seqLen, packing: false) }
             var settingsToUse = settings
             // Plan for the worst case the data can produce: without packing, no row is longer than
             // the longest (truncated) example of either dataset, so the step is sized for that.
@@ -125,7 +127,7 @@ extension Daemon {
             if let n = params.evalEvery, n < 1 { throw RPCError.invalidParams(field: "evalEvery", "must be at least 1") }
             if let n = params.saveEvery, n < 1 { throw RPCError.invalidParams(field: "saveEvery", "must be at least 1") }
             if params.saveEvery != nil && params.outDir == nil { throw RPCError.invalidParams(field: "outDir", "is required with saveEvery") }
-            let outDir = params.outDir.map(PathParam.url)
+            let outDir = try params.outDir.map { try PathParam.output($0, field: "outDir") }
             return try object.exclusively {
                 let job = object.job
                 let total = job.settings.steps
@@ -147,7 +149,7 @@ extension Daemon {
                     }
                     if let every = params.saveEvery, result.step % every == 0, let outDir {
                         let directory = outDir.appendingPathComponent("checkpoint-\(result.step)")
-                        try save(object, to: directory)
+                        try save(object, to: directory, field: "outDir")
                         checkpoints.append(.string(directory.path))
                     }
                     let elapsed = Date().timeIntervalSince(start)
@@ -164,8 +166,8 @@ extension Daemon {
                 }
                 if params.evalEvery != nil, let eval = object.evalExamples { evalLoss = job.evaluate(eval).loss }
                 if let outDir {
-                    let directory = outDir.appendingPathComponent("final")
-                    try save(object, to: directory)
+                    let directory = outDir.appendingPathComponent(TrainingCheckpoints.finalName)
+                    try save(object, to: directory, field: "outDir")
                     checkpoints.append(.string(directory.path))
                 }
                 return .object([("step", .int(Int64(job.completedSteps))), ("loss", last.map { .double($0.loss) } ?? .null),
@@ -181,7 +183,9 @@ extension Daemon {
         }
 
         router.register("train/resume") { [unowned self] (params: TrainResumeParams, context) -> JSONValue in
-            let directory = try PathParam.existingDirectory(params.path, field: "path")
+            // An outDir of train/run resumes from its newest complete checkpoint.
+            let given = try PathParam.existingDirectory(params.path, field: "path")
+            let directory = try ErrorMapping.translating { try TrainingCheckpoints.resumable(given) }
             let state = try ErrorMapping.translating { try TrainingJob.readState(directory) }
             let loaded: LoadedModel
             if let modelId = params.modelId {
@@ -191,6 +195,9 @@ extension Daemon {
             } else {
                 throw RPCError.invalidParams(field: "modelId", "no loaded model comes from \(state.model); load it first or give modelId")
             }
+            if let problem = state.problem(model: loaded.model.config) {
+                throw ErrorMapping.rpc(FormatError(file: TrainingJob.stateFile, problem))
+            }
             guard let reference = state.dataset else {
                 throw RPCError(.formatError, "Format error: \(TrainingJob.stateFile) names no dataset", hint: "Resume a state saved by train/save.",
                                data: [("file", .string(TrainingJob.stateFile)), ("problem", .string("no dataset"))])
@@ -198,6 +205,7 @@ extension Daemon {
             let dataset = try readDataset(DatasetParam(path: reference.path, format: reference.format, trainOnInputs: reference.trainOnInputs),
                                           field: "dataset", model: loaded)
             var settings = state.settings
+            try Self.requireTrainable(dataset, field: "dataset", seqLen: settings.seqLen, packing: settings.packing)
             let adapterShape = state.adapter.map { LoRAAdapter(config: loaded.model.config, rank: $0.rank, alpha: $0.alpha, dropout: $0.dropout,
                                                                 targets: Set($0.targets.compactMap(LoRATarget.init(rawValue:)))) }
             let plan = try planTraining(loaded: loaded, adapter: adapterShape, settings: &settings, checkpointing: settings.checkpointing ? "layer" : "none")
@@ -209,7 +217,8 @@ extension Daemon {
                 let object = TrainingJobObject(handle: handle, job: job, model: loaded, adapterId: nil, dataset: reference,
                                                evalExamples: nil, plannedBytes: plan.total)
                 registry.insert(object, as: .job)
-                return .object([("jobId", .string(handle)), ("step", .int(Int64(job.completedSteps))), ("plan", plan.json)])
+                return .object([("jobId", .string(handle)), ("step", .int(Int64(job.completedSteps))), ("plan", plan.json),
+                                ("path", .string(directory.path))])
             } catch {
                 ledger.release(handle)
                 throw error
@@ -274,25 +283,44 @@ extension Daemon {
     }
 
     /// Writes the job's state and, for people and other tools, the trained result: the adapter in
-    /// PEFT's layout (`adapter/`) or the full model in Hugging Face's (`model/`).
+    /// PEFT's layout (`adapter/`) or the full model in Hugging Face's (`model/`). The folder
+    /// appears complete or not at all (a kill mid-save leaves the previous checkpoints as they
+    /// were); `field` is the param a refused path is blamed on.
     @discardableResult
-    func save(_ object: TrainingJobObject, to directory: URL) throws -> [String] {
-        try ErrorMapping.translating {
-            try object.job.save(to: directory, modelPath: object.model.source.path, dataset: object.dataset)
-            var files = [TrainingJob.parametersFile, TrainingJob.optimizerFile, TrainingJob.stateFile].map { directory.appendingPathComponent($0).path }
-            if let adapter = object.job.adapter {
-                files += try exportAdapter(adapter, model: object.model, to: directory.appendingPathComponent("adapter"))
-            } else {
-                let modelDirectory = directory.appendingPathComponent("model")
-                try object.job.weights.snapshot().save(to: modelDirectory)
-                files += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { modelDirectory.appendingPathComponent($0).path }
-                // The tokenizer travels with the weights (a GGUF original's, translated), so model/load of it reads text.
-                for (name, data) in try object.model.companionFiles() {
-                    try AtomicFile.write(data, to: modelDirectory.appendingPathComponent(name))
-                    files.append(modelDirectory.appendingPathComponent(name).path)
+    func save(_ object: TrainingJobObject, to directory: URL, field: String = "path") throws -> [String] {
+        do {
+            let names = try AtomicDirectory.write(to: directory, rule: .trainingState) { folder -> [String] in
+                try object.job.save(to: folder, modelPath: object.model.source.path, dataset: object.dataset)
+                var names = [TrainingJob.parametersFile, TrainingJob.optimizerFile, TrainingJob.stateFile]
+                if let adapter = object.job.adapter {
+                    names += try exportAdapter(adapter, model: object.model, to: folder.appendingPathComponent("adapter"))
+                        .map { "adapter/" + URL(fileURLWithPath: $0).lastPathComponent }
+                } else {
+                    let modelDirectory = folder.appendingPathComponent("model")
+                    try object.job.weights.snapshot().save(to: modelDirectory)
+                    names += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { "model/" + $0 }
+                    // The tokenizer travels with the weights (a GGUF original's, translated), so model/load of it reads text.
+                    for (name, data) in try object.model.companionFiles() {
+                        try AtomicFile.write(data, to: modelDirectory.appendingPathComponent(name))
+                        names.append("model/" + name)
+                    }
                 }
+                return names
             }
-            return files
+            return names.map { directory.appendingPathComponent($0).path }
+        } catch let conflict as OutputConflict {
+            throw ErrorMapping.refusal(conflict, field: field)
+        } catch {
+            throw ErrorMapping.rpc(error)
+        }
+    }
+
+    /// A dataset a step can learn from: some example, some token, and some label a shifted loss
+    /// counts. Without one, every step would "succeed" with loss 0 (eval/perplexity refuses the same).
+    static func requireTrainable(_ dataset: Dataset, field: String, seqLen: Int, packing: Bool) throws {
+        let examples = packing ? dataset.examples : dataset.sequences(seqLen: seqLen)
+        if let problem = DataLoader.problem(examples: examples, mode: packing ? .pack : .truncate, seqLen: seqLen) {
+            throw RPCError.invalidParams(field: field, "\(dataset.url.lastPathComponent) \(problem)")
         }
     }
 
@@ -316,6 +344,13 @@ extension Daemon {
         s.packing = p.packing ?? false
         s.frozen = p.freeze ?? []
         s.untieEmbeddings = p.untieEmbeddings ?? false
+        // Within SizeLimits before the dataset is read or anything is planned (gradAccum sizes no
+        // buffer but the batches a step draws).
+        do {
+            try Workload(kind: .train, microBatch: s.microBatch, seqLen: s.seqLen, gradAccum: s.gradAccum).checkSizes()
+        } catch let error as SizeError {
+            throw ErrorMapping.invalidParams(error, overflowField: "seqLen")
+        }
         return s
     }
 }

@@ -55,27 +55,33 @@ extension Daemon {
             throw RPCError.invalidParams(field: "adapterId", "model \(loaded.handle) is NF4, a frozen base: full-parameter training needs an f32/bf16/f16 model; give an adapterId to train LoRA on it")
         }
         let config = loaded.model.config
-        func plan(_ checkpointed: Bool) -> TrainingPlan {
-            // The step runs in its planned arena: charge that arena's peak.
+        func plan(_ checkpointed: Bool) throws -> TrainingPlan {
+            // The step runs in its planned arena: charge that arena's peak. Its sizes are checked
+            // against SizeLimits and for overflow; only a plan that counts is charged.
             var candidate = settings
             candidate.checkpointing = checkpointed
-            let placement = try? BestFitPlacement(TrainingJob.stepProgram(config: config, adapter: adapter, settings: candidate).transientOnly())
-            let activations = placement?.peak
-                ?? TrainingStep.Layout(config: config, rank: adapter?.rank, targets: adapter?.targets ?? [],
-                                       microBatch: settings.microBatch, seqLen: settings.seqLen, checkpointing: checkpointed).byteCount
+            let placement: BestFitPlacement
+            do {
+                placement = try BestFitPlacement(TrainingJob.stepProgram(config: config, adapter: adapter, settings: candidate).transientOnly())
+            } catch let error as SizeError {
+                throw ErrorMapping.invalidParams(error, overflowField: "seqLen") { $0 == "lora.r" ? "adapterId" : $0 }
+            }
+            // The model is loaded and within SizeLimits.parameters: these products cannot overflow.
             let trainable = adapter?.parameterCount ?? (loaded.model.parameterCount - settings.frozenParameterCount(config))
             return TrainingPlan(weights: adapter == nil ? loaded.model.parameterCount * 4 : 0, adapter: 0, gradients: trainable * 4,
-                                optimizer: AdamW.stateBytes(parameters: trainable), activations: activations, placement: placement)
+                                optimizer: AdamW.stateBytes(parameters: trainable), activations: placement.peak, placement: placement)
         }
         switch checkpointing {
         case "none": settings.checkpointing = false
         case "layer": settings.checkpointing = true
         case "auto":
             let free = ledger.capBytes - ledger.usedBytes
-            settings.checkpointing = Int64(plan(false).total) > free && Int64(plan(true).total) <= free
+            // A plan too large to count fits nothing; the one chosen is planned again below, and refused then.
+            func fits(_ checkpointed: Bool) -> Bool { (try? plan(checkpointed)).map { Int64($0.total) <= free } ?? false }
+            settings.checkpointing = !fits(false) && fits(true)
         default: throw RPCError.invalidParams(field: "checkpointing", "must be none, layer or auto, got '\(checkpointing)'")
         }
-        return plan(settings.checkpointing)
+        return try plan(settings.checkpointing)
     }
 }
 

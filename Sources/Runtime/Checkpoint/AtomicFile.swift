@@ -1,18 +1,55 @@
 import Foundation
 
-/// Writes a file under a temporary name beside its destination, then renames it into place, so
-/// a reader sees the old file or the whole new one, never half of one. (Foundation's `.atomic`
-/// option on Linux leaves an empty `TemporaryDirectory.*` in /tmp behind on every write.)
+/// Writes a file under a temporary name beside its destination (TemporaryOutput), syncs it, then
+/// renames it into place and syncs the folder, so a reader, or a daemon restarted after a crash,
+/// sees the old file or the whole new one, never half of one. One writer per path at a time
+/// (OutputLocks); missing parent folders are created, and removed again if the write fails.
+/// Failures of the file system are FileWriteError; `rule` says what an existing file may be.
+/// (Foundation's `.atomic` option on Linux leaves an empty `TemporaryDirectory.*` in /tmp behind
+/// on every write, and neither syncs.)
 public enum AtomicFile {
-    public static func write(_ data: Data, to url: URL) throws {
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: data) else {
-            throw FormatError(file: url.lastPathComponent, "cannot write \(temporary.path)")
+    public static func write(_ data: Data, to url: URL, rule: OutputRule = .anyFile) throws {
+        try write(to: url, rule: rule) { try $0.write(data) }
+    }
+
+    public static func write(to url: URL, rule: OutputRule = .anyFile, _ body: (FileOutput) throws -> Void) throws {
+        let target = resolved(url)
+        try OutputLocks.withLock(target) {
+            try rule.check(target)
+            let parent = target.deletingLastPathComponent()
+            let created = try DurableFileSystem.makeDirectories(parent)
+            TemporaryOutput.removeStale(in: parent)
+            let temporary = TemporaryOutput.url(for: target)
+            let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                let failure = FileWriteError.last("create", target.path)
+                DurableFileSystem.removeEmpty(created)
+                throw failure
+            }
+            var isOpen = true
+            do {
+                try body(FileOutput(fd: fd, path: target.path))
+                guard fsync(fd) == 0 else { throw FileWriteError.last("sync", target.path) }
+                isOpen = false
+                // close can report a delayed write error (NFS, quotas).
+                guard close(fd) == 0 else { throw FileWriteError.last("write", target.path) }
+                guard rename(temporary.path, target.path) == 0 else { throw FileWriteError.last("rename into", target.path) }
+            } catch {
+                if isOpen { close(fd) }
+                unlink(temporary.path)
+                DurableFileSystem.removeEmpty(created)
+                throw error
+            }
+            DurableFileSystem.syncDirectory(parent)
         }
-        guard rename(temporary.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temporary)
-            throw FormatError(file: url.lastPathComponent, "cannot rename into place: \(reason)")
-        }
+    }
+
+    /// The path written: a symbolic link at the destination is followed (its target is replaced,
+    /// not the link).
+    static func resolved(_ url: URL) -> URL {
+        let url = url.standardizedFileURL
+        var status = stat()
+        if lstat(url.path, &status) == 0, status.st_mode & S_IFMT == S_IFLNK { return url.resolvingSymlinksInPath() }
+        return url
     }
 }

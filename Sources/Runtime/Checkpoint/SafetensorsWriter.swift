@@ -1,8 +1,8 @@
 import Foundation
 
 /// Writes a safetensors file: header (8-byte length, JSON, space-padded to a multiple of 8 so the
-/// data stays aligned), then each tensor's bytes in order. Written to a temporary name and renamed,
-/// so a reader never sees half a file.
+/// data stays aligned), then each tensor's bytes in order, through AtomicFile: a reader never sees
+/// half a file, and a full disk is a FileWriteError.
 public struct SafetensorsWriter {
     public struct Entry {
         public let name: String
@@ -49,30 +49,16 @@ public struct SafetensorsWriter {
         var headerBytes = Array(header.utf8)
         while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
 
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw FormatError(file: url.lastPathComponent, "cannot create \(temporary.path)")
-        }
-        do {
-            let handle = try FileHandle(forWritingTo: temporary)
-            defer { try? handle.close() }
+        try AtomicFile.write(to: url) { output in
             var length = UInt64(headerBytes.count).littleEndian
-            try handle.write(contentsOf: Data(bytes: &length, count: 8))
-            try handle.write(contentsOf: Data(headerBytes))
+            try withUnsafeBytes(of: &length) { try output.write($0) }
+            try output.write(headerBytes)
             for entry in entries {
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, entry.byteCount), alignment: 64)
                 defer { buffer.deallocate() }
                 try entry.fill(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<entry.byteCount]))
-                try handle.write(contentsOf: Data(bytesNoCopy: buffer.baseAddress!, count: entry.byteCount, deallocator: .none))
+                try output.write(UnsafeRawBufferPointer(rebasing: buffer[0..<entry.byteCount]))
             }
-            try handle.synchronize()
-            try handle.close()
-            guard rename(temporary.path, url.path) == 0 else {
-                throw FormatError(file: url.lastPathComponent, "cannot rename into place: \(String(cString: strerror(errno)))")
-            }
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
         }
     }
 }

@@ -103,6 +103,39 @@ public struct DataLoader: Sendable {
                   padId: padId, position: position)
     }
 
+    /// Why `examples` cannot feed training rows of `seqLen`, or nil. Callers check this (and
+    /// `problem(position:)` for a saved position) first: the initializer traps on what it names.
+    /// A step also needs a label a shifted loss can count (some label at a row position t ≥ 1),
+    /// or every step would "succeed" with loss 0.
+    public static func problem(examples: [Dataset.Example], mode: Mode, seqLen: Int) -> String? {
+        guard !examples.isEmpty else { return "has no example" }
+        guard examples.allSatisfy({ $0.ids.count == $0.labels.count }) else { return "has an example whose labels are not as long as its ids" }
+        let tokens = examples.reduce(0) { $0 + $1.ids.count }
+        guard tokens > 0 else { return "has no token: every example is empty" }
+        let labelled: Bool
+        switch mode {
+        case .truncate:
+            labelled = examples.contains { $0.labels.prefix(seqLen).dropFirst().contains { $0 != Dataset.ignoreIndex } }
+        case .pack:
+            // Where an example lands in a packed row depends on the epoch's order; any label in a
+            // stream of two or more tokens reaches a position t ≥ 1 in some row.
+            labelled = tokens >= 2 && examples.contains { $0.labels.contains { $0 != Dataset.ignoreIndex } }
+        }
+        return labelled ? nil : "has no token with a label to predict (every label is -100, or falls on a row's first position)"
+    }
+
+    /// Why `position` (read back from a saved state) is not a place in this loader's examples, or nil.
+    public func problem(position: Position) -> String? {
+        guard position.epoch >= 0, position.index >= 0, position.index < examples.count, position.offset >= 0 else {
+            return "position \(position) is outside the dataset's \(examples.count) examples"
+        }
+        let example = examples[permutation(epoch: position.epoch)[position.index]]
+        guard position.offset == 0 || position.offset < example.ids.count else {
+            return "position \(position) is past the end of its example (\(example.ids.count) tokens)"
+        }
+        return nil
+    }
+
     /// The order in which epoch `epoch` visits the examples.
     public func permutation(epoch: Int) -> [Int] {
         var order = Array(examples.indices)

@@ -84,6 +84,11 @@ public struct Dataset: Sendable {
             }
         }
         guard !examples.isEmpty else { throw FormatError(file: file, "no examples") }
+        // Text encodes to the tokenizer's ids; one it adds past the embedding (a GGUF gpt2 file's
+        // "<|endoftext|>", as transformers adds it) has no row to train.
+        if format != .tokens, let (index, bad) = examples.enumerated().lazy.compactMap({ i, e in e.ids.first { $0 >= vocabSize }.map { (i, $0) } }).first {
+            throw FormatError(file: file, "example \(index + 1): the text encodes to id \(bad), past the model's vocabulary of \(vocabSize)")
+        }
         self.examples = examples
     }
 

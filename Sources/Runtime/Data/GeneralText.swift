@@ -61,7 +61,6 @@ public enum GeneralText {
             if usedRoot { used.append(root) }
         }
         guard documents > 0 else { throw NoText() }
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try AtomicFile.write(lines, to: url)
         return Written(url: url, documents: documents, bytes: bytes, sources: used)
     }

@@ -16,15 +16,15 @@ extension LlamaConfig {
         if let experts = try keys.optionalInt(a + "expert_count"), experts > 0 {
             throw FormatError(file: file, "\(a)expert_count is \(experts): mixture-of-experts models are not supported")
         }
-        let layerCount = try keys.positiveInt(a + "block_count", limit: 100_000)
-        let hidden = try keys.positiveInt(a + "embedding_length", limit: 1 << 20)
+        let layerCount = try keys.positiveInt(a + "block_count", limit: SizeLimits.layers)
+        let hidden = try keys.positiveInt(a + "embedding_length", limit: SizeLimits.hidden)
         // Per-layer widths may be arrays (llama.cpp allows that for heads and feed-forward lengths).
-        let heads = try keys.perLayer(a + "attention.head_count", layers: layerCount, limit: 1 << 16)
-        let kvHeads = try keys.optionalPerLayer(a + "attention.head_count_kv", layers: layerCount, limit: 1 << 16) ?? heads
-        let intermediates = try keys.perLayer(a + "feed_forward_length", layers: layerCount, limit: 1 << 24)
+        let heads = try keys.perLayer(a + "attention.head_count", layers: layerCount, limit: SizeLimits.heads)
+        let kvHeads = try keys.optionalPerLayer(a + "attention.head_count_kv", layers: layerCount, limit: SizeLimits.heads) ?? heads
+        let intermediates = try keys.perLayer(a + "feed_forward_length", layers: layerCount, limit: SizeLimits.intermediate)
 
         let headDim: Int
-        if let explicit = try keys.optionalPositiveInt(a + "attention.key_length", limit: 1 << 16) {
+        if let explicit = try keys.optionalPositiveInt(a + "attention.key_length", limit: SizeLimits.headDim) {
             headDim = explicit
         } else {
             guard hidden % heads[0] == 0 else {
@@ -49,7 +49,7 @@ extension LlamaConfig {
         guard embedding[0] == hidden else {
             throw FormatError(file: file, "tensor \(GGUFLlamaNames.embedding) has rows of \(embedding[0]); \(a)embedding_length is \(hidden)")
         }
-        let vocab = try keys.optionalPositiveInt(a + "vocab_size", limit: 1 << 24) ?? embedding[1]
+        let vocab = try keys.optionalPositiveInt(a + "vocab_size", limit: SizeLimits.vocab) ?? embedding[1]
         guard vocab == embedding[1] else {
             throw FormatError(file: file, "\(a)vocab_size \(vocab) differs from \(GGUFLlamaNames.embedding)'s \(embedding[1]) rows")
         }
@@ -59,12 +59,13 @@ extension LlamaConfig {
                   rmsNormEps: Float(try keys.optionalPositiveDouble(a + "attention.layer_norm_rms_epsilon") ?? 1e-5),
                   ropeTheta: try keys.optionalPositiveDouble(a + "rope.freq_base") ?? 10000,
                   tiedEmbeddings: dimensions(GGUFLlamaNames.output) == nil,
-                  maxPositionEmbeddings: try keys.optionalPositiveInt(a + "context_length", limit: 1 << 30) ?? 2048,
+                  maxPositionEmbeddings: try keys.optionalPositiveInt(a + "context_length", limit: SizeLimits.positions) ?? 2048,
                   bosTokenId: try keys.optionalInt("tokenizer.ggml.bos_token_id"),
                   eosTokenIds: try keys.optionalInt("tokenizer.ggml.eos_token_id").map { [$0] } ?? [],
                   declaredDType: nil)
         layers = (0..<layerCount).map { LayerShape(headCount: heads[$0], kvHeadCount: kvHeads[$0], intermediateSize: intermediates[$0]) }
         ropeScaling = try Self.ggufRopeScaling(keys, prefix: a)
+        try checkSizes(file: file)
         try checkGGUFTensors(dimensions: dimensions, file: file)
     }
 

@@ -6,7 +6,7 @@ import Foundation
 /// llama.cpp's quantizer leaves it).
 extension LlamaModel {
     public func saveGGUF(to url: URL, type: GGUFTensorType, tokenizer: [(key: String, value: GGUFValue)] = [],
-                         name: String = "loramd") throws {
+                         name: String = "loramd", rule: OutputRule = .anyFile) throws {
         var writer = GGUFWriter()
         let c = config
         writer.set("general.architecture", .string("llama"))
@@ -66,6 +66,6 @@ extension LlamaModel {
         }
         try addNorm(GGUFLlamaNames.finalNorm, finalNorm)
         if !c.tiedEmbeddings { try add(GGUFLlamaNames.output, lmHead) }
-        try writer.write(to: url)
+        try writer.write(to: url, rule: rule)
     }
 }

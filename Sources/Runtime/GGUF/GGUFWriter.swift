@@ -2,8 +2,8 @@ import Foundation
 
 /// Builds a GGUF v3 file: metadata in insertion order, then tensors in insertion order, each at
 /// the next multiple of `alignment` in the data section (as gguf-py's GGUFWriter lays them out).
-/// `write(to:)` checks everything first, then writes a temporary file beside the destination,
-/// syncs it and renames it into place, so a reader never sees half a file.
+/// `write(to:)` checks everything first, then writes through AtomicFile (a temporary file beside
+/// the destination, synced and renamed into place), so a reader never sees half a file.
 ///
 /// ```swift
 /// var writer = GGUFWriter()
@@ -76,55 +76,23 @@ public struct GGUFWriter {
     }
 
     /// Writes the file (see the type's comment). FormatError naming the file for a tensor whose
-    /// bytes do not match its shape, a name used twice, a malformed array value, or an I/O failure.
-    public func write(to url: URL) throws {
+    /// bytes do not match its shape, a name used twice, a malformed array value; FileWriteError
+    /// when the file system refuses the write; OutputConflict when `rule` refuses what is at `url`.
+    public func write(to url: URL, rule: OutputRule = .anyFile) throws {
         let file = url.lastPathComponent
         var header = try encodeHeader(file: file)
         header.append(contentsOf: [UInt8](repeating: 0, count: padding(header.count)))
 
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(file).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FormatError(file: file, "cannot create \(temporary.path): \(String(cString: strerror(errno)))") }
-        var closed = false
-        defer {
-            if !closed { close(fd) }
-        }
-        do {
-            try Self.writeAll(fd, header, file: file)
+        try AtomicFile.write(to: url, rule: rule) { output in
+            try output.write(header)
             for tensor in tensors {
-                try Self.writeAll(fd, tensor.bytes, file: file)
-                try Self.writeAll(fd, [UInt8](repeating: 0, count: padding(tensor.bytes.count)), file: file)
+                try output.write(tensor.bytes)
+                try output.write([UInt8](repeating: 0, count: padding(tensor.bytes.count)))
             }
-            guard fsync(fd) == 0 else { throw FormatError(file: file, "cannot sync: \(String(cString: strerror(errno)))") }
-            closed = true
-            guard close(fd) == 0 else { throw FormatError(file: file, "cannot close: \(String(cString: strerror(errno)))") }
-            guard rename(temporary.path, url.path) == 0 else {
-                throw FormatError(file: file, "cannot rename into place: \(String(cString: strerror(errno)))")
-            }
-        } catch {
-            unlink(temporary.path)
-            throw error
         }
-        // Make the rename itself durable; a directory that cannot be opened is not an error.
-        let directory = open(url.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY)
-        if directory >= 0 { fsync(directory); close(directory) }
     }
 
     private func padding(_ count: Int) -> Int { (alignment - count % alignment) % alignment }
-
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8], file: String) throws {
-        try bytes.withUnsafeBytes { raw in
-            guard let base = raw.baseAddress else { return }
-            var done = 0
-            while done < raw.count {
-                let n = Foundation.write(fd, base + done, raw.count - done)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw FormatError(file: file, "cannot write: \(String(cString: strerror(errno)))") }
-                done += n
-            }
-        }
-    }
 
     /// Magic, version, counts, metadata and tensor infos.
     private func encodeHeader(file: String) throws -> [UInt8] {

@@ -12,7 +12,7 @@ public enum GGUFAdapterFile {
     /// The name used when the target is a folder.
     public static let defaultFileName = "adapter.gguf"
 
-    public static func save(_ adapter: LoRAAdapter, config: LlamaConfig, to url: URL, name: String = "loramd adapter") throws {
+    public static func save(_ adapter: LoRAAdapter, config: LlamaConfig, to url: URL, name: String = "loramd adapter", rule: OutputRule = .anyFile) throws {
         if adapter.lmHead != nil && config.tiedEmbeddings {
             throw FormatError(file: url.lastPathComponent, "an adapter on lm_head of a model with tied embeddings has no tensor to attach to in llama.cpp (its base GGUF has no output.weight)")
         }
@@ -40,7 +40,7 @@ public enum GGUFAdapterFile {
             }
         }
         if let lmHead = adapter.lmHead { try add(GGUFLlamaNames.output, lmHead, permuteHeadDim: nil) }
-        try writer.write(to: url)
+        try writer.write(to: url, rule: rule)
     }
 
     /// What a GGUF LoRA file declares, read from its header: rank (lora_a's), alpha, the targets

@@ -83,7 +83,10 @@ public struct PEFTAdapterConfig: Equatable, Sendable {
         }
 
         let fields = ConfigFields(object, file: file)
-        rank = try fields.optionalPositiveInt("r") ?? 8
+        let r = try fields.optionalPositiveInt("r") ?? 8
+        // The rank sizes every factor and the budget's charge: within SizeLimits before either.
+        try LlamaConfig.sizeChecked(file: file) { try SizeLimits.check(r, atMost: SizeLimits.loraRank, "r") }
+        rank = r
         alpha = try fields.optionalDouble("lora_alpha") ?? 8
         let dropoutValue = try fields.number("lora_dropout") ?? 0
         guard dropoutValue >= 0, dropoutValue < 1 else { throw FormatError(file: file, "lora_dropout must be in [0, 1), got \(dropoutValue)") }
@@ -114,10 +117,18 @@ public struct PEFTAdapterConfig: Equatable, Sendable {
         return names + ["model.norm", "model.rotary_emb", "lm_head"]
     }
 
+    /// The longest `target_modules` pattern read; PEFT's are a few dozen characters.
+    public static let maxPatternLength = 1024
+    /// How long a pattern may take to match against every module name. A pattern with nested
+    /// repetition (`(.*.*)*q`) backtracks exponentially: ICU would run for minutes, uninterruptibly.
+    public static let patternTimeLimit: TimeInterval = 0.5
+
     /// The targets `target_modules` selects in a model of `layerCount` layers. Refused: an entry
     /// or pattern matching no module, a match on anything but the seven projections and lm_head
-    /// (PEFT would adapt an embedding or fail), and a projection matched in some layers only.
-    public func resolveTargets(layerCount: Int) throws -> Set<LoRATarget> {
+    /// (PEFT would adapt an embedding or fail), and a projection matched in some layers only;
+    /// a pattern longer than `maxPatternLength` or slower than `patternTimeLimit`. `checkpoint`
+    /// runs while a pattern matches; what it throws (a cancellation) ends the matching.
+    public func resolveTargets(layerCount: Int, checkpoint: () throws -> Void = {}) throws -> Set<LoRATarget> {
         let file = Self.fileName
         let names = Self.moduleNames(layerCount: layerCount)
         var matched: [String] = []
@@ -126,13 +137,19 @@ public struct PEFTAdapterConfig: Equatable, Sendable {
             // PEFT's shorthand: every linear except the output layer.
             return Set(LoRATarget.layerTargets)
         case .pattern(let pattern):
+            guard pattern.count <= Self.maxPatternLength else {
+                throw FormatError(file: file, "target_modules is a pattern of \(pattern.count) characters; loramd reads patterns up to \(Self.maxPatternLength) (list the modules instead)")
+            }
             guard (try? NSRegularExpression(pattern: pattern)) != nil,
                   let whole = try? NSRegularExpression(pattern: "^(?:\(pattern))\\z") else {
                 throw FormatError(file: file, "target_modules \"\(pattern)\" is not a regular expression loramd can read")
             }
-            matched = names.filter { name in
-                let range = NSRange(name.startIndex..., in: name)
-                return whole.firstMatch(in: name, range: range) != nil
+            let deadline = Date(timeIntervalSinceNow: Self.patternTimeLimit)
+            for name in names {
+                guard let hit = try Self.fullMatch(whole, name, deadline: deadline, checkpoint: checkpoint) else {
+                    throw FormatError(file: file, "target_modules \"\(pattern)\" takes over \(Self.patternTimeLimit) s to match the model's \(names.count) module names (nested repetition such as (a+)+ backtracks exponentially); simplify it or list the modules")
+                }
+                if hit { matched.append(name) }
             }
             guard !matched.isEmpty else { throw FormatError(file: file, "target_modules \"\(pattern)\" matches no module of the model") }
         case .list(let entries):
@@ -160,6 +177,26 @@ public struct PEFTAdapterConfig: Equatable, Sendable {
             throw FormatError(file: file, "target_modules selects \(target.rawValue) in layers \(layers.sorted()) only; loramd adapts a projection in every layer or in none")
         }
         return Set(layersOf.keys)
+    }
+
+    /// Whether `regex` matches `name`; nil when `deadline` passes first. ICU reports progress
+    /// every few thousand backtracking steps, where the time and `checkpoint` are looked at.
+    static func fullMatch(_ regex: NSRegularExpression, _ name: String, deadline: Date, checkpoint: () throws -> Void) throws -> Bool? {
+        var found = false, late = false
+        var interruption: Error?
+        withoutActuallyEscaping(checkpoint) { checkpoint in
+            regex.enumerateMatches(in: name, options: [.reportProgress], range: NSRange(name.startIndex..., in: name)) { result, flags, stop in
+                if result != nil {
+                    found = true
+                    stop.pointee = true
+                } else if flags.contains(.progress) {
+                    do { try checkpoint() } catch { interruption = error; stop.pointee = true }
+                    if Date() > deadline { late = true; stop.pointee = true }
+                }
+            }
+        }
+        if let interruption { throw interruption }
+        return found ? true : late ? nil : false
     }
 
     /// The JSON PEFT 0.21 writes for a LoRA on a causal LM.

@@ -86,7 +86,7 @@ public enum PEFTAdapterFile {
     /// needed); returns the two files.
     @discardableResult
     public static func save(_ adapter: LoRAAdapter, to directory: URL, baseModelNameOrPath: String? = nil) throws -> [URL] {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try DurableFileSystem.makeDirectories(directory)
         var entries: [SafetensorsWriter.Entry] = []
         for (path, pair) in adapter.namedPairs {
             for (matrix, weight) in [(Matrix.a, pair.a), (.b, pair.b)] {

@@ -108,9 +108,14 @@ public struct LlamaConfig: Equatable, Sendable {
             headDim = hiddenSize / headCount
         }
         guard headDim % 2 == 0 else { throw FormatError(file: file, "head_dim \(headDim) must be even for rotary embeddings") }
+        // Within SizeLimits before anything is sized by them (the layer list, the planned bytes).
+        try Self.checkWidths(file: file, hidden: hiddenSize, intermediate: intermediateSize, layers: layerCount, heads: headCount,
+                             kvHeads: kvHeadCount, headDim: headDim, vocab: vocabSize)
         rmsNormEps = Float(try fields.optionalDouble("rms_norm_eps") ?? 1e-6)
         tiedEmbeddings = object["tie_word_embeddings"].map(ConfigFields.isBoolean) == true ? (object["tie_word_embeddings"] as! Bool) : false
-        maxPositionEmbeddings = try fields.optionalPositiveInt("max_position_embeddings") ?? 2048
+        let positions = try fields.optionalPositiveInt("max_position_embeddings") ?? 2048
+        try Self.sizeChecked(file: file) { try SizeLimits.check(positions, atMost: SizeLimits.positions, "max_position_embeddings") }
+        maxPositionEmbeddings = positions
         bosTokenId = try fields.tokenIds("bos_token_id").first
         eosTokenIds = try fields.tokenIds("eos_token_id")
         declaredDType = (object["dtype"] as? String) ?? (object["torch_dtype"] as? String)
@@ -127,6 +132,32 @@ public struct LlamaConfig: Equatable, Sendable {
         }
         layers = try Self.parseLayerShapes(object, file: file, layerCount: layerCount,
                                            uniform: LayerShape(headCount: headCount, kvHeadCount: kvHeadCount, intermediateSize: intermediateSize))
+        try checkSizes(file: file)
+    }
+
+    /// FormatError in `file` unless every width (each layer's too) is within `SizeLimits` and the
+    /// parameters together within `SizeLimits.parameters`: what a config.json or a GGUF header
+    /// says is checked before anything is planned, charged or allocated from it.
+    public func checkSizes(file: String) throws {
+        try Self.sizeChecked(file: file) { try modelShape.checkSizes() }
+    }
+
+    /// The uniform widths against `SizeLimits`, before a list of `layers` entries is made.
+    static func checkWidths(file: String, hidden: Int, intermediate: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int, vocab: Int) throws {
+        try sizeChecked(file: file) {
+            try SizeLimits.check(layers, atMost: SizeLimits.layers, "num_hidden_layers")
+            try SizeLimits.check(hidden, atMost: SizeLimits.hidden, "hidden_size")
+            try SizeLimits.check(intermediate, atMost: SizeLimits.intermediate, "intermediate_size")
+            try SizeLimits.check(heads, atMost: SizeLimits.heads, "num_attention_heads")
+            try SizeLimits.check(kvHeads, atMost: SizeLimits.heads, "num_key_value_heads")
+            try SizeLimits.check(headDim, atMost: SizeLimits.headDim, "head_dim")
+            try SizeLimits.check(vocab, atMost: SizeLimits.vocab, "vocab_size")
+        }
+    }
+
+    /// `body`'s SizeError as a FormatError of `file`.
+    static func sizeChecked(file: String, _ body: () throws -> Void) throws {
+        do { try body() } catch let error as SizeError { throw FormatError(file: file, error.description) }
     }
 
     static func parseRopeScaling(_ object: [String: Any], file: String) throws -> RopeScaling? {

@@ -113,8 +113,34 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
+    /// Throws FormatError unless `checkpoint` holds every tensor `config` implies, of its shape
+    /// (NF4-quantized ones are checked when read): from the headers alone, so a config whose widths
+    /// the files do not have is refused before anything is charged or allocated for it.
+    public static func checkTensorShapes(config: LlamaConfig, checkpoint: CheckpointDirectory) throws {
+        let c = config.hiddenSize, d = config.headDim
+        func require(_ name: String, _ expected: [Int]) throws {
+            if NF4Checkpoint.isQuantized(name, in: checkpoint) { return }
+            guard let info = checkpoint.info(name) else { throw FormatError(file: checkpoint.fileName(of: name), "missing tensor \(name)") }
+            guard info.shape == expected else {
+                throw FormatError(file: checkpoint.fileName(of: name), "tensor \(name) has shape \(info.shape), the config implies \(expected)")
+            }
+        }
+        try require("model.embed_tokens.weight", [config.vocabSize, c])
+        for (i, shape) in config.layers.enumerated() {
+            let p = "model.layers.\(i).", q = shape.headCount * d, kv = shape.kvHeadCount * d, inter = shape.intermediateSize
+            for (name, expected) in [("input_layernorm", [c]), ("post_attention_layernorm", [c]), ("self_attn.q_proj", [q, c]),
+                                     ("self_attn.k_proj", [kv, c]), ("self_attn.v_proj", [kv, c]), ("self_attn.o_proj", [c, q]),
+                                     ("mlp.gate_proj", [inter, c]), ("mlp.up_proj", [inter, c]), ("mlp.down_proj", [c, inter])] {
+                try require(p + name + ".weight", expected)
+            }
+        }
+        try require("model.norm.weight", [c])
+        if !config.tiedEmbeddings { try require("lm_head.weight", [config.vocabSize, c]) }
+    }
+
     /// A `loram_pruning.json` beside the weights is read and checked against `config` first.
     public static func load(config: LlamaConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) throws -> LlamaModel {
+        try checkTensorShapes(config: config, checkpoint: checkpoint)
         let pruning = try PruningManifest.load(directory: checkpoint.url, config: config)
         let c = config.hiddenSize, d = config.headDim
         func weight(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight {
@@ -151,7 +177,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// and for a pruned model loram_pruning.json (an original removes a stale one, which would
     /// otherwise be read back with it).
     public func save(to directory: URL, dtype: TensorDType? = nil) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try DurableFileSystem.makeDirectories(directory)
         var config = self.config
         let storeAs = dtype ?? embedding.dtype
         config.declaredDType = ["F32": "float32", "BF16": "bfloat16", "F16": "float16"][storeAs.rawValue]
@@ -181,8 +207,8 @@ public final class LlamaModel: @unchecked Sendable {
         let manifestURL = directory.appendingPathComponent(PruningManifest.fileName)
         if let pruning {
             try Self.writeAtomically(try pruning.jsonData(), to: manifestURL)
-        } else if FileManager.default.fileExists(atPath: manifestURL.path) {
-            try FileManager.default.removeItem(at: manifestURL)
+        } else if unlink(manifestURL.path) != 0 && errno != ENOENT {
+            throw FileWriteError.last("remove", manifestURL.path)
         }
     }
 

@@ -16,7 +16,10 @@ public enum ModelCheckpoint {
             throw FormatError(file: url.lastPathComponent, "does not exist")
         }
         if isDirectory.boolValue {
-            return .huggingFace(directory: url, config: try LlamaConfig(directory: url), weights: try CheckpointDirectory(url: url))
+            let config = try LlamaConfig(directory: url), weights = try CheckpointDirectory(url: url)
+            // The files must hold the config's tensors before anything is planned from its widths.
+            try LlamaModel.checkTensorShapes(config: config, checkpoint: weights)
+            return .huggingFace(directory: url, config: config, weights: weights)
         }
         let file = try GGUFFile(url: url)
         return .gguf(file, config: try LlamaModel.config(gguf: file))
@@ -67,13 +70,24 @@ public enum ModelCheckpoint {
 
     /// The tokenizer, when the checkpoint has one (tokenizer.json beside config.json, or
     /// `tokenizer.ggml.*` metadata).
+    /// Its ids must all be rows of the model's embedding: checked here, so a mismatched tokenizer
+    /// fails the load (FormatError) instead of a later `generate` on an id the client never sent.
     public func tokenizer() throws -> Tokenizer? {
         switch self {
-        case .huggingFace(let directory, _, _):
+        case .huggingFace(let directory, let config, _):
             guard FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path) else { return nil }
-            return try Tokenizer(directory: directory)
-        case .gguf(let file, _):
+            let tokenizer = try Tokenizer(directory: directory)
+            guard tokenizer.vocabularySize <= config.vocabSize else {
+                throw FormatError(file: "tokenizer.json", "the tokenizer has ids up to \(tokenizer.vocabularySize - 1), past the model's vocabulary of \(config.vocabSize) (config.json vocab_size): it belongs to another model")
+            }
+            return tokenizer
+        case .gguf(let file, let config):
             guard file.metadata["tokenizer.ggml.model"] != nil else { return nil }
+            // The file's own token list; the class defaults transformers adds after it (a gpt2
+            // file's "<|endoftext|>") may get an id past the embedding, as they do there.
+            if case .array(_, let tokens)? = file.metadata["tokenizer.ggml.tokens"], tokens.count > config.vocabSize {
+                throw FormatError(file: file.url.lastPathComponent, "tokenizer.ggml.tokens has \(tokens.count) tokens, more than the model's vocabulary of \(config.vocabSize) (token_embd.weight rows): it belongs to another model")
+            }
             return try Tokenizer(ggufMetadata: file.metadata, fileName: file.url.lastPathComponent)
         }
     }

@@ -109,11 +109,18 @@ public struct PruningManifest: Codable, Equatable, Sendable {
                 throw fail("layers \(layers) is not a window [start, end) of \(config.layerCount) layers")
             }
         }
-        for (i, (widths, entry)) in zip(original, kept).enumerated() {
-            let actual = config.layers[i]
+        for (i, widths) in original.enumerated() {
             guard widths.heads > 0, widths.kvHeads > 0, widths.intermediate > 0, widths.heads % widths.kvHeads == 0 else {
                 throw fail("layer \(i): original widths \(widths) are not a LLaMA layer's")
             }
+        }
+        // The original widths within SizeLimits, before anything is sized by them (the GQA groups
+        // below, recovery's adapters of the original's shapes).
+        do { try originalConfig(of: config).modelShape.checkSizes() } catch let error as SizeError {
+            throw fail("original widths: \(error)")
+        }
+        for (i, (widths, entry)) in zip(original, kept).enumerated() {
+            let actual = config.layers[i]
             guard let entry else {
                 guard actual == widths.shape else {
                     throw fail("layer \(i) has no kept indices but config.json gives it \(actual.headCount) heads, \(actual.kvHeadCount) kv heads, \(actual.intermediateSize) neurons, not the original \(widths.heads), \(widths.kvHeads), \(widths.intermediate)")
@@ -125,7 +132,8 @@ public struct PruningManifest: Codable, Equatable, Sendable {
             try Self.checkIndices(entry.kvHeads, count: actual.kvHeadCount, limit: widths.kvHeads, what: "kvHeads", layer: i)
             try Self.checkIndices(entry.neurons, count: actual.intermediateSize, limit: widths.intermediate, what: "neurons", layer: i)
             let group = widths.heads / widths.kvHeads
-            guard entry.qHeads == entry.kvHeads.flatMap({ kv in (kv * group)..<(kv * group + group) }) else {
+            // Counts first: the list below is as long as the file's own qHeads list only then.
+            guard entry.qHeads.count == entry.kvHeads.count * group, entry.qHeads == entry.kvHeads.flatMap({ kv in (kv * group)..<(kv * group + group) }) else {
                 throw fail("layer \(i): qHeads \(entry.qHeads) are not the heads kv heads \(entry.kvHeads) serve (\(group) per kv head)")
             }
         }

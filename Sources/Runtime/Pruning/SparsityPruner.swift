@@ -16,7 +16,9 @@ public enum SparsityPruner {
     public static let semiGroup = 4
 
     /// Throws `PruningError.ratioOutOfRange` for a sparsity outside [0, 1) (magnitude only).
-    public static func prune(_ model: LlamaModel, method: PruningMethod, ratio: Double) throws -> LlamaModel {
+    /// `checkpoint` runs before each layer; what it throws (a cancellation) ends the pruning.
+    public static func prune(_ model: LlamaModel, method: PruningMethod, ratio: Double,
+                             checkpoint: () throws -> Void = {}) throws -> LlamaModel {
         precondition(model.pruning == nil, "prune the original model, not a pruned one")
         let zeroing: (UnsafeMutableBufferPointer<Float>, Int) -> Void
         let sparsity: Double
@@ -38,8 +40,9 @@ public enum SparsityPruner {
             values.withUnsafeBufferPointer { result.assign($0.baseAddress!) }
             return result
         }
-        let layers = model.layers.map { layer in
-            LlamaModel.DecoderLayer(shape: layer.shape, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
+        let layers = try model.layers.map { layer in
+            try checkpoint()
+            return LlamaModel.DecoderLayer(shape: layer.shape, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
                                     q: sparsified(layer.q), k: sparsified(layer.k), v: sparsified(layer.v), o: sparsified(layer.o),
                                     gate: sparsified(layer.gate), up: sparsified(layer.up), down: sparsified(layer.down))
         }

@@ -17,8 +17,9 @@ import Foundation
 public enum StructuredPruner {
     /// `layers`: the window (nil: `ModelShape.defaultPrunedLayers`). Throws `PruningError` for a
     /// ratio or window the shape rules refuse. `model` must be an original (no manifest).
+    /// `checkpoint` runs before each layer; what it throws (a cancellation) ends the pruning.
     public static func prune(_ model: LlamaModel, ratio: Double, layers window: Range<Int>? = nil,
-                             importance: StructuredImportance) throws -> LlamaModel {
+                             importance: StructuredImportance, checkpoint: () throws -> Void = {}) throws -> LlamaModel {
         precondition(model.pruning == nil, "prune the original model, not a pruned one")
         let config = model.config
         let prunedShape = try config.modelShape.structurallyPruned(ratio: ratio, layers: window)
@@ -39,6 +40,7 @@ public enum StructuredPruner {
         var layers = model.layers
         var kept = [PruningManifest.KeptIndices?](repeating: nil, count: config.layerCount)
         for l in window {
+            try checkpoint()
             let original = model.layers[l], target = prunedShape.layers[l]
             let scores = importance.scores(layer: l, of: model, random: random)
             let isMHA = original.shape.headCount == original.shape.kvHeadCount

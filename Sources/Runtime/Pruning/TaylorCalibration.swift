@@ -23,12 +23,20 @@ public final class TaylorCalibration: @unchecked Sendable {
         try ImportancePlan(original: config.modelShape, microBatch: microBatch, seqLen: seqLen)
     }
 
-    public static func plannedBytes(config: LlamaConfig, seqLen: Int, microBatch: Int = 1) -> Int {
-        (try? plan(config: config, seqLen: seqLen, microBatch: microBatch).peakBytes)
-            ?? TrainingStep.Layout(config: config, rank: nil, targets: [], microBatch: microBatch, seqLen: seqLen, checkpointing: false).byteCount
+    /// Throws `SizeError` for a seqLen or micro-batch past `SizeLimits`, or whose plan overflows.
+    public static func plannedBytes(config: LlamaConfig, seqLen: Int, microBatch: Int = 1) throws -> Int {
+        try plan(config: config, seqLen: seqLen, microBatch: microBatch).peakBytes
     }
 
-    public init(model: LlamaModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1) {
+    public convenience init(model: LlamaModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1) {
+        // A checkpoint that never throws: this cannot fail.
+        try! self.init(model: model, examples: examples, seqLen: seqLen, microBatch: microBatch, checkpoint: {})
+    }
+
+    /// `checkpoint` runs before each calibration batch; what it throws (a cancellation) ends the
+    /// pass, and the fp32 copy and its gradients go with it.
+    public init(model: LlamaModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1,
+                checkpoint: () throws -> Void) throws {
         weights = TrainingWeights(model: model, copy: true)
         gradients = GradientBuffers(weights: weights, frozen: ["embed_tokens", "lm_head", "norm"])
         let arena = try? PlannedBuffers(Self.plan(config: model.config, seqLen: seqLen, microBatch: microBatch).program)
@@ -40,6 +48,7 @@ public final class TaylorCalibration: @unchecked Sendable {
         gradients.zero()
         var lossSum = 0.0
         for batch in batches {
+            try checkpoint()
             lossSum += step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: nil).lossSum
         }
         loss = lossSum / Double(normalizer)

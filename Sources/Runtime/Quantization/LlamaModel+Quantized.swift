@@ -21,13 +21,15 @@ extension LlamaModel {
 
     /// A new model whose decoder linears are NF4 (`blockSize` 32…4096, a power of two); the rest
     /// is shared with this one. Throws QuantizationError for a bad block size, an already
-    /// quantized model or non-finite weights.
-    public func quantized(blockSize: Int = 64, doubleQuant: Bool = true) throws -> LlamaModel {
+    /// quantized model or non-finite weights. `checkpoint` runs before each tensor; what it
+    /// throws (a cancellation) ends the quantization.
+    public func quantized(blockSize: Int = 64, doubleQuant: Bool = true, checkpoint: () throws -> Void = {}) throws -> LlamaModel {
         guard NF4Tensor.supportedBlockSizes.contains(blockSize) else {
             throw QuantizationError(field: "blockSize", "must be a power of two from 32 to 4096, got \(blockSize)")
         }
         guard !isQuantized else { throw QuantizationError(field: "modelId", "the model is already NF4") }
         func quantize(_ weight: Weight) throws -> Weight {
+            try checkpoint()
             let tensor: NF4Tensor
             if let values = weight.float32 {
                 tensor = try NF4Tensor(quantizing: values, count: weight.elementCount, blockSize: blockSize, doubleQuant: doubleQuant)

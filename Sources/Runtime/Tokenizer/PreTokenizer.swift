@@ -30,49 +30,57 @@ indirect enum PreTokenizer {
     }
 
     func apply(_ pieces: [PreToken]) -> [PreToken] {
+        var out: [PreToken] = []
+        for piece in pieces { forEachWord(of: piece) { out.append($0) } }
+        return out
+    }
+
+    /// Calls `body` with each word of `piece`, in order: what `apply` returns, one word at a time,
+    /// so a long text never holds all its words at once. Every step works on each piece alone,
+    /// so running the steps depth-first gives the words the step-by-step order gives.
+    func forEachWord(of piece: PreToken, _ body: (PreToken) -> Void) {
         switch self {
         case .sequence(let steps):
-            return steps.reduce(pieces) { $1.apply($0) }
+            PreTokenizer.run(steps[...], on: piece, body)
         case .byteLevel(let addPrefixSpace, let useRegex):
-            return pieces.flatMap { piece -> [PreToken] in
-                var piece = piece
-                if addPrefixSpace && piece.bytes.first != 0x20 { piece.bytes.insert(0x20, at: 0) }
-                guard useRegex else { return [piece] }
-                let found = SplitRegex.gpt2.matches(in: piece.bytes).map { ($0, true) }
-                return PreTokenizer.split(piece, found, .isolated)
-            }.map { PreToken(bytes: ByteLevelAlphabet.encode($0.bytes), atStart: $0.atStart) }
+            var piece = piece
+            if addPrefixSpace && piece.bytes.first != 0x20 { piece.bytes.insert(0x20, at: 0) }
+            func encode(_ word: PreToken) { body(PreToken(bytes: ByteLevelAlphabet.encode(word.bytes), atStart: word.atStart)) }
+            guard useRegex else { return encode(piece) }
+            PreTokenizer.split(piece, .isolated, matches: { SplitRegex.gpt2.forEachMatch(in: piece.bytes, $0) }, encode)
         case .metaspace(let replacement, let scheme, let split):
-            return pieces.flatMap { piece -> [PreToken] in
-                var piece = piece
-                piece.bytes = ByteText.replacing([0x20], with: replacement, in: piece.bytes)
-                let prepend: Bool
-                switch scheme {
-                case .always: prepend = true
-                case .first: prepend = piece.atStart
-                case .never: prepend = false
-                }
-                if prepend && !ByteText.hasPrefix(piece.bytes, replacement) {
-                    piece.bytes = replacement + piece.bytes
-                }
-                guard split else { return [piece] }
-                let found = ByteText.occurrences(of: replacement, in: piece.bytes).map { ($0, true) }
-                return PreTokenizer.split(piece, found, .mergedWithNext)
+            var piece = piece
+            piece.bytes = ByteText.replacing([0x20], with: replacement, in: piece.bytes)
+            let prepend: Bool
+            switch scheme {
+            case .always: prepend = true
+            case .first: prepend = piece.atStart
+            case .never: prepend = false
             }
+            if prepend && !ByteText.hasPrefix(piece.bytes, replacement) {
+                piece.bytes = replacement + piece.bytes
+            }
+            guard split else { return body(piece) }
+            let found = ByteText.occurrences(of: replacement, in: piece.bytes)
+            PreTokenizer.split(piece, .mergedWithNext, matches: { found.forEach($0) }, body)
         case .split(let pattern, let behavior, let invert):
-            return pieces.flatMap { piece -> [PreToken] in
-                let found: [(Range<Int>, Bool)]
-                switch pattern {
-                case .literal(let literal): found = ByteText.occurrences(of: literal, in: piece.bytes).map { ($0, true) }
-                case .regex(let regex): found = regex.matches(in: piece.bytes).map { ($0, true) }
-                }
-                return PreTokenizer.split(piece, found, behavior, invert: invert)
+            switch pattern {
+            case .literal(let literal):
+                let found = ByteText.occurrences(of: literal, in: piece.bytes)
+                PreTokenizer.split(piece, behavior, invert: invert, matches: { found.forEach($0) }, body)
+            case .regex(let regex):
+                PreTokenizer.split(piece, behavior, invert: invert, matches: { regex.forEachMatch(in: piece.bytes, $0) }, body)
             }
         case .digits(let individual):
-            return pieces.flatMap { piece -> [PreToken] in
-                let found = ByteText.scalarRanges(piece.bytes).filter { PreTokenizer.isNumeric($0.scalar) }.map { ($0.range, true) }
-                return PreTokenizer.split(piece, found, individual ? .isolated : .contiguous)
-            }
+            let found = ByteText.scalarRanges(piece.bytes).filter { PreTokenizer.isNumeric($0.scalar) }.map(\.range)
+            PreTokenizer.split(piece, individual ? .isolated : .contiguous, matches: { found.forEach($0) }, body)
         }
+    }
+
+    /// `steps` applied in order to `piece`, depth-first.
+    private static func run(_ steps: ArraySlice<PreTokenizer>, on piece: PreToken, _ body: (PreToken) -> Void) {
+        guard let first = steps.first else { return body(piece) }
+        first.forEachWord(of: piece) { run(steps.dropFirst(), on: $0, body) }
     }
 
     /// Rust's `char::is_numeric`: general categories Nd, Nl, No.
@@ -87,60 +95,73 @@ indirect enum PreTokenizer {
     /// piece; the behavior decides which parts stay and what merges; empty parts are dropped.
     static func split(_ piece: PreToken, _ matches: [(Range<Int>, Bool)], _ behavior: SplitBehavior,
                       invert: Bool = false) -> [PreToken] {
-        let count = piece.bytes.count
-        var parts: [(range: Range<Int>, isMatch: Bool)] = []
-        parts.reserveCapacity(matches.count * 2 + 1)
-        var previous = 0
-        for (range, _) in matches {
-            if previous != range.lowerBound { parts.append((previous..<range.lowerBound, invert)) }
-            parts.append((range, !invert))
-            previous = range.upperBound
-        }
-        if previous != count || parts.isEmpty { parts.append((previous..<count, invert)) }
+        var out: [PreToken] = []
+        split(piece, behavior, invert: invert, matches: { emit in matches.forEach { emit($0.0) } }) { out.append($0) }
+        return out
+    }
 
-        var kept: [Range<Int>] = []
-        kept.reserveCapacity(parts.count)
-        switch behavior {
-        case .isolated:
-            kept = parts.map(\.range)
-        case .removed:
-            kept = parts.filter { !$0.isMatch }.map(\.range)
-        case .contiguous:
-            var previousMatch = false
-            for part in parts {
-                if part.isMatch == previousMatch, let last = kept.last {
-                    kept[kept.count - 1] = last.lowerBound..<part.range.upperBound
-                } else {
-                    kept.append(part.range)
-                }
-                previousMatch = part.isMatch
-            }
-        case .mergedWithPrevious:
-            var previousMatch = false
-            for part in parts {
-                if part.isMatch && !previousMatch, let last = kept.last {
-                    kept[kept.count - 1] = last.lowerBound..<part.range.upperBound
-                } else {
-                    kept.append(part.range)
-                }
-                previousMatch = part.isMatch
-            }
-        case .mergedWithNext:
-            var previousMatch = false
-            for part in parts.reversed() {
-                if part.isMatch && !previousMatch, let last = kept.last {
-                    kept[kept.count - 1] = part.range.lowerBound..<last.upperBound
-                } else {
-                    kept.append(part.range)
-                }
-                previousMatch = part.isMatch
-            }
-            kept.reverse()
+    /// The same split, streamed: `matches` calls its argument with each match in order, and
+    /// `body` gets each kept part as soon as no later part can merge into it.
+    static func split(_ piece: PreToken, _ behavior: SplitBehavior, invert: Bool = false,
+                      matches: ((Range<Int>) -> Void) -> Void, _ body: (PreToken) -> Void) {
+        // Each part is given out before the next match is asked for; nothing re-enters.
+        withoutActuallyEscaping(body) { body in splitParts(piece, behavior, invert: invert, matches: matches, body) }
+    }
+
+    private static func splitParts(_ piece: PreToken, _ behavior: SplitBehavior, invert: Bool,
+                                   matches: ((Range<Int>) -> Void) -> Void, _ body: @escaping (PreToken) -> Void) {
+        // The kept range not yet given out: a later part may still merge into it.
+        var pending: Range<Int>?
+        // mergedWithNext: the match waiting for the part after it.
+        var previousMatch = false
+        func give(_ range: Range<Int>) {
+            guard !range.isEmpty else { return }
+            body(PreToken(bytes: Array(piece.bytes[range]), atStart: piece.atStart && range.lowerBound == 0))
         }
-        return kept.compactMap { range in
-            guard !range.isEmpty else { return nil }
-            return PreToken(bytes: Array(piece.bytes[range]), atStart: piece.atStart && range.lowerBound == 0)
+        func part(_ range: Range<Int>, _ isMatch: Bool) {
+            switch behavior {
+            case .isolated:
+                give(range)
+            case .removed:
+                if !isMatch { give(range) }
+            case .contiguous:
+                if isMatch == previousMatch, let last = pending {
+                    pending = last.lowerBound..<range.upperBound
+                } else {
+                    pending.map(give)
+                    pending = range
+                }
+            case .mergedWithPrevious:
+                if isMatch && !previousMatch, let last = pending {
+                    pending = last.lowerBound..<range.upperBound
+                } else {
+                    pending.map(give)
+                    pending = range
+                }
+            case .mergedWithNext:
+                // A match joins the part after it when that part is not a match.
+                if let last = pending, previousMatch, !isMatch {
+                    give(last.lowerBound..<range.upperBound)
+                    pending = nil
+                } else {
+                    pending.map(give)
+                    pending = nil
+                    if isMatch { pending = range } else { give(range) }
+                }
+            }
+            previousMatch = isMatch
         }
+        let count = piece.bytes.count
+        var previous = 0
+        var any = false
+        matches { range in
+            if previous != range.lowerBound { part(previous..<range.lowerBound, invert) }
+            part(range, !invert)
+            previous = range.upperBound
+            any = true
+        }
+        if previous != count || !any { part(previous..<count, invert) }
+        pending.map(give)
     }
 
     static func parse(_ value: Any, _ path: String, _ json: TokenizerJSON) throws -> PreTokenizer {

@@ -49,8 +49,47 @@ enum SplitRegex: Equatable {
 
     /// The matches in `text` (valid UTF-8) as byte ranges, in order. Every scalar of these
     /// patterns starts some match, so the matches tile the text.
-    func matches(in text: [UInt8]) -> [Range<Int>] {
-        let scalars = ByteText.scalarRanges(text)
+    func matches(in text: [UInt8], chunkBytes: Int = SplitRegex.chunkBytes) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        out.reserveCapacity(min(text.count, chunkBytes) / 3 + 1)
+        forEachMatch(in: text, chunkBytes: chunkBytes) { out.append($0) }
+        return out
+    }
+
+    /// About how many bytes are scanned at once: the scanner holds ~9 bytes per scalar of its chunk.
+    static let chunkBytes = 1 << 16
+
+    /// Calls `body` with each match, in order. A long text is scanned a chunk at a time, cut
+    /// where a match always ends: after a line feed, before an ASCII scalar that is not white
+    /// space (no alternative of these patterns takes a line feed and then anything but white
+    /// space), or after an ASCII letter, before a space (a letter run ends at white space, and
+    /// a space is never the end of a match that starts before it). The scanner looks one scalar
+    /// past a match's end at most, so each chunk is scanned with the scalar after its cut in
+    /// view: the matches are those of the whole text.
+    func forEachMatch(in text: [UInt8], chunkBytes: Int = SplitRegex.chunkBytes, _ body: (Range<Int>) -> Void) {
+        var start = 0
+        while start < text.count {
+            let cut = Self.nextCut(in: text, from: start + max(1, chunkBytes))
+            start = scan(text, start..<(cut < text.count ? cut + 1 : cut), stop: cut, body)
+        }
+    }
+
+    /// The first cut at or after `from`, or the end of the text.
+    static func nextCut(in text: [UInt8], from: Int) -> Int {
+        var p = max(1, from)
+        while p < text.count {
+            let b = text[p]
+            let a = text[p - 1]
+            if a == 0x0A && b < 0x80 && !(b >= 0x09 && b <= 0x0D) && b != 0x20 { return p }
+            if b == 0x20 && ((a >= 0x41 && a <= 0x5A) || (a >= 0x61 && a <= 0x7A)) { return p }
+            p += 1
+        }
+        return text.count
+    }
+
+    /// Scans the matches that start in `window` before `stop`; returns where the last one ends.
+    private func scan(_ text: [UInt8], _ window: Range<Int>, stop: Int, _ body: (Range<Int>) -> Void) -> Int {
+        let scalars = ByteText.scalarRanges(text[window])
         let n = scalars.count
         var values = [UInt32](repeating: 0, count: n)
         var classes = [UInt8](repeating: 0, count: n)
@@ -58,20 +97,19 @@ enum SplitRegex: Equatable {
             values[k] = scalars[k].scalar.value
             classes[k] = SplitRegex.classify(scalars[k].scalar)
         }
-        var out: [Range<Int>] = []
-        out.reserveCapacity(n / 3 + 1)
         var i = 0
-        while i < n {
+        var upper = window.lowerBound
+        while i < n && scalars[i].range.lowerBound < stop {
             let end: Int
             switch self {
             case .gpt2: end = SplitRegex.gpt2MatchEnd(values, classes, i)
             case .cl100k(let maxDigits): end = SplitRegex.cl100kMatchEnd(values, classes, i, maxDigits)
             }
-            let upper = end < n ? scalars[end].range.lowerBound : text.count
-            out.append(scalars[i].range.lowerBound..<upper)
+            upper = end < n ? scalars[end].range.lowerBound : window.upperBound
+            body(scalars[i].range.lowerBound..<upper)
             i = end
         }
-        return out
+        return upper
     }
 
     @inline(__always)

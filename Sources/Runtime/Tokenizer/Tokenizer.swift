@@ -166,7 +166,8 @@ public final class Tokenizer: @unchecked Sendable {
                 continue
             }
             guard !segment.range.isEmpty else { continue }
-            let raw = Array(bytes[segment.range])
+            // A segment or part that is the whole text shares its bytes instead of copying them.
+            let raw = segment.range == bytes.indices ? bytes : Array(bytes[segment.range])
             let normalized = normalizer?.apply(raw) ?? raw
             for part in added.normalizedMatcher.split(normalized) {
                 if let id = part.id {
@@ -174,11 +175,15 @@ public final class Tokenizer: @unchecked Sendable {
                     continue
                 }
                 guard !part.range.isEmpty else { continue }
-                let piece = PreToken(bytes: Array(normalized[part.range]),
+                let piece = PreToken(bytes: part.range == normalized.indices ? normalized : Array(normalized[part.range]),
                                      atStart: segment.range.lowerBound == 0 && part.range.lowerBound == 0)
-                let words = preTokenizer?.apply([piece]) ?? [piece]
-                for word in words where !word.bytes.isEmpty {
-                    model.tokenize(word.bytes, into: &ids, workspace: &workspace)
+                // Word by word: a long text never holds all its words at once.
+                guard let preTokenizer else {
+                    model.tokenize(piece.bytes, into: &ids, workspace: &workspace)
+                    continue
+                }
+                preTokenizer.forEachWord(of: piece) { word in
+                    if !word.bytes.isEmpty { model.tokenize(word.bytes, into: &ids, workspace: &workspace) }
                 }
             }
         }

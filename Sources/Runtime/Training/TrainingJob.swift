@@ -126,8 +126,8 @@ public final class TrainingJob: @unchecked Sendable {
     }
 
     /// The description of one step of this job, which the planner places and the step runs in.
-    public static func stepProgram(config: LlamaConfig, adapter: LoRAAdapter?, settings: Settings) -> StepProgram {
-        StepProgramBuilder.trainingStep(config.modelShape, Workload(
+    public static func stepProgram(config: LlamaConfig, adapter: LoRAAdapter?, settings: Settings) throws -> StepProgram {
+        try StepProgramBuilder.trainingStep(config.modelShape, Workload(
             kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
             lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: settings.checkpointing))
     }
@@ -138,10 +138,16 @@ public final class TrainingJob: @unchecked Sendable {
     public func runStep() -> StepResult {
         let start = DispatchTime.now().uptimeNanoseconds
         gradients.zero()
-        let batches = (0..<settings.gradAccum).map { _ in loader.next() }
-        let normalizer = max(1, batches.reduce(0) { $0 + $1.lossTokens })
+        // The loss is normalised by the labelled tokens of all gradAccum micro-batches, known only
+        // after drawing them: a first pass on a copy of the loader counts them, so only one
+        // micro-batch (planned) is held at a time, however large gradAccum is.
+        var counter = loader
+        var labelled = 0
+        for _ in 0..<settings.gradAccum { labelled += counter.next().lossTokens }
+        let normalizer = max(1, labelled)
         var lossSum = 0.0
-        for (index, batch) in batches.enumerated() {
+        for index in 0..<settings.gradAccum {
+            let batch = loader.next()
             let seed = (adapter?.dropout ?? 0) > 0 ? Self.dropoutSeed(settings.seed, step: completedSteps, micro: index) : nil
             lossSum += step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: seed).lossSum
         }
@@ -219,7 +225,7 @@ public final class TrainingJob: @unchecked Sendable {
     /// Writes the trainable tensors, the optimizer moments and the state, each file under a
     /// temporary name first.
     public func save(to directory: URL, modelPath: String, dataset: SavedState.DatasetReference?) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try DurableFileSystem.makeDirectories(directory)
         let entries = gradients.entries
         try SafetensorsWriter().write(entries.map { entry in
             SafetensorsWriter.Entry(name: entry.name, dtype: .f32, shape: [entry.count]) { buffer in
@@ -249,6 +255,15 @@ public final class TrainingJob: @unchecked Sendable {
             let state = try JSONDecoder().decode(SavedState.self, from: data)
             guard state.format == "loramd-training-state", state.version == 1 else {
                 throw FormatError(file: stateFile, "not a loramd training state of version 1")
+            }
+            if let problem = state.problem { throw FormatError(file: stateFile, problem) }
+            // The sizes it states within SizeLimits before anything (an adapter, a plan) is sized by them.
+            do {
+                try Workload(kind: .train, microBatch: state.settings.microBatch, seqLen: state.settings.seqLen,
+                             gradAccum: state.settings.gradAccum, lora: state.adapter.map { .init(r: $0.rank, targets: []) }).checkSizes()
+            } catch let error as SizeError {
+                guard case .overLimit(let field, _, _) = error else { throw FormatError(file: stateFile, "\(error)") }
+                throw FormatError(file: stateFile, "\(field == "lora.r" ? "adapter.rank" : "settings.\(field)") \(error.detail)")
             }
             return state
         } catch let error as FormatError {
@@ -289,6 +304,9 @@ public final class TrainingJob: @unchecked Sendable {
             throw FormatError(file: optimizerFile, "\(error)")
         }
         job.completedSteps = state.completedSteps
+        if let problem = job.loader.problem(position: state.position) {
+            throw FormatError(file: stateFile, "\(problem); resume with the dataset this state was saved with")
+        }
         job.loader = DataLoader(examples: examples, mode: state.settings.packing ? .pack : .truncate, microBatch: state.settings.microBatch,
                                 seqLen: state.settings.seqLen, seed: state.settings.seed, padId: model.config.eosTokenIds.first ?? 0,
                                 position: state.position)

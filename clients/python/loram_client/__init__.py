@@ -33,6 +33,7 @@ from .errors import (
     MethodNotFound,
     NotFound,
     OverBudget,
+    LoramIOError,
     ParseError,
     ProtocolError,
     RequestCancelled,
@@ -45,7 +46,7 @@ from .framing import FrameReader, FrameWriter, FramingError, encode_frame
 from .future import RequestFuture
 from .locate import find_daemon
 from .progress import new_token
-from .results import Generation, MemoryPlan, PlanBuffer, PlanSuggestion
+from .results import Generation, MemoryPlan, PlanBuffer, PlanSuggestion, decode_logits
 from .streaming import GenerationStream
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "MemoryPlan",
     "PlanBuffer",
     "PlanSuggestion",
+    "decode_logits",
     "Generation",
     "GenerationStream",
     "RequestFuture",
@@ -82,6 +84,7 @@ __all__ = [
     "FormatError",
     "ShapeMismatch",
     "OverBudget",
+    "LoramIOError",
     "ClientError",
     "DaemonNotFound",
     "DaemonExited",

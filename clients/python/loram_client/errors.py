@@ -27,6 +27,7 @@ __all__ = [
     "FormatError",
     "ShapeMismatch",
     "OverBudget",
+    "LoramIOError",
     "ERROR_CLASSES",
     "error_from_response",
     "ClientError",
@@ -185,6 +186,32 @@ class OverBudget(LoramError):
         return self.data.get("suggestion")
 
 
+class LoramIOError(LoramError):
+    """-31030 IOError: the file system refused a write (disk full, read-only, no permission).
+
+    Named so it does not shadow Python's built-in ``IOError``. Nothing partial was left behind.
+    """
+
+    CODE = -31030
+
+    @property
+    def path(self) -> Optional[str]:
+        """The output (or parent folder) that could not be written (``data.path``)."""
+        value = self.data.get("path")
+        return value if isinstance(value, str) else None
+
+    @property
+    def reason(self) -> Optional[str]:
+        """The operating system's text, e.g. "No space left on device" (``data.reason``)."""
+        value = self.data.get("reason")
+        return value if isinstance(value, str) else None
+
+    @property
+    def errno(self) -> Optional[int]:
+        """The OS error number (``data.errno``)."""
+        return _int_or_none(self.data.get("errno"))
+
+
 def _int_or_none(value: Any) -> Optional[int]:
     if isinstance(value, bool):
         return None
@@ -213,6 +240,7 @@ ERROR_CLASSES: Dict[int, Type[LoramError]] = _classes(
         FormatError,
         ShapeMismatch,
         OverBudget,
+        LoramIOError,
     ]
 )
 

@@ -8,10 +8,13 @@ added to the contract later is never out of reach.
 
 from __future__ import annotations
 
+import base64
+import sys
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional
 
-__all__ = ["MemoryPlan", "PlanBuffer", "PlanSuggestion", "Generation", "BREAKDOWN_KINDS"]
+__all__ = ["MemoryPlan", "PlanBuffer", "PlanSuggestion", "Generation", "BREAKDOWN_KINDS", "decode_logits"]
 
 #: The order the daemon lists a plan's breakdown in (weights first, scratch space last).
 BREAKDOWN_KINDS = ("weights", "adapter", "gradients", "optimizer", "activations", "kvCache", "workspace")
@@ -133,3 +136,32 @@ class Generation:
             timing={k: float(v) for k, v in (value.get("timing") or {}).items()},
             raw=dict(value),
         )
+
+
+def decode_logits(result: Mapping[str, Any], numpy: bool = False) -> Any:
+    """The logits of a ``model/forward`` result as rows of floats, whichever encoding it came in:
+    JSON rows as they are, or ``logitsEncoding: "base64"`` (little-endian float32, ``shape``
+    [rows, vocab]) unpacked. With ``numpy=True``, a float32 array of that shape (numpy must be
+    installed); otherwise a list of lists of Python floats, the same values either way."""
+    logits = result["logits"]
+    if result.get("logitsEncoding") != "base64":
+        if numpy:
+            import numpy as np
+
+            return np.asarray(logits, dtype=np.float32)
+        return logits
+    if result.get("dtype", "float32") != "float32":
+        raise ValueError("unsupported logits dtype %r" % result.get("dtype"))
+    rows, vocab = (int(n) for n in result["shape"])
+    raw = base64.b64decode(logits)
+    if len(raw) != 4 * rows * vocab:
+        raise ValueError("base64 logits hold %d bytes, shape %dx%d needs %d" % (len(raw), rows, vocab, 4 * rows * vocab))
+    if numpy:
+        import numpy as np
+
+        return np.frombuffer(raw, dtype="<f4").reshape(rows, vocab)
+    values = array("f")
+    values.frombytes(raw)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return [values[r * vocab:(r + 1) * vocab].tolist() for r in range(rows)]

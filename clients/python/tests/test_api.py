@@ -3,9 +3,11 @@ errors it raises, streaming, timeouts, cancellation and progress bars."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
+import struct
 import subprocess
 import time
 
@@ -80,6 +82,34 @@ def test_tokenize_detokenize_forward(loram, model):
     every = loram.forward(model, ids, logits="all")
     assert len(last) == 1 and len(every) == len(ids) and len(last[0]) == 512
     assert every[-1] == pytest.approx(last[0], abs=1e-5)
+
+
+def test_forward_base64_and_json_logits_are_the_same_floats(loram, model):
+    ids = loram.tokenize(model, "The cat sat on the mat")
+    packed = loram.call("model/forward", {"modelId": model, "ids": ids, "logits": "all", "logitsEncoding": "base64"})
+    assert packed["logitsEncoding"] == "base64" and packed["dtype"] == "float32" and packed["shape"] == [len(ids), 512]
+    assert isinstance(packed["logits"], str) and len(packed["logits"]) == (len(ids) * 512 * 4 + 2) // 3 * 4
+    as_json = loram.forward(model, ids, logits="all", encoding="json")
+    as_base64 = loram.forward(model, ids, logits="all")  # the default
+    assert len(as_base64) == len(ids) and all(len(row) == 512 for row in as_base64)
+    # float32 values exactly: the JSON decimals are the shortest round trip of the same floats.
+    assert as_base64 == as_json
+    assert lc.decode_logits(packed) == as_json
+
+
+def test_decode_logits_without_a_daemon():
+    row = [1.5, -0.25, 3.0e-5, float("inf")]
+    raw = struct.pack("<4f", *row) + struct.pack("<4f", *reversed(row))
+    result = {"logits": base64.b64encode(raw).decode(), "logitsEncoding": "base64", "dtype": "float32", "shape": [2, 4]}
+    decoded = lc.decode_logits(result)
+    assert decoded[0][:3] == [1.5, -0.25, struct.unpack("<f", struct.pack("<f", 3.0e-5))[0]]
+    assert decoded[0][3] == float("inf") and decoded[1] == list(reversed(decoded[0]))
+    assert lc.decode_logits({"logits": [[1.0, 2.0]]}) == [[1.0, 2.0]]
+    with pytest.raises(ValueError):
+        lc.decode_logits({**result, "shape": [3, 4]})
+    np = pytest.importorskip("numpy")
+    array = lc.decode_logits(result, numpy=True)
+    assert array.shape == (2, 4) and array.dtype == np.float32 and array[1, 0] == np.float32("inf")
 
 
 def test_generate_stream_yields_the_result_text(loram, model):

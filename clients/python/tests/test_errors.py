@@ -19,6 +19,7 @@ CONTRACT = {
     -31010: lc.FormatError,
     -31011: lc.ShapeMismatch,
     -31020: lc.OverBudget,
+    -31030: lc.LoramIOError,
 }
 
 
@@ -51,6 +52,13 @@ def test_over_budget_fields():
     exc = error_from_response({"code": -31020, "message": "too big", "data": data})
     assert isinstance(exc, lc.OverBudget)
     assert (exc.need_bytes, exc.cap_bytes, exc.breakdown, exc.suggestion) == (10, 5, {"weights": 10}, {"r": 4})
+
+
+def test_io_error_fields():
+    data = {"hint": "h", "path": "/full/model", "reason": "No space left on device", "errno": 28, "operation": "write"}
+    exc = error_from_response({"code": -31030, "message": "I/O error", "data": data})
+    assert isinstance(exc, lc.LoramIOError) and not isinstance(exc, OSError)
+    assert (exc.path, exc.reason, exc.errno) == ("/full/model", "No space left on device", 28)
 
 
 @pytest.mark.parametrize("error", [None, "boom", {"message": "no code"}, {"code": "x", "message": 3}])

@@ -28,6 +28,7 @@ const ErrorCodes = Object.freeze({
   FormatError: -31010,
   ShapeMismatch: -31011,
   OverBudget: -31020,
+  IOError: -31030,
 });
 const CODE_NAMES = Object.fromEntries(Object.entries(ErrorCodes).map(([name, code]) => [code, name]));
 
