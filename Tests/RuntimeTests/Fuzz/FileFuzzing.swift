@@ -10,8 +10,7 @@ import XCTest
 /// (`scripts/fuzz-parsers`) print each case before running it: the last line names the culprit.
 ///
 /// Environment: LORAMD_FUZZ_CASES (cases per parser), LORAMD_FUZZ_SEED, LORAMD_FUZZ_START (first
-/// case index, to replay one), LORAMD_FUZZ_TRACE=1 (print every case),
-/// LORAMD_FUZZ_SIZES=1 (also the huge-size mutations the `sizes` branch fixes).
+/// case index, to replay one), LORAMD_FUZZ_TRACE=1 (print every case).
 enum FileFuzzing {
     static let environment = ProcessInfo.processInfo.environment
 
@@ -19,8 +18,6 @@ enum FileFuzzing {
     static var seed: UInt64 { UInt64(environment["LORAMD_FUZZ_SEED"] ?? "") ?? 0x5EED_F11E }
     static var start: Int { Int(environment["LORAMD_FUZZ_START"] ?? "") ?? 0 }
     static var trace: Bool { environment["LORAMD_FUZZ_TRACE"] == "1" }
-    // sizes branch: re-enable after merge (make these mutations part of every run, drop the flag).
-    static var hugeSizes: Bool { environment["LORAMD_FUZZ_SIZES"] == "1" }
 
     /// Seconds a single case may take in a debug build before it counts as a hang.
     static let timeLimit = 2.0

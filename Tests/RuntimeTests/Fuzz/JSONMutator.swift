@@ -18,37 +18,25 @@ struct JSONMutator {
         String(repeating: "[", count: 600) + String(repeating: "]", count: 600),
         String(repeating: "{\"a\":", count: 600) + "1" + String(repeating: "}", count: 600),
     ]
-    /// Sizes that pass today's plausibility checks but make a reader reserve gigabytes (or loop
-    /// for minutes) before it can find out the file is wrong.
-    // sizes branch: re-enable after merge (LORAMD_FUZZ_SIZES=1 turns them on until then).
+    /// Sizes that pass a plausibility check (positive, under 1e12) but, unless checked against
+    /// SizeLimits first, make a reader reserve gigabytes or loop for minutes.
     static let hugeSizeValues: [String] = ["1000000", "2147483647", "4294967296", "99999999999", "999999999999"]
-
-    /// The edge values without numbers past a million (and lists of them), for files whose counts
-    /// the `sizes` branch is first to bound.
-    static let boundedEdgeValues = edgeValues.filter { raw in
-        !["1e18", "-1e18", "9223372036854775807", "9223372036854775808", "-9223372036854775809", "18446744073709551616",
-          "1e400", "-1e400", "[1e18]"].contains(raw)
-    }
 
     var random: SplitMix64
     private var placeholders: [String] = []
-    private let edgeValues: [String]
+    private let edgeValues = JSONMutator.edgeValues
 
-    init(_ random: SplitMix64, edgeValues: [String]) {
-        self.random = random
-        self.edgeValues = edgeValues
-    }
+    init(_ random: SplitMix64) { self.random = random }
 
-    /// `document` mutated; byte-mutated text when it does not parse as JSON. `bigNumbers` false
-    /// leaves out numbers past a million unless `huge` is set.
-    static func mutate(_ document: Data, _ random: inout SplitMix64, huge: Bool = FileFuzzing.hugeSizes, bigNumbers: Bool = true) -> Data {
+    /// `document` mutated; byte-mutated text when it does not parse as JSON.
+    static func mutate(_ document: Data, _ random: inout SplitMix64) -> Data {
         guard let tree = try? JSONSerialization.jsonObject(with: document, options: [.fragmentsAllowed]) else {
             return Data(ByteMutator.mutate([UInt8](document), &random))
         }
-        var mutator = JSONMutator(random, edgeValues: bigNumbers || huge ? Self.edgeValues : Self.boundedEdgeValues)
+        var mutator = JSONMutator(random)
         var value: Any = tree
         for _ in 0..<(1 + Int(mutator.random.next() % 3)) {
-            value = mutator.walk(value, depth: 0, huge: huge) ?? NSNull()
+            value = mutator.walk(value, depth: 0) ?? NSNull()
         }
         var text = mutator.serialize(value)
         random = mutator.random
@@ -59,25 +47,25 @@ struct JSONMutator {
     private mutating func pick<T>(_ items: [T]) -> T { items[Int(random.next() % UInt64(items.count))] }
 
     /// The tree with one node changed; nil when the node at the root is deleted.
-    mutating func walk(_ value: Any, depth: Int, huge: Bool) -> Any? {
+    mutating func walk(_ value: Any, depth: Int) -> Any? {
         let descend = depth == 0 || random.next() % 3 != 0
         if descend, var object = value as? [String: Any], !object.isEmpty {
             let key = pick(object.keys.sorted())
-            object[key] = walk(object[key]!, depth: depth + 1, huge: huge)
+            object[key] = walk(object[key]!, depth: depth + 1)
             return object
         }
         if descend, var array = value as? [Any], !array.isEmpty {
             let index = Int(random.next() % UInt64(array.count))
-            if let changed = walk(array[index], depth: depth + 1, huge: huge) { array[index] = changed } else { array.remove(at: index) }
+            if let changed = walk(array[index], depth: depth + 1) { array[index] = changed } else { array.remove(at: index) }
             return array
         }
-        return change(value, huge: huge)
+        return change(value)
     }
 
-    private mutating func change(_ value: Any, huge: Bool) -> Any? {
+    private mutating func change(_ value: Any) -> Any? {
         switch random.next() % 10 {
         case 0, 1, 2:
-            return placeholder(huge && random.next() % 3 == 0 ? pick(Self.hugeSizeValues) : pick(edgeValues))
+            return placeholder(random.next() % 3 == 0 ? pick(Self.hugeSizeValues) : pick(edgeValues))
         case 3:
             return nil
         case 4:  // retype: a string becomes a number, anything else its own text as a string

@@ -5,8 +5,8 @@ import XCTest
 
 /// Mutated config.json files, alone and in whole checkpoint folders (config, weights, both):
 /// parsing and loading succeed or are FormatErrors; never a trap, a hang, or another error.
-/// Huge layer counts and widths that pass today's checks are left to LORAMD_FUZZ_SIZES=1.
-// sizes branch: re-enable after merge (JSONMutator.hugeSizeValues in every run).
+/// Huge layer counts and widths are among the mutations: SizeLimits refuses them before anything
+/// is sized by them (before the sizes branch, 2^31 layers aborted on allocating the layer list).
 final class ModelConfigFuzzTests: XCTestCase {
     /// Configs reaching each branch: plain, transformers 5 rope_parameters, llama3 scaling with
     /// tied embeddings and a list of eos ids, and a pruned model's per-layer widths.

@@ -53,20 +53,25 @@ final class PEFTAdapterFuzzTests: XCTestCase {
         }
     }
 
-    /// Found by the fuzz test (with LORAMD_FUZZ_SIZES=1): r = 99999999999 in adapter_config.json
-    /// was allocated as zero-filled pairs of that rank before any tensor was looked at, and the
-    /// process died on the allocation.
+    /// Found by the fuzz test: r = 99999999999 in adapter_config.json was allocated as
+    /// zero-filled pairs of that rank before any tensor was looked at, and the process died.
+    /// SizeLimits now refuses such an r in the config; an r within the limit but not the file's
+    /// is refused from the tensors' shapes before the adapter is allocated.
     func testAnAbsurdRankIsAFormatErrorNotAnAllocation() throws {
         let model = FuzzModels.microModel()
-        var files = try Self.validFolders(model: model)[0]
-        var config = try JSONSerialization.jsonObject(with: files[PEFTAdapterConfig.fileName]!) as! [String: Any]
-        config["r"] = 99_999_999_999
-        files[PEFTAdapterConfig.fileName] = try JSONSerialization.data(withJSONObject: config)
         let directory = try temporaryDirectory()
-        try FuzzModels.write(files, to: directory)
-        XCTAssertThrowsError(try PEFTAdapterFile.load(directory: directory, model: model)) { error in
-            XCTAssertEqual((error as? FormatError)?.problem,
-                           "tensor base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight has shape [2, 16], rank 2; adapter_config.json says r = 99999999999")
+        for r in [99_999_999_999, SizeLimits.loraRank] {
+            var files = try Self.validFolders(model: model)[0]
+            var config = try JSONSerialization.jsonObject(with: files[PEFTAdapterConfig.fileName]!) as! [String: Any]
+            config["r"] = r
+            files[PEFTAdapterConfig.fileName] = try JSONSerialization.data(withJSONObject: config)
+            try FuzzModels.write(files, to: directory)
+            XCTAssertThrowsError(try PEFTAdapterFile.load(directory: directory, model: model)) { error in
+                guard let format = error as? FormatError else { return XCTFail("\(error)") }
+                XCTAssertTrue(format.problem.contains(r == SizeLimits.loraRank
+                    ? "tensor base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight has shape [2, 16], rank 2; adapter_config.json says r = 65536"
+                    : "r"), format.problem)
+            }
         }
     }
 }

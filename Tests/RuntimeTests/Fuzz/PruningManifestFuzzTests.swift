@@ -5,8 +5,7 @@ import XCTest
 
 /// Mutated loram_pruning.json files (and the config.json they are checked against): loading
 /// succeeds, describing the config, or is a FormatError; never a trap, a hang, or another error.
-/// Enormous per-layer counts are left to LORAMD_FUZZ_SIZES=1.
-// sizes branch: re-enable after merge (bigNumbers: true for the manifest).
+/// Enormous per-layer counts are among the mutations (SizeLimits refuses them).
 final class PruningManifestFuzzTests: XCTestCase {
     func testMutatedPruningManifestsLoadOrAreFormatErrors() throws {
         let structured = try temporaryDirectory("structured"), sparse = try temporaryDirectory("sparse")
@@ -25,7 +24,7 @@ final class PruningManifestFuzzTests: XCTestCase {
             switch random.next() % 6 {
             case 0: configData = JSONMutator.mutate(configData, &random)
             case 1: manifestData = Data(ByteMutator.mutate([UInt8](manifestData), &random))
-            default: manifestData = JSONMutator.mutate(manifestData, &random, bigNumbers: false)
+            default: manifestData = JSONMutator.mutate(manifestData, &random)
             }
             try FileFuzzing.write(configData, to: directory.appendingPathComponent(LlamaConfig.fileName))
             try FileFuzzing.write(manifestData, to: directory.appendingPathComponent(PruningManifest.fileName))
