@@ -35,13 +35,19 @@ final class DaemonUnusableInputTests: XCTestCase {
             XCTAssertEqual(error["data"]?["field"], .string("dataset"), c.name)
             XCTAssertTrue(error["message"]?.stringValue?.contains("\(c.name).jsonl") == true, "\(c.name): \(error)")
         }
+        // A Taylor calibration set with nothing labelled would score every head 0 (a tie broken by index).
+        let maskedCalibration = work.appendingPathComponent("masked.jsonl")
+        let pruneError = try XCTUnwrap(error(d, 20, "model/prune", #"{"modelId":"\#(modelId)","method":"taylor","ratio":0.3,"calibration":{"path":"\#(maskedCalibration.path)","format":"tokens"},"seqLen":8}"#))
+        XCTAssertEqual(pruneError["data"]?["field"], .string("calibration"), "\(pruneError)")
         // A usable train set with an unusable eval set names evalDataset.
         let good = try write([#"{"ids":[1,5,6,7,8]}"#], to: work.appendingPathComponent("good.jsonl"))
         let masked = work.appendingPathComponent("masked.jsonl")
         let evalError = try XCTUnwrap(error(d, 30, "train/create", #"{"modelId":"\#(modelId)","dataset":{"path":"\#(good.path)","format":"tokens"},"evalDataset":{"path":"\#(masked.path)","format":"tokens"},"seqLen":8,"microBatch":1,"steps":1,"lr":0.01}"#))
         XCTAssertEqual(evalError["data"]?["field"], .string("evalDataset"))
         // Nothing was made, and the same daemon trains on the good file.
-        XCTAssertEqual(try result(d, 31, "model/list", "{}")["jobs"], .array([]))
+        let listed = try result(d, 31, "model/list", "{}")
+        XCTAssertEqual(listed["jobs"], .array([]))
+        XCTAssertEqual(listed["models"]?.arrayValue?.count, 1, "no pruned model")
         let created = try result(d, 32, "train/create", #"{"modelId":"\#(modelId)","dataset":{"path":"\#(good.path)","format":"tokens"},"seqLen":8,"microBatch":1,"steps":1,"lr":0.01,"packing":true}"#)
         XCTAssertNotNil(created["jobId"]?.stringValue)
         d.closeInput()

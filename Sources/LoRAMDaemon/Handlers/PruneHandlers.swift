@@ -77,7 +77,10 @@ extension Daemon {
             }
             let examples = try params.calibration.map { param -> [Dataset.Example] in
                 let examples = try readDataset(param, field: "calibration", model: loaded).sequences(seqLen: seqLen)
-                guard !examples.isEmpty else { throw RPCError.invalidParams(field: "calibration", "has no examples") }
+                // Gradients of a set with no labelled token are all zero: every score would tie.
+                if let problem = DataLoader.problem(examples: examples, mode: .truncate, seqLen: seqLen) {
+                    throw RPCError.invalidParams(field: "calibration", problem)
+                }
                 return examples
             }
 
