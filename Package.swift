@@ -34,7 +34,7 @@ let package = Package(
 
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
         .testTarget(name: "PlannerTests", dependencies: ["MemoryPlanner", "CJemalloc"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "COpenBLAS"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "MemoryPlanner", "COpenBLAS"]),
         // Drives the real `loramd` process over pipes.
         .testTarget(name: "DaemonTests", dependencies: ["LoRAMDaemon", "RPC", "Runtime"]),
     ]

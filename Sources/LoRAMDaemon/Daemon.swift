@@ -28,6 +28,7 @@ final class Daemon: @unchecked Sendable {
         registerPlanning()
         registerAdapters()
         registerPruning()
+        registerRecovery()
         registerCompare()
         registerPipeline()
         if settings.debugMethods { registerDebug() }

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 import XCTest
 @testable import Runtime
 

@@ -1,3 +1,4 @@
+import MemoryPlanner
 import XCTest
 @testable import Runtime
 

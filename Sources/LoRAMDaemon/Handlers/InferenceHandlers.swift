@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 import RPC
 import Runtime
 

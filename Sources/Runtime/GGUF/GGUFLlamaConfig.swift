@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 extension LlamaConfig {
     /// The config a GGUF file of architecture `llama` describes (llama.cpp's `llama.*` keys), checked

@@ -1,3 +1,5 @@
+import MemoryPlanner
+
 /// Runs a `LlamaModel` over tokens with a KV cache: prefill in chunks of `chunkSize` tokens
 /// (sgemm), decoding one token at a time (sgemv). Every buffer a forward pass touches is
 /// allocated here, once, sized from the model; nothing is allocated per token.

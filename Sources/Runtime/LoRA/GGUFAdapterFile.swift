@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// A LoRA adapter as a GGUF file that llama.cpp loads beside its base model (`--lora`), laid out as
 /// llama.cpp's convert_lora_to_gguf.py writes it:

@@ -1,7 +1,5 @@
 import Foundation
-
-// Runtime builds on the planner's shapes and names; clients of Runtime see them too.
-@_exported import MemoryPlanner
+import MemoryPlanner
 
 /// Runtime's view of a LoRA target (the enum itself lives in MemoryPlanner, which plans adapters
 /// without weights): the order a decoder layer uses them in, and PEFT's module paths.

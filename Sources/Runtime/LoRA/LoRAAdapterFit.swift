@@ -1,3 +1,5 @@
+import MemoryPlanner
+
 /// A LoRA tensor that does not fit the model it is meant for: which tensor, the shape the model
 /// implies and the shape found. `expected` is nil when the model has no such linear at all (an
 /// adapter for a deeper model). The daemon answers it with the contract's ShapeMismatch (-31011).

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// PEFT's LoRA initialisation: A Kaiming-uniform with a = sqrt(5), which for A [r, in] is
 /// U(-1/sqrt(in), 1/sqrt(in)), and B zero, so a new adapter leaves the model's output unchanged.

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// Recovery of an adapter trained on a pruned carrier to the original model's shapes (paper
 /// §1.4, the official `3_recovered_low_rank_matrix_generation.py`): the factors that sit on a

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// adapter_config.json of a PEFT LoRA: read with everything loramd does not compute refused as a
 /// FormatError (DoRA, rsLoRA, per-module ranks, a subset of layers, biases, ...), never applied

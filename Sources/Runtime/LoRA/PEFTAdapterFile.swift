@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// A LoRA adapter directory as PEFT writes it: adapter_config.json (`PEFTAdapterConfig`) and
 /// adapter_model.safetensors with `base_model.model.<module>.lora_A.weight` [r, in] and

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// What the runtime needs of a LLaMA-family config.json (`LlamaForCausalLM`), validated: every
 /// required field present, every size positive and consistent. Anything we do not compute

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// The weights of a LLaMA-family decoder: token embeddings, one `DecoderLayer` per layer, the
 /// final RMSNorm and the output projection (the embedding matrix itself when tied). Layers carry

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// What a pruned model remembers of its original: the method and ratio it was pruned with, the
 /// original per-layer widths, and for structurally pruned layers which heads and neurons were

@@ -1,3 +1,5 @@
+import MemoryPlanner
+
 /// How a LoRAM carrier was cut from its original (paper §1.1): three importance criteria for
 /// structured pruning (whole heads and MLP neurons removed, shapes shrink) and two patterns of
 /// zeros (shapes stay). The raw values are the RPC's and the manifest's spelling.

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// Non-structured pruning (LoRAM-Semi, LoRAM-Unst): zeros by magnitude in every decoder linear,
 /// shapes unchanged. Embeddings, norms and lm_head are untouched (shared with the original), as

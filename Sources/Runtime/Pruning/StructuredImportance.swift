@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// How structured pruning scores a layer's prunable groups (higher: more important, kept first).
 ///

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// Structured pruning of real weights (LoRAM-Rand / LoRAM-Stru): in each layer of the window,
 /// whole attention groups and MLP neurons are scored (`StructuredImportance`), the best kept, and

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// ∂L/∂W of every decoder linear over a calibration set, for first-order Taylor importance
 /// (LLM-Pruner's `param_first`, LoRAM-Stru). The gradients come from the full-parameter training

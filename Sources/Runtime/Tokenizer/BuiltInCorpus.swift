@@ -1,3 +1,5 @@
+import MemoryPlanner
+
 extension TokenizerBuilder {
     /// A built-in English corpus of about 70 KB: sentences generated from word lists by a seeded
     /// generator, so it is the same on every machine and release. Every listed word appears in

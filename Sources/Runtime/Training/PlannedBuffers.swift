@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// A step's planned arena, handing out the runtime's buffers as views into the planned buffers:
 /// each planned buffer (e.g. "layers.3.saved") is carved, in a fixed order, into the step's

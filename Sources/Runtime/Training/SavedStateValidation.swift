@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// A state.json is a file like any other: its numbers are checked before a job is built from
 /// them, since the job's buffers, loader and schedule trust them (a zero micro-batch or a

@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// A training run: the model's trainable tensors (a LoRA adapter, or every unfrozen base tensor),
 /// AdamW, a learning-rate schedule and a data loader, advanced one optimizer step at a time. Each

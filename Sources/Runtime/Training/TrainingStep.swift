@@ -1,6 +1,7 @@
 import CKernels
 import COpenBLAS
 import Foundation
+import MemoryPlanner
 
 /// One micro-batch through the model and back: the forward keeps what the backward needs, the
 /// backward adds every trainable tensor's gradient into `gradients`. LoRA mode computes gradients

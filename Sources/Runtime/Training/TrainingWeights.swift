@@ -1,3 +1,5 @@
+import MemoryPlanner
+
 /// The weights a training step reads. For LoRA they are the loaded model's own (read-only, in
 /// whatever dtype it holds); for full-parameter training they are an owned fp32 copy the job
 /// updates in place. Norm weights always live in owned buffers so they can be trained.

@@ -1,0 +1,9 @@
+/// A linear a LoRA adapter can attach to; raw values are the PEFT module names.
+public enum LoRATarget: String, CaseIterable, Codable, Sendable {
+    case q = "q_proj", k = "k_proj", v = "v_proj", o = "o_proj"
+    case gate = "gate_proj", up = "up_proj", down = "down_proj"
+    case lmHead = "lm_head"
+
+    /// The seven decoder linears, the paper's default targets.
+    public static let decoder: Set<LoRATarget> = [.q, .k, .v, .o, .gate, .up, .down]
+}
