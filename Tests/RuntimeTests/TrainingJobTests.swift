@@ -44,7 +44,7 @@ final class TrainingJobTests: XCTestCase {
     func settings(steps: Int) -> TrainingJob.Settings {
         var s = TrainingJob.Settings(seqLen: 16, microBatch: 2, steps: steps, lr: 3e-3)
         s.gradAccum = 2
-        s.schedule = "cosine"
+        s.schedule = .cosine
         s.warmupSteps = 2
         s.weightDecay = 0.01
         s.seed = 5
@@ -94,7 +94,7 @@ final class TrainingJobTests: XCTestCase {
         }
         var s = settings(steps: 30)
         s.lr = 1e-2
-        s.schedule = "constant"
+        s.schedule = .constant
         for (name, job) in [("lora", TrainingJob(model: model, adapter: adapter, examples: data, settings: s)),
                             ("full", { () -> TrainingJob in var f = s; f.frozen = ["lm_head"]; f.lr = 2e-3
                                        return TrainingJob(model: model, adapter: nil, examples: data, settings: f) }())] {

@@ -111,7 +111,7 @@ extension Daemon {
     func fullModelLoRAPlan(original: LoadedModel, adapter: LoRAAdapter, settings: TrainingJob.Settings) throws -> Int {
         let shape = LoRAAdapter(config: original.model.config, rank: adapter.rank, alpha: adapter.alpha, targets: adapter.targets)
         var settings = settings
-        return try planTraining(loaded: original, adapter: shape, settings: &settings, checkpointing: settings.checkpointing ? "layer" : "none").total
+        return try planTraining(loaded: original, adapter: shape, settings: &settings, checkpointing: settings.checkpointing ? .layer : .none).total
             + original.bytes + 4 * shape.parameterCount
     }
 }

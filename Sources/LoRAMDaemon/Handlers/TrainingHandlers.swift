@@ -69,7 +69,7 @@ extension Daemon {
             if !settings.packing { settingsToUse.seqLen = min(settings.seqLen, max(2, longest)) }
             // Aligning a 2:4 or magnitude carrier keeps its zeros.
             settingsToUse.keepZeros = adapter == nil && loaded.model.pruning.map { !$0.method.isStructured } == true
-            let plan = try planTraining(loaded: loaded, adapter: adapter, settings: &settingsToUse, checkpointing: params.checkpointing ?? "none")
+            let plan = try planTraining(loaded: loaded, adapter: adapter, settings: &settingsToUse, checkpointing: try CheckpointingChoice.parse(params.checkpointing))
             let handle = registry.newHandle(.job)
             do {
                 try ledger.charge(Int64(plan.total), to: handle, breakdown: plan.breakdown)
@@ -209,7 +209,7 @@ extension Daemon {
             try Self.requireTrainable(dataset, field: "dataset", seqLen: settings.seqLen, packing: settings.packing)
             let adapterShape = state.adapter.map { LoRAAdapter(config: loaded.model.config, rank: $0.rank, alpha: $0.alpha, dropout: $0.dropout,
                                                                 targets: Set($0.targets.compactMap(LoRATarget.init(rawValue:)))) }
-            let plan = try planTraining(loaded: loaded, adapter: adapterShape, settings: &settings, checkpointing: settings.checkpointing ? "layer" : "none")
+            let plan = try planTraining(loaded: loaded, adapter: adapterShape, settings: &settings, checkpointing: settings.checkpointing ? .layer : .none)
             let handle = registry.newHandle(.job)
             try ledger.charge(Int64(plan.total), to: handle, breakdown: plan.breakdown)
             do {
@@ -333,10 +333,10 @@ extension Daemon {
         var s = TrainingJob.Settings(seqLen: p.seqLen, microBatch: p.microBatch, steps: p.steps, lr: p.lr)
         if let g = p.gradAccum { guard g >= 1 else { throw RPCError.invalidParams(field: "gradAccum", "must be at least 1") }; s.gradAccum = g }
         if let schedule = p.schedule {
-            guard ["cosine", "linear", "constant"].contains(schedule) else {
+            guard let kind = LearningRateSchedule.Kind(rawValue: schedule) else {
                 throw RPCError.invalidParams(field: "schedule", "must be cosine, linear or constant, got '\(schedule)'")
             }
-            s.schedule = schedule
+            s.schedule = kind
         }
         if let w = p.warmupSteps { guard w >= 0 else { throw RPCError.invalidParams(field: "warmupSteps", "must be >= 0") }; s.warmupSteps = w }
         if let wd = p.weightDecay { guard wd >= 0 else { throw RPCError.invalidParams(field: "weightDecay", "must be >= 0") }; s.weightDecay = wd }

@@ -14,7 +14,7 @@ extension Daemon {
         var changes: [(String, JSONValue)] = []
         func fits(_ s: TrainingJob.Settings) -> Int? {
             var copy = s
-            guard let plan = try? planTraining(loaded: loaded, adapter: adapter, settings: &copy, checkpointing: s.checkpointing ? "layer" : "none"),
+            guard let plan = try? planTraining(loaded: loaded, adapter: adapter, settings: &copy, checkpointing: s.checkpointing ? .layer : .none),
                   Int64(plan.total) <= free else { return nil }
             return plan.total
         }
@@ -51,7 +51,7 @@ extension Daemon {
 
     /// The bytes a job will hold, from shapes alone; `auto` checkpointing turns layer checkpointing
     /// on only when the job would not fit the budget without it.
-    func planTraining(loaded: LoadedModel, adapter: LoRAAdapter?, settings: inout TrainingJob.Settings, checkpointing: String) throws -> TrainingPlan {
+    func planTraining(loaded: LoadedModel, adapter: LoRAAdapter?, settings: inout TrainingJob.Settings, checkpointing: CheckpointingChoice) throws -> TrainingPlan {
         if adapter == nil, loaded.model.isQuantized {
             throw RPCError.invalidParams(field: "adapterId", "model \(loaded.handle) is NF4, a frozen base: full-parameter training needs an f32/bf16/f16 model; give an adapterId to train LoRA on it")
         }
@@ -73,16 +73,30 @@ extension Daemon {
                                 optimizer: AdamW.stateBytes(parameters: trainable), activations: placement.peak, placement: placement)
         }
         switch checkpointing {
-        case "none": settings.checkpointing = false
-        case "layer": settings.checkpointing = true
-        case "auto":
+        case .none: settings.checkpointing = false
+        case .layer: settings.checkpointing = true
+        case .auto:
             let free = ledger.capBytes - ledger.usedBytes
             // A plan too large to count fits nothing; the one chosen is planned again below, and refused then.
             func fits(_ checkpointed: Bool) -> Bool { (try? plan(checkpointed)).map { Int64($0.total) <= free } ?? false }
             settings.checkpointing = !fits(false) && fits(true)
-        default: throw RPCError.invalidParams(field: "checkpointing", "must be none, layer or auto, got '\(checkpointing)'")
         }
         return try plan(settings.checkpointing)
+    }
+}
+
+/// `checkpointing` as a training request gives it: off, every layer, or layers only when the job
+/// would not fit the budget without.
+enum CheckpointingChoice: String, CaseIterable {
+    case none, layer, auto
+
+    /// The request's value, InvalidParams naming `field` for any other.
+    static func parse(_ value: String?, field: String = "checkpointing") throws -> CheckpointingChoice {
+        guard let value else { return .none }
+        guard let choice = CheckpointingChoice(rawValue: value) else {
+            throw RPCError.invalidParams(field: field, "must be none, layer or auto, got '\(value)'")
+        }
+        return choice
     }
 }
 

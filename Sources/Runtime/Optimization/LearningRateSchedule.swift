@@ -12,6 +12,9 @@ import Foundation
 /// Computed in Double in transformers' order, so `lr(base:step:)` equals the Python float torch's
 /// LambdaLR puts into the optimizer, bit for bit (Tests/Fixtures/optimizer/schedules.json).
 public enum LearningRateSchedule: Equatable, Sendable {
+    /// The shape without its step counts: what a request and state.json name.
+    public enum Kind: String, Codable, CaseIterable, Sendable { case cosine, linear, constant }
+
     case constant(warmupSteps: Int)
     case linear(warmupSteps: Int, totalSteps: Int)
     case cosine(warmupSteps: Int, totalSteps: Int, cycles: Double = 0.5)

@@ -15,7 +15,6 @@ extension TrainingJob.SavedState {
         if s.warmupSteps < 0 { return "settings.warmupSteps \(s.warmupSteps) is negative" }
         if !(s.weightDecay >= 0 && s.weightDecay.isFinite) { return "settings.weightDecay \(s.weightDecay) is not a number >= 0" }
         if let m = s.maxGradNorm, !(m > 0 && m.isFinite) { return "settings.maxGradNorm \(m) is not a positive number" }
-        if !["cosine", "linear", "constant"].contains(s.schedule) { return "settings.schedule '\(s.schedule)' is not cosine, linear or constant" }
         for (name, beta) in [("beta1", s.beta1), ("beta2", s.beta2)] where !(beta >= 0 && beta < 1) {
             return "settings.\(name) \(beta) is outside [0, 1)"
         }

@@ -15,7 +15,7 @@ public final class TrainingJob: @unchecked Sendable {
         public var steps: Int
         public var lr: Double
         /// "cosine", "linear" or "constant", with warmup, as transformers defines them.
-        public var schedule = "constant"
+        public var schedule = LearningRateSchedule.Kind.constant
         public var warmupSteps = 0
         /// transformers' default is 0; norm weights never decay.
         public var weightDecay = 0.0
@@ -55,7 +55,7 @@ public final class TrainingJob: @unchecked Sendable {
             self.init(seqLen: try c.decode(Int.self, forKey: .seqLen), microBatch: try c.decode(Int.self, forKey: .microBatch),
                       steps: try c.decode(Int.self, forKey: .steps), lr: try c.decode(Double.self, forKey: .lr))
             gradAccum = try c.decode(Int.self, forKey: .gradAccum)
-            schedule = try c.decode(String.self, forKey: .schedule)
+            schedule = try c.decode(LearningRateSchedule.Kind.self, forKey: .schedule)
             warmupSteps = try c.decode(Int.self, forKey: .warmupSteps)
             weightDecay = try c.decode(Double.self, forKey: .weightDecay)
             maxGradNorm = try c.decodeIfPresent(Double.self, forKey: .maxGradNorm)
@@ -72,9 +72,9 @@ public final class TrainingJob: @unchecked Sendable {
 
         var learningRateSchedule: LearningRateSchedule {
             switch schedule {
-            case "cosine": return .cosine(warmupSteps: warmupSteps, totalSteps: steps)
-            case "linear": return .linear(warmupSteps: warmupSteps, totalSteps: steps)
-            default: return .constant(warmupSteps: warmupSteps)
+            case .cosine: return .cosine(warmupSteps: warmupSteps, totalSteps: steps)
+            case .linear: return .linear(warmupSteps: warmupSteps, totalSteps: steps)
+            case .constant: return .constant(warmupSteps: warmupSteps)
             }
         }
     }
