@@ -49,14 +49,15 @@ extension Daemon {
     /// The bytes a session of `capacity` positions holds beyond the weights: its KV cache, and the
     /// placement of its transient buffers (workspace and `logitsRows` rows of logits).
     /// Throws `SizeError` when the capacity is past `SizeLimits.seqLen` or the session's sizes overflow.
-    func sessionPlan(_ loaded: LoadedModel, adapter: LoRAAdapter?, capacity: Int, logitsRows: Int) throws -> (kvBytes: Int, placement: BestFitPlacement?) {
+    func sessionPlan(_ loaded: LoadedModel, adapter: LoRAAdapter?, capacity: Int, logitsRows: Int) throws -> (kvBytes: Int, placement: BestFitPlacement) {
         let config = loaded.model.config
         let program = try StepProgramBuilder.generation(config.modelShape, Workload(
             kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
             baseDType: loaded.model.baseDType, logitsRows: logitsRows))
         // The planned KV cache (checked arithmetic) is the cache the session allocates.
         let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
-        return (kvBytes, try? BestFitPlacement(program.transientOnly()))
+        // A placement that fails is an error, never a session charged 0 bytes of workspace.
+        return (kvBytes, try BestFitPlacement(program.transientOnly()))
     }
 
     /// A session for `capacity` positions (with `adapter` applied, if any) holding `logitsRows`
@@ -69,7 +70,7 @@ extension Daemon {
         // The session runs in its planned arena; the KV cache and the arena are charged before either exists.
         // Capacities come from a request's or a dataset's tokens; past the limits they are InvalidParams.
         let (kvBytes, placement) = try ErrorMapping.translating { try sessionPlan(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows) }
-        let workspace = placement?.peak ?? 0
+        let workspace = placement.peak
         // `ownerTag` tells apart two sessions one request holds at once (model/compare).
         let owner = "request \(request.id)\(ownerTag)"
         do {
@@ -81,7 +82,7 @@ extension Daemon {
             func bytes(_ c: Int) -> Int {
                 // Smaller than a capacity already planned: it plans too.
                 guard let plan = try? sessionPlan(loaded, adapter: adapter, capacity: c, logitsRows: min(logitsRows, c)) else { return .max }
-                return plan.kvBytes + (plan.placement?.peak ?? 0)
+                return plan.kvBytes + plan.placement.peak
             }
             // The session's bytes grow with its capacity: the largest capacity that fits, by bisection.
             guard Int64(bytes(minimum)) <= free else { throw error.with("suggestion", .null) }
@@ -93,7 +94,7 @@ extension Daemon {
             throw error.with("suggestion", suggest(low, loaded.bytes + bytes(low)))
         }
         defer { ledger.release(owner) }
-        let arena = placement.flatMap { try? PlannedBuffers(placement: $0) }
+        let arena = try? PlannedBuffers(placement: placement)
         let session = InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter, logitsRows: logitsRows, arena: arena)
         return try body(session)
     }
@@ -106,7 +107,7 @@ extension Daemon {
         let vocab = loaded.model.config.vocabSize
         func session(rows: Int) throws -> (kv: Int, workspace: Int) {
             let plan = try sessionPlan(loaded, adapter: adapter, capacity: ids, logitsRows: rows)
-            return (plan.kvBytes, plan.placement?.peak ?? 0)
+            return (plan.kvBytes, plan.placement.peak)
         }
         func need(rows: Int, _ encoding: LogitsReply.Encoding) throws -> Int {
             let s = try session(rows: rows)
