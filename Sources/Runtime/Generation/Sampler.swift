@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// Picks the next token from logits: greedy at temperature 0, otherwise softmax(logits / T)
 /// restricted by top-k then top-p (transformers' order), drawn from a seeded generator so a
