@@ -88,13 +88,8 @@ extension ModelShape {
 
         // Within SizeLimits before anything is sized by them (the layer list, the plan).
         try Self.shapeError {
-            try SizeLimits.check(hidden, atMost: SizeLimits.hidden, "hidden_size")
-            try SizeLimits.check(intermediate, atMost: SizeLimits.intermediate, "intermediate_size")
-            try SizeLimits.check(layerCount, atMost: SizeLimits.layers, "num_hidden_layers")
-            try SizeLimits.check(heads, atMost: SizeLimits.heads, "num_attention_heads")
-            try SizeLimits.check(kvHeads, atMost: SizeLimits.heads, "num_key_value_heads")
-            try SizeLimits.check(vocab, atMost: SizeLimits.vocab, "vocab_size")
-            try SizeLimits.check(headDim, atMost: SizeLimits.headDim, "head_dim")
+            try SizeLimits.checkWidths(hidden: hidden, intermediate: intermediate, layers: layerCount, heads: heads,
+                                       kvHeads: kvHeads, headDim: headDim, vocab: vocab)
         }
         var layers = Array(repeating: Layer(heads: heads, kvHeads: kvHeads, intermediate: intermediate), count: layerCount)
         if let loram = config["loram"], !(loram is NSNull) {

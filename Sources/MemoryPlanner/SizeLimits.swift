@@ -38,6 +38,18 @@ public enum SizeLimits {
     /// placement's offsets and sums cannot overflow.
     public static let planBytes = 1 << 62
 
+    /// A config's uniform widths, each against its limit, named as config.json names them: what
+    /// config.json readers (the planner's and the runtime's) check before a list of layers is made.
+    public static func checkWidths(hidden: Int, intermediate: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int, vocab: Int) throws {
+        try check(layers, atMost: Self.layers, "num_hidden_layers")
+        try check(hidden, atMost: Self.hidden, "hidden_size")
+        try check(intermediate, atMost: Self.intermediate, "intermediate_size")
+        try check(heads, atMost: Self.heads, "num_attention_heads")
+        try check(kvHeads, atMost: Self.heads, "num_key_value_heads")
+        try check(headDim, atMost: Self.headDim, "head_dim")
+        try check(vocab, atMost: Self.vocab, "vocab_size")
+    }
+
     /// Throws `SizeError.overLimit` naming `field` unless 1 <= `value` <= `limit` (0 <= `value`
     /// with `allowZero`, for a size that may be empty).
     public static func check(_ value: Int, atMost limit: Int, _ field: String, allowZero: Bool = false) throws {

@@ -146,13 +146,8 @@ public struct LlamaConfig: Equatable, Sendable {
     /// The uniform widths against `SizeLimits`, before a list of `layers` entries is made.
     static func checkWidths(file: String, hidden: Int, intermediate: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int, vocab: Int) throws {
         try sizeChecked(file: file) {
-            try SizeLimits.check(layers, atMost: SizeLimits.layers, "num_hidden_layers")
-            try SizeLimits.check(hidden, atMost: SizeLimits.hidden, "hidden_size")
-            try SizeLimits.check(intermediate, atMost: SizeLimits.intermediate, "intermediate_size")
-            try SizeLimits.check(heads, atMost: SizeLimits.heads, "num_attention_heads")
-            try SizeLimits.check(kvHeads, atMost: SizeLimits.heads, "num_key_value_heads")
-            try SizeLimits.check(headDim, atMost: SizeLimits.headDim, "head_dim")
-            try SizeLimits.check(vocab, atMost: SizeLimits.vocab, "vocab_size")
+            try SizeLimits.checkWidths(hidden: hidden, intermediate: intermediate, layers: layers, heads: heads,
+                                       kvHeads: kvHeads, headDim: headDim, vocab: vocab)
         }
     }
 
