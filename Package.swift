@@ -36,6 +36,6 @@ let package = Package(
         .testTarget(name: "PlannerTests", dependencies: ["MemoryPlanner", "CJemalloc"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "MemoryPlanner", "COpenBLAS"]),
         // Drives the real `loramd` process over pipes.
-        .testTarget(name: "DaemonTests", dependencies: ["LoRAMDaemon", "RPC", "Runtime"]),
+        .testTarget(name: "DaemonTests", dependencies: ["LoRAMDaemon", "RPC", "Runtime", "MemoryPlanner"]),
     ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import RPC
+import MemoryPlanner
 
 /// Durability through the real process: kill -9 during train/run at random moments never leaves
 /// a torn checkpoint, train/resume of the outDir continues from the newest complete one (losing
@@ -43,7 +44,7 @@ final class DaemonDurabilityTests: XCTestCase {
         let work = try temporaryDirectory()
         let data = try dataset(in: work)
         let outDir = work.appendingPathComponent("run")
-        var rng = SystemRandomNumberGenerator.Seeded(seed: 14)
+        var rng = SplitMix64(seed: 14)  // the kill moments, the same on every run
         var observed = 0, temporariesSeen = 0, kills = 0
         let rounds = 8
         for round in 0...rounds {
@@ -163,20 +164,5 @@ final class DaemonDurabilityTests: XCTestCase {
         XCTAssertEqual(entries(work).filter { $0.hasPrefix(".") }, [])
         d.closeInput()
         _ = d.exitCode()
-    }
-}
-
-extension SystemRandomNumberGenerator {
-    /// SplitMix64: the kill moments, the same on every run.
-    struct Seeded: RandomNumberGenerator {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
     }
 }

@@ -42,14 +42,7 @@ final class PruningManifestTests: XCTestCase {
         let kept = pruned.pruning!.kept[1]!
 
         func expectFormatError(_ label: String, _ change: (inout PruningManifest) -> Void, mentioning text: String) throws {
-            var manifest = pruned.pruning!
-            change(&manifest)
-            try manifest.jsonData().write(to: url)
-            XCTAssertThrowsError(try LlamaModel.load(directory: directory), label) { error in
-                guard let format = error as? FormatError else { return XCTFail("\(label): \(error)") }
-                XCTAssertEqual(format.file, "loram_pruning.json", label)
-                XCTAssertTrue(format.problem.contains(text), "\(label): \(format.problem)")
-            }
+            try assertManifestRefused(pruned, in: directory, label, change, mentioning: text)
         }
         try expectFormatError("unsorted", { $0.kept[1]!.neurons.swapAt(0, 1) }, mentioning: "sorted")
         try expectFormatError("repeated", { $0.kept[1]!.neurons[1] = kept.neurons[0] }, mentioning: "sorted")
@@ -76,7 +69,6 @@ final class PruningManifestTests: XCTestCase {
         let pruned = try StructuredPruner.prune(PruningFixtures.gqaModel(), ratio: 0.5, importance: .l2)
         let directory = try temporaryDirectory()
         try pruned.save(to: directory)
-        let url = directory.appendingPathComponent(PruningManifest.fileName)
         let rows: [(String, (inout PruningManifest) -> Void, String)] = [
             ("heads", { $0.original[1].heads = 1 << 50 }, "num_attention_heads is 1125899906842624, past loramd's limit of 16384"),
             ("kv heads", { $0.original[1].heads = 1 << 60; $0.original[1].kvHeads = 1 << 58 }, "num_attention_heads"),
@@ -86,14 +78,21 @@ final class PruningManifestTests: XCTestCase {
             ("group", { $0.original[1].heads = $0.original[1].kvHeads * 4000 }, "are not the heads"),
         ]
         for (label, change, text) in rows {
-            var manifest = pruned.pruning!
-            change(&manifest)
-            try manifest.jsonData().write(to: url)
-            XCTAssertThrowsError(try LlamaModel.load(directory: directory), label) { error in
-                guard let format = error as? FormatError else { return XCTFail("\(label): \(error)") }
-                XCTAssertEqual(format.file, "loram_pruning.json", label)
-                XCTAssertTrue(format.problem.contains(text), "\(label): \(format.problem)")
-            }
+            try assertManifestRefused(pruned, in: directory, label, change, mentioning: text)
+        }
+    }
+
+    /// Writes `pruned`'s manifest changed by `change` into `directory` and checks the load is a
+    /// FormatError of loram_pruning.json whose problem mentions `text`.
+    func assertManifestRefused(_ pruned: LlamaModel, in directory: URL, _ label: String, _ change: (inout PruningManifest) -> Void,
+                               mentioning text: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        var manifest = pruned.pruning!
+        change(&manifest)
+        try manifest.jsonData().write(to: directory.appendingPathComponent(PruningManifest.fileName))
+        XCTAssertThrowsError(try LlamaModel.load(directory: directory), label, file: file, line: line) { error in
+            guard let format = error as? FormatError else { return XCTFail("\(label): \(error)", file: file, line: line) }
+            XCTAssertEqual(format.file, "loram_pruning.json", label, file: file, line: line)
+            XCTAssertTrue(format.problem.contains(text), "\(label): \(format.problem)", file: file, line: line)
         }
     }
 }
