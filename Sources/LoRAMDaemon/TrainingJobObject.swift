@@ -48,7 +48,7 @@ final class TrainingJobObject: LiveObject, @unchecked Sendable {
     /// The step's arena: the planned peak, and the size jemalloc reports for the arena's region
     /// (sallocx: the planned peak rounded up to jemalloc's size class).
     var arenaReport: JSONValue {
-        guard let arena = job.step.arena else { return .null }
+        let arena = job.step.arena
         return .object([("plannedBytes", .int(Int64(arena.peakBytes))), ("lowerBoundBytes", .int(Int64(arena.placement.lowerBound))),
                         ("measuredBytes", .int(Int64(arena.arena.usableSize)))])
     }

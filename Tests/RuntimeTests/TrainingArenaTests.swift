@@ -35,7 +35,7 @@ final class TrainingArenaTests: XCTestCase {
         XCTAssertLessThan(checkpointArena.peakBytes, arena.peakBytes, "checkpointing needs less")
         let adapter = try TrainingGradientTests.goldenAdapter(config: model.config)
         let gradients = GradientBuffers(adapter: adapter)
-        let separate = TrainingStep(weights: TrainingWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
+        let separate = TrainingStep(weights: StepWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
                                     microBatch: 1, seqLen: ids.count, checkpointing: false)
         XCTAssertNil(separate.arena)
         for job in [planned, checkpointed] {

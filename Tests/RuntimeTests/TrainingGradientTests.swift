@@ -36,7 +36,7 @@ final class TrainingGradientTests: XCTestCase {
         let adapter = try Self.goldenAdapter(config: model.config)
         let ids = try GoldenForwardTests.inputIds()
         let gradients = GradientBuffers(adapter: adapter)
-        let step = TrainingStep(weights: TrainingWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
+        let step = TrainingStep(weights: StepWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
                                 microBatch: 1, seqLen: ids.count, checkpointing: checkpointing)
         let (loss, tokens) = step.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil)
         return (gradients, loss, tokens)
@@ -79,7 +79,7 @@ extension TrainingGradientTests {
     func testFullParameterGradientsAgainstFiniteDifferences() throws {
         let model = try LlamaModel.load(directory: Fixtures.tinyModel)
         let ids = Array(try GoldenForwardTests.inputIds().prefix(24))
-        let weights = TrainingWeights(model: model, copy: true)
+        let weights = StepWeights(model: model, copy: true)
         let gradients = GradientBuffers(weights: weights, frozen: [])
         XCTAssertEqual(gradients.parameterCount, model.parameterCount)
         let step = TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: 2, seqLen: 12, checkpointing: false)
@@ -122,7 +122,7 @@ extension TrainingGradientTests {
             for rank: Int? in [nil, 4] {
                 let targets: Set<LoRATarget> = [.q, .v, .down, .lmHead]
                 let adapter = rank.map { LoRAAdapter(config: model.config, rank: $0, alpha: 8, targets: targets) }
-                let weights = TrainingWeights(model: model, copy: adapter == nil)
+                let weights = StepWeights(model: model, copy: adapter == nil)
                 let gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: ["lm_head"])
                 let step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: 3, seqLen: 10, checkpointing: checkpointing)
                 let layout = TrainingStep.Layout(config: model.config, rank: rank, targets: targets, microBatch: 3, seqLen: 10, checkpointing: checkpointing)

@@ -94,8 +94,8 @@ extension Daemon {
             throw error.with("suggestion", suggest(low, loaded.bytes + bytes(low)))
         }
         defer { ledger.release(owner) }
-        let arena = try? PlannedBuffers(placement: placement)
-        let session = InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter, logitsRows: logitsRows, arena: arena)
+        let arena = try PlannedBuffers(placement: placement)
+        let session = try InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter, logitsRows: logitsRows, arena: arena)
         return try body(session)
     }
 

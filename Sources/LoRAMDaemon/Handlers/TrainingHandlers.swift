@@ -77,7 +77,7 @@ extension Daemon {
                 throw error.with("suggestion", trainingSuggestion(loaded: loaded, adapter: adapter, settings: settingsToUse))
             }
             let examples = settingsToUse.packing ? dataset.examples : dataset.sequences(seqLen: settingsToUse.seqLen)
-            let job = TrainingJob(model: loaded.model, adapter: adapter, examples: examples, settings: settingsToUse, placement: plan.placement)
+            let job = try TrainingJob(model: loaded.model, adapter: adapter, examples: examples, settings: settingsToUse, placement: plan.placement)
             let object = TrainingJobObject(handle: handle, job: job, model: loaded, adapterId: params.adapterId,
                                            dataset: .init(path: dataset.url.path, format: dataset.format.rawValue,
                                                           trainOnInputs: params.dataset.trainOnInputs ?? false),
@@ -109,7 +109,7 @@ extension Daemon {
                         break
                     }
                     try context.checkCancelled()
-                    let result = object.job.runStep()
+                    let result = try object.job.runStep(checkpoint: context.checkCancelled)
                     losses.append(.double(result.loss))
                     seconds += result.seconds
                     tokens += result.tokens
@@ -143,7 +143,12 @@ extension Daemon {
                         throw RPCError.requestCancelled.with("partial", .object([("step", .int(Int64(job.completedSteps))),
                                                                                 ("loss", last.map { .double($0.loss) } ?? .null)]))
                     }
-                    let result = job.runStep()
+                    let result = try job.runStep {
+                        if context.isCancelled {
+                            throw RPCError.requestCancelled.with("partial", .object([("step", .int(Int64(job.completedSteps))),
+                                                                                    ("loss", last.map { .double($0.loss) } ?? .null)]))
+                        }
+                    }
                     last = result
                     if let every = params.evalEvery, result.step % every == 0, let eval = object.evalExamples {
                         evalLoss = job.evaluate(eval).loss

@@ -2,11 +2,8 @@ import Foundation
 import MemoryPlanner
 
 /// Runtime's view of a LoRA target (the enum itself lives in MemoryPlanner, which plans adapters
-/// without weights): the order a decoder layer uses them in, and PEFT's module paths.
+/// without weights): PEFT's module paths.
 extension LoRATarget {
-    /// The per-layer targets, in the order a decoder layer uses them.
-    public static let layerTargets: [LoRATarget] = [.q, .k, .v, .o, .gate, .up, .down]
-
     /// PEFT's module path inside a LlamaForCausalLM (without `base_model.model.`).
     public func modulePath(layer: Int) -> String {
         switch self {

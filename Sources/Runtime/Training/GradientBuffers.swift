@@ -29,7 +29,7 @@ public final class GradientBuffers: @unchecked Sendable {
 
     /// Gradients for every base tensor whose name does not contain one of `frozen` (e.g. "lm_head").
     /// A tied embedding is one tensor: frozen if either of its names is.
-    public init(weights: TrainingWeights, frozen: Set<String>) {
+    public init(weights: StepWeights, frozen: Set<String>) {
         let config = weights.config
         func isFrozen(_ name: String) -> Bool { frozen.contains { name.contains($0) } }
         let c = config.hiddenSize

@@ -1,9 +1,9 @@
 import MemoryPlanner
 
-/// The weights a training step reads. For LoRA they are the loaded model's own (read-only, in
+/// The weights a step reads, training or inference. For LoRA and inference they are the loaded model's own (read-only, in
 /// whatever dtype it holds); for full-parameter training they are an owned fp32 copy the job
 /// updates in place. Norm weights always live in owned buffers so they can be trained.
-public final class TrainingWeights: @unchecked Sendable {
+public final class StepWeights: @unchecked Sendable {
     public struct Layer {
         public let shape: LlamaConfig.LayerShape
         public let inputNorm: UnsafeMutablePointer<Float>
