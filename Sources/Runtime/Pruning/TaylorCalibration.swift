@@ -8,7 +8,7 @@ import MemoryPlanner
 /// labelled token of the set, as LLM-Pruner's one batch of 10 × 64 tokens computes it; its scale
 /// does not change the ranking.
 ///
-///     let calibration = TaylorCalibration(model: model, examples: dataset.sequences(seqLen: 64), seqLen: 64)
+///     let calibration = try TaylorCalibration(model: model, examples: dataset.sequences(seqLen: 64), seqLen: 64)
 ///     let pruned = try StructuredPruner.prune(model, ratio: 0.5, importance: .taylor(calibration))
 public final class TaylorCalibration: @unchecked Sendable {
     public let weights: StepWeights
@@ -37,7 +37,7 @@ public final class TaylorCalibration: @unchecked Sendable {
         weights = StepWeights(model: model, copy: true)
         gradients = GradientBuffers(weights: weights, frozen: ["embed_tokens", "lm_head", "norm"])
         let arena = try PlannedBuffers(Self.plan(config: model.config, seqLen: seqLen, microBatch: microBatch).program)
-        let step = TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: microBatch,
+        let step = try TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: microBatch,
                                 seqLen: seqLen, checkpointing: false, arena: arena)
         let batches = DataLoader.singlePass(examples: examples, mode: .truncate, microBatch: microBatch, seqLen: seqLen,
                                             padId: model.config.eosTokenIds.first ?? 0)

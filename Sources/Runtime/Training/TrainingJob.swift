@@ -136,10 +136,13 @@ public final class TrainingJob: @unchecked Sendable {
 
     public var isFinished: Bool { completedSteps >= settings.steps }
 
+    /// One optimizer step over `gradAccum` micro-batches, not to be cancelled.
+    public func runStep() -> StepResult { runStep(checkpoint: {}) }
+
     /// One optimizer step over `gradAccum` micro-batches. `checkpoint` runs between layers; what
     /// it throws (a cancellation) ends the step before the optimizer, with the data position as it
     /// was, so the job goes on as if the step had not started.
-    public func runStep(checkpoint: () throws -> Void = {}) rethrows -> StepResult {
+    public func runStep(checkpoint: () throws -> Void) rethrows -> StepResult {
         let start = DispatchTime.now().uptimeNanoseconds
         gradients.zero()
         // The loss is normalised by the labelled tokens of all gradAccum micro-batches, known only

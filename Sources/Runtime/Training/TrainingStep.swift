@@ -97,10 +97,15 @@ public final class TrainingStep: @unchecked Sendable {
     /// `checkpoint` runs between layers; what it throws (a cancellation) ends the step there,
     /// with the gradients partly added.
     public func run(ids: [Int], labels: [Int], normalizer: Int, dropoutSeed: UInt64?,
-                    checkpoint: () throws -> Void = {}) rethrows -> (lossSum: Double, tokens: Int) {
+                    checkpoint: () throws -> Void) rethrows -> (lossSum: Double, tokens: Int) {
         precondition(ids.count == tokens && labels.count == ids.count)
         return try walk(ids: ids, labels: labels, normalizer: Float(max(1, normalizer)), dropoutSeed: dropoutSeed,
                         backward: true, checkpoint: checkpoint)
+    }
+
+    /// `run` without cancellation.
+    public func run(ids: [Int], labels: [Int], normalizer: Int, dropoutSeed: UInt64?) -> (lossSum: Double, tokens: Int) {
+        run(ids: ids, labels: labels, normalizer: normalizer, dropoutSeed: dropoutSeed, checkpoint: {})
     }
 
     /// The loss alone (no gradients, no dropout): the program's ops up to the loss.
