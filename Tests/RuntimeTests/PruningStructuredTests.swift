@@ -26,9 +26,9 @@ final class PruningStructuredTests: XCTestCase {
         }
         // Tiny's two layers are both pruned (defaultPrunedLayers); GQA 4/2 at 0.5 keeps one kv group.
         let tinyHalf = try StructuredPruner.prune(tiny, ratio: 0.5, importance: .l2)
-        XCTAssertEqual(tinyHalf.config.layers.map(\.kvHeadCount), [1, 1])
-        XCTAssertEqual(tinyHalf.config.layers.map(\.headCount), [2, 2])
-        XCTAssertEqual(tinyHalf.config.layers.map(\.intermediateSize), [88, 88])
+        XCTAssertEqual(tinyHalf.config.layers.map(\.kvHeads), [1, 1])
+        XCTAssertEqual(tinyHalf.config.layers.map(\.heads), [2, 2])
+        XCTAssertEqual(tinyHalf.config.layers.map(\.intermediate), [88, 88])
     }
 
     func testRatiosTheShapeRulesRefuseThrowTheirError() {

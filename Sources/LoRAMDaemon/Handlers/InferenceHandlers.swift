@@ -55,7 +55,7 @@ extension Daemon {
             kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
             baseDType: loaded.model.baseDType, logitsRows: logitsRows))
         // The planned KV cache (checked arithmetic) is the cache the session allocates.
-        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
+        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: capacity)
         // A placement that fails is an error, never a session charged 0 bytes of workspace.
         return (kvBytes, try BestFitPlacement(program.transientOnly()))
     }

@@ -113,9 +113,9 @@ extension TrainingJob.Settings {
         if frozenName("model.norm.weight") { count += c }
         for (i, s) in config.layers.enumerated() {
             let p = "model.layers.\(i)."
-            let sizes = [("self_attn.q_proj", s.headCount * d * c), ("self_attn.k_proj", s.kvHeadCount * d * c), ("self_attn.v_proj", s.kvHeadCount * d * c),
-                         ("self_attn.o_proj", c * s.headCount * d), ("mlp.gate_proj", s.intermediateSize * c), ("mlp.up_proj", s.intermediateSize * c),
-                         ("mlp.down_proj", c * s.intermediateSize), ("input_layernorm", c), ("post_attention_layernorm", c)]
+            let sizes = [("self_attn.q_proj", s.heads * d * c), ("self_attn.k_proj", s.kvHeads * d * c), ("self_attn.v_proj", s.kvHeads * d * c),
+                         ("self_attn.o_proj", c * s.heads * d), ("mlp.gate_proj", s.intermediate * c), ("mlp.up_proj", s.intermediate * c),
+                         ("mlp.down_proj", c * s.intermediate), ("input_layernorm", c), ("post_attention_layernorm", c)]
             for (name, size) in sizes where frozenName(p + name + ".weight") { count += size }
         }
         return count

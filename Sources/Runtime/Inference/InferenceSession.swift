@@ -95,7 +95,7 @@ public final class InferenceSession: @unchecked Sendable {
         func buffer(_ b: GenerationBuffers) -> UnsafeMutablePointer<Float> { arena.require(b.rawValue) }
         precondition(arena.floatCount(GenerationBuffers.rope.rawValue) == self.chunkSize * config.headDim,
                      "the session's arena is planned for another chunk size")
-        cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: max(1, capacity))
+        cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: max(1, capacity))
         rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
         weights = StepWeights(model: model, copy: false)
         (x, xn, scores, ropeTable) = (buffer(.hidden), buffer(.norm), buffer(.scores), buffer(.rope))

@@ -47,7 +47,7 @@ struct DecoderBlock {
         (q, k, v, o, gate, up, down) = (linear(.q), linear(.k), linear(.v), linear(.o), linear(.gate), linear(.up), linear(.down))
         inputNorm = layer.inputNorm
         postAttentionNorm = layer.postAttentionNorm
-        (heads, kvHeads, intermediate) = (layer.shape.headCount, layer.shape.kvHeadCount, layer.shape.intermediateSize)
+        (heads, kvHeads, intermediate) = (layer.shape.heads, layer.shape.kvHeads, layer.shape.intermediate)
         hidden = config.hiddenSize
         eps = config.rmsNormEps
         self.rope = rope

@@ -5,7 +5,7 @@ import MemoryPlanner
 /// updates in place. Norm weights always live in owned buffers so they can be trained.
 public final class StepWeights: @unchecked Sendable {
     public struct Layer {
-        public let shape: LlamaConfig.LayerShape
+        public let shape: ModelShape.Layer
         public let inputNorm: UnsafeMutablePointer<Float>
         public let postAttentionNorm: UnsafeMutablePointer<Float>
         public let q, k, v, o, gate, up, down: Weight
