@@ -41,7 +41,7 @@ struct DecoderBlock {
 
     init(layer: StepWeights.Layer, index: Int, adapter: LoRAAdapter?, dropoutSeed: UInt64?, config: LlamaConfig, rope: RotaryEmbedding) {
         func linear(_ target: LoRATarget) -> LoRALinear {
-            LoRALinear(weight: layer.linear(target), pair: adapter?.pair(target, layer: index), scaling: adapter?.scaling ?? 0,
+            LoRALinear(weight: layer.weight(target), pair: adapter?.pair(target, layer: index), scaling: adapter?.scaling ?? 0,
                        dropout: LoRADropout(rate: adapter?.dropout ?? 0, seed: dropoutSeed, layer: index, target: target))
         }
         (q, k, v, o, gate, up, down) = (linear(.q), linear(.k), linear(.v), linear(.o), linear(.gate), linear(.up), linear(.down))

@@ -5,7 +5,7 @@ import MemoryPlanner
 /// final RMSNorm and the output projection (the embedding matrix itself when tied). Layers carry
 /// their own widths, so a structurally pruned model is the same type.
 public final class LlamaModel: @unchecked Sendable {
-    public struct DecoderLayer {
+    public struct DecoderLayer: LayerLinears {
         public var shape: ModelShape.Layer
         public var inputNorm: [Float]
         public var postAttentionNorm: [Float]

@@ -4,24 +4,11 @@ import MemoryPlanner
 /// whatever dtype it holds); for full-parameter training they are an owned fp32 copy the job
 /// updates in place. Norm weights always live in owned buffers so they can be trained.
 public final class StepWeights: @unchecked Sendable {
-    public struct Layer {
+    public struct Layer: LayerLinears {
         public let shape: ModelShape.Layer
         public let inputNorm: UnsafeMutablePointer<Float>
         public let postAttentionNorm: UnsafeMutablePointer<Float>
         public let q, k, v, o, gate, up, down: Weight
-
-        public func linear(_ target: LoRATarget) -> Weight {
-            switch target {
-            case .q: return q
-            case .k: return k
-            case .v: return v
-            case .o: return o
-            case .gate: return gate
-            case .up: return up
-            case .down: return down
-            case .lmHead: preconditionFailure("lm_head is not a layer linear")
-            }
-        }
     }
 
     public let config: LlamaConfig

@@ -54,7 +54,7 @@ public final class TaylorCalibration: @unchecked Sendable {
 
     /// The fp32 weight and its gradient of `target` in layer `layer`.
     func tensors(layer: Int, _ target: LoRATarget) -> (Weight, UnsafePointer<Float>) {
-        let weight = weights.layers[layer].linear(target)
+        let weight = weights.layers[layer].weight(target)
         guard let gradient = gradients.gradient(for: weight) else { preconditionFailure("no gradient for layer \(layer) \(target)") }
         return (weight, UnsafePointer(gradient))
     }
