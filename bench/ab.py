@@ -66,12 +66,14 @@ def main():
     p.add_argument("--micro", type=int, default=4)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--dtype", default=None)
+    p.add_argument("--models", default="small,SmolLM2-135M", help="comma-separated: small, SmolLM2-135M")
     p.add_argument("--out", default="-")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="loramd-ab-")
     small = os.path.join(work, "small")
     os.system("%s make-model --preset small --out %s > /dev/null" % (args.b, small))
     models = [("small", small, 4096)] + ([("SmolLM2-135M", SMOLLM2, 49152)] if os.path.exists(SMOLLM2) else [])
+    models = [m for m in models if m[0] in args.models.split(",")]
     lines = ["| model | metric | A | B | B/A |", "|---|---|---|---|---|"]
     for name, model, vocab in models:
         dataset = os.path.join(work, name + ".jsonl")
