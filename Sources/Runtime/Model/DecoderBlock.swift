@@ -76,9 +76,11 @@ struct DecoderBlock {
         o.forward(a.attention, rows: t, out: a.residual, accumulate: true, u: a.loraU[.o], workspace: workspace)
     }
 
-    /// `dx` holds the gradient of the residual on entry and of the layer input on exit.
+    /// `dx` holds the gradient of the residual on entry and of the layer input on exit. Without
+    /// `inputGradient` (the first layer, when neither the embedding nor this norm trains) the path
+    /// back through the norm is skipped: dx then holds the residual's share only.
     func attentionBackward(_ a: Activations, dx: UnsafeMutablePointer<Float>, _ g: Gradients, shape: SequenceAttention.Shape,
-                           ropeTable: UnsafePointer<Float>, gradients: GradientBuffers,
+                           ropeTable: UnsafePointer<Float>, gradients: GradientBuffers, inputGradient: Bool = true,
                            workspace: LoRALinear.Workspace) {
         let t = shape.rows * shape.seqLen, d = rope.headDim
         g.attention.update(repeating: 0, count: t * heads * d)
@@ -87,10 +89,12 @@ struct DecoderBlock {
                                    dScores: g.scores, shape: shape)
         rope.applyBackward(g.q, tokens: t, heads: heads, rowStride: heads * d, table: ropeTable)
         rope.applyBackward(g.k, tokens: t, heads: kvHeads, rowStride: kvHeads * d, table: ropeTable)
-        g.attentionNorm.update(repeating: 0, count: t * hidden)
-        q.backward(dy: g.q, x: a.attentionNorm, u: a.loraU[.q], dx: g.attentionNorm, rows: t, gradients: gradients, workspace: workspace)
-        k.backward(dy: g.k, x: a.attentionNorm, u: a.loraU[.k], dx: g.attentionNorm, rows: t, gradients: gradients, workspace: workspace)
-        v.backward(dy: g.v, x: a.attentionNorm, u: a.loraU[.v], dx: g.attentionNorm, rows: t, gradients: gradients, workspace: workspace)
+        let normGradient = inputGradient ? g.attentionNorm : nil
+        normGradient?.update(repeating: 0, count: t * hidden)
+        q.backward(dy: g.q, x: a.attentionNorm, u: a.loraU[.q], dx: normGradient, rows: t, gradients: gradients, workspace: workspace)
+        k.backward(dy: g.k, x: a.attentionNorm, u: a.loraU[.k], dx: normGradient, rows: t, gradients: gradients, workspace: workspace)
+        v.backward(dy: g.v, x: a.attentionNorm, u: a.loraU[.v], dx: normGradient, rows: t, gradients: gradients, workspace: workspace)
+        guard inputGradient else { return }
         RMSNorm.backward(dy: g.attentionNorm, x: a.input, weight: inputNorm, inverse: a.attentionNormRMS!, dx: dx,
                          weightGrad: gradients.gradient(forNorm: inputNorm), rows: t, cols: hidden)
     }

@@ -10,9 +10,12 @@ enum Embedding {
     }
 
     static func backward(_ ids: UnsafeBufferPointer<Int>, dOut: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>, hidden c: Int) {
-        for (t, id) in ids.enumerated() {
-            let row = gradient + id * c, g = dOut + t * c
-            for i in 0..<c { row[i] += g[i] }
+        // Split by columns: a token repeated in the batch adds into its row in the same order on any thread count.
+        Parallel.ranges(c, costPerItem: ids.count) { columns in
+            for (t, id) in ids.enumerated() {
+                let row = gradient + id * c, g = dOut + t * c
+                for i in columns { row[i] += g[i] }
+            }
         }
     }
 }

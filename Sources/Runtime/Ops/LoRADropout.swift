@@ -17,13 +17,17 @@ struct LoRADropout {
     /// dropout(x) into `out` (count floats).
     func forward(_ x: UnsafePointer<Float>, count: Int, out: UnsafeMutablePointer<Float>) {
         let scale = Float(1 / keep)
-        for i in 0..<count { out[i] = kept(i) ? x[i] * scale : 0 }
+        Parallel.ranges(count, costPerItem: 4) { range in
+            for i in range { out[i] = kept(i) ? x[i] * scale : 0 }
+        }
     }
 
     /// dx += dropout'(dy): the kept elements of `dy`, scaled.
     func backward(_ dy: UnsafePointer<Float>, count: Int, dx: UnsafeMutablePointer<Float>) {
         let scale = Float(1 / keep)
-        for i in 0..<count where kept(i) { dx[i] += dy[i] * scale }
+        Parallel.ranges(count, costPerItem: 4) { range in
+            for i in range where kept(i) { dx[i] += dy[i] * scale }
+        }
     }
 
     @inline(__always)

@@ -52,13 +52,16 @@ struct LoRALinear {
         }
     }
 
-    /// dx += dy·W + s·drop'(dy·B·A); W's gradient (`weightGradient`, else `gradients`' own), A's
-    /// and B's where `gradients` has them: dB += s·dyᵀ·u, du = s·dy·B, dA += duᵀ·drop(x).
-    func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, u: UnsafePointer<Float>?, dx: UnsafeMutablePointer<Float>,
+    /// dx += dy·W + s·drop'(dy·B·A) (skipped when `dx` is nil: nothing below needs it); W's
+    /// gradient (`weightGradient`, else `gradients`' own), A's and B's where `gradients` has them:
+    /// dB += s·dyᵀ·u, du = s·dy·B, dA += duᵀ·drop(x).
+    func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, u: UnsafePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
                   rows t: Int, gradients: GradientBuffers, weightGradient: UnsafeMutablePointer<Float>? = nil, workspace: Workspace) {
         let inFeatures = weight.cols, outFeatures = weight.rows
-        Linear.backwardInput(dy: dy, rows: t, weight: weight, dx: dx, accumulate: true,
-                             scratch: workspace.scratch, scratchCount: workspace.scratchCount)
+        if let dx {
+            Linear.backwardInput(dy: dy, rows: t, weight: weight, dx: dx, accumulate: true,
+                                 scratch: workspace.scratch, scratchCount: workspace.scratchCount)
+        }
         if let gradientW = weightGradient ?? gradients.gradient(for: weight) {
             Linear.backwardWeight(dy: dy, x: x, rows: t, outFeatures: outFeatures, inFeatures: inFeatures, grad: gradientW)
         }
@@ -77,6 +80,7 @@ struct LoRALinear {
         if let gradientA = gradients.gradient(for: pair.a) {
             Linear.backwardWeight(dy: du, x: input, rows: t, outFeatures: r, inFeatures: inFeatures, grad: gradientA)
         }
+        guard let dx else { return }
         if let dropout, let dropped = workspace.dropped {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(t), Int32(inFeatures), Int32(r),
                         1, du, Int32(r), a, Int32(inFeatures), 0, dropped, Int32(inFeatures))

@@ -13,10 +13,12 @@ public enum RMSNorm {
             }
             return
         }
-        inverseRMS(x, rows: rows, cols: cols, eps: eps, out: inverse)
-        for row in 0..<rows {
-            let r = inverse[row], xr = x + row * cols, o = out + row * cols
-            for i in 0..<cols { o[i] = xr[i] * r * weight[i] }
+        Parallel.ranges(rows, costPerItem: 2 * cols) { range in
+            inverseRMS(x + range.lowerBound * cols, rows: range.count, cols: cols, eps: eps, out: inverse + range.lowerBound)
+            for row in range {
+                let r = inverse[row], xr = x + row * cols, o = out + row * cols
+                for i in 0..<cols { o[i] = xr[i] * r * weight[i] }
+            }
         }
     }
 
@@ -41,9 +43,12 @@ public enum RMSNorm {
             lk_rmsnorm_backward(dy, x, weight, inverse, dx, cols, range.lowerBound, range.upperBound)
         }
         if let weightGrad {
-            for t in 0..<rows {
-                let g = dy + t * cols, xr = x + t * cols, r = inverse[t]
-                for i in 0..<cols { weightGrad[i] += g[i] * xr[i] * r }
+            // Split by columns, so each sum runs over the rows in the same order on any thread count.
+            Parallel.ranges(cols, costPerItem: rows) { columns in
+                for t in 0..<rows {
+                    let g = dy + t * cols, xr = x + t * cols, r = inverse[t]
+                    for i in columns { weightGrad[i] += g[i] * xr[i] * r }
+                }
             }
         }
     }

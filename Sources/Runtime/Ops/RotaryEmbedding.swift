@@ -69,14 +69,16 @@ public struct RotaryEmbedding: Sendable {
     public func applyBackward(_ dx: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, rowStride: Int,
                               table: UnsafePointer<Float>) {
         let half = headDim / 2
-        for t in 0..<tokens {
-            let cos = table + t * headDim, sin = cos + half
-            for h in 0..<heads {
-                let v = dx + t * rowStride + h * headDim
-                for j in 0..<half {
-                    let a = v[j], b = v[j + half]
-                    v[j] = a * cos[j] + b * sin[j]
-                    v[j + half] = b * cos[j] - a * sin[j]
+        Parallel.ranges(tokens, costPerItem: heads * headDim) { range in
+            for t in range {
+                let cos = table + t * headDim, sin = cos + half
+                for h in 0..<heads {
+                    let v = dx + t * rowStride + h * headDim
+                    for j in 0..<half {
+                        let a = v[j], b = v[j + half]
+                        v[j] = a * cos[j] + b * sin[j]
+                        v[j + half] = b * cos[j] - a * sin[j]
+                    }
                 }
             }
         }

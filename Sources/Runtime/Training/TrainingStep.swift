@@ -147,8 +147,11 @@ public final class TrainingStep: @unchecked Sendable {
                 try checkpoint()
                 blocks[l].mlpBackward(kept[l], dx: hidden, layerGradients[l], rows: tokens, gradients: gradients, workspace: workspace)
             case .attentionBackward(let l):
+                // Below the first layer only the embedding (and that layer's norm) can use a gradient.
+                let inputGradient = l > 0 || gradients.gradient(for: weights.embedding) != nil
+                    || gradients.gradient(forNorm: weights.layers[0].inputNorm) != nil
                 blocks[l].attentionBackward(kept[l], dx: hidden, layerGradients[l], shape: shape(l), ropeTable: ropeTable,
-                                            gradients: gradients, workspace: workspace)
+                                            gradients: gradients, inputGradient: inputGradient, workspace: workspace)
             case .embedBackward:
                 if let gradient = gradients.gradient(for: weights.embedding) {
                     ids.withUnsafeBufferPointer { Embedding.backward($0, dOut: hidden, gradient: gradient, hidden: config.hiddenSize) }
