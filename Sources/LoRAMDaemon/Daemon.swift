@@ -12,6 +12,8 @@ final class Daemon: @unchecked Sendable {
     let registry = ObjectRegistry()
     let ledger: MemoryLedger
     let router = Router()
+    /// The services the handlers (and `loram/run`) call.
+    let training: TrainingService
 
     /// Default `hbmCapBytes`: this share of physical memory, leaving room for the OS and the client.
     static let defaultCapFraction = 0.8
@@ -19,6 +21,7 @@ final class Daemon: @unchecked Sendable {
     init(settings: Settings) {
         self.settings = settings
         self.ledger = MemoryLedger(capBytes: Int64(Double(ProcessInfo.processInfo.physicalMemory) * Self.defaultCapFraction))
+        self.training = TrainingService(registry: registry, ledger: ledger)
         registerLifecycle()
         registerModels()
         registerQuantization()

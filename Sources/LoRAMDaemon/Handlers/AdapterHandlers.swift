@@ -46,24 +46,9 @@ extension Daemon {
     /// model that is on its way out.
     static let adapterLifecycle = NSLock()
 
-    func loadedAdapter(_ id: String, field: String = "adapterId") throws -> LoadedAdapter {
-        do {
-            return try registry.lookup(id, kind: .adapter) as! LoadedAdapter
-        } catch let error as RPCError {
-            throw error.with("field", .string(field))
-        }
-    }
+    func loadedAdapter(_ id: String, field: String = "adapterId") throws -> LoadedAdapter { try registry.loadedAdapter(id, field: field) }
 
-    /// The adapter `adapterId` names, checked to belong to `loaded`; nil when none is given.
-    func appliedAdapter(_ adapterId: String?, on loaded: LoadedModel) throws -> LoRAAdapter? {
-        guard let adapterId else { return nil }
-        let adapter = try loadedAdapter(adapterId)
-        guard adapter.modelId == loaded.handle else {
-            throw RPCError.invalidParams(field: "adapterId", "belongs to \(adapter.modelId), not \(loaded.handle)",
-                                         hint: "Apply \(adapterId) with modelId \(adapter.modelId), or save it and 'adapter/load' it onto \(loaded.handle).")
-        }
-        return adapter.adapter
-    }
+    func appliedAdapter(_ adapterId: String?, on loaded: LoadedModel) throws -> LoRAAdapter? { try registry.appliedAdapter(adapterId, on: loaded) }
 
     /// The live adapters of model `modelId`.
     func adapters(of modelId: String) -> [LoadedAdapter] {

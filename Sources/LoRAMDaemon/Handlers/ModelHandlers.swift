@@ -49,13 +49,7 @@ extension Daemon {
         return dtype
     }
 
-    func model(_ id: String, field: String = "modelId") throws -> LoadedModel {
-        do {
-            return try registry.lookup(id, kind: .model) as! LoadedModel
-        } catch let error as RPCError {
-            throw error.with("field", .string(field))
-        }
-    }
+    func model(_ id: String, field: String = "modelId") throws -> LoadedModel { try registry.model(id, field: field) }
 
     func registerModels() {
         router.register("model/list", lane: .quick) { [unowned self] (_: NoParams, _) -> ModelListResult in

@@ -110,8 +110,7 @@ extension Daemon {
     /// The same LoRA job planned on the original model (no allocation): what LoRAM is measured against.
     func fullModelLoRAPlan(original: LoadedModel, adapter: LoRAAdapter, settings: TrainingJob.Settings) throws -> Int {
         let shape = LoRAAdapter(config: original.model.config, rank: adapter.rank, alpha: adapter.alpha, targets: adapter.targets)
-        var settings = settings
-        return try planTraining(loaded: original, adapter: shape, settings: &settings, checkpointing: settings.checkpointing ? .layer : .none).total
+        return try training.plan(original, adapter: shape, settings: settings).total
             + original.bytes + 4 * shape.parameterCount
     }
 }
