@@ -14,6 +14,7 @@ final class Daemon: @unchecked Sendable {
     let router = Router()
     /// The services the handlers (and `loram/run`) call.
     let training: TrainingService
+    let inference: InferenceService
 
     /// Default `hbmCapBytes`: this share of physical memory, leaving room for the OS and the client.
     static let defaultCapFraction = 0.8
@@ -22,6 +23,7 @@ final class Daemon: @unchecked Sendable {
         self.settings = settings
         self.ledger = MemoryLedger(capBytes: Int64(Double(ProcessInfo.processInfo.physicalMemory) * Self.defaultCapFraction))
         self.training = TrainingService(registry: registry, ledger: ledger)
+        self.inference = InferenceService(registry: registry, ledger: ledger)
         registerLifecycle()
         registerModels()
         registerQuantization()
