@@ -15,6 +15,7 @@ final class Daemon: @unchecked Sendable {
     /// The services the handlers (and `loram/run`) call.
     let training: TrainingService
     let inference: InferenceService
+    let pruning: PruningService
 
     /// Default `hbmCapBytes`: this share of physical memory, leaving room for the OS and the client.
     static let defaultCapFraction = 0.8
@@ -24,16 +25,15 @@ final class Daemon: @unchecked Sendable {
         self.ledger = MemoryLedger(capBytes: Int64(Double(ProcessInfo.processInfo.physicalMemory) * Self.defaultCapFraction))
         self.training = TrainingService(registry: registry, ledger: ledger)
         self.inference = InferenceService(registry: registry, ledger: ledger)
+        self.pruning = PruningService(registry: registry, ledger: ledger)
         registerLifecycle()
         registerModels()
-        registerQuantization()
         registerTokenizer()
         registerInference()
         registerTraining()
         registerPlanning()
         registerAdapters()
         registerPruning()
-        registerRecovery()
         registerCompare()
         registerPipeline()
         if settings.debugMethods { registerDebug() }

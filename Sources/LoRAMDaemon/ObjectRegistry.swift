@@ -52,3 +52,13 @@ final class ObjectRegistry: @unchecked Sendable {
         return (objects[kind] ?? [:]).values.sorted { $0.handle < $1.handle }.map(\.listing)
     }
 }
+
+extension ObjectRegistry {
+    /// Registers `object` unless model `modelId` is gone (or going: `model/unload` takes the same
+    /// lock), so no adapter or derived model outlives the model it needs.
+    func insert(_ object: LiveObject, as kind: Kind, whileModelLives modelId: String) throws {
+        Daemon.adapterLifecycle.lock(); defer { Daemon.adapterLifecycle.unlock() }
+        _ = try model(modelId)
+        insert(object, as: kind)
+    }
+}

@@ -69,18 +69,11 @@ extension Daemon {
 
     /// Registers `object` unless model `modelId` was unloaded meanwhile.
     func insert(_ object: LiveObject, as kind: ObjectRegistry.Kind, whileModelLives modelId: String) throws {
-        Self.adapterLifecycle.lock(); defer { Self.adapterLifecycle.unlock() }
-        _ = try model(modelId)
-        registry.insert(object, as: kind)
+        try registry.insert(object, as: kind, whileModelLives: modelId)
     }
 
-    /// Charges `bytes` to `handle`, runs `body`, and gives the charge back if it fails.
     func charged<T>(_ bytes: Int, to handle: String, kind: String, _ body: () throws -> T) throws -> T {
-        try ledger.charge(Int64(bytes), to: handle, breakdown: .object([(kind, .int(Int64(bytes)))]))
-        do { return try body() } catch {
-            ledger.release(handle)
-            throw error
-        }
+        try ledger.charged(bytes, to: handle, kind: kind, body)
     }
 
     static func targets(_ names: [String], field: String = "targets") throws -> Set<LoRATarget> {
@@ -94,107 +87,117 @@ extension Daemon {
     }
 
     func registerAdapters() {
-        router.register("adapter/create") { [unowned self] (params: AdapterCreateParams, _) -> JSONValue in
-            let loaded = try model(params.modelId)
-            guard (1...SizeLimits.loraRank).contains(params.r) else { throw RPCError.invalidParams(field: "r", "must be between 1 and \(SizeLimits.loraRank), got \(params.r)") }
-            guard params.alpha > 0, params.alpha.isFinite else { throw RPCError.invalidParams(field: "alpha", "must be > 0, got \(params.alpha)") }
-            let dropout = params.dropout ?? 0
-            guard dropout >= 0, dropout < 1 else { throw RPCError.invalidParams(field: "dropout", "must be in [0, 1), got \(dropout)") }
-            let targets = try Self.targets(params.targets)
-            var b = LoRAAdapter.BInitialization.zero
-            if let std = params.bInitStd {
-                guard std >= 0, std.isFinite else { throw RPCError.invalidParams(field: "bInitStd", "must be >= 0, got \(std)") }
-                if std > 0 { b = .normal(std: Float(std)) }
+        router.register("adapter/create") { [unowned self] (params: AdapterCreateParams, context) in try createAdapter(params, context: context) }
+
+        router.register("adapter/load") { [unowned self] (params: AdapterLoadParams, context) in try loadAdapter(params, context: context) }
+
+        router.register("adapter/save") { [unowned self] (params: AdapterSaveParams, context) in try saveAdapter(params, context: context) }
+
+        router.register("adapter/merge") { [unowned self] (params: AdapterMergeParams, context) in try mergeAdapter(params, context: context) }
+
+        router.register("adapter/unload") { [unowned self] (params: AdapterRef, context) in try unloadAdapter(params, context: context) }
+    }
+
+    func createAdapter(_ params: AdapterCreateParams, context: RequestContext) throws -> AdapterSummary {
+        let loaded = try model(params.modelId)
+        guard (1...SizeLimits.loraRank).contains(params.r) else { throw RPCError.invalidParams(field: "r", "must be between 1 and \(SizeLimits.loraRank), got \(params.r)") }
+        guard params.alpha > 0, params.alpha.isFinite else { throw RPCError.invalidParams(field: "alpha", "must be > 0, got \(params.alpha)") }
+        let dropout = params.dropout ?? 0
+        guard dropout >= 0, dropout < 1 else { throw RPCError.invalidParams(field: "dropout", "must be in [0, 1), got \(dropout)") }
+        let targets = try Self.targets(params.targets)
+        var b = LoRAAdapter.BInitialization.zero
+        if let std = params.bInitStd {
+            guard std >= 0, std.isFinite else { throw RPCError.invalidParams(field: "bInitStd", "must be >= 0, got \(std)") }
+            if std > 0 { b = .normal(std: Float(std)) }
+        }
+        let config = loaded.model.config
+        let handle = registry.newHandle(.adapter)
+        let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: config, rank: params.r, targets: targets))
+        return try charged(bytes, to: handle, kind: "adapter") {
+            let adapter = LoRAAdapter.create(config: config, rank: params.r, alpha: params.alpha, dropout: dropout,
+                                             targets: targets, seed: params.seed ?? 0, b: b)
+            let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: adapter, path: nil, baseModelPath: loaded.source.path)
+            try insert(object, as: .adapter, whileModelLives: loaded.handle)
+            return object.summary
+        }
+    }
+
+    func loadAdapter(_ params: AdapterLoadParams, context: RequestContext) throws -> AdapterSummary {
+        let loaded = try model(params.modelId)
+        let url = try PathParam.existingItem(params.path, field: "path")
+        let handle = registry.newHandle(.adapter)
+        return try ErrorMapping.translating {
+            // The header says what the tensors will cost; charged before they are read.
+            let layerCount = loaded.model.config.layerCount
+            let rank: Int, targets: Set<LoRATarget>, read: () throws -> LoRAAdapter
+            if GGUFFile.hasMagic(url) {
+                let file = try GGUFFile(url: url)
+                let header = try GGUFAdapterFile.header(file, layerCount: layerCount)
+                (rank, targets, read) = (header.rank, header.targets, { try GGUFAdapterFile.load(file, model: loaded.model) })
+            } else {
+                let directory = try PathParam.existingDirectory(params.path, field: "path")
+                let config = try PEFTAdapterConfig(directory: directory)
+                (rank, targets, read) = (config.rank, try config.resolveTargets(layerCount: layerCount, checkpoint: context.checkCancelled),
+                                         { try PEFTAdapterFile.load(directory: directory, model: loaded.model) })
             }
-            let config = loaded.model.config
-            let handle = registry.newHandle(.adapter)
-            let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: config, rank: params.r, targets: targets))
+            let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: loaded.model.config, rank: rank, targets: targets))
             return try charged(bytes, to: handle, kind: "adapter") {
-                let adapter = LoRAAdapter.create(config: config, rank: params.r, alpha: params.alpha, dropout: dropout,
-                                                 targets: targets, seed: params.seed ?? 0, b: b)
-                let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: adapter, path: nil, baseModelPath: loaded.source.path)
+                try context.checkCancelled()
+                let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: try read(), path: url,
+                                           baseModelPath: loaded.source.path)
                 try insert(object, as: .adapter, whileModelLives: loaded.handle)
                 return object.summary
             }
         }
+    }
 
-        router.register("adapter/load") { [unowned self] (params: AdapterLoadParams, context) -> JSONValue in
-            let loaded = try model(params.modelId)
-            let url = try PathParam.existingItem(params.path, field: "path")
-            let handle = registry.newHandle(.adapter)
+    func saveAdapter(_ params: AdapterSaveParams, context: RequestContext) throws -> FilesResult {
+        let object = try loadedAdapter(params.adapterId)
+        let target = try PathParam.output(params.path, field: "path")
+        switch params.format ?? "peft" {
+        case "peft":
             return try ErrorMapping.translating {
-                // The header says what the tensors will cost; charged before they are read.
-                let layerCount = loaded.model.config.layerCount
-                let rank: Int, targets: Set<LoRATarget>, read: () throws -> LoRAAdapter
-                if GGUFFile.hasMagic(url) {
-                    let file = try GGUFFile(url: url)
-                    let header = try GGUFAdapterFile.header(file, layerCount: layerCount)
-                    (rank, targets, read) = (header.rank, header.targets, { try GGUFAdapterFile.load(file, model: loaded.model) })
-                } else {
-                    let directory = try PathParam.existingDirectory(params.path, field: "path")
-                    let config = try PEFTAdapterConfig(directory: directory)
-                    (rank, targets, read) = (config.rank, try config.resolveTargets(layerCount: layerCount, checkpoint: context.checkCancelled),
-                                             { try PEFTAdapterFile.load(directory: directory, model: loaded.model) })
+                let names = try AtomicDirectory.write(to: target, rule: .adapterFolder) { folder in
+                    try PEFTAdapterFile.save(object.adapter, to: folder, baseModelNameOrPath: object.baseModelPath).map(\.lastPathComponent)
                 }
-                let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: loaded.model.config, rank: rank, targets: targets))
-                return try charged(bytes, to: handle, kind: "adapter") {
-                    try context.checkCancelled()
-                    let object = LoadedAdapter(handle: handle, modelId: loaded.handle, adapter: try read(), path: url,
-                                               baseModelPath: loaded.source.path)
-                    try insert(object, as: .adapter, whileModelLives: loaded.handle)
-                    return object.summary
-                }
+                return FilesResult(files: names.map { target.appendingPathComponent($0).path })
             }
-        }
-
-        router.register("adapter/save") { [unowned self] (params: AdapterSaveParams, _) -> JSONValue in
-            let object = try loadedAdapter(params.adapterId)
-            let target = try PathParam.output(params.path, field: "path")
-            switch params.format ?? "peft" {
-            case "peft":
-                return try ErrorMapping.translating {
-                    let names = try AtomicDirectory.write(to: target, rule: .adapterFolder) { folder in
-                        try PEFTAdapterFile.save(object.adapter, to: folder, baseModelNameOrPath: object.baseModelPath).map(\.lastPathComponent)
-                    }
-                    return .object([("files", .array(names.map { .string(target.appendingPathComponent($0).path) }))])
-                }
-            case "gguf":
-                let config = try model(object.modelId, field: "adapterId").model.config
-                var isDirectory: ObjCBool = false
-                let file = FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) && isDirectory.boolValue
-                    ? target.appendingPathComponent(GGUFAdapterFile.defaultFileName) : target
-                return try ErrorMapping.translating {
-                    try GGUFAdapterFile.save(object.adapter, config: config, to: file, rule: .ggufFile)
-                    return .object([("files", .array([.string(file.path)]))])
-                }
-            case let other:
-                throw RPCError.invalidParams(field: "format", "must be peft or gguf, got '\(other)'")
-            }
-        }
-
-        router.register("adapter/merge") { [unowned self] (params: AdapterMergeParams, context) -> JSONValue in
-            let loaded = try model(params.modelId)
-            let object = try loadedAdapter(params.adapterId)
-            _ = try appliedAdapter(params.adapterId, on: loaded)
-            let handle = registry.newHandle(.model)
-            let bytes = loaded.model.mergedByteCount(with: object.adapter)
+        case "gguf":
+            let config = try model(object.modelId, field: "adapterId").model.config
+            var isDirectory: ObjCBool = false
+            let file = FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) && isDirectory.boolValue
+                ? target.appendingPathComponent(GGUFAdapterFile.defaultFileName) : target
             return try ErrorMapping.translating {
-                try charged(bytes, to: handle, kind: "weights") {
-                    try context.checkCancelled()
-                    let merged = try loaded.model.merged(with: object.adapter)
-                    let result = loaded.derived(handle: handle, model: merged, bytes: merged.byteCount)
-                    try insert(result, as: .model, whileModelLives: loaded.handle)
-                    return .object([("modelId", .string(handle)), ("parameters", .int(Int64(merged.parameterCount))),
-                                    ("bytes", .int(Int64(result.bytes))), ("config", result.configSummary)])
-                }
+                try GGUFAdapterFile.save(object.adapter, config: config, to: file, rule: .ggufFile)
+                return FilesResult(files: [file.path])
             }
-        }
-
-        router.register("adapter/unload") { [unowned self] (params: AdapterRef, _) -> JSONValue in
-            _ = try loadedAdapter(params.adapterId)
-            registry.remove(params.adapterId, kind: .adapter)
-            ledger.release(params.adapterId)
-            return .null
+        case let other:
+            throw RPCError.invalidParams(field: "format", "must be peft or gguf, got '\(other)'")
         }
     }
+
+    func mergeAdapter(_ params: AdapterMergeParams, context: RequestContext) throws -> DerivedModelResult {
+        let loaded = try model(params.modelId)
+        let object = try loadedAdapter(params.adapterId)
+        _ = try appliedAdapter(params.adapterId, on: loaded)
+        let handle = registry.newHandle(.model)
+        let bytes = loaded.model.mergedByteCount(with: object.adapter)
+        return try ErrorMapping.translating {
+            try charged(bytes, to: handle, kind: "weights") {
+                try context.checkCancelled()
+                let merged = try loaded.model.merged(with: object.adapter)
+                let result = loaded.derived(handle: handle, model: merged, bytes: merged.byteCount)
+                try insert(result, as: .model, whileModelLives: loaded.handle)
+                return DerivedModelResult(modelId: handle, parameters: merged.parameterCount, bytes: result.bytes, config: result.configSummary)
+            }
+        }
+    }
+
+    func unloadAdapter(_ params: AdapterRef, context: RequestContext) throws -> JSONValue {
+        _ = try loadedAdapter(params.adapterId)
+        registry.remove(params.adapterId, kind: .adapter)
+        ledger.release(params.adapterId)
+        return .null
+    }
+
 }

@@ -3,8 +3,7 @@ import MemoryPlanner
 import RPC
 import Runtime
 
-/// `model/prune`: LoRAM's first step. Pruning makes a new model (the carrier) beside the
-/// original, which stays loaded, and charges the memory budget before building it.
+/// `model/prune`, `model/quantize` and `adapter/recover`: decoded here, done by `PruningService`.
 extension Daemon {
     struct PruneParams: Decodable {
         var modelId: String
@@ -29,94 +28,14 @@ extension Daemon {
     }
 
     func registerPruning() {
-        router.register("model/prune") { [unowned self] (params: PruneParams, context) -> JSONValue in
-            let loaded = try model(params.modelId)
-            let methods = PruningMethod.allCases.map(\.rawValue).joined(separator: ", ")
-            guard let method = PruningMethod(rawValue: params.method) else {
-                throw RPCError.invalidParams(field: "method", "must be one of \(methods), got '\(params.method)'")
-            }
-            if let existing = loaded.model.pruning {
-                throw RPCError.invalidParams(field: "modelId", "is already a pruned model (\(existing.method.rawValue)); prune the original")
-            }
-            let ratio = try Self.pruneRatio(params, method: method)
-            let window = try Self.pruneWindow(params, method: method)
-            if method == .taylor, params.calibration == nil {
-                throw RPCError.invalidParams(field: "calibration", "is required for taylor: its gradients score the heads and neurons")
-            }
-            if method != .taylor, params.calibration != nil || params.seqLen != nil {
-                throw RPCError.invalidParams(field: params.calibration != nil ? "calibration" : "seqLen", "applies to taylor only")
-            }
-            if method != .random, params.seed != nil { throw RPCError.invalidParams(field: "seed", "applies to random only") }
-            let seqLen = params.seqLen ?? Self.defaultCalibrationSeqLen
-            guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2, got \(seqLen)") }
-            // Taylor's scratch (the fp32 copy, its gradients, the step's activations) is planned
-            // before anything is read or charged: a seqLen past the limits is refused here.
-            let scratchBytes: Int
-            do {
-                scratchBytes = method == .taylor ? try TaylorCalibration.plannedBytes(config: loaded.model.config, seqLen: seqLen) : 0
-            } catch let error as SizeError {
-                throw ErrorMapping.invalidParams(error, overflowField: "seqLen")
-            }
-
-            let original = loaded.model
-            let accounting: ParameterAccounting
-            let bytes: Int
-            do {
-                accounting = try ParameterAccounting(original.config.modelShape, pruning: method.pruning(ratio: ratio, layers: window))
-                bytes = method.isStructured ? try StructuredPruner.plannedBytes(original, ratio: ratio, layers: window)
-                    : SparsityPruner.plannedBytes(original)
-            } catch let error as PruningError {
-                throw Self.invalidParams(error)
-            }
-            let examples = try params.calibration.map { param -> [Dataset.Example] in
-                let examples = try readDataset(param, field: "calibration", model: loaded).sequences(seqLen: seqLen)
-                // Gradients of a set with no labelled token are all zero: every score would tie.
-                if let problem = DataLoader.problem(examples: examples, mode: .truncate, seqLen: seqLen) {
-                    throw RPCError.invalidParams(field: "calibration", problem)
-                }
-                return examples
-            }
-
-            let handle = registry.newHandle(.model)
-            try ledger.charge(Int64(bytes), to: handle, breakdown: .object([("weights", .int(Int64(bytes)))]))
-            do {
-                let pruned: LlamaModel
-                var calibrationReport: JSONValue = .null
-                switch method {
-                // Long work checks for cancellation between layers (and calibration batches); a
-                // cancelled prune leaves nothing registered and its charges released (below).
-                case .random: pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .random(seed: params.seed ?? 0),
-                                                                  checkpoint: context.checkCancelled)
-                case .l2: pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .l2, checkpoint: context.checkCancelled)
-                case .taylor:
-                    // The fp32 copy, its gradients and the step's activations live only while scoring.
-                    let scratch = "\(handle).calibration"
-                    try ledger.charge(Int64(scratchBytes), to: scratch, breakdown: .object([("calibration", .int(Int64(scratchBytes)))]))
-                    defer { ledger.release(scratch) }
-                    try context.checkCancelled()
-                    let calibration = try TaylorCalibration(model: original, examples: examples ?? [], seqLen: seqLen,
-                                                            checkpoint: context.checkCancelled)
-                    calibrationReport = .object([("loss", .double(calibration.loss)), ("tokens", .int(Int64(calibration.tokens)))])
-                    pruned = try StructuredPruner.prune(original, ratio: ratio, layers: window, importance: .taylor(calibration),
-                                                        checkpoint: context.checkCancelled)
-                case .semi, .magnitude: pruned = try SparsityPruner.prune(original, method: method, ratio: ratio, checkpoint: context.checkCancelled)
-                }
-                try context.checkCancelled()
-                let object = loaded.derived(handle: handle, model: pruned, bytes: bytes)
-                registry.insert(object, as: .model)
-                var result: [(String, JSONValue)] = [
-                    ("modelId", .string(handle)), ("method", .string(method.rawValue)), ("ratio", .double(ratio)),
-                    ("parameters", .int(Int64(pruned.parameterCount))),
-                    ("paperParameters", .object([("original", .int(Int64(accounting.original))), ("carrier", .int(Int64(accounting.pruned)))])),
-                    ("reduction", .double(accounting.loramReduction)), ("bytes", .int(Int64(bytes))),
-                    ("layers", Self.layerReport(pruned)), ("config", object.configSummary),
-                ]
-                if method == .taylor { result.append(("calibration", calibrationReport)) }
-                return .object(result)
-            } catch {
-                ledger.release(handle)
-                throw ErrorMapping.rpc(error)
-            }
+        router.register("model/prune") { [unowned self] (params: PruneParams, context) in
+            try pruning.prune(params, context: context)
+        }
+        router.register("model/quantize") { [unowned self] (params: QuantizeParams, context) in
+            try pruning.quantize(params, context: context)
+        }
+        router.register("adapter/recover") { [unowned self] (params: RecoverParams, _) in
+            try pruning.recover(params)
         }
     }
 

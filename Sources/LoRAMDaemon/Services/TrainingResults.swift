@@ -65,12 +65,22 @@ struct TrainRunResult: WireResult {
     var checkpoints: [String]
 }
 
+/// The files a save wrote; `warnings` (model/save to GGUF only, else absent) says what was left out.
 struct FilesResult: WireResult {
     var files: [String]
+    var warnings: [String]? = nil
+
+    private enum CodingKeys: String, CodingKey { case files, warnings }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(files, forKey: .files)
+        if let warnings { try c.encode(warnings, forKey: .warnings) }
+    }
 }
 
-/// train/close with keepModel: the job's weights as a model of their own.
-struct KeptModelResult: WireResult {
+/// A model made from another (train/close with keepModel, adapter/merge).
+struct DerivedModelResult: WireResult {
     var modelId: String
     var parameters: Int
     var bytes: Int

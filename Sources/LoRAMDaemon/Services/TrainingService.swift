@@ -136,7 +136,7 @@ struct TrainingService {
 
     /// Ends a job: its bytes go back to the budget. With `keepModel`, a full-parameter job's
     /// weights become a model of their own (LoRAM's aligned carrier), in `dtype` (else fp32).
-    func close(_ jobId: String, keepModel: Bool, dtype dtypeName: String?) throws -> KeptModelResult? {
+    func close(_ jobId: String, keepModel: Bool, dtype dtypeName: String?) throws -> DerivedModelResult? {
         let object = try registry.job(jobId)
         let dtype = try Daemon.weightDType(dtypeName)
         guard keepModel else {
@@ -165,7 +165,7 @@ struct TrainingService {
             try ledger.charge(Int64(model.byteCount), to: handle, breakdown: .object([("weights", .int(Int64(model.byteCount)))]))
             let loaded = object.model.derived(handle: handle, model: model, bytes: model.byteCount)
             registry.insert(loaded, as: .model)
-            return KeptModelResult(modelId: handle, parameters: model.parameterCount, bytes: loaded.bytes, config: loaded.configSummary)
+            return DerivedModelResult(modelId: handle, parameters: model.parameterCount, bytes: loaded.bytes, config: loaded.configSummary)
         }
     }
 
