@@ -16,6 +16,7 @@ final class Daemon: @unchecked Sendable {
     let training: TrainingService
     let inference: InferenceService
     let pruning: PruningService
+    let planning: PlanningService
 
     /// Default `hbmCapBytes`: this share of physical memory, leaving room for the OS and the client.
     static let defaultCapFraction = 0.8
@@ -26,6 +27,7 @@ final class Daemon: @unchecked Sendable {
         self.training = TrainingService(registry: registry, ledger: ledger)
         self.inference = InferenceService(registry: registry, ledger: ledger)
         self.pruning = PruningService(registry: registry, ledger: ledger)
+        self.planning = PlanningService(registry: registry, ledger: ledger)
         registerLifecycle()
         registerModels()
         registerTokenizer()

@@ -21,7 +21,7 @@ extension Daemon {
     static let defaultAlignSteps = 80
 
     func registerCompare() {
-        router.register("model/compare") { [unowned self] (params: CompareParams, context) -> JSONValue in
+        router.register("model/compare") { [unowned self] (params: CompareParams, context) -> CompareResult in
             let reference = try model(params.modelId)
             let other = try model(params.otherModelId, field: "otherModelId")
             return try compareModels(reference: reference, other: other, dataset: params.dataset, seqLen: params.seqLen,
@@ -32,7 +32,7 @@ extension Daemon {
     /// The measurement and its verdict, as `model/compare` answers it. `alignedSteps` overrides
     /// what the carrier's manifest says of its alignment.
     func compareModels(reference: LoadedModel, other: LoadedModel, dataset param: DatasetParam, seqLen: Int?, maxSamples: Int?,
-                       alignedSteps: Int?, context: RequestContext) throws -> JSONValue {
+                       alignedSteps: Int?, context: RequestContext) throws -> CompareResult {
         guard reference.model.config.vocabSize == other.model.config.vocabSize else {
             throw RPCError.invalidParams(field: "otherModelId", "has a vocabulary of \(other.model.config.vocabSize), \(reference.handle) of \(reference.model.config.vocabSize); compare models that share one")
         }
@@ -56,15 +56,27 @@ extension Daemon {
         let pruning = other.model.pruning
         let diagnosis = CarrierDiagnosis(result, pruning: pruning, alignedSteps: alignedSteps ?? pruning?.alignment?.steps,
                                          layerCount: other.model.config.layerCount, defaultAlignSteps: Self.defaultAlignSteps)
-        return .object([
-            ("perplexity", .object([("model", .double(result.referencePerplexity)), ("other", .double(result.otherPerplexity))])),
-            ("loss", .object([("model", .double(result.referenceLoss)), ("other", .double(result.otherLoss))])),
-            ("perplexityRatio", .double(result.perplexityRatio)), ("klPerToken", .double(result.klPerToken)),
-            ("top1Agreement", .double(result.top1Agreement)), ("tokens", .int(Int64(result.tokens))),
-            ("sequences", .int(Int64(sequences.count))), ("seqLen", .int(Int64(seqLen))),
-            ("verdict", .object([("level", .string(diagnosis.level.rawValue)), ("summary", .string(diagnosis.summary)),
-                                 ("suggestions", .array(diagnosis.suggestions.map(JSONValue.string)))])),
-            ("thresholds", .object([("moderateKL", .double(CarrierDiagnosis.moderateKL)), ("farKL", .double(CarrierDiagnosis.farKL))])),
-        ])
+        return CompareResult(perplexity: .init(model: result.referencePerplexity, other: result.otherPerplexity),
+                             loss: .init(model: result.referenceLoss, other: result.otherLoss), perplexityRatio: result.perplexityRatio,
+                             klPerToken: result.klPerToken, top1Agreement: result.top1Agreement, tokens: result.tokens, sequences: sequences.count,
+                             seqLen: seqLen, verdict: .init(level: diagnosis.level.rawValue, summary: diagnosis.summary, suggestions: diagnosis.suggestions),
+                             thresholds: .init(moderateKL: CarrierDiagnosis.moderateKL, farKL: CarrierDiagnosis.farKL))
     }
+}
+
+/// model/compare's answer (also loram/run's diagnostics).
+struct CompareResult: WireResult {
+    struct Pair: WireResult { var model: Double; var other: Double }
+    struct Verdict: WireResult { var level: String; var summary: String; var suggestions: [String] }
+    struct Thresholds: WireResult { var moderateKL: Double; var farKL: Double }
+    var perplexity: Pair
+    var loss: Pair
+    var perplexityRatio: Double
+    var klPerToken: Double
+    var top1Agreement: Double
+    var tokens: Int
+    var sequences: Int
+    var seqLen: Int
+    var verdict: Verdict
+    var thresholds: Thresholds
 }

@@ -96,7 +96,7 @@ extension Daemon {
             // A problem with the training data is the train stage's, found early (train.dataset.path).
             return try stage(diagnostics.fromTrain ? "train" : "diagnostics") {
                 try compareModels(reference: original, other: try model(carrierId), dataset: diagnostics.dataset, seqLen: diagnostics.seqLen,
-                                  maxSamples: diagnostics.maxSamples, alignedSteps: alignedSteps, context: quiet)
+                                  maxSamples: diagnostics.maxSamples, alignedSteps: alignedSteps, context: quiet).json
             }
         }
         if diagnostics != nil {
