@@ -64,6 +64,11 @@ struct TrainingService {
         // rows cut at the request's seqLen are the rows cut at this one: none is longer.
         let longest = (rows + (evalRows ?? [])).map(\.ids.count).max() ?? 0
         if !settings.packing { settings.seqLen = min(settings.seqLen, max(2, longest)) }
+        // Untied, a tied model's input embedding trains as a tensor of its own and its head stays as
+        // it was: frozen, named or not (the job's gradient buffers and the plan both follow `frozen`).
+        if settings.untieEmbeddings && loaded.model.config.tiedEmbeddings && !FrozenTensors(settings.frozen).contains("lm_head.weight") {
+            settings.frozen.append("lm_head")
+        }
         // Aligning a 2:4 or magnitude carrier keeps its zeros.
         settings.keepZeros = adapter == nil && loaded.model.pruning.map { !$0.method.isStructured } == true
         let plan = try plan(loaded, adapter: adapter, settings: &settings, checkpointing: try CheckpointingChoice.parse(request.checkpointing))

@@ -4,6 +4,8 @@ import RPC
 import Runtime
 
 /// `model/prune`, `model/quantize` and `adapter/recover`: decoded here, done by `PruningService`.
+/// Pruning makes a new model (the carrier) beside the original, which stays loaded; quantizing
+/// makes its NF4 copy; recovery an adapter on the original from one trained on the carrier.
 extension Daemon {
     struct PruneParams: Decodable {
         var modelId: String
@@ -13,6 +15,40 @@ extension Daemon {
         var calibration: DatasetParam?
         var seed: UInt64?
         var seqLen: Int?
+    }
+
+    struct QuantizeParams: Decodable {
+        var modelId: String
+        var format: String
+        var blockSize: Int?
+        var doubleQuant: Bool?
+    }
+
+    struct QuantizeResult: Encodable {
+        var modelId: String
+        var bytes: Int
+        var parameters: Int
+        var bytesPerParameter: Double
+    }
+
+    struct RecoverParams: Decodable {
+        var adapterId: String
+        var targetModelId: String
+        var fill: String?
+        var seed: UInt64?
+    }
+
+    /// The first difference between two shapes, in words.
+    static func shapeDifference(_ found: ModelShape, _ expected: ModelShape) -> String {
+        if found.hidden != expected.hidden { return "hidden \(found.hidden), expected \(expected.hidden)" }
+        if found.headDim != expected.headDim { return "head_dim \(found.headDim), expected \(expected.headDim)" }
+        if found.vocab != expected.vocab { return "vocab \(found.vocab), expected \(expected.vocab)" }
+        if found.layers.count != expected.layers.count { return "\(found.layers.count) layers, expected \(expected.layers.count)" }
+        if let l = found.layers.indices.first(where: { found.layers[$0] != expected.layers[$0] }) {
+            let f = found.layers[l], e = expected.layers[l]
+            return "layer \(l) has \(f.heads) heads, \(f.kvHeads) kv heads, \(f.intermediate) neurons; expected \(e.heads), \(e.kvHeads), \(e.intermediate)"
+        }
+        return "tied embeddings \(found.tiedEmbeddings), expected \(expected.tiedEmbeddings)"
     }
 
     /// LLM-Pruner's calibration rows are 64 tokens long.
