@@ -17,6 +17,8 @@ final class Daemon: @unchecked Sendable {
     let inference: InferenceService
     let pruning: PruningService
     let planning: PlanningService
+    let models: ModelService
+    let adapters: AdapterService
 
     /// Default `hbmCapBytes`: this share of physical memory, leaving room for the OS and the client.
     static let defaultCapFraction = 0.8
@@ -28,6 +30,8 @@ final class Daemon: @unchecked Sendable {
         self.inference = InferenceService(registry: registry, ledger: ledger)
         self.pruning = PruningService(registry: registry, ledger: ledger)
         self.planning = PlanningService(registry: registry, ledger: ledger)
+        self.models = ModelService(registry: registry, ledger: ledger)
+        self.adapters = AdapterService(registry: registry, ledger: ledger)
         registerLifecycle()
         registerModels()
         registerTokenizer()

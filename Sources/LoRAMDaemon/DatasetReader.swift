@@ -31,9 +31,3 @@ enum DatasetReader {
         }
     }
 }
-
-extension Daemon {
-    func readDataset(_ param: DatasetParam, field: String, model: LoadedModel) throws -> Dataset {
-        try DatasetReader.read(param, field: field, model: model)
-    }
-}

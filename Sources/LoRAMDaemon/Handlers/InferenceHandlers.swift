@@ -15,10 +15,4 @@ extension Daemon {
             try inference.perplexity(params, context: context)
         }
     }
-
-    /// A session charged while `body` runs (model/compare's two).
-    func withSession<T>(_ loaded: LoadedModel, adapter: LoRAAdapter? = nil, capacity: Int, logitsRows: Int = 1, request: RequestContext,
-                        ownerTag: String = "", _ body: (InferenceSession) throws -> T) throws -> T {
-        try inference.withSession(loaded, adapter: adapter, capacity: capacity, logitsRows: logitsRows, request: request, ownerTag: ownerTag, body)
-    }
 }

@@ -39,8 +39,8 @@ extension Daemon {
             } catch {
                 let quiet = context.withoutProgress()
                 for job in made.jobs.reversed() { _ = try? training.close(job, keepModel: false, dtype: nil) }
-                for adapter in made.adapters.reversed() { _ = try? unloadAdapter(AdapterRef(adapterId: adapter), context: quiet) }
-                for model in made.models.reversed() { _ = try? unloadModel(ModelRef(modelId: model), context: quiet) }
+                for adapter in made.adapters.reversed() { _ = try? adapters.unload(AdapterRef(adapterId: adapter), context: quiet) }
+                for model in made.models.reversed() { _ = try? models.unload(ModelRef(modelId: model), context: quiet) }
                 throw error
             }
         }

@@ -21,10 +21,10 @@ extension Daemon {
         guard let path = value["path"]?.stringValue ?? value.stringValue else {
             throw RPCError.invalidParams(field: "path", "must be the folder of a saved carrier, e.g. an earlier run's outDir/carrier")
         }
-        let id = try loadModel(LoadParams(path: path, dtype: value["dtype"]?.stringValue ?? dtype), context: context).modelId
+        let id = try models.load(LoadParams(path: path, dtype: value["dtype"]?.stringValue ?? dtype), context: context).modelId
         let carrier = try model(id)
         func refuse(_ why: String) -> RPCError {
-            _ = try? unloadModel(ModelRef(modelId: id), context: context)
+            _ = try? models.unload(ModelRef(modelId: id), context: context)
             return RPCError.invalidParams(field: "path", why)
         }
         guard let manifest = carrier.model.pruning else { throw refuse("\(path) is not a pruned model (no \(PruningManifest.fileName)); prune instead") }

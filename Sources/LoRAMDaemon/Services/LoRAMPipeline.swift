@@ -66,7 +66,7 @@ extension Daemon {
         // 1. The original model.
         context.progress?.report(message: "loading \(params.path)", percentage: 0, fields: [("stage", .string("load"))])
         stageIndex = 1
-        let originalId = try stage("load") { try loadModel(LoadParams(path: params.path, dtype: params.dtype), context: quiet).modelId }
+        let originalId = try stage("load") { try models.load(LoadParams(path: params.path, dtype: params.dtype), context: quiet).modelId }
         made.models.append(originalId)
         let original = try model(originalId)
 
@@ -95,7 +95,7 @@ extension Daemon {
             guard let diagnostics else { return .null }
             // A problem with the training data is the train stage's, found early (train.dataset.path).
             return try stage(diagnostics.fromTrain ? "train" : "diagnostics") {
-                try compareModels(reference: original, other: try model(carrierId), dataset: diagnostics.dataset, seqLen: diagnostics.seqLen,
+                try inference.compare(reference: original, other: try model(carrierId), dataset: diagnostics.dataset, seqLen: diagnostics.seqLen,
                                   maxSamples: diagnostics.maxSamples, alignedSteps: alignedSteps, context: quiet).json
             }
         }
@@ -152,7 +152,7 @@ extension Daemon {
             made.jobs.removeAll { $0 == jobId }
             guard let alignedId = aligned?.modelId else { throw RPCError.internalError("train/close with keepModel kept no model") }
             made.models.append(alignedId)
-            _ = try unloadModel(ModelRef(modelId: carrierId), context: quiet)
+            _ = try models.unload(ModelRef(modelId: carrierId), context: quiet)
             made.models.removeAll { $0 == carrierId }
             carrierId = alignedId
             alignSummary = run.summary(extra: [("embeddings", .string(tied ? align.embeddings : "untied model")),
@@ -173,7 +173,7 @@ extension Daemon {
 
         // The (aligned) carrier is a publisher's artefact: saved now, in its own precision.
         let carrierDirectory = outDir.appendingPathComponent("carrier")
-        _ = try stage("save") { try saveModel(SaveParams(modelId: carrierId, path: carrierDirectory.path), context: quiet) }
+        _ = try stage("save") { try models.save(SaveParams(modelId: carrierId, path: carrierDirectory.path), context: quiet) }
         let unquantizedCarrier = try model(carrierId)
 
         func int64(_ value: JSONValue?) -> Int { value?.intValue.map(Int.init) ?? 0 }
@@ -201,7 +201,7 @@ extension Daemon {
             let unquantized = carrierId
             carrierId = quantized.modelId
             made.models.append(carrierId)
-            _ = try unloadModel(ModelRef(modelId: unquantized), context: quiet)
+            _ = try models.unload(ModelRef(modelId: unquantized), context: quiet)
             made.models.removeAll { $0 == unquantized }
         }
 
@@ -210,7 +210,7 @@ extension Daemon {
         let lora = try Self.loraParams(JSONValue.object(train)["lora"])
         let beforeAdapter = Jemalloc.allocatedBytes ?? 0
         let adapterFields = [("modelId", JSONValue.string(carrierId))] + lora
-        let createdAdapter = try stage("train") { try createAdapter(try decode(AdapterCreateParams.self, adapterFields), context: quiet) }
+        let createdAdapter = try stage("train") { try adapters.create(try decode(AdapterCreateParams.self, adapterFields), context: quiet) }
         let carrierAdapterId = createdAdapter.adapterId
         let adapterBytes = 4 * createdAdapter.parameters
         made.adapters.append(carrierAdapterId)
@@ -231,7 +231,7 @@ extension Daemon {
         stagePeaks.append(("train", .object([("plannedPeakBytes", int(plannedPeak)), ("measuredPeakBytes", int(measuredPeak))])))
         // The same LoRA job (its settings as planned: seqLen after the longest-sequence cut,
         // checkpointing as `auto` chose) planned on the original: what LoRAM saves.
-        let fullPlan = try fullModelLoRAPlan(original: original, adapter: try loadedAdapter(carrierAdapterId).adapter,
+        let fullPlan = try fullModelLoRAPlan(original: original, adapter: try registry.loadedAdapter(carrierAdapterId).adapter,
                                              settings: created.object.job.settings)
         _ = try training.close(jobId, keepModel: false, dtype: nil)
         made.jobs.removeAll { $0 == jobId }
@@ -286,16 +286,16 @@ extension Daemon {
         try begin("save", "writing \(outDir.path)")
         let trainedDirectory = outDir.appendingPathComponent("adapter-carrier")
         let recoveredDirectory = outDir.appendingPathComponent("adapter-recovered")
-        _ = try stage("save") { try saveAdapter(AdapterSaveParams(adapterId: carrierAdapterId, path: trainedDirectory.path), context: quiet) }
-        _ = try stage("save") { try saveAdapter(AdapterSaveParams(adapterId: recoveredId, path: recoveredDirectory.path), context: quiet) }
+        _ = try stage("save") { try adapters.save(AdapterSaveParams(adapterId: carrierAdapterId, path: trainedDirectory.path), context: quiet) }
+        _ = try stage("save") { try adapters.save(AdapterSaveParams(adapterId: recoveredId, path: recoveredDirectory.path), context: quiet) }
         // The recovered adapter also as the GGUF llama.cpp loads beside the original's GGUF (not
         // when it adapts lm_head of a tied model: llama.cpp has no output tensor to attach it to).
         let recoveredGGUF = outDir.appendingPathComponent("adapter-recovered.gguf")
-        let adaptsLMHead = try loadedAdapter(recoveredId).adapter.lmHead != nil
+        let adaptsLMHead = try registry.loadedAdapter(recoveredId).adapter.lmHead != nil
         let ggufWritten = !(original.model.config.tiedEmbeddings && adaptsLMHead)
         if ggufWritten {
             _ = try stage("save") {
-                try saveAdapter(AdapterSaveParams(adapterId: recoveredId, path: recoveredGGUF.path, format: "gguf"), context: quiet)
+                try adapters.save(AdapterSaveParams(adapterId: recoveredId, path: recoveredGGUF.path, format: "gguf"), context: quiet)
             }
         }
         timings.append(("save", .double(Date().timeIntervalSince(stageStart))))
