@@ -59,10 +59,10 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
             ("tiedEmbeddings", .bool(c.tiedEmbeddings)), ("ropeTheta", .double(c.ropeTheta)), ("ropeScaling", scaling),
             ("maxPositionEmbeddings", .int(Int64(c.maxPositionEmbeddings))),
             // A structurally pruned model's widths differ per layer; the top-level ones are the original's.
-            ("layerShapes", c.layers.allSatisfy({ $0 == .init(headCount: c.headCount, kvHeadCount: c.kvHeadCount, intermediateSize: c.intermediateSize) })
+            ("layerShapes", c.layers.allSatisfy({ $0 == .init(heads: c.headCount, kvHeads: c.kvHeadCount, intermediate: c.intermediateSize) })
                 ? .null : .array(c.layers.map {
-                .object([("heads", .int(Int64($0.headCount))), ("kvHeads", .int(Int64($0.kvHeadCount))),
-                         ("intermediate", .int(Int64($0.intermediateSize)))])
+                .object([("heads", .int(Int64($0.heads))), ("kvHeads", .int(Int64($0.kvHeads))),
+                         ("intermediate", .int(Int64($0.intermediate)))])
             })),
         ])
     }

@@ -45,9 +45,9 @@ final class TrainingJobObject: LiveObject, @unchecked Sendable {
         return try body()
     }
 
-    /// The step's arena as planned and as jemalloc made it; nil for a job without one.
-    var arenaReport: ArenaReport? {
-        guard let arena = job.step.arena else { return nil }
+    /// The step's arena as planned and as jemalloc made it.
+    var arenaReport: ArenaReport {
+        let arena = job.step.arena
         return ArenaReport(plannedBytes: arena.peakBytes, lowerBoundBytes: arena.placement.lowerBound, measuredBytes: arena.arena.usableSize)
     }
 

@@ -6,4 +6,6 @@ public enum LoRATarget: String, CaseIterable, Codable, Sendable {
 
     /// The seven decoder linears, the paper's default targets.
     public static let decoder: Set<LoRATarget> = [.q, .k, .v, .o, .gate, .up, .down]
+    /// The per-layer targets, in the order a decoder layer uses them.
+    public static let layerTargets: [LoRATarget] = [.q, .k, .v, .o, .gate, .up, .down]
 }

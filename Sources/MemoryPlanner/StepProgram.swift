@@ -46,12 +46,15 @@ public struct StepProgram: Codable, Equatable, Sendable {
         public var creates: [Int]
         public var reads: [Int]
         public var releases: [Int]
+        /// What the runtime runs at this op; nil for programs only planned, never run.
+        public var task: StepTask?
 
-        public init(name: String, creates: [Int] = [], reads: [Int] = [], releases: [Int] = []) {
+        public init(name: String, creates: [Int] = [], reads: [Int] = [], releases: [Int] = [], task: StepTask? = nil) {
             self.name = name
             self.creates = creates
             self.reads = reads
             self.releases = releases
+            self.task = task
         }
     }
 
@@ -71,9 +74,12 @@ public struct StepProgram: Codable, Equatable, Sendable {
     }
 
     /// Appends an op; it runs after every op appended before it.
-    public mutating func op(_ name: String, creates: [Int] = [], reads: [Int] = [], releases: [Int] = []) {
-        ops.append(Op(name: name, creates: creates, reads: reads, releases: releases))
+    public mutating func op(_ name: String, creates: [Int] = [], reads: [Int] = [], releases: [Int] = [], task: StepTask? = nil) {
+        ops.append(Op(name: name, creates: creates, reads: reads, releases: releases, task: task))
     }
+
+    /// The index of the buffer named `name`.
+    public func index(of name: String) -> Int? { buffers.firstIndex { $0.name == name } }
 
     /// Why a program cannot be planned, naming the op and buffer at fault.
     public struct ValidationError: Error, Equatable, CustomStringConvertible {
@@ -170,7 +176,7 @@ extension StepProgram {
         }
         for op in ops {
             out.op(op.name, creates: op.creates.compactMap { newIndex[$0] }, reads: op.reads.compactMap { newIndex[$0] },
-                   releases: op.releases.compactMap { newIndex[$0] })
+                   releases: op.releases.compactMap { newIndex[$0] }, task: op.task)
         }
         return out
     }

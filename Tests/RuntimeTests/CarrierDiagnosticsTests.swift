@@ -6,8 +6,8 @@ import XCTest
 /// `ModelComparison` (perplexities and KL(original ‖ carrier)), `CarrierDiagnosis` (the verdict and
 /// its suggestions), `LlamaModel.converted(to:)`, and alignment of a tied model untied.
 final class CarrierDiagnosticsTests: XCTestCase {
-    static func sessions(_ a: LlamaModel, _ b: LlamaModel, capacity: Int) -> (InferenceSession, InferenceSession) {
-        (InferenceSession(model: a, capacity: capacity, logitsRows: capacity), InferenceSession(model: b, capacity: capacity, logitsRows: capacity))
+    static func sessions(_ a: LlamaModel, _ b: LlamaModel, capacity: Int) throws -> (InferenceSession, InferenceSession) {
+        (try InferenceSession(model: a, capacity: capacity, logitsRows: capacity), try InferenceSession(model: b, capacity: capacity, logitsRows: capacity))
     }
 
     /// A model against itself: KL 0, the same loss twice, every top-1 agreeing; each loss equals
@@ -15,14 +15,14 @@ final class CarrierDiagnosticsTests: XCTestCase {
     func testAModelAgainstItselfIsAtZeroDistance() throws {
         let model = PruningFixtures.gqaModel()
         let sequences = PruningFixtures.examples(count: 3, length: 12)
-        let (a, b) = Self.sessions(model, model, capacity: 12)
+        let (a, b) = try Self.sessions(model, model, capacity: 12)
         let result = try ModelComparison.compare(reference: a, other: b, sequences: sequences)
         XCTAssertEqual(result.tokens, 3 * 11)
         XCTAssertEqual(result.klPerToken, 0, accuracy: 1e-12)
         XCTAssertEqual(result.top1Agreement, 1)
         XCTAssertEqual(result.referenceLoss, result.otherLoss)
         XCTAssertEqual(result.perplexityRatio, 1, accuracy: 1e-12)
-        let ppl = try Perplexity.evaluate(InferenceSession(model: model, capacity: 12), sequences: sequences)
+        let ppl = try Perplexity.evaluate(try InferenceSession(model: model, capacity: 12), sequences: sequences)
         XCTAssertEqual(result.referenceLoss, ppl.loss, accuracy: 1e-9)
         XCTAssertEqual(result.tokens, ppl.tokens)
     }
@@ -34,7 +34,7 @@ final class CarrierDiagnosticsTests: XCTestCase {
         let carrier = try StructuredPruner.prune(model, ratio: 0.5, layers: 1..<4, importance: .l2)
         var sequences = PruningFixtures.examples(count: 2, length: 14)
         sequences[1].labels[5] = Dataset.ignoreIndex  // an unlabelled position does not count
-        let (a, b) = Self.sessions(model, carrier, capacity: 14)
+        let (a, b) = try Self.sessions(model, carrier, capacity: 14)
         let result = try ModelComparison.compare(reference: a, other: b, sequences: sequences)
         XCTAssertEqual(result.tokens, 2 * 13 - 1)
 
@@ -123,7 +123,7 @@ final class CarrierDiagnosticsTests: XCTestCase {
         var settings = TrainingJob.Settings(seqLen: 12, microBatch: 2, steps: 2, lr: 1e-2)
         settings.frozen = ["lm_head"]
         settings.untieEmbeddings = true
-        let job = TrainingJob(model: carrier, adapter: nil, examples: PruningFixtures.examples(count: 4, length: 12), settings: settings)
+        let job = try TrainingJob(model: carrier, adapter: nil, examples: PruningFixtures.examples(count: 4, length: 12), settings: settings)
         XCTAssertTrue(job.gradients.entries.contains { $0.name == "model.embed_tokens.weight" }, "the embedding trains")
         XCTAssertFalse(job.gradients.entries.contains { $0.name == "lm_head.weight" }, "the head does not")
         _ = job.runStep()
@@ -139,7 +139,7 @@ final class CarrierDiagnosticsTests: XCTestCase {
         // Without untying, lm_head frozen freezes the one tied tensor: nothing of it trains.
         var tiedSettings = settings
         tiedSettings.untieEmbeddings = false
-        let tiedJob = TrainingJob(model: carrier, adapter: nil, examples: PruningFixtures.examples(count: 4, length: 12), settings: tiedSettings)
+        let tiedJob = try TrainingJob(model: carrier, adapter: nil, examples: PruningFixtures.examples(count: 4, length: 12), settings: tiedSettings)
         XCTAssertFalse(tiedJob.gradients.entries.contains { $0.name == "model.embed_tokens.weight" })
 
         // Recovery onto the tied original.

@@ -86,7 +86,7 @@ final class GGUFModelTests: XCTestCase {
         let pruned = try StructuredPruner.prune(PruningFixtures.gqaModel(), ratio: 0.5, layers: 1..<3, importance: .l2)
         let loaded = try roundTrip(pruned)
         XCTAssertEqual(loaded.config.layers, pruned.config.layers)
-        XCTAssertNotEqual(Set(loaded.config.layers.map(\.intermediateSize)).count, 1)
+        XCTAssertNotEqual(Set(loaded.config.layers.map(\.intermediate)).count, 1)
         XCTAssertEqual(try allLogits(loaded, adapter: nil, ids: PruningFixtures.ids), try allLogits(pruned, adapter: nil, ids: PruningFixtures.ids))
     }
 

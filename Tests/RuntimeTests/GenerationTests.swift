@@ -17,7 +17,7 @@ final class GenerationTests: XCTestCase {
         for (index, golden) in cases.enumerated() {
             let prompt = golden["prompt_ids"] as! [Int]
             let expected = golden["generated_ids"] as! [Int]
-            let session = InferenceSession(model: model, capacity: prompt.count + expected.count)
+            let session = try InferenceSession(model: model, capacity: prompt.count + expected.count)
             var options = TextGenerator.Options(maxTokens: expected.count)
             options.eosTokenIds = []
             let output = try TextGenerator(session: session).generate(prompt: prompt, options: options, decoder: IdSpeller())
@@ -33,7 +33,7 @@ final class GenerationTests: XCTestCase {
         let prompt = golden["prompt_ids"] as! [Int], expected = golden["generated_ids"] as! [Int]
         var options = TextGenerator.Options(maxTokens: 20)
         options.eosTokenIds = [expected[3]]  // pretend the 4th token is EOS
-        let output = try TextGenerator(session: InferenceSession(model: model, capacity: 64))
+        let output = try TextGenerator(session: try InferenceSession(model: model, capacity: 64))
             .generate(prompt: prompt, options: options, decoder: IdSpeller())
         XCTAssertEqual(output.finishReason, .eos)
         XCTAssertEqual(output.ids, Array(expected[0...3]))
@@ -51,7 +51,7 @@ final class GenerationTests: XCTestCase {
         var options = TextGenerator.Options(maxTokens: 20)
         options.stop = [stop]
         var streamed = ""
-        let output = try TextGenerator(session: InferenceSession(model: model, capacity: 64))
+        let output = try TextGenerator(session: try InferenceSession(model: model, capacity: 64))
             .generate(prompt: prompt, options: options, decoder: IdSpeller(), onText: { streamed += $0 })
         XCTAssertEqual(output.finishReason, .stop)
         XCTAssertEqual(output.text, String(full[..<full.range(of: stop)!.lowerBound]))
@@ -65,7 +65,7 @@ final class GenerationTests: XCTestCase {
         func run(seed: UInt64, topK: Int? = nil, topP: Double? = nil) throws -> [Int] {
             var options = TextGenerator.Options(maxTokens: 12)
             options.sampler = Sampler.Settings(temperature: 1.0, topK: topK, topP: topP, seed: seed)
-            return try TextGenerator(session: InferenceSession(model: model, capacity: 32))
+            return try TextGenerator(session: try InferenceSession(model: model, capacity: 32))
                 .generate(prompt: prompt, options: options, decoder: IdSpeller()).ids
         }
         XCTAssertEqual(try run(seed: 7), try run(seed: 7))
@@ -73,7 +73,7 @@ final class GenerationTests: XCTestCase {
         // top-k 1 and a tiny top-p are both greedy.
         var greedy = TextGenerator.Options(maxTokens: 12)
         greedy.sampler = Sampler.Settings(temperature: 0)
-        let greedyIds = try TextGenerator(session: InferenceSession(model: model, capacity: 32))
+        let greedyIds = try TextGenerator(session: try InferenceSession(model: model, capacity: 32))
             .generate(prompt: prompt, options: greedy, decoder: IdSpeller()).ids
         XCTAssertEqual(try run(seed: 3, topK: 1), greedyIds)
         XCTAssertEqual(try run(seed: 3, topP: 1e-6), greedyIds)

@@ -18,7 +18,7 @@ final class GoldenForwardTests: XCTestCase {
         let golden = try Fixtures.npy("tiny_logits.npy")
         XCTAssertEqual(golden.shape, [ids.count, 512])
         for chunkSize in [256, 7, 1] {
-            let session = InferenceSession(model: model, capacity: 64, chunkSize: chunkSize)
+            let session = try InferenceSession(model: model, capacity: 64, chunkSize: chunkSize)
             var logits = [Float](repeating: 0, count: ids.count * 512)
             try logits.withUnsafeMutableBufferPointer { try session.forward(ids, logits: .all($0.baseAddress!)) }
             let diff = maxAbsDifference(logits, golden.values)
@@ -32,7 +32,7 @@ final class GoldenForwardTests: XCTestCase {
         let golden = try Fixtures.npy("tiny_hidden_states.npy")
         XCTAssertEqual(golden.shape, [3, ids.count, 64])
         var captured: [InferenceSession.HiddenState: [Float]] = [:]
-        let session = InferenceSession(model: model, capacity: 64)
+        let session = try InferenceSession(model: model, capacity: 64)
         try session.forward(ids, observe: { state, pointer, rows, _ in
             captured[state, default: []] += Array(UnsafeBufferPointer(start: pointer, count: rows * 64))
         })
@@ -49,7 +49,7 @@ final class GoldenForwardTests: XCTestCase {
         let model = try LlamaModel.load(directory: Fixtures.tinyModel)
         let ids = try Self.inputIds()
         let golden = try Fixtures.npy("tiny_logits.npy")
-        let session = InferenceSession(model: model, capacity: 64)
+        let session = try InferenceSession(model: model, capacity: 64)
         var last = [Float](repeating: 0, count: 512)
         try last.withUnsafeMutableBufferPointer { try session.forward(Array(ids[..<20]), logits: .last($0.baseAddress!)) }
         XCTAssertLessThanOrEqual(maxAbsDifference(last, Array(golden.values[(19 * 512)..<(20 * 512)])), 3e-5)
@@ -62,7 +62,7 @@ final class GoldenForwardTests: XCTestCase {
 
     func testBadTokensAndAFullCacheAreErrors() throws {
         let model = try LlamaModel.load(directory: Fixtures.tinyModel)
-        let session = InferenceSession(model: model, capacity: 4)
+        let session = try InferenceSession(model: model, capacity: 4)
         XCTAssertThrowsError(try session.forward([1, 512])) { error in
             XCTAssertEqual(error as? InferenceSession.Failure, .tokenOutOfRange(index: 1, id: 512, vocabSize: 512))
         }
@@ -87,7 +87,7 @@ extension GoldenForwardTests {
         }
         expected /= Double(ids.count - 1)
         for chunk in [256, 5] {
-            let result = try Perplexity.evaluate(InferenceSession(model: model, capacity: 64, chunkSize: chunk),
+            let result = try Perplexity.evaluate(try InferenceSession(model: model, capacity: 64, chunkSize: chunk),
                                                  sequences: [Dataset.Example(ids: ids, labels: ids)])
             XCTAssertEqual(result.tokens, ids.count - 1)
             XCTAssertEqual(result.loss, expected, accuracy: 1e-5)
@@ -95,7 +95,7 @@ extension GoldenForwardTests {
         // Masked labels do not count.
         var labels = ids
         for t in 0..<10 { labels[t] = Dataset.ignoreIndex }
-        let masked = try Perplexity.evaluate(InferenceSession(model: model, capacity: 64), sequences: [Dataset.Example(ids: ids, labels: labels)])
+        let masked = try Perplexity.evaluate(try InferenceSession(model: model, capacity: 64), sequences: [Dataset.Example(ids: ids, labels: labels)])
         XCTAssertEqual(masked.tokens, ids.count - 10)
     }
 }

@@ -49,7 +49,7 @@ final class LoRAGoldenTests: XCTestCase {
         let ids = try GoldenForwardTests.inputIds()
         let golden = try Fixtures.npy("tiny_lora_logits.npy")
         let tolerance = GoldenForwardTests.tolerance(golden.values)
-        let session = InferenceSession(model: model, capacity: 64, adapter: adapter)
+        let session = try InferenceSession(model: model, capacity: 64, adapter: adapter)
         var last = [Float](repeating: 0, count: 512)
         try last.withUnsafeMutableBufferPointer { try session.forward(Array(ids[..<20]), logits: .last($0.baseAddress!)) }
         XCTAssertLessThanOrEqual(maxAbsDifference(last, Array(golden.values[(19 * 512)..<(20 * 512)])), tolerance)
@@ -64,7 +64,7 @@ final class LoRAGoldenTests: XCTestCase {
         let ids = try GoldenForwardTests.inputIds()
         let expected = try XCTUnwrap((Fixtures.json("tiny_golden.json")["lora"] as? [String: Any])?["loss_before_step"] as? Double)
         XCTAssertEqual(expected, 6.479699, accuracy: 1e-6)
-        let session = InferenceSession(model: model, capacity: 64, adapter: adapter)
+        let session = try InferenceSession(model: model, capacity: 64, adapter: adapter)
         let result = try Perplexity.evaluate(session, sequences: [Dataset.Example(ids: ids, labels: ids)])
         XCTAssertEqual(result.tokens, ids.count - 1)
         XCTAssertEqual(result.loss, expected, accuracy: 1e-5)
@@ -117,7 +117,7 @@ final class LoRAGoldenTests: XCTestCase {
 
 /// Every position's logits of `model` (with `adapter`) for `ids`.
 func allLogits(_ model: LlamaModel, adapter: LoRAAdapter?, ids: [Int], chunkSize: Int = 256) throws -> [Float] {
-    let session = InferenceSession(model: model, capacity: 64, chunkSize: chunkSize, adapter: adapter)
+    let session = try InferenceSession(model: model, capacity: 64, chunkSize: chunkSize, adapter: adapter)
     var out = [Float](repeating: 0, count: ids.count * model.config.vocabSize)
     try out.withUnsafeMutableBufferPointer { try session.forward(ids, logits: .all($0.baseAddress!)) }
     return out

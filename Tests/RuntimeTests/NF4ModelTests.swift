@@ -127,7 +127,7 @@ final class NF4ModelTests: XCTestCase {
         var settings = TrainingJob.Settings(seqLen: ids.count, microBatch: 1, steps: 8, lr: 1e-2)
         settings.maxGradNorm = nil
         let examples = [Dataset.Example(ids: ids, labels: ids)]
-        let job = TrainingJob(model: model, adapter: adapter, examples: examples, settings: settings)
+        let job = try TrainingJob(model: model, adapter: adapter, examples: examples, settings: settings)
         let before = job.evaluate(examples).loss
         var last = 0.0
         while !job.isFinished { last = job.runStep().loss }
@@ -141,7 +141,7 @@ final class NF4ModelTests: XCTestCase {
         let prompt = try GoldenForwardTests.inputIds()
         var options = TextGenerator.Options(maxTokens: 12)
         options.eosTokenIds = []
-        let output = try TextGenerator(session: InferenceSession(model: model, capacity: 64))
+        let output = try TextGenerator(session: try InferenceSession(model: model, capacity: 64))
             .generate(prompt: prompt, options: options, decoder: GenerationTests.IdSpeller())
         var ids = prompt
         for _ in 0..<12 {

@@ -23,7 +23,7 @@ enum PruningFixtures {
 
     /// Every position's logits of `model` (with `adapter`) for `ids`.
     static func logits(_ model: LlamaModel, adapter: LoRAAdapter? = nil, ids: [Int] = ids) throws -> [Float] {
-        let session = InferenceSession(model: model, capacity: ids.count, adapter: adapter)
+        let session = try InferenceSession(model: model, capacity: ids.count, adapter: adapter)
         var out = [Float](repeating: 0, count: ids.count * model.config.vocabSize)
         try out.withUnsafeMutableBufferPointer { try session.forward(ids, logits: .all($0.baseAddress!)) }
         return out

@@ -67,19 +67,19 @@ final class PruningSparsityTests: XCTestCase {
     /// steps while the others move; without it they fill in (so the check can fail).
     func testFullParameterTrainingKeepsZerosWhenAsked() throws {
         let carrier = try SparsityPruner.prune(PruningFixtures.gqaModel(), method: .semi, ratio: 0.5)
-        func train(keepZeros: Bool) -> LlamaModel {
+        func train(keepZeros: Bool) throws -> LlamaModel {
             var settings = TrainingJob.Settings(seqLen: 12, microBatch: 2, steps: 3, lr: 1e-2)
             settings.frozen = ["lm_head"]
             settings.keepZeros = keepZeros
             settings.weightDecay = 0.1
-            let job = TrainingJob(model: carrier, adapter: nil, examples: PruningFixtures.examples(count: 6, length: 12), settings: settings)
+            let job = try TrainingJob(model: carrier, adapter: nil, examples: PruningFixtures.examples(count: 6, length: 12), settings: settings)
             let linearWeights = carrier.layers.reduce(0) { $0 + $1.linears.reduce(0) { $0 + $1.weight.elementCount } }
             XCTAssertEqual(job.zeroMask?.maskedCount, keepZeros ? linearWeights / 2 : nil)
             for _ in 0..<3 { _ = job.runStep() }
             return job.weights.snapshot()
         }
         for keepZeros in [true, false] {
-            let trained = train(keepZeros: keepZeros)
+            let trained = try train(keepZeros: keepZeros)
             var stillZero = 0, zeros = 0, moved = 0
             for (before, after) in zip(carrier.layers, trained.layers) {
                 for ((_, w), (_, t)) in zip(before.linears, after.linears) {

@@ -26,9 +26,9 @@ final class PruningStructuredTests: XCTestCase {
         }
         // Tiny's two layers are both pruned (defaultPrunedLayers); GQA 4/2 at 0.5 keeps one kv group.
         let tinyHalf = try StructuredPruner.prune(tiny, ratio: 0.5, importance: .l2)
-        XCTAssertEqual(tinyHalf.config.layers.map(\.kvHeadCount), [1, 1])
-        XCTAssertEqual(tinyHalf.config.layers.map(\.headCount), [2, 2])
-        XCTAssertEqual(tinyHalf.config.layers.map(\.intermediateSize), [88, 88])
+        XCTAssertEqual(tinyHalf.config.layers.map(\.kvHeads), [1, 1])
+        XCTAssertEqual(tinyHalf.config.layers.map(\.heads), [2, 2])
+        XCTAssertEqual(tinyHalf.config.layers.map(\.intermediate), [88, 88])
     }
 
     func testRatiosTheShapeRulesRefuseThrowTheirError() {
@@ -125,7 +125,7 @@ final class PruningStructuredTests: XCTestCase {
 
     func testTaylorRunsOnACalibrationSetAndDiffersFromL2() throws {
         let model = PruningFixtures.gqaModel()
-        let calibration = TaylorCalibration(model: model, examples: PruningFixtures.examples(count: 4, length: 16), seqLen: 16)
+        let calibration = try TaylorCalibration(model: model, examples: PruningFixtures.examples(count: 4, length: 16), seqLen: 16)
         XCTAssertTrue(calibration.loss.isFinite)
         XCTAssertEqual(calibration.tokens, 4 * 15)
         let taylor = try StructuredPruner.prune(model, ratio: 0.5, importance: .taylor(calibration))
@@ -142,7 +142,7 @@ final class PruningStructuredTests: XCTestCase {
         let model = PruningFixtures.replacing(PruningFixtures.gqaModel(), layer: 1, .k) { values, _, cols in
             for i in (2 * d * cols)..<(3 * d * cols) { values[i] = 0 }
         }
-        let calibration = TaylorCalibration(model: model, examples: PruningFixtures.examples(count: 2, length: 12), seqLen: 12)
+        let calibration = try TaylorCalibration(model: model, examples: PruningFixtures.examples(count: 2, length: 12), seqLen: 12)
         // 0.3 keeps 4 − int(1.2) = 3 of 4 kv groups: the one dropped is the zero one.
         let kept = try XCTUnwrap(StructuredPruner.prune(model, ratio: 0.3, importance: .taylor(calibration)).pruning?.kept[1])
         XCTAssertEqual(kept.kvHeads, [0, 1, 3])
@@ -154,7 +154,7 @@ extension PruningStructuredTests {
     /// a gradient for every decoder linear and no other, beside an fp32 copy of every weight.
     func testTaylorCalibrationHoldsWhatThePruningPhaseIsPlannedFor() throws {
         let model = PruningFixtures.gqaModel()
-        let calibration = TaylorCalibration(model: model, examples: PruningFixtures.examples(count: 2, length: 16), seqLen: 16)
+        let calibration = try TaylorCalibration(model: model, examples: PruningFixtures.examples(count: 2, length: 16), seqLen: 16)
         let plan = try TaylorCalibration.plan(config: model.config, seqLen: 16)
         XCTAssertEqual(calibration.gradients.byteCount, plan.breakdown[.gradient])
         XCTAssertEqual(calibration.gradients.parameterCount, try ImportancePlan.scoredParameters(model.config.modelShape))

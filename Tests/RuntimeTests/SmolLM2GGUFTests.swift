@@ -81,7 +81,7 @@ final class SmolLM2GGUFTests: XCTestCase {
             let greedy = prompt["greedy"] as! [String: Any]
             let expected = greedy["ids"] as! [Int]
             let ids = prompt["input_ids"] as! [Int]
-            let session = InferenceSession(model: model, capacity: ids.count + expected.count, adapter: nil)
+            let session = try InferenceSession(model: model, capacity: ids.count + expected.count, adapter: nil)
             var logits = [Float](repeating: 0, count: model.config.vocabSize)
             var generated: [Int] = []
             var next = ids

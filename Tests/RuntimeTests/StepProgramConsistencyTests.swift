@@ -15,9 +15,8 @@ final class StepProgramConsistencyTests: XCTestCase {
             let workload = Workload(kind: .train, microBatch: 3, seqLen: 10, lora: rank.map { Workload.LoRA(r: $0, targets: targets) })
             let program = try StepProgramBuilder.trainingStep(shape, workload)
             XCTAssertNoThrow(try program.validate())
-            let transient = program.buffers.filter { !$0.persistent }.reduce(0) { $0 + $1.bytes }
-            let layout = TrainingStep.Layout(config: config, rank: rank, targets: targets, microBatch: 3, seqLen: 10, checkpointing: false)
-            XCTAssertEqual(transient, layout.byteCount, "rank \(String(describing: rank))")
+            // The runtime's step runs in this very program: its ops carry the tasks it walks.
+            XCTAssertEqual(program.transientOnly().ops.compactMap(\.task).count, program.ops.count)
             let adapter = rank.map { LoRAAdapter(config: config, rank: $0, alpha: 8, targets: targets) }
             let trainable = program.buffers.first { $0.name == "gradients" }!.bytes / 4
             XCTAssertEqual(trainable, adapter?.parameterCount ?? model.parameterCount)
@@ -29,7 +28,7 @@ final class StepProgramConsistencyTests: XCTestCase {
         let generation = try StepProgramBuilder.generation(shape, Workload(kind: .generate, seqLen: 20, newTokens: 12))
         XCTAssertNoThrow(try generation.validate())
         let cache = generation.buffers.first { $0.kind == .kvCache }!.bytes
-        XCTAssertEqual(cache, KVCache.byteCount(kvHeads: config.layers.map(\.kvHeadCount), headDim: config.headDim, capacity: 32))
+        XCTAssertEqual(cache, KVCache.byteCount(kvHeads: config.layers.map(\.kvHeads), headDim: config.headDim, capacity: 32))
     }
 }
 
@@ -45,12 +44,12 @@ extension StepProgramConsistencyTests {
             let program = try StepProgramBuilder.generation(model.config.modelShape, Workload(
                 kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }))
             let arena = try PlannedBuffers(program)
-            let session = InferenceSession(model: model, capacity: capacity, adapter: adapter, arena: arena)
-            XCTAssertNotNil(session.arena)
-            // The arena holds the session's buffers and the logits row, and no more than alignment besides.
-            let used = session.workspaceBytes + model.config.vocabSize * 4
+            let session = try InferenceSession(model: model, capacity: capacity, adapter: adapter, arena: arena)
+            // Every buffer of the session lives through prefill and decode: the arena holds them
+            // all at once, and no more than alignment besides.
+            let used = arena.program.buffers.reduce(0) { $0 + $1.bytes }
             XCTAssertGreaterThanOrEqual(arena.peakBytes, used)
-            XCTAssertLessThanOrEqual(arena.peakBytes, used + 2 * 64)
+            XCTAssertLessThanOrEqual(arena.peakBytes, used + 64 * arena.program.buffers.count)
             var options = TextGenerator.Options(maxTokens: expected.count)
             options.eosTokenIds = []
             let output = try TextGenerator(session: session).generate(prompt: prompt, options: options, decoder: GenerationTests.IdSpeller())
@@ -75,7 +74,7 @@ extension StepProgramConsistencyTests {
                     kind: .generate, seqLen: ids.count, baseDType: model.baseDType, logitsRows: rows)))
             }
             // All rows: planned with one logits row per token, every byte used (PlannedBuffers checks).
-            let planned = InferenceSession(model: model, capacity: ids.count, logitsRows: ids.count, arena: try arena(rows: ids.count))
+            let planned = try InferenceSession(model: model, capacity: ids.count, logitsRows: ids.count, arena: try arena(rows: ids.count))
             try planned.forward(ids, logits: .all(planned.logits))
             var reference = [Float](repeating: 0, count: ids.count * vocab)
             try reference.withUnsafeMutableBufferPointer {
@@ -85,13 +84,13 @@ extension StepProgramConsistencyTests {
 
             // Perplexity: a chunk of rows in the arena.
             let sequence = Dataset.Example(ids: ids, labels: ids)
-            let inArena = InferenceSession(model: model, capacity: ids.count, chunkSize: InferenceSession.defaultChunkSize,
+            let inArena = try InferenceSession(model: model, capacity: ids.count, chunkSize: InferenceSession.defaultChunkSize,
                                            logitsRows: InferenceSession.defaultChunkSize,
                                            arena: try PlannedBuffers(StepProgramBuilder.generation(model.config.modelShape, Workload(
                                                kind: .generate, seqLen: ids.count, baseDType: model.baseDType,
                                                logitsRows: InferenceSession.defaultChunkSize))))
             let a = try Perplexity.evaluate(inArena, sequences: [sequence])
-            let b = try Perplexity.evaluate(InferenceSession(model: model, capacity: ids.count, chunkSize: chunk), sequences: [sequence])
+            let b = try Perplexity.evaluate(try InferenceSession(model: model, capacity: ids.count, chunkSize: chunk), sequences: [sequence])
             XCTAssertEqual(a.tokens, ids.count - 1)
             XCTAssertEqual(a.loss, b.loss, accuracy: 1e-5 * b.loss, "\(dtype)")
         }

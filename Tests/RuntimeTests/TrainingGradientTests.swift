@@ -36,7 +36,7 @@ final class TrainingGradientTests: XCTestCase {
         let adapter = try Self.goldenAdapter(config: model.config)
         let ids = try GoldenForwardTests.inputIds()
         let gradients = GradientBuffers(adapter: adapter)
-        let step = TrainingStep(weights: TrainingWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
+        let step = try TrainingStep(weights: StepWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
                                 microBatch: 1, seqLen: ids.count, checkpointing: checkpointing)
         let (loss, tokens) = step.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil)
         return (gradients, loss, tokens)
@@ -79,10 +79,10 @@ extension TrainingGradientTests {
     func testFullParameterGradientsAgainstFiniteDifferences() throws {
         let model = try LlamaModel.load(directory: Fixtures.tinyModel)
         let ids = Array(try GoldenForwardTests.inputIds().prefix(24))
-        let weights = TrainingWeights(model: model, copy: true)
+        let weights = StepWeights(model: model, copy: true)
         let gradients = GradientBuffers(weights: weights, frozen: [])
         XCTAssertEqual(gradients.parameterCount, model.parameterCount)
-        let step = TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: 2, seqLen: 12, checkpointing: false)
+        let step = try TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: 2, seqLen: 12, checkpointing: false)
         // Two rows of 12; the second row's first label is masked.
         var labels = ids
         labels[12] = Dataset.ignoreIndex
@@ -115,18 +115,39 @@ extension TrainingGradientTests {
 }
 
 extension TrainingGradientTests {
-    /// The layout computed from shapes alone is exactly what the step allocates.
-    func testLayoutPredictsTheAllocation() throws {
+    /// The step uses each buffer only within the lifetime its program gives it: in the placed
+    /// program (buffers whose lifetimes do not meet share memory) and in the same program with
+    /// nothing released (no sharing), both arenas poisoned with NaN first, the gradients are the
+    /// same bit for bit, with and without checkpointing, LoRA with dropout and full-parameter.
+    func testTheStepUsesEachBufferOnlyWithinItsPlannedLifetime() throws {
         let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let ids = (0..<30).map { ($0 * 7 + 3) % model.config.vocabSize }
         for checkpointing in [false, true] {
             for rank: Int? in [nil, 4] {
                 let targets: Set<LoRATarget> = [.q, .v, .down, .lmHead]
-                let adapter = rank.map { LoRAAdapter(config: model.config, rank: $0, alpha: 8, targets: targets) }
-                let weights = TrainingWeights(model: model, copy: adapter == nil)
-                let gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: ["lm_head"])
-                let step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: 3, seqLen: 10, checkpointing: checkpointing)
-                let layout = TrainingStep.Layout(config: model.config, rank: rank, targets: targets, microBatch: 3, seqLen: 10, checkpointing: checkpointing)
-                XCTAssertEqual(step.workspaceBytes, layout.byteCount, "checkpointing \(checkpointing), rank \(String(describing: rank))")
+                let adapter = rank.map { LoRAAdapter(config: model.config, rank: $0, alpha: 8, dropout: 0.1, targets: targets) }
+                adapter?.initialize(seed: 5, b: .normal(std: 0.05))
+                let program = try TrainingStep.program(config: model.config, adapter: adapter, microBatch: 3, seqLen: 10,
+                                                       checkpointing: checkpointing)
+                func gradients(_ program: StepProgram) throws -> (peak: Int, values: [[Float]]) {
+                    let weights = StepWeights(model: model, copy: adapter == nil)
+                    let gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: ["lm_head"])
+                    let arena = try PlannedBuffers(program)
+                    for buffer in program.buffers { arena.floats(buffer.name)!.update(repeating: .nan, count: buffer.bytes / 4) }
+                    let step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: 3, seqLen: 10,
+                                            checkpointing: checkpointing, arena: arena)
+                    gradients.zero()
+                    _ = step.run(ids: ids, labels: ids, normalizer: 27, dropoutSeed: 42)
+                    return (arena.peakBytes, gradients.entries.map { Array(UnsafeBufferPointer(start: $0.gradient, count: $0.count)) })
+                }
+                var unshared = program
+                for i in unshared.ops.indices { unshared.ops[i].releases = [] }
+                let planned = try gradients(program), separate = try gradients(unshared)
+                let name = "checkpointing \(checkpointing), rank \(String(describing: rank))"
+                XCTAssertTrue(planned.values.joined().allSatisfy(\.isFinite), name)
+                XCTAssertTrue(planned.values.joined().contains { $0 != 0 }, name)
+                XCTAssertEqual(planned.values, separate.values, name)
+                XCTAssertLessThan(planned.peak, separate.peak, "\(name): the plan shares memory")
             }
         }
     }

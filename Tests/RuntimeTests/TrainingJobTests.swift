@@ -12,7 +12,7 @@ final class TrainingJobTests: XCTestCase {
         var settings = TrainingJob.Settings(seqLen: ids.count, microBatch: 1, steps: 1, lr: 1e-2)
         settings.weightDecay = 0.01
         settings.maxGradNorm = nil
-        let job = TrainingJob(model: model, adapter: adapter, examples: [Dataset.Example(ids: ids, labels: ids)], settings: settings)
+        let job = try TrainingJob(model: model, adapter: adapter, examples: [Dataset.Example(ids: ids, labels: ids)], settings: settings)
         let result = job.runStep()
         XCTAssertEqual(result.step, 1)
         XCTAssertEqual(result.lr, 1e-2)
@@ -66,11 +66,11 @@ final class TrainingJobTests: XCTestCase {
             return adapter
         }
         let n = 7, k = 3
-        let straight = TrainingJob(model: model, adapter: freshAdapter(), examples: examples(), settings: settings(steps: n))
+        let straight = try TrainingJob(model: model, adapter: freshAdapter(), examples: examples(), settings: settings(steps: n))
         var straightLosses: [Double] = []
         for _ in 0..<n { straightLosses.append(straight.runStep().loss) }
 
-        let first = TrainingJob(model: model, adapter: freshAdapter(), examples: examples(), settings: settings(steps: n))
+        let first = try TrainingJob(model: model, adapter: freshAdapter(), examples: examples(), settings: settings(steps: n))
         var losses: [Double] = []
         for _ in 0..<k { losses.append(first.runStep().loss) }
         let directory = try temporaryDirectory()
@@ -95,9 +95,11 @@ final class TrainingJobTests: XCTestCase {
         var s = settings(steps: 30)
         s.lr = 1e-2
         s.schedule = .constant
-        for (name, job) in [("lora", TrainingJob(model: model, adapter: adapter, examples: data, settings: s)),
-                            ("full", { () -> TrainingJob in var f = s; f.frozen = ["lm_head"]; f.lr = 2e-3
-                                       return TrainingJob(model: model, adapter: nil, examples: data, settings: f) }())] {
+        var full = s
+        full.frozen = ["lm_head"]
+        full.lr = 2e-3
+        for (name, job) in [("lora", try TrainingJob(model: model, adapter: adapter, examples: data, settings: s)),
+                            ("full", try TrainingJob(model: model, adapter: nil, examples: data, settings: full))] {
             let before = job.evaluate(data).loss
             var last = 0.0
             while !job.isFinished { last = job.runStep().loss }

@@ -102,8 +102,8 @@ extension Daemon {
     /// Per layer, what the pruned model keeps.
     static func layerReport(_ model: LlamaModel) -> JSONValue {
         .array(model.config.layers.enumerated().map { index, shape in
-            .object([("layer", .int(Int64(index))), ("heads", .int(Int64(shape.headCount))), ("kvHeads", .int(Int64(shape.kvHeadCount))),
-                     ("neurons", .int(Int64(shape.intermediateSize))), ("pruned", .bool(model.pruning?.kept[index] != nil))])
+            .object([("layer", .int(Int64(index))), ("heads", .int(Int64(shape.heads))), ("kvHeads", .int(Int64(shape.kvHeads))),
+                     ("neurons", .int(Int64(shape.intermediate))), ("pruned", .bool(model.pruning?.kept[index] != nil))])
         })
     }
 }

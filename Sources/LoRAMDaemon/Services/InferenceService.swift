@@ -20,7 +20,7 @@ struct InferenceService {
             kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
             baseDType: loaded.model.baseDType, logitsRows: logitsRows))
         // The planned KV cache (checked arithmetic) is the cache the session allocates.
-        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: capacity)
+        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: capacity)
         // A placement that fails is an error, never a session charged 0 bytes of workspace.
         return (kvBytes, try BestFitPlacement(program.transientOnly()))
     }
@@ -70,7 +70,7 @@ struct InferenceService {
                                   ("breakdown", .object([("kvCache", .int(Int64(kvBytes))), ("workspace", .int(Int64(workspace)))])),
                                   ("suggestion", .null)])
         }
-        let session = InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter, logitsRows: logitsRows, arena: arena)
+        let session = try InferenceSession(model: loaded.model, capacity: capacity, adapter: adapter, logitsRows: logitsRows, arena: arena)
         return try body(session)
     }
 

@@ -78,7 +78,13 @@ struct TrainingService {
         } catch let error as RPCError where error.code == .overBudget {
             throw error.with("suggestion", suggestion(loaded, adapter: adapter, settings: settings).json)
         }
-        let job = TrainingJob(model: loaded.model, adapter: adapter, examples: examples, settings: settings, placement: plan.placement)
+        let job: TrainingJob
+        do {
+            job = try ErrorMapping.translating { try TrainingJob(model: loaded.model, adapter: adapter, examples: examples, settings: settings, placement: plan.placement) }
+        } catch {
+            ledger.release(handle)
+            throw error
+        }
         let object = TrainingJobObject(handle: handle, job: job, model: loaded, adapterId: request.adapterId,
                                        dataset: .init(path: dataset.url.path, format: dataset.format.rawValue,
                                                       trainOnInputs: request.dataset.trainOnInputs ?? false),

@@ -18,7 +18,7 @@ extension TrainingService {
                     break
                 }
                 try context.checkCancelled()
-                let result = object.job.runStep()
+                let result = try object.job.runStep(checkpoint: context.checkCancelled)
                 losses.append(result.loss)
                 seconds += result.seconds
                 tokens += result.tokens
@@ -48,11 +48,13 @@ extension TrainingService {
             var checkpoints: [String] = []
             context.progress?.report(message: "training \(total - firstStep) steps", percentage: 100 * Double(firstStep) / Double(total))
             while !job.isFinished {
-                if context.isCancelled {
-                    throw RPCError.requestCancelled.with("partial", .object([("step", .int(Int64(job.completedSteps))),
-                                                                            ("loss", last.map { .double($0.loss) } ?? .null)]))
+                // Checked between steps and, inside one, between layers.
+                let cancelled = {
+                    RPCError.requestCancelled.with("partial", .object([("step", .int(Int64(job.completedSteps))),
+                                                                       ("loss", last.map { .double($0.loss) } ?? .null)]))
                 }
-                let result = job.runStep()
+                if context.isCancelled { throw cancelled() }
+                let result = try job.runStep { if context.isCancelled { throw cancelled() } }
                 last = result
                 if let every = evalEvery, result.step % every == 0, let eval = object.evalExamples {
                     evalLoss = job.evaluate(eval).loss

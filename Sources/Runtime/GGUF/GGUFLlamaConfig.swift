@@ -64,7 +64,7 @@ extension LlamaConfig {
                   bosTokenId: try keys.optionalInt("tokenizer.ggml.bos_token_id"),
                   eosTokenIds: try keys.optionalInt("tokenizer.ggml.eos_token_id").map { [$0] } ?? [],
                   declaredDType: nil)
-        layers = (0..<layerCount).map { LayerShape(headCount: heads[$0], kvHeadCount: kvHeads[$0], intermediateSize: intermediates[$0]) }
+        layers = (0..<layerCount).map { ModelShape.Layer(heads: heads[$0], kvHeads: kvHeads[$0], intermediate: intermediates[$0]) }
         ropeScaling = try Self.ggufRopeScaling(keys, prefix: a)
         try checkSizes(file: file)
         try checkGGUFTensors(dimensions: dimensions, file: file)
@@ -81,7 +81,7 @@ extension LlamaConfig {
         }
         let c = hiddenSize, d = headDim
         for (i, layer) in layers.enumerated() {
-            let h = layer.headCount * d, kv = layer.kvHeadCount * d, f = layer.intermediateSize
+            let h = layer.heads * d, kv = layer.kvHeads * d, f = layer.intermediate
             try require(GGUFLlamaNames.inputNorm(i), [c])
             try require(GGUFLlamaNames.postAttentionNorm(i), [c])
             for (hf, shape) in [("self_attn.q_proj", [c, h]), ("self_attn.k_proj", [c, kv]), ("self_attn.v_proj", [c, kv]),

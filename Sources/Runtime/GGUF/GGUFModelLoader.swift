@@ -38,7 +38,7 @@ extension LlamaModel {
         let embedding = try loader.matrix(GGUFLlamaNames.embedding, rows: config.vocabSize, cols: c)
         var layers: [DecoderLayer] = []
         for (i, shape) in config.layers.enumerated() {
-            let h = shape.headCount, kv = shape.kvHeadCount, inter = shape.intermediateSize
+            let h = shape.heads, kv = shape.kvHeads, inter = shape.intermediate
             func linear(_ hf: String, _ rows: Int, _ cols: Int, permuted: Bool = false) throws -> Weight {
                 try loader.matrix(GGUFLlamaNames.linear(i, hf: hf)!, rows: rows, cols: cols, headDim: permuted ? d : nil)
             }

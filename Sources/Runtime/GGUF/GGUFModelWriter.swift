@@ -1,3 +1,4 @@
+import MemoryPlanner
 import Foundation
 
 /// Writing a LLaMA model as a GGUF file llama.cpp loads: the `llama.*` metadata its converter
@@ -16,13 +17,13 @@ extension LlamaModel {
         writer.set(a + "embedding_length", .uint32(UInt32(c.hiddenSize)))
         writer.set(a + "block_count", .uint32(UInt32(c.layerCount)))
         // Widths that differ per layer (a pruned model) are arrays, as llama.cpp allows.
-        func widths(_ key: String, _ width: (LlamaConfig.LayerShape) -> Int) {
+        func widths(_ key: String, _ width: (ModelShape.Layer) -> Int) {
             let values = c.layers.map(width)
             writer.set(a + key, Set(values).count == 1 ? .uint32(UInt32(values[0])) : .array(.uint32, values.map { .uint32(UInt32($0)) }))
         }
-        widths("feed_forward_length") { $0.intermediateSize }
-        widths("attention.head_count") { $0.headCount }
-        widths("attention.head_count_kv") { $0.kvHeadCount }
+        widths("feed_forward_length") { $0.intermediate }
+        widths("attention.head_count") { $0.heads }
+        widths("attention.head_count_kv") { $0.kvHeads }
         writer.set(a + "rope.freq_base", .float32(Float(c.ropeTheta)))
         writer.set(a + "attention.layer_norm_rms_epsilon", .float32(c.rmsNormEps))
         writer.set(a + "attention.key_length", .uint32(UInt32(c.headDim)))

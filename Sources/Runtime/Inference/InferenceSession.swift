@@ -1,8 +1,9 @@
 import MemoryPlanner
 
 /// Runs a `LlamaModel` over tokens with a KV cache: prefill in chunks of `chunkSize` tokens
-/// (sgemm), decoding one token at a time (sgemv). Every buffer a forward pass touches is
-/// allocated here, once, sized from the model; nothing is allocated per token.
+/// (sgemm), decoding one token at a time (sgemv), through the same `DecoderBlock` forward
+/// training uses. Every buffer a forward pass touches is a buffer of the session's placed
+/// generation program (`StepProgramBuilder.generation`), taken by name; nothing is allocated per token.
 ///
 /// With a LoRA `adapter`, every targeted linear (lm_head included) computes
 /// y = x·Wᵀ + scaling·(x·Aᵀ)·Bᵀ through a [T, r] workspace; no dropout at inference.
@@ -42,30 +43,25 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// Prefill chunk: bigger chunks make bigger, more efficient matmuls but a bigger workspace.
-    public static let defaultChunkSize = 256
+    public static let defaultChunkSize = StepProgramBuilder.inferenceChunk
 
     public let model: LlamaModel
     public let cache: KVCache
     public let chunkSize: Int
     /// The LoRA adapter applied on top of the weights, if any.
     public let adapter: LoRAAdapter?
+    /// The placed generation program every buffer of the session lives in.
+    public let arena: PlannedBuffers
     let rope: RotaryEmbedding
-    /// Per layer, the adapter's pairs in `LoRATarget.layerTargets` order (nil: not targeted);
-    /// empty without an adapter.
-    private let loraPairs: [[LoRAPair?]]
-    private let loraScaling: Float
-    private let loraWorkspace: UnsafeMutablePointer<Float>?
-
-    // Workspace, sized for the widest layer.
-    private let x, xn, q, k, v, att, gate, up: UnsafeMutablePointer<Float>
-    private let scores: UnsafeMutablePointer<Float>
+    private let weights: StepWeights
+    /// Every layer's block (one shared forward with training), and the one set of buffers they all use.
+    private let blocks: [DecoderBlock]
+    private let buffers: DecoderBlock.Activations
+    private let workspace: LoRALinear.Workspace
+    private let x, xn, scores, ropeTable: UnsafeMutablePointer<Float>
     private let scoreCapacity: Int
-    private let ropeTable: UnsafeMutablePointer<Float>
-    private let weightScratch: UnsafeMutablePointer<Float>
-    private let weightScratchCount: Int
-    public let workspaceBytes: Int
-    /// The planned arena the buffers live in, when there is one.
-    public let arena: PlannedBuffers?
+    private let outputHead: LoRALinear
+    private let loraU: UnsafeMutablePointer<Float>?
     /// `logitsRows` rows of logits (logitsRows, V): one for a generation loop, every token for a
     /// forward that returns all logits, a prefill chunk for perplexity.
     public let logits: UnsafeMutablePointer<Float>
@@ -73,51 +69,54 @@ public final class InferenceSession: @unchecked Sendable {
     /// The first row of `logits`, for a generation loop.
     public var logitsRow: UnsafeMutablePointer<Float> { logits }
 
-    /// `adapter` must fit `model` (`LoRAAdapter.checkFits`).
-    /// `arena`: the session's planned arena (the transient part of `StepProgramBuilder.generation`
-    /// for this capacity, `logitsRows` and the default chunk); every buffer is then a view into it.
+    /// The generation program of a session: its transient part is what the arena holds.
+    public static func program(model: LlamaModel, capacity: Int, chunkSize: Int = defaultChunkSize, adapter: LoRAAdapter? = nil,
+                               logitsRows: Int = 1) throws -> StepProgram {
+        try StepProgramBuilder.generation(model.config.modelShape, Workload(
+            kind: .generate, seqLen: max(1, capacity), lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
+            baseDType: model.baseDType, logitsRows: max(1, logitsRows)), chunk: max(1, chunkSize))
+    }
+
+    /// `adapter` must fit `model` (`LoRAAdapter.checkFits`). `arena`: the session's program
+    /// (`program(…)` for the same settings) already placed; nil places it here. Throws when the
+    /// program cannot be placed or its arena made.
     public init(model: LlamaModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize, adapter: LoRAAdapter? = nil,
-                logitsRows: Int = 1, arena: PlannedBuffers? = nil) {
+                logitsRows: Int = 1, arena: PlannedBuffers? = nil) throws {
         let config = model.config
+        let arena = try arena ?? PlannedBuffers(Self.program(model: model, capacity: capacity, chunkSize: chunkSize, adapter: adapter,
+                                                             logitsRows: logitsRows))
         self.arena = arena
-        func take(_ count: Int) -> UnsafeMutablePointer<Float> {
-            arena?.take("session.workspace", floats: count) ?? .allocate(capacity: max(1, count))
-        }
         self.model = model
         self.chunkSize = max(1, chunkSize)
         self.adapter = adapter
         if let adapter {
             do { try adapter.checkFits(model) } catch { preconditionFailure("the adapter does not fit the model: \(error)") }
         }
-        loraPairs = adapter.map { adapter in adapter.layers.map { pairs in LoRATarget.layerTargets.map { pairs[$0] } } } ?? []
-        loraScaling = adapter?.scaling ?? 0
-        cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeadCount), headDim: config.headDim, capacity: max(1, capacity))
+        func buffer(_ b: GenerationBuffers) -> UnsafeMutablePointer<Float> { arena.require(b.rawValue) }
+        precondition(arena.floatCount(GenerationBuffers.rope.rawValue) == self.chunkSize * config.headDim,
+                     "the session's arena is planned for another chunk size")
+        cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: max(1, capacity))
         rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
-        let t = self.chunkSize, c = config.hiddenSize, d = config.headDim
-        let h = model.layers.map(\.shape.headCount).max() ?? 1
-        let kv = model.layers.map(\.shape.kvHeadCount).max() ?? 1
-        let i = model.layers.map(\.shape.intermediateSize).max() ?? 1
-        // Every head's scores for a block of query rows against every cached key: at least one
-        // row per head; long contexts use fewer rows per block to stay under 64 MB.
-        scoreCapacity = max(h * capacity, min(h * min(t, CausalAttention.maxBlockRows) * capacity, 16 << 20))
-        weightScratchCount = StepProgramBuilder.inferenceScratchFloats(base: model.baseDType)
-        let sizes = [t * c, t * c, t * h * d, t * kv * d, t * kv * d, t * h * d, t * i, t * i]
-        let buffers = sizes.map(take)
-        (x, xn, q, k, v, att, gate, up) = (buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5], buffers[6], buffers[7])
-        scores = take(scoreCapacity)
-        ropeTable = take(t * d)
-        weightScratch = take(weightScratchCount)
-        loraWorkspace = adapter.map { take(t * $0.rank) }
-        self.logitsRows = max(1, logitsRows)
-        logits = arena?.take("logits", floats: self.logitsRows * config.vocabSize) ?? .allocate(capacity: self.logitsRows * config.vocabSize)
-        arena?.checkFullyUsed()
-        workspaceBytes = 4 * (sizes.reduce(0, +) + scoreCapacity + t * d + weightScratchCount + t * (adapter?.rank ?? 0))
-    }
-
-    deinit {
-        guard arena == nil else { return }
-        for buffer in [x, xn, q, k, v, att, gate, up, scores, ropeTable, weightScratch, logits] { buffer.deallocate() }
-        loraWorkspace?.deallocate()
+        weights = StepWeights(model: model, copy: false)
+        (x, xn, scores, ropeTable) = (buffer(.hidden), buffer(.norm), buffer(.scores), buffer(.rope))
+        scoreCapacity = arena.floatCount(GenerationBuffers.scores.rawValue)
+        let loraU = arena.floats(GenerationBuffers.loraU.rawValue)
+        self.loraU = loraU
+        var shared = DecoderBlock.Activations(input: x, attentionNorm: xn, q: buffer(.q), k: buffer(.k), v: buffer(.v),
+                                              attention: buffer(.attention), residual: x, mlpNorm: xn, gate: buffer(.gate),
+                                              up: buffer(.up), act: buffer(.gate))
+        if let loraU, let adapter { for target in LoRATarget.layerTargets where adapter.targets.contains(target) { shared.loraU[target] = loraU } }
+        buffers = shared
+        // An fp32 model reads its weights in place and has no scratch planned (nor ever touches one).
+        workspace = LoRALinear.Workspace(scratch: arena.floats(GenerationBuffers.weightScratch.rawValue) ?? x,
+                                         scratchCount: arena.floatCount(GenerationBuffers.weightScratch.rawValue))
+        let rope = self.rope, weights = self.weights
+        blocks = weights.layers.enumerated().map {
+            DecoderBlock(layer: $0.element, index: $0.offset, adapter: adapter, dropoutSeed: nil, config: config, rope: rope)
+        }
+        outputHead = LoRALinear(weight: weights.lmHead, pair: adapter?.lmHead, scaling: adapter?.scaling ?? 0, dropout: nil)
+        logits = buffer(.logits)
+        self.logitsRows = arena.floatCount(GenerationBuffers.logits.rawValue) / config.vocabSize
     }
 
     public var length: Int { cache.length }
@@ -183,72 +182,23 @@ public final class InferenceSession: @unchecked Sendable {
         observe?(.finalNorm, xn, rows, firstToken)
     }
 
-    @inline(__always)
-    private func linear(_ input: UnsafePointer<Float>, rows: Int, _ weight: Weight, _ out: UnsafeMutablePointer<Float>,
-                        accumulate: Bool = false) {
-        Linear.forward(input, rows: rows, weight: weight, out: out, accumulate: accumulate,
-                       scratch: weightScratch, scratchCount: weightScratchCount)
-    }
-
     /// logits = x·lm_headᵀ (+ the adapter's lm_head pair).
     private func outputProjection(_ input: UnsafePointer<Float>, rows: Int, _ out: UnsafeMutablePointer<Float>) {
-        linear(input, rows: rows, model.lmHead, out)
-        if let pair = adapter?.lmHead {
-            LoRALinear.forward(input, rows: rows, pair: pair, scaling: loraScaling, out: out, workspace: loraWorkspace!)
-        }
-    }
-
-    /// Adds the adapter's share to a linear's output: `slot` is the target's index in
-    /// `LoRATarget.layerTargets`.
-    @inline(__always)
-    private func lora(_ pairs: [LoRAPair?]?, _ slot: Int, _ input: UnsafePointer<Float>, rows: Int, _ out: UnsafeMutablePointer<Float>) {
-        guard let pair = pairs?[slot] else { return }
-        LoRALinear.forward(input, rows: rows, pair: pair, scaling: loraScaling, out: out, workspace: loraWorkspace!)
+        outputHead.forward(input, rows: rows, out: out, u: loraU, workspace: workspace)
     }
 
     /// One chunk of T tokens through every layer; leaves the residual stream in `x`.
     private func forwardChunk(_ tokens: UnsafeBufferPointer<Int>, observe: ((HiddenState, UnsafePointer<Float>, Int, Int) -> Void)?,
                               firstToken: Int) {
-        let config = model.config
-        let c = config.hiddenSize, d = config.headDim, n = tokens.count
-        let position = cache.length
-        for (t, id) in tokens.enumerated() {
-            let row = model.embedding.rows(id..<(id + 1), scratch: x + t * c)
-            if row != UnsafePointer(x + t * c) { (x + t * c).update(from: row, count: c) }
-        }
+        let n = tokens.count, position = cache.length
+        Embedding.forward(tokens, table: model.embedding, out: x, hidden: model.config.hiddenSize)
         observe?(.embeddings, x, n, firstToken)
         rope.fillTable(ropeTable, tokens: n, position: position)
-        for (l, layer) in model.layers.enumerated() {
-            let h = layer.shape.headCount, kv = layer.shape.kvHeadCount, inter = layer.shape.intermediateSize
-            let pairs: [LoRAPair?]? = loraPairs.isEmpty ? nil : loraPairs[l]
-            // Attention block: x += o(attention(rope(q(norm(x))), rope(k(…)), v(…)))
-            layer.inputNorm.withUnsafeBufferPointer {
-                RMSNorm.forward(x, weight: $0.baseAddress!, out: xn, rows: n, cols: c, eps: config.rmsNormEps)
-            }
-            linear(xn, rows: n, layer.q, q)
-            lora(pairs, 0, xn, rows: n, q)
-            linear(xn, rows: n, layer.k, k)
-            lora(pairs, 1, xn, rows: n, k)
-            linear(xn, rows: n, layer.v, v)
-            lora(pairs, 2, xn, rows: n, v)
-            rope.apply(q, tokens: n, heads: h, rowStride: h * d, table: ropeTable)
-            rope.apply(k, tokens: n, heads: kv, rowStride: kv * d, table: ropeTable)
-            cache.store(layer: l, k: k, v: v, tokens: n, position: position)
-            CausalAttention.forward(q: q, out: att, tokens: n, position: position, heads: h, kvHeads: kv,
-                                    layer: l, cache: cache, scores: scores, scoreCapacity: scoreCapacity)
-            linear(att, rows: n, layer.o, x, accumulate: true)
-            lora(pairs, 3, att, rows: n, x)
-            // MLP block: x += down(silu(gate(norm(x))) · up(norm(x)))
-            layer.postAttentionNorm.withUnsafeBufferPointer {
-                RMSNorm.forward(x, weight: $0.baseAddress!, out: xn, rows: n, cols: c, eps: config.rmsNormEps)
-            }
-            linear(xn, rows: n, layer.gate, gate)
-            lora(pairs, 4, xn, rows: n, gate)
-            linear(xn, rows: n, layer.up, up)
-            lora(pairs, 5, xn, rows: n, up)
-            SwiGLU.forward(gate: gate, up: up, out: gate, count: n * inter)
-            linear(gate, rows: n, layer.down, x, accumulate: true)
-            lora(pairs, 6, gate, rows: n, x)
+        for (l, block) in blocks.enumerated() {
+            block.attentionForward(buffers, rows: n, attention: .cached(cache, layer: l, position: position, scores: scores,
+                                                                        scoreCapacity: scoreCapacity),
+                                   ropeTable: ropeTable, workspace: workspace)
+            block.mlpForward(buffers, rows: n, output: x, workspace: workspace)
             observe?(.layer(l), x, n, firstToken)
         }
         cache.length = position + n

@@ -2,11 +2,8 @@ import Foundation
 import MemoryPlanner
 
 /// Runtime's view of a LoRA target (the enum itself lives in MemoryPlanner, which plans adapters
-/// without weights): the order a decoder layer uses them in, and PEFT's module paths.
+/// without weights): PEFT's module paths.
 extension LoRATarget {
-    /// The per-layer targets, in the order a decoder layer uses them.
-    public static let layerTargets: [LoRATarget] = [.q, .k, .v, .o, .gate, .up, .down]
-
     /// PEFT's module path inside a LlamaForCausalLM (without `base_model.model.`).
     public func modulePath(layer: Int) -> String {
         switch self {
@@ -66,13 +63,13 @@ public final class LoRAAdapter: @unchecked Sendable {
     }
 
     /// (out, in) of a target's base linear.
-    public static func shape(of target: LoRATarget, layer: LlamaConfig.LayerShape, hidden c: Int, headDim d: Int, vocab: Int) -> (Int, Int) {
+    public static func shape(of target: LoRATarget, layer: ModelShape.Layer, hidden c: Int, headDim d: Int, vocab: Int) -> (Int, Int) {
         switch target {
-        case .q: return (layer.headCount * d, c)
-        case .k, .v: return (layer.kvHeadCount * d, c)
-        case .o: return (c, layer.headCount * d)
-        case .gate, .up: return (layer.intermediateSize, c)
-        case .down: return (c, layer.intermediateSize)
+        case .q: return (layer.heads * d, c)
+        case .k, .v: return (layer.kvHeads * d, c)
+        case .o: return (c, layer.heads * d)
+        case .gate, .up: return (layer.intermediate, c)
+        case .down: return (c, layer.intermediate)
         case .lmHead: return (vocab, c)
         }
     }

@@ -64,19 +64,3 @@ extension LoRAAdapter {
         if let lmHead { try check(lmHead, on: model.lmHead, path: LoRATarget.lmHead.modulePath(layer: 0)) }
     }
 }
-
-extension LlamaModel.DecoderLayer {
-    /// The linear a per-layer target sits on.
-    public func weight(_ target: LoRATarget) -> Weight {
-        switch target {
-        case .q: return q
-        case .k: return k
-        case .v: return v
-        case .o: return o
-        case .gate: return gate
-        case .up: return up
-        case .down: return down
-        case .lmHead: preconditionFailure("lm_head is not a decoder-layer linear")
-        }
-    }
-}

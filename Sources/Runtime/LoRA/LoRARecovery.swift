@@ -51,7 +51,7 @@ public enum LoRARecovery {
         let original = manifest.original.map(\.shape)
         guard target.layers == original else {
             let layer = zip(target.layers, original).enumerated().first { $0.element.0 != $0.element.1 }?.offset
-            throw Failure.targetMismatch(layer.map { "layer \($0) has \(target.layers[$0].headCount) heads, \(target.layers[$0].kvHeadCount) kv heads, \(target.layers[$0].intermediateSize) neurons; the original had \(original[$0].headCount), \(original[$0].kvHeadCount), \(original[$0].intermediateSize)" }
+            throw Failure.targetMismatch(layer.map { "layer \($0) has \(target.layers[$0].heads) heads, \(target.layers[$0].kvHeads) kv heads, \(target.layers[$0].intermediate) neurons; the original had \(original[$0].heads), \(original[$0].kvHeads), \(original[$0].intermediate)" }
                                          ?? "\(target.layerCount) layers, the original had \(original.count)")
         }
         guard adapter.layers.count == target.layerCount else {

@@ -12,7 +12,7 @@ import MemoryPlanner
 /// Saving writes F32 tensors without `.default`, each file by temporary name and rename.
 ///
 ///     let adapter = try PEFTAdapterFile.load(directory: url, model: model)
-///     let session = InferenceSession(model: model, capacity: 512, adapter: adapter)
+///     let session = try InferenceSession(model: model, capacity: 512, adapter: adapter)
 ///     try PEFTAdapterFile.save(adapter, to: out, baseModelNameOrPath: "/models/llama")
 public enum PEFTAdapterFile {
     public static let weightsFileName = "adapter_model.safetensors"

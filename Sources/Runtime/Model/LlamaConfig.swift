@@ -22,19 +22,7 @@ public struct LlamaConfig: Equatable, Sendable {
     /// `dtype` / `torch_dtype` of the checkpoint, if stated ("float32", "bfloat16", "float16").
     public var declaredDType: String?
     /// Per-layer shapes; uniform for an original model, varying for a pruned one.
-    public var layers: [LayerShape]
-
-    /// A decoder layer's widths: query heads, key/value heads and MLP neurons.
-    public struct LayerShape: Equatable, Sendable {
-        public var headCount: Int
-        public var kvHeadCount: Int
-        public var intermediateSize: Int
-        public init(headCount: Int, kvHeadCount: Int, intermediateSize: Int) {
-            self.headCount = headCount
-            self.kvHeadCount = kvHeadCount
-            self.intermediateSize = intermediateSize
-        }
-    }
+    public var layers: [ModelShape.Layer]
 
     public enum RopeScaling: Equatable, Sendable {
         case linear(factor: Double)
@@ -65,7 +53,7 @@ public struct LlamaConfig: Equatable, Sendable {
         self.bosTokenId = bosTokenId
         self.eosTokenIds = eosTokenIds
         self.declaredDType = declaredDType
-        self.layers = Array(repeating: LayerShape(headCount: headCount, kvHeadCount: kvHeadCount, intermediateSize: intermediateSize),
+        self.layers = Array(repeating: ModelShape.Layer(heads: headCount, kvHeads: kvHeadCount, intermediate: intermediateSize),
                             count: layerCount)
     }
 
@@ -132,7 +120,7 @@ public struct LlamaConfig: Equatable, Sendable {
             throw FormatError(file: file, "rope_scaling.divisors has \(divisors.count) values for \(headDim / 2) rotary frequencies")
         }
         layers = try Self.parseLayerShapes(object, file: file, layerCount: layerCount,
-                                           uniform: LayerShape(headCount: headCount, kvHeadCount: kvHeadCount, intermediateSize: intermediateSize))
+                                           uniform: ModelShape.Layer(heads: headCount, kvHeads: kvHeadCount, intermediate: intermediateSize))
         try checkSizes(file: file)
     }
 
@@ -182,7 +170,7 @@ public struct LlamaConfig: Equatable, Sendable {
     }
 
     /// A pruned model records its per-layer widths under `loram.layers`; an original has none.
-    static func parseLayerShapes(_ object: [String: Any], file: String, layerCount: Int, uniform: LayerShape) throws -> [LayerShape] {
+    static func parseLayerShapes(_ object: [String: Any], file: String, layerCount: Int, uniform: ModelShape.Layer) throws -> [ModelShape.Layer] {
         guard let loram = object["loram"] as? [String: Any], let entries = loram["layers"] as? [[String: Any]] else {
             return Array(repeating: uniform, count: layerCount)
         }
@@ -191,11 +179,9 @@ public struct LlamaConfig: Equatable, Sendable {
         }
         return try entries.enumerated().map { index, entry in
             let fields = ConfigFields(entry, file: file, prefix: "loram.layers[\(index)].")
-            let shape = LayerShape(headCount: try fields.positiveInt("num_attention_heads"),
-                                   kvHeadCount: try fields.positiveInt("num_key_value_heads"),
-                                   intermediateSize: try fields.positiveInt("intermediate_size"))
-            guard shape.headCount % shape.kvHeadCount == 0 else {
-                throw FormatError(file: file, "loram.layers[\(index)]: \(shape.headCount) heads is not a multiple of \(shape.kvHeadCount) kv heads")
+            let shape = ModelShape.Layer(heads: try fields.positiveInt("num_attention_heads"), kvHeads: try fields.positiveInt("num_key_value_heads"), intermediate: try fields.positiveInt("intermediate_size"))
+            guard shape.heads % shape.kvHeads == 0 else {
+                throw FormatError(file: file, "loram.layers[\(index)]: \(shape.heads) heads is not a multiple of \(shape.kvHeads) kv heads")
             }
             return shape
         }
@@ -224,10 +210,10 @@ public struct LlamaConfig: Equatable, Sendable {
         case .divisors(let divisors):
             object["rope_scaling"] = ["rope_type": "loram_divisors", "divisors": divisors.map(Double.init)]
         }
-        let uniform = LayerShape(headCount: headCount, kvHeadCount: kvHeadCount, intermediateSize: intermediateSize)
+        let uniform = ModelShape.Layer(heads: headCount, kvHeads: kvHeadCount, intermediate: intermediateSize)
         if layers.contains(where: { $0 != uniform }) {
             object["loram"] = ["layers": layers.map {
-                ["num_attention_heads": $0.headCount, "num_key_value_heads": $0.kvHeadCount, "intermediate_size": $0.intermediateSize]
+                ["num_attention_heads": $0.heads, "num_key_value_heads": $0.kvHeads, "intermediate_size": $0.intermediate]
             }]
         }
         return object
@@ -311,6 +297,6 @@ extension LlamaConfig {
     /// The widths the memory planner needs, per layer.
     public var modelShape: ModelShape {
         ModelShape(hidden: hiddenSize, headDim: headDim, vocab: vocabSize, tiedEmbeddings: tiedEmbeddings,
-                   layers: layers.map { .init(heads: $0.headCount, kvHeads: $0.kvHeadCount, intermediate: $0.intermediateSize) })
+                   layers: layers.map { .init(heads: $0.heads, kvHeads: $0.kvHeads, intermediate: $0.intermediate) })
     }
 }

@@ -5,8 +5,8 @@ import MemoryPlanner
 /// final RMSNorm and the output projection (the embedding matrix itself when tied). Layers carry
 /// their own widths, so a structurally pruned model is the same type.
 public final class LlamaModel: @unchecked Sendable {
-    public struct DecoderLayer {
-        public var shape: LlamaConfig.LayerShape
+    public struct DecoderLayer: LayerLinears {
+        public var shape: ModelShape.Layer
         public var inputNorm: [Float]
         public var postAttentionNorm: [Float]
         public var q, k, v, o: Weight
@@ -128,7 +128,7 @@ public final class LlamaModel: @unchecked Sendable {
         }
         try require("model.embed_tokens.weight", [config.vocabSize, c])
         for (i, shape) in config.layers.enumerated() {
-            let p = "model.layers.\(i).", q = shape.headCount * d, kv = shape.kvHeadCount * d, inter = shape.intermediateSize
+            let p = "model.layers.\(i).", q = shape.heads * d, kv = shape.kvHeads * d, inter = shape.intermediate
             for (name, expected) in [("input_layernorm", [c]), ("post_attention_layernorm", [c]), ("self_attn.q_proj", [q, c]),
                                      ("self_attn.k_proj", [kv, c]), ("self_attn.v_proj", [kv, c]), ("self_attn.o_proj", [c, q]),
                                      ("mlp.gate_proj", [inter, c]), ("mlp.up_proj", [inter, c]), ("mlp.down_proj", [c, inter])] {
@@ -155,7 +155,7 @@ public final class LlamaModel: @unchecked Sendable {
         var layers: [DecoderLayer] = []
         for (i, shape) in config.layers.enumerated() {
             let p = "model.layers.\(i)."
-            let h = shape.headCount, kv = shape.kvHeadCount, inter = shape.intermediateSize
+            let h = shape.heads, kv = shape.kvHeads, inter = shape.intermediate
             layers.append(DecoderLayer(
                 shape: shape,
                 inputNorm: try norm(p + "input_layernorm.weight"),

@@ -51,9 +51,9 @@ public enum ModelMaker {
         let layers = config.layers.map { shape in
             LlamaModel.DecoderLayer(
                 shape: shape, inputNorm: norm(), postAttentionNorm: norm(),
-                q: weight(shape.headCount * d, c), k: weight(shape.kvHeadCount * d, c), v: weight(shape.kvHeadCount * d, c),
-                o: weight(c, shape.headCount * d),
-                gate: weight(shape.intermediateSize, c), up: weight(shape.intermediateSize, c), down: weight(c, shape.intermediateSize))
+                q: weight(shape.heads * d, c), k: weight(shape.kvHeads * d, c), v: weight(shape.kvHeads * d, c),
+                o: weight(c, shape.heads * d),
+                gate: weight(shape.intermediate, c), up: weight(shape.intermediate, c), down: weight(c, shape.intermediate))
         }
         let finalNorm = norm()
         let lmHead = config.tiedEmbeddings ? nil : weight(config.vocabSize, c)

@@ -50,14 +50,14 @@ public struct PruningManifest: Codable, Equatable, Sendable {
         public var kvHeads: Int
         public var intermediate: Int
 
-        public init(_ shape: LlamaConfig.LayerShape) {
-            heads = shape.headCount
-            kvHeads = shape.kvHeadCount
-            intermediate = shape.intermediateSize
+        public init(_ shape: ModelShape.Layer) {
+            heads = shape.heads
+            kvHeads = shape.kvHeads
+            intermediate = shape.intermediate
         }
 
-        public var shape: LlamaConfig.LayerShape {
-            LlamaConfig.LayerShape(headCount: heads, kvHeadCount: kvHeads, intermediateSize: intermediate)
+        public var shape: ModelShape.Layer {
+            ModelShape.Layer(heads: heads, kvHeads: kvHeads, intermediate: intermediate)
         }
     }
 
@@ -74,7 +74,7 @@ public struct PruningManifest: Codable, Equatable, Sendable {
     }
 
     public init(method: PruningMethod, ratio: Double, layers: Range<Int>? = nil, seed: UInt64? = nil, pattern: String? = nil,
-                original: [LlamaConfig.LayerShape], kept: [KeptIndices?]) {
+                original: [ModelShape.Layer], kept: [KeptIndices?]) {
         self.method = method
         self.ratio = ratio
         self.layers = layers.map { [$0.lowerBound, $0.upperBound] }
@@ -124,14 +124,14 @@ public struct PruningManifest: Codable, Equatable, Sendable {
             let actual = config.layers[i]
             guard let entry else {
                 guard actual == widths.shape else {
-                    throw fail("layer \(i) has no kept indices but config.json gives it \(actual.headCount) heads, \(actual.kvHeadCount) kv heads, \(actual.intermediateSize) neurons, not the original \(widths.heads), \(widths.kvHeads), \(widths.intermediate)")
+                    throw fail("layer \(i) has no kept indices but config.json gives it \(actual.heads) heads, \(actual.kvHeads) kv heads, \(actual.intermediate) neurons, not the original \(widths.heads), \(widths.kvHeads), \(widths.intermediate)")
                 }
                 continue
             }
             guard method.isStructured else { throw fail("layer \(i) has kept indices, but \(method.rawValue) pruning keeps shapes") }
-            try Self.checkIndices(entry.qHeads, count: actual.headCount, limit: widths.heads, what: "qHeads", layer: i)
-            try Self.checkIndices(entry.kvHeads, count: actual.kvHeadCount, limit: widths.kvHeads, what: "kvHeads", layer: i)
-            try Self.checkIndices(entry.neurons, count: actual.intermediateSize, limit: widths.intermediate, what: "neurons", layer: i)
+            try Self.checkIndices(entry.qHeads, count: actual.heads, limit: widths.heads, what: "qHeads", layer: i)
+            try Self.checkIndices(entry.kvHeads, count: actual.kvHeads, limit: widths.kvHeads, what: "kvHeads", layer: i)
+            try Self.checkIndices(entry.neurons, count: actual.intermediate, limit: widths.intermediate, what: "neurons", layer: i)
             let group = widths.heads / widths.kvHeads
             // Counts first: the list below is as long as the file's own qHeads list only then.
             guard entry.qHeads.count == entry.kvHeads.count * group, entry.qHeads == entry.kvHeads.flatMap({ kv in (kv * group)..<(kv * group + group) }) else {

@@ -37,8 +37,8 @@ public enum StructuredImportance {
 
     func scores(layer l: Int, of model: LlamaModel, random: RandomScores?) -> LayerScores {
         let layer = model.layers[l], shape = layer.shape, d = model.config.headDim
-        let isMHA = shape.headCount == shape.kvHeadCount
-        let groups = isMHA ? shape.headCount : shape.kvHeadCount
+        let isMHA = shape.heads == shape.kvHeads
+        let groups = isMHA ? shape.heads : shape.kvHeads
         func salience(_ target: LoRATarget) -> GroupSalience {
             switch self {
             case .l2, .random: return GroupSalience(layer.weight(target), gradient: nil)
@@ -48,7 +48,7 @@ public enum StructuredImportance {
             }
         }
         if case .random = self, let random {
-            return LayerScores(attention: random.draw(groups), neurons: random.draw(shape.intermediateSize))
+            return LayerScores(attention: random.draw(groups), neurons: random.draw(shape.intermediate))
         }
         var attention: [Double]
         if isMHA {
@@ -61,7 +61,7 @@ public enum StructuredImportance {
             attention = (0..<groups).map { j in k.rowSum(j * d, d) }
         }
         let gate = salience(.gate), up = salience(.up), down = salience(.down)
-        let neurons = (0..<shape.intermediateSize).map { n in gate.rows[n] + up.rows[n] + down.columns[n] }
+        let neurons = (0..<shape.intermediate).map { n in gate.rows[n] + up.rows[n] + down.columns[n] }
         return LayerScores(attention: attention, neurons: neurons)
     }
 

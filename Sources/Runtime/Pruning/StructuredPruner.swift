@@ -44,8 +44,8 @@ public enum StructuredPruner {
             try checkpoint()
             let original = model.layers[l], target = prunedShape.layers[l]
             let scores = importance.scores(layer: l, of: model, random: random)
-            let isMHA = original.shape.headCount == original.shape.kvHeadCount
-            let group = original.shape.headCount / original.shape.kvHeadCount
+            let isMHA = original.shape.heads == original.shape.kvHeads
+            let group = original.shape.heads / original.shape.kvHeads
             let kvHeads: [Int], qHeads: [Int]
             if isMHA {
                 qHeads = StructuredImportance.top(target.heads, of: scores.attention)
@@ -57,7 +57,7 @@ public enum StructuredPruner {
             let neurons = StructuredImportance.top(target.intermediate, of: scores.neurons)
             let indices = PruningManifest.KeptIndices(qHeads: qHeads, kvHeads: kvHeads, neurons: neurons)
             kept[l] = indices
-            let shape = LlamaConfig.LayerShape(headCount: target.heads, kvHeadCount: target.kvHeads, intermediateSize: target.intermediate)
+            let shape = ModelShape.Layer(heads: target.heads, kvHeads: target.kvHeads, intermediate: target.intermediate)
             prunedConfig.layers[l] = shape
             layers[l] = slice(original, keeping: indices, shape: shape, headDim: d)
         }
@@ -69,7 +69,7 @@ public enum StructuredPruner {
 
     /// `layer` cut down to the kept heads and neurons.
     static func slice(_ layer: LlamaModel.DecoderLayer, keeping kept: PruningManifest.KeptIndices,
-                      shape: LlamaConfig.LayerShape, headDim d: Int) -> LlamaModel.DecoderLayer {
+                      shape: ModelShape.Layer, headDim d: Int) -> LlamaModel.DecoderLayer {
         let q = contiguousRanges(kept.qHeads, width: d), kv = contiguousRanges(kept.kvHeads, width: d)
         let neurons = contiguousRanges(kept.neurons)
         return LlamaModel.DecoderLayer(

@@ -8,10 +8,10 @@ import MemoryPlanner
 /// labelled token of the set, as LLM-Pruner's one batch of 10 × 64 tokens computes it; its scale
 /// does not change the ranking.
 ///
-///     let calibration = TaylorCalibration(model: model, examples: dataset.sequences(seqLen: 64), seqLen: 64)
+///     let calibration = try TaylorCalibration(model: model, examples: dataset.sequences(seqLen: 64), seqLen: 64)
 ///     let pruned = try StructuredPruner.prune(model, ratio: 0.5, importance: .taylor(calibration))
 public final class TaylorCalibration: @unchecked Sendable {
-    public let weights: TrainingWeights
+    public let weights: StepWeights
     public let gradients: GradientBuffers
     /// The calibration loss (mean over labelled tokens) and how many tokens it averaged.
     public let loss: Double
@@ -29,19 +29,15 @@ public final class TaylorCalibration: @unchecked Sendable {
         try plan(config: config, seqLen: seqLen, microBatch: microBatch).peakBytes
     }
 
-    public convenience init(model: LlamaModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1) {
-        // A checkpoint that never throws: this cannot fail.
-        try! self.init(model: model, examples: examples, seqLen: seqLen, microBatch: microBatch, checkpoint: {})
-    }
-
-    /// `checkpoint` runs before each calibration batch; what it throws (a cancellation) ends the
-    /// pass, and the fp32 copy and its gradients go with it.
+    /// `checkpoint` runs before each calibration batch and between layers; what it throws (a
+    /// cancellation) ends the pass, and the fp32 copy and its gradients go with it. Throws as well
+    /// when the plan cannot be placed or its arena made.
     public init(model: LlamaModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1,
-                checkpoint: () throws -> Void) throws {
-        weights = TrainingWeights(model: model, copy: true)
+                checkpoint: () throws -> Void = {}) throws {
+        weights = StepWeights(model: model, copy: true)
         gradients = GradientBuffers(weights: weights, frozen: ["embed_tokens", "lm_head", "norm"])
-        let arena = try? PlannedBuffers(Self.plan(config: model.config, seqLen: seqLen, microBatch: microBatch).program)
-        let step = TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: microBatch,
+        let arena = try PlannedBuffers(Self.plan(config: model.config, seqLen: seqLen, microBatch: microBatch).program)
+        let step = try TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: microBatch,
                                 seqLen: seqLen, checkpointing: false, arena: arena)
         let batches = DataLoader.singlePass(examples: examples, mode: .truncate, microBatch: microBatch, seqLen: seqLen,
                                             padId: model.config.eosTokenIds.first ?? 0)
@@ -50,7 +46,7 @@ public final class TaylorCalibration: @unchecked Sendable {
         var lossSum = 0.0
         for batch in batches {
             try checkpoint()
-            lossSum += step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: nil).lossSum
+            lossSum += try step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: nil, checkpoint: checkpoint).lossSum
         }
         loss = lossSum / Double(normalizer)
         tokens = batches.reduce(0) { $0 + $1.lossTokens }
@@ -58,7 +54,7 @@ public final class TaylorCalibration: @unchecked Sendable {
 
     /// The fp32 weight and its gradient of `target` in layer `layer`.
     func tensors(layer: Int, _ target: LoRATarget) -> (Weight, UnsafePointer<Float>) {
-        let weight = weights.layers[layer].linear(target)
+        let weight = weights.layers[layer].weight(target)
         guard let gradient = gradients.gradient(for: weight) else { preconditionFailure("no gradient for layer \(layer) \(target)") }
         return (weight, UnsafePointer(gradient))
     }

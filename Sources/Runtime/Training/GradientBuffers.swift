@@ -30,7 +30,7 @@ public final class GradientBuffers: @unchecked Sendable {
 
     /// Gradients for every base tensor whose name does not contain one of `frozen` (e.g. "lm_head").
     /// A tied embedding is one tensor: frozen if either of its names is.
-    public init(weights: TrainingWeights, frozen: Set<String>) {
+    public init(weights: StepWeights, frozen: Set<String>) {
         let config = weights.config
         // The planner's rule (FrozenTensors), so the plan counts exactly the gradients made here.
         let rule = FrozenTensors(frozen)

@@ -1,15 +1,15 @@
 import Foundation
 import MemoryPlanner
 
-/// A step's planned arena, handing out the runtime's buffers as views into the planned buffers:
-/// each planned buffer (e.g. "layers.3.saved") is carved, in a fixed order, into the step's
-/// sub-buffers, and must be used exactly to its last byte, so the plan and the code cannot drift.
+/// A step program placed in its arena: every planned buffer (e.g. "layers.3.attn.q") is a view at
+/// its planned offset, taken by the name the program gives it, so the runtime holds no size or
+/// buffer of its own and buffers whose lifetimes do not meet share memory.
 public final class PlannedBuffers: @unchecked Sendable {
     public let placement: BestFitPlacement
     public let arena: PlanArena
     private let indexByName: [String: Int]
-    private var used: [Int: Int] = [:]
 
+    /// Places the transient part of `program`.
     public convenience init(_ program: StepProgram) throws {
         try self.init(placement: try BestFitPlacement(program.transientOnly()))
     }
@@ -22,21 +22,25 @@ public final class PlannedBuffers: @unchecked Sendable {
         indexByName = Dictionary(uniqueKeysWithValues: placement.program.buffers.enumerated().map { ($0.element.name, $0.offset) })
     }
 
+    public var program: StepProgram { placement.program }
+
     /// The transient peak the step runs in.
     public var peakBytes: Int { placement.peak }
 
-    func take(_ name: String, floats count: Int) -> UnsafeMutablePointer<Float> {
-        guard let index = indexByName[name] else { preconditionFailure("the plan has no buffer \(name)") }
-        let offset = used[index, default: 0]
-        let bytes = placement.program.buffers[index].bytes
-        precondition(offset + count * 4 <= bytes, "\(name): the step uses more than the \(bytes) bytes planned")
-        used[index] = offset + count * 4
-        return (arena.pointer(for: index) + offset).assumingMemoryBound(to: Float.self)
+    /// The buffer `name` as floats, nil when the program has none by that name.
+    public func floats(_ name: String) -> UnsafeMutablePointer<Float>? {
+        indexByName[name].map { arena.pointer(for: $0).assumingMemoryBound(to: Float.self) }
     }
 
-    func checkFullyUsed() {
-        for (index, buffer) in placement.program.buffers.enumerated() {
-            precondition(used[index, default: 0] == buffer.bytes, "\(buffer.name): planned \(buffer.bytes) bytes, the step uses \(used[index, default: 0])")
-        }
+    /// The buffer `name`, which the program must have: a missing one means the runtime and the
+    /// builder disagree, a bug, not an input error.
+    func require(_ name: String) -> UnsafeMutablePointer<Float> {
+        guard let pointer = floats(name) else { preconditionFailure("the step program has no buffer \(name)") }
+        return pointer
+    }
+
+    /// How many floats the program gives `name` (0 when it has none).
+    public func floatCount(_ name: String) -> Int {
+        indexByName[name].map { placement.program.buffers[$0].bytes / 4 } ?? 0
     }
 }

@@ -91,7 +91,7 @@ public final class TrainingJob: @unchecked Sendable {
     }
 
     public let settings: Settings
-    public let weights: TrainingWeights
+    public let weights: StepWeights
     public let adapter: LoRAAdapter?
     public let gradients: GradientBuffers
     public let step: TrainingStep
@@ -104,15 +104,16 @@ public final class TrainingJob: @unchecked Sendable {
 
     /// LoRA training when `adapter` is given (the model stays untouched); full-parameter training
     /// of an fp32 copy of the model otherwise. `placement`: the step program's transient part
-    /// already placed (the daemon places it to charge the budget); nil places it here.
+    /// already placed (the daemon places it to charge the budget); nil places it here. Throws when
+    /// the program cannot be placed or its arena made.
     public init(model: LlamaModel, adapter: LoRAAdapter?, examples: [Dataset.Example], settings: Settings,
-                placement: BestFitPlacement? = nil) {
+                placement: BestFitPlacement? = nil) throws {
         self.settings = settings
         self.adapter = adapter
-        weights = TrainingWeights(model: model, copy: adapter == nil, untie: settings.untieEmbeddings)
+        weights = StepWeights(model: model, copy: adapter == nil, untie: settings.untieEmbeddings)
         gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: Set(settings.frozen))
         // The step runs in its planned arena.
-        let arena = try? placement.map { try PlannedBuffers(placement: $0) }
+        let arena = try placement.map { try PlannedBuffers(placement: $0) }
             ?? PlannedBuffers(Self.stepProgram(config: model.config, adapter: adapter, settings: settings))
         step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: settings.microBatch,
                             seqLen: settings.seqLen, checkpointing: settings.checkpointing, arena: arena)
@@ -135,8 +136,13 @@ public final class TrainingJob: @unchecked Sendable {
 
     public var isFinished: Bool { completedSteps >= settings.steps }
 
-    /// One optimizer step over `gradAccum` micro-batches.
-    public func runStep() -> StepResult {
+    /// One optimizer step over `gradAccum` micro-batches, not to be cancelled.
+    public func runStep() -> StepResult { runStep(checkpoint: {}) }
+
+    /// One optimizer step over `gradAccum` micro-batches. `checkpoint` runs between layers; what
+    /// it throws (a cancellation) ends the step before the optimizer, with the data position as it
+    /// was, so the job goes on as if the step had not started.
+    public func runStep(checkpoint: () throws -> Void) rethrows -> StepResult {
         let start = DispatchTime.now().uptimeNanoseconds
         gradients.zero()
         // The loss is normalised by the labelled tokens of all gradAccum micro-batches, known only
@@ -147,10 +153,17 @@ public final class TrainingJob: @unchecked Sendable {
         for _ in 0..<settings.gradAccum { labelled += counter.next().lossTokens }
         let normalizer = max(1, labelled)
         var lossSum = 0.0
-        for index in 0..<settings.gradAccum {
-            let batch = loader.next()
-            let seed = (adapter?.dropout ?? 0) > 0 ? Self.dropoutSeed(settings.seed, step: completedSteps, micro: index) : nil
-            lossSum += step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: seed).lossSum
+        let position = loader
+        do {
+            for index in 0..<settings.gradAccum {
+                let batch = loader.next()
+                let seed = (adapter?.dropout ?? 0) > 0 ? Self.dropoutSeed(settings.seed, step: completedSteps, micro: index) : nil
+                lossSum += try step.run(ids: batch.ids, labels: batch.labels, normalizer: normalizer, dropoutSeed: seed,
+                                        checkpoint: checkpoint).lossSum
+            }
+        } catch {
+            loader = position
+            throw error
         }
         zeroMask?.maskGradients()
         let buffers = gradients.entries.map { UnsafeMutableBufferPointer(start: $0.gradient, count: $0.count) }
@@ -283,7 +296,7 @@ public final class TrainingJob: @unchecked Sendable {
             let targets = Set(shape.targets.compactMap(LoRATarget.init(rawValue:)))
             adapter = LoRAAdapter(config: model.config, rank: shape.rank, alpha: shape.alpha, dropout: shape.dropout, targets: targets)
         }
-        let job = TrainingJob(model: model, adapter: adapter, examples: examples, settings: state.settings)
+        let job = try TrainingJob(model: model, adapter: adapter, examples: examples, settings: state.settings)
         let parameters = try SafetensorsFile(url: directory.appendingPathComponent(parametersFile))
         let moments = try SafetensorsFile(url: directory.appendingPathComponent(optimizerFile))
         func read(_ file: SafetensorsFile, _ name: String, count: Int) throws -> [Float] {

@@ -16,7 +16,7 @@ final class ModelConfigFuzzTests: XCTestCase {
         llama3.tiedEmbeddings = true
         llama3.eosTokenIds = [2, 3]
         var pruned = FuzzModels.microConfig
-        pruned.layers[1] = .init(headCount: 1, kvHeadCount: 1, intermediateSize: 12)
+        pruned.layers[1] = .init(heads: 1, kvHeads: 1, intermediate: 12)
         var linear = FuzzModels.microConfig
         linear.ropeScaling = .linear(factor: 2)
         return [try FuzzModels.microConfig.jsonData(), try Data(contentsOf: Fixtures.tinyModel.appendingPathComponent("config.json")),

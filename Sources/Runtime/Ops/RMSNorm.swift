@@ -1,17 +1,25 @@
 import CKernels
 
-/// RMSNorm as LLaMA defines it: out = x / sqrt(mean(x²) + eps) · w, per row.
-/// Shapes: x, out (T, C); weight (C). `out` may alias `x`.
+/// RMSNorm as LLaMA defines it: out = x / sqrt(mean(x²) + eps) · w, per row, and its backward.
+/// Shapes: x, out (T, C); weight (C); inverse (T). `out` may alias `x`.
 public enum RMSNorm {
+    /// With `inverse`, 1/rms of each row is kept there for the backward (training); without, the
+    /// fused kernel normalises in one pass (inference).
     public static func forward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                               rows: Int, cols: Int, eps: Float) {
-        Parallel.ranges(rows, costPerItem: cols) { range in
-            lk_rmsnorm(x, weight, out, cols, eps, range.lowerBound, range.upperBound)
+                               rows: Int, cols: Int, eps: Float, inverse: UnsafeMutablePointer<Float>? = nil) {
+        guard let inverse else {
+            Parallel.ranges(rows, costPerItem: cols) { range in
+                lk_rmsnorm(x, weight, out, cols, eps, range.lowerBound, range.upperBound)
+            }
+            return
+        }
+        inverseRMS(x, rows: rows, cols: cols, eps: eps, out: inverse)
+        for row in 0..<rows {
+            let r = inverse[row], xr = x + row * cols, o = out + row * cols
+            for i in 0..<cols { o[i] = xr[i] * r * weight[i] }
         }
     }
-}
 
-extension RMSNorm {
     /// 1 / sqrt(mean(x²) + eps) per row, what the backward needs from the forward.
     /// Shapes: x (T, C); out (T).
     public static func inverseRMS(_ x: UnsafePointer<Float>, rows: Int, cols: Int, eps: Float, out: UnsafeMutablePointer<Float>) {

@@ -1,27 +1,14 @@
 import MemoryPlanner
 
-/// The weights a training step reads. For LoRA they are the loaded model's own (read-only, in
+/// The weights a step reads, training or inference. For LoRA and inference they are the loaded model's own (read-only, in
 /// whatever dtype it holds); for full-parameter training they are an owned fp32 copy the job
 /// updates in place. Norm weights always live in owned buffers so they can be trained.
-public final class TrainingWeights: @unchecked Sendable {
-    public struct Layer {
-        public let shape: LlamaConfig.LayerShape
+public final class StepWeights: @unchecked Sendable {
+    public struct Layer: LayerLinears {
+        public let shape: ModelShape.Layer
         public let inputNorm: UnsafeMutablePointer<Float>
         public let postAttentionNorm: UnsafeMutablePointer<Float>
         public let q, k, v, o, gate, up, down: Weight
-
-        public func linear(_ target: LoRATarget) -> Weight {
-            switch target {
-            case .q: return q
-            case .k: return k
-            case .v: return v
-            case .o: return o
-            case .gate: return gate
-            case .up: return up
-            case .down: return down
-            case .lmHead: preconditionFailure("lm_head is not a layer linear")
-            }
-        }
     }
 
     public let config: LlamaConfig

@@ -1,0 +1,128 @@
+import MemoryPlanner
+
+/// One decoder layer as LLaMA defines it, the one forward inference and training share, with
+/// each block's backward beside its forward:
+///
+///     attention block: residual = x + o(attention(rope(q(n)), rope(k(n)), v(n))),  n = rmsnorm(x)
+///     MLP block:       output = residual + down(silu(gate(m)) · up(m)),            m = rmsnorm(residual)
+///
+/// Buffers are the caller's. Inference passes one set every layer reuses (the residual stream
+/// updated in place, one norm buffer, act written over gate, no rms kept); training passes the
+/// layer's own set from its step program, every slot kept for the backward.
+/// Axes: T rows, C hidden, H/KV heads, D head dim, I MLP width, r LoRA rank.
+struct DecoderBlock {
+    let q, k, v, o, gate, up, down: LoRALinear
+    let inputNorm, postAttentionNorm: UnsafeMutablePointer<Float>
+    let heads, kvHeads, intermediate, hidden: Int
+    let eps: Float
+    let rope: RotaryEmbedding
+
+    /// A layer's buffers. Training only: `attentionNormRMS`/`mlpNormRMS` (1/rms per row) and
+    /// `probs` (B, H, S, S). `loraU`: x·Aᵀ per targeted linear (training keeps each; inference
+    /// points them all at one workspace).
+    struct Activations {
+        var input, attentionNorm, q, k, v, attention, residual, mlpNorm, gate, up, act: UnsafeMutablePointer<Float>
+        var attentionNormRMS, mlpNormRMS, probs: UnsafeMutablePointer<Float>?
+        var loraU: [LoRATarget: UnsafeMutablePointer<Float>] = [:]
+    }
+
+    /// Where keys and values come from.
+    enum Attention {
+        /// Into the cache at `position`; queries attend to every cached key (inference).
+        case cached(KVCache, layer: Int, position: Int, scores: UnsafeMutablePointer<Float>, scoreCapacity: Int)
+        /// Whole rows of a batch, probabilities kept in `probs` for the backward (training).
+        case sequences(SequenceAttention.Shape)
+    }
+
+    /// The gradients the backward works in (the layer's `TrainingBuffers.Gradient`s).
+    struct Gradients {
+        var act, gate, up, mlpNorm, attention, q, k, v, scores, attentionNorm: UnsafeMutablePointer<Float>
+    }
+
+    init(layer: StepWeights.Layer, index: Int, adapter: LoRAAdapter?, dropoutSeed: UInt64?, config: LlamaConfig, rope: RotaryEmbedding) {
+        func linear(_ target: LoRATarget) -> LoRALinear {
+            LoRALinear(weight: layer.weight(target), pair: adapter?.pair(target, layer: index), scaling: adapter?.scaling ?? 0,
+                       dropout: LoRADropout(rate: adapter?.dropout ?? 0, seed: dropoutSeed, layer: index, target: target))
+        }
+        (q, k, v, o, gate, up, down) = (linear(.q), linear(.k), linear(.v), linear(.o), linear(.gate), linear(.up), linear(.down))
+        inputNorm = layer.inputNorm
+        postAttentionNorm = layer.postAttentionNorm
+        (heads, kvHeads, intermediate) = (layer.shape.heads, layer.shape.kvHeads, layer.shape.intermediate)
+        hidden = config.hiddenSize
+        eps = config.rmsNormEps
+        self.rope = rope
+    }
+
+    // MARK: Attention block
+
+    func attentionForward(_ a: Activations, rows t: Int, attention: Attention, ropeTable: UnsafePointer<Float>,
+                          workspace: LoRALinear.Workspace) {
+        let d = rope.headDim
+        RMSNorm.forward(a.input, weight: inputNorm, out: a.attentionNorm, rows: t, cols: hidden, eps: eps, inverse: a.attentionNormRMS)
+        q.forward(a.attentionNorm, rows: t, out: a.q, u: a.loraU[.q], workspace: workspace)
+        k.forward(a.attentionNorm, rows: t, out: a.k, u: a.loraU[.k], workspace: workspace)
+        v.forward(a.attentionNorm, rows: t, out: a.v, u: a.loraU[.v], workspace: workspace)
+        rope.apply(a.q, tokens: t, heads: heads, rowStride: heads * d, table: ropeTable)
+        rope.apply(a.k, tokens: t, heads: kvHeads, rowStride: kvHeads * d, table: ropeTable)
+        switch attention {
+        case let .cached(cache, layer, position, scores, capacity):
+            cache.store(layer: layer, k: a.k, v: a.v, tokens: t, position: position)
+            CausalAttention.forward(q: a.q, out: a.attention, tokens: t, position: position, heads: heads, kvHeads: kvHeads,
+                                    layer: layer, cache: cache, scores: scores, scoreCapacity: capacity)
+        case let .sequences(shape):
+            SequenceAttention.forward(q: a.q, k: a.k, v: a.v, probs: a.probs!, out: a.attention, shape: shape)
+        }
+        if a.residual != a.input { a.residual.update(from: a.input, count: t * hidden) }
+        o.forward(a.attention, rows: t, out: a.residual, accumulate: true, u: a.loraU[.o], workspace: workspace)
+    }
+
+    /// `dx` holds the gradient of the residual on entry and of the layer input on exit.
+    func attentionBackward(_ a: Activations, dx: UnsafeMutablePointer<Float>, _ g: Gradients, shape: SequenceAttention.Shape,
+                           ropeTable: UnsafePointer<Float>, gradients: GradientBuffers,
+                           workspace: LoRALinear.Workspace) {
+        let t = shape.rows * shape.seqLen, d = rope.headDim
+        g.attention.update(repeating: 0, count: t * heads * d)
+        o.backward(dy: dx, x: a.attention, u: a.loraU[.o], dx: g.attention, rows: t, gradients: gradients, workspace: workspace)
+        SequenceAttention.backward(dOut: g.attention, q: a.q, k: a.k, v: a.v, probs: a.probs!, dq: g.q, dk: g.k, dv: g.v,
+                                   dScores: g.scores, shape: shape)
+        rope.applyBackward(g.q, tokens: t, heads: heads, rowStride: heads * d, table: ropeTable)
+        rope.applyBackward(g.k, tokens: t, heads: kvHeads, rowStride: kvHeads * d, table: ropeTable)
+        g.attentionNorm.update(repeating: 0, count: t * hidden)
+        q.backward(dy: g.q, x: a.attentionNorm, u: a.loraU[.q], dx: g.attentionNorm, rows: t, gradients: gradients, workspace: workspace)
+        k.backward(dy: g.k, x: a.attentionNorm, u: a.loraU[.k], dx: g.attentionNorm, rows: t, gradients: gradients, workspace: workspace)
+        v.backward(dy: g.v, x: a.attentionNorm, u: a.loraU[.v], dx: g.attentionNorm, rows: t, gradients: gradients, workspace: workspace)
+        RMSNorm.backward(dy: g.attentionNorm, x: a.input, weight: inputNorm, inverse: a.attentionNormRMS!, dx: dx,
+                         weightGrad: gradients.gradient(forNorm: inputNorm), rows: t, cols: hidden)
+    }
+
+    // MARK: MLP block
+
+    /// `output` (may be the residual itself): residual + down(act). nil when recomputing for the
+    /// backward: the output exists already, only down's x·Aᵀ is needed again.
+    func mlpForward(_ a: Activations, rows t: Int, output: UnsafeMutablePointer<Float>?, workspace: LoRALinear.Workspace) {
+        RMSNorm.forward(a.residual, weight: postAttentionNorm, out: a.mlpNorm, rows: t, cols: hidden, eps: eps, inverse: a.mlpNormRMS)
+        gate.forward(a.mlpNorm, rows: t, out: a.gate, u: a.loraU[.gate], workspace: workspace)
+        up.forward(a.mlpNorm, rows: t, out: a.up, u: a.loraU[.up], workspace: workspace)
+        SwiGLU.forward(gate: a.gate, up: a.up, out: a.act, count: t * intermediate)
+        guard let output else {
+            if let u = a.loraU[.down] { down.project(a.act, rows: t, u: u, workspace: workspace) }
+            return
+        }
+        if output != a.residual { output.update(from: a.residual, count: t * hidden) }
+        down.forward(a.act, rows: t, out: output, accumulate: true, u: a.loraU[.down], workspace: workspace)
+    }
+
+    /// `dx` holds the gradient of the output on entry (it passes to the residual unchanged) and
+    /// of the residual on exit.
+    func mlpBackward(_ a: Activations, dx: UnsafeMutablePointer<Float>, _ g: Gradients, rows t: Int, gradients: GradientBuffers,
+                     workspace: LoRALinear.Workspace) {
+        g.act.update(repeating: 0, count: t * intermediate)
+        down.backward(dy: dx, x: a.act, u: a.loraU[.down], dx: g.act, rows: t, gradients: gradients, workspace: workspace)
+        SwiGLU.backward(dout: g.act, gate: a.gate, up: a.up, dgate: g.gate, dup: g.up, count: t * intermediate)
+        g.mlpNorm.update(repeating: 0, count: t * hidden)
+        gate.backward(dy: g.gate, x: a.mlpNorm, u: a.loraU[.gate], dx: g.mlpNorm, rows: t, gradients: gradients, workspace: workspace)
+        up.backward(dy: g.up, x: a.mlpNorm, u: a.loraU[.up], dx: g.mlpNorm, rows: t, gradients: gradients, workspace: workspace)
+        RMSNorm.backward(dy: g.mlpNorm, x: a.residual, weight: postAttentionNorm, inverse: a.mlpNormRMS!, dx: dx,
+                         weightGrad: gradients.gradient(forNorm: postAttentionNorm), rows: t, cols: hidden)
+    }
+}
