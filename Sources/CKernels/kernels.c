@@ -240,3 +240,75 @@ void lk_softmax_backward_causal(const float *p, float *d, long s, long row0, lon
         for (long j = r + 1; j < s; j++) dr[j] = 0;
     }
 }
+
+// ---- 16-bit weights read where they lie -------------------------------------------------------
+
+static inline float bf16_to_f32(unsigned short bits) {
+    union { unsigned int u; float f; } v = { (unsigned int)bits << 16 };
+    return v.f;
+}
+
+static void gemv16_portable(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta) {
+    for (long r = row0; r < row1; r++) {
+        const unsigned short *row = w + r * k;
+        float sum = 0;
+        if (bf16) for (long i = 0; i < k; i++) sum += bf16_to_f32(row[i]) * x[i];
+        else for (long i = 0; i < k; i++) sum += (float)((const _Float16 *)row)[i] * x[i];
+        y[r] = beta == 0 ? sum : beta * y[r] + sum;
+    }
+}
+
+#define AVX2F16C __attribute__((target("avx2,fma,f16c")))
+
+AVX2F16C static inline __m256 load8_16(const unsigned short *p, int bf16) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (bf16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+AVX2F16C static inline float hsum256_f16c(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2F16C static void gemv16_avx2(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta) {
+    for (long r = row0; r < row1; r++) {
+        const unsigned short *row = w + r * k;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        long i = 0;
+        for (; i + 32 <= k; i += 32) {
+            a0 = _mm256_fmadd_ps(load8_16(row + i, bf16), _mm256_loadu_ps(x + i), a0);
+            a1 = _mm256_fmadd_ps(load8_16(row + i + 8, bf16), _mm256_loadu_ps(x + i + 8), a1);
+            a2 = _mm256_fmadd_ps(load8_16(row + i + 16, bf16), _mm256_loadu_ps(x + i + 16), a2);
+            a3 = _mm256_fmadd_ps(load8_16(row + i + 24, bf16), _mm256_loadu_ps(x + i + 24), a3);
+        }
+        for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(load8_16(row + i, bf16), _mm256_loadu_ps(x + i), a0);
+        float sum = hsum256_f16c(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; i < k; i++) sum += (bf16 ? bf16_to_f32(row[i]) : (float)((const _Float16 *)row)[i]) * x[i];
+        y[r] = beta == 0 ? sum : beta * y[r] + sum;
+    }
+}
+
+static int has_f16c(void) {
+    static int cached = -1;
+    if (cached < 0) { __builtin_cpu_init(); cached = has_avx2() && __builtin_cpu_supports("f16c"); }
+    return cached;
+}
+
+void lk_gemv16(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta) {
+    if (has_f16c()) gemv16_avx2(w, bf16, x, y, k, row0, row1, beta);
+    else gemv16_portable(w, bf16, x, y, k, row0, row1, beta);
+}
+
+AVX2F16C static void widen16_avx2(const unsigned short *src, int bf16, float *dst, long begin, long end) {
+    long i = begin;
+    for (; i + 8 <= end; i += 8) _mm256_storeu_ps(dst + i, load8_16(src + i, bf16));
+    for (; i < end; i++) dst[i] = bf16 ? bf16_to_f32(src[i]) : (float)((const _Float16 *)src)[i];
+}
+
+void lk_widen16(const unsigned short *src, int bf16, float *dst, long begin, long end) {
+    if (has_f16c()) { widen16_avx2(src, bf16, dst, begin, end); return; }
+    for (long i = begin; i < end; i++) dst[i] = bf16 ? bf16_to_f32(src[i]) : (float)((const _Float16 *)src)[i];
+}

@@ -38,4 +38,11 @@ void lk_rmsnorm_backward(const float *dy, const float *x, const float *w, const 
 // d the upstream gradient (overwritten), row r: d = p * (d - sum_j<=r p*d), 0 past r.
 void lk_softmax_backward_causal(const float *p, float *d, long s, long row0, long row1);
 
+// Rows [row0, row1) of y = W·x (+ beta·y) for a 16-bit W (rows of k; bf16 when `bf16`, else
+// IEEE f16), read as it lies: no widened copy of the weight.
+void lk_gemv16(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta);
+
+// dst[i] = src[i] widened to fp32 for i in [begin, end) (bf16 when `bf16`, else IEEE f16).
+void lk_widen16(const unsigned short *src, int bf16, float *dst, long begin, long end);
+
 #endif

@@ -1,3 +1,4 @@
+import CKernels
 /// Element types a safetensors file may declare. The runtime computes in fp32 and stores weights
 /// as F32, BF16 or F16; the others are recognised (so a file holding them is not "corrupt") but
 /// are not loadable as weights, except U8 for packed 4-bit codes.
@@ -41,6 +42,10 @@ public enum DTypeConversion {
         switch dtype {
         case .f32:
             UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count * 4)
+        case .bf16, .f16 where Int(bitPattern: source) % 2 == 0:
+            // Vectorised (AVX2/F16C where the CPU has them), split across the compute threads.
+            let halves = source.assumingMemoryBound(to: UInt16.self), bf16: Int32 = dtype == .bf16 ? 1 : 0
+            Parallel.ranges(count, costPerItem: 1) { lk_widen16(halves, bf16, destination, $0.lowerBound, $0.upperBound) }
         case .bf16:
             for i in 0..<count {
                 destination[i] = bf16ToFloat(source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))

@@ -1,0 +1,48 @@
+import XCTest
+@testable import Runtime
+
+/// 16-bit weights read where they lie: widening is exact (the same fp32 as the scalar rule), and a
+/// one-row product (decode) against a bf16 or f16 weight gives what the widened sgemm gives.
+final class SixteenBitWeightTests: XCTestCase {
+    func weight(_ dtype: TensorDType, rows: Int, cols: Int) -> (Weight, [Float]) {
+        var random = Xoshiro256StarStar(seed: 7)
+        let values = (0..<(rows * cols)).map { _ in Float(Double(random.next() % 20_001) / 10_000 - 1) }
+        let w = Weight(rows: rows, cols: cols, dtype: dtype)
+        values.withUnsafeBufferPointer { w.assign($0.baseAddress!) }
+        return (w, values)
+    }
+
+    func testWideningIsExact() {
+        for dtype in [TensorDType.bf16, .f16] {
+            // Odd lengths reach the scalar tail after the vector body.
+            let (w, _) = weight(dtype, rows: 37, cols: 53)
+            var fast = [Float](repeating: .nan, count: 37 * 53)
+            fast.withUnsafeMutableBufferPointer { DTypeConversion.toFloat32(w.storage, dtype: dtype, count: 37 * 53, into: $0.baseAddress!) }
+            let scalar = (0..<(37 * 53)).map { i -> Float in
+                let bits = w.storage.load(fromByteOffset: 2 * i, as: UInt16.self)
+                return dtype == .bf16 ? DTypeConversion.bf16ToFloat(bits) : Float(Float16(bitPattern: bits))
+            }
+            XCTAssertEqual(fast, scalar, "\(dtype)")
+        }
+    }
+
+    func testOneRowProductsMatchTheWidenedProduct() {
+        for dtype in [TensorDType.bf16, .f16] {
+            for (rows, cols) in [(61, 100), (512, 576), (3, 7)] {
+                let (w, _) = weight(dtype, rows: rows, cols: cols)
+                var random = Xoshiro256StarStar(seed: 3)
+                let x = (0..<(2 * cols)).map { _ in Float(Double(random.next() % 2001) / 1000 - 1) }
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: rows * cols)
+                defer { scratch.deallocate() }
+                // Two rows go through the widened sgemm; one row through the 16-bit kernel.
+                var widened = [Float](repeating: 0, count: 2 * rows), direct = [Float](repeating: 1, count: rows)
+                Linear.forward(x, rows: 2, weight: w, out: &widened, scratch: scratch, scratchCount: rows * cols)
+                Linear.forward(x, rows: 1, weight: w, out: &direct, accumulate: true, scratch: scratch, scratchCount: rows * cols)
+                let scale = widened.map(abs).max()!
+                for r in 0..<rows {
+                    XCTAssertEqual(direct[r], widened[r] + 1, accuracy: 1e-5 * max(1, scale), "\(dtype) \(rows)x\(cols) row \(r)")
+                }
+            }
+        }
+    }
+}
