@@ -12,6 +12,13 @@ final class Daemon: @unchecked Sendable {
     let registry = ObjectRegistry()
     let ledger: MemoryLedger
     let router = Router()
+    /// The services the handlers (and `loram/run`) call.
+    let training: TrainingService
+    let inference: InferenceService
+    let pruning: PruningService
+    let planning: PlanningService
+    let models: ModelService
+    let adapters: AdapterService
 
     /// Default `hbmCapBytes`: this share of physical memory, leaving room for the OS and the client.
     static let defaultCapFraction = 0.8
@@ -19,16 +26,20 @@ final class Daemon: @unchecked Sendable {
     init(settings: Settings) {
         self.settings = settings
         self.ledger = MemoryLedger(capBytes: Int64(Double(ProcessInfo.processInfo.physicalMemory) * Self.defaultCapFraction))
+        self.training = TrainingService(registry: registry, ledger: ledger)
+        self.inference = InferenceService(registry: registry, ledger: ledger)
+        self.pruning = PruningService(registry: registry, ledger: ledger)
+        self.planning = PlanningService(registry: registry, ledger: ledger)
+        self.models = ModelService(registry: registry, ledger: ledger)
+        self.adapters = AdapterService(registry: registry, ledger: ledger)
         registerLifecycle()
         registerModels()
-        registerQuantization()
         registerTokenizer()
         registerInference()
         registerTraining()
         registerPlanning()
         registerAdapters()
         registerPruning()
-        registerRecovery()
         registerCompare()
         registerPipeline()
         if settings.debugMethods { registerDebug() }

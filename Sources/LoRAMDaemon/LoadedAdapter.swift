@@ -27,20 +27,27 @@ final class LoadedAdapter: LiveObject, @unchecked Sendable {
     /// Adapters are held in fp32.
     static func bytes(parameters: Int) -> Int { parameters * 4 }
 
-    var targetNames: JSONValue {
-        .array(LoRATarget.allCases.filter(adapter.targets.contains).map { .string($0.rawValue) })
-    }
-
     /// What `adapter/create` and `adapter/load` answer.
-    var summary: JSONValue {
-        .object([("adapterId", .string(handle)), ("modelId", .string(modelId)), ("r", .int(Int64(adapter.rank))),
-                 ("alpha", .double(adapter.alpha)), ("dropout", .double(adapter.dropout)), ("targets", targetNames),
-                 ("parameters", .int(Int64(adapter.parameterCount))), ("bytes", .int(Int64(bytes)))])
+    var summary: AdapterSummary {
+        AdapterSummary(adapterId: handle, modelId: modelId, r: adapter.rank, alpha: adapter.alpha, dropout: adapter.dropout,
+                       targets: LoRATarget.allCases.filter(adapter.targets.contains).map(\.rawValue), parameters: adapter.parameterCount, bytes: bytes)
     }
 
     var listing: JSONValue {
-        guard case .object(var members) = summary else { return summary }
+        guard case .object(var members) = summary.json else { return summary.json }
         members.append(("path", path.map { .string($0.path) } ?? .null))
         return .object(members)
     }
+}
+
+/// An adapter as `adapter/create`, `adapter/load` and `adapter/recover` answer it.
+struct AdapterSummary: WireResult {
+    var adapterId: String
+    var modelId: String
+    var r: Int
+    var alpha: Double
+    var dropout: Double
+    var targets: [String]
+    var parameters: Int
+    var bytes: Int
 }

@@ -37,3 +37,14 @@ final class MemoryLedger: @unchecked Sendable {
         .object([("capBytes", .int(capBytes)), ("usedBytes", .int(usedBytes)), ("peakBytes", .int(peakBytes))])
     }
 }
+
+extension MemoryLedger {
+    /// Charges `bytes` to `handle`, runs `body`, and gives the charge back if it fails.
+    func charged<T>(_ bytes: Int, to handle: String, kind: String, _ body: () throws -> T) throws -> T {
+        try charge(Int64(bytes), to: handle, breakdown: .object([(kind, .int(Int64(bytes)))]))
+        do { return try body() } catch {
+            release(handle)
+            throw error
+        }
+    }
+}

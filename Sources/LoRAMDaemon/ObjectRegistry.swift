@@ -52,3 +52,30 @@ final class ObjectRegistry: @unchecked Sendable {
         return (objects[kind] ?? [:]).values.sorted { $0.handle < $1.handle }.map(\.listing)
     }
 }
+
+extension ObjectRegistry {
+    /// Registers `object` unless model `modelId` is gone (or going: `model/unload` takes the same
+    /// lock), so no adapter or derived model outlives the model it needs.
+    func insert(_ object: LiveObject, as kind: Kind, whileModelLives modelId: String) throws {
+        Daemon.adapterLifecycle.lock(); defer { Daemon.adapterLifecycle.unlock() }
+        _ = try model(modelId)
+        insert(object, as: kind)
+    }
+
+    /// The live adapters of model `modelId`.
+    func adapters(of modelId: String) -> [LoadedAdapter] {
+        objects(.adapter).compactMap { $0 as? LoadedAdapter }.filter { $0.modelId == modelId }
+    }
+
+    /// Runs `remove` (the unloading of model `modelId`) unless adapters still use the model.
+    func removeModelUnlessAdapted(_ modelId: String, _ remove: () -> Void) throws {
+        Daemon.adapterLifecycle.lock(); defer { Daemon.adapterLifecycle.unlock() }
+        let live = adapters(of: modelId).map(\.handle)
+        guard live.isEmpty else {
+            throw RPCError.invalidParams(field: "modelId", "has live adapters: \(live.joined(separator: ", "))",
+                                         hint: "Unload them first with 'adapter/unload' (save them with 'adapter/save' to keep them).")
+                .with("adapters", .array(live.map { .string($0) }))
+        }
+        remove()
+    }
+}

@@ -45,12 +45,10 @@ final class TrainingJobObject: LiveObject, @unchecked Sendable {
         return try body()
     }
 
-    /// The step's arena: the planned peak, and the size jemalloc reports for the arena's region
-    /// (sallocx: the planned peak rounded up to jemalloc's size class).
-    var arenaReport: JSONValue {
+    /// The step's arena as planned and as jemalloc made it.
+    var arenaReport: ArenaReport {
         let arena = job.step.arena
-        return .object([("plannedBytes", .int(Int64(arena.peakBytes))), ("lowerBoundBytes", .int(Int64(arena.placement.lowerBound))),
-                        ("measuredBytes", .int(Int64(arena.arena.usableSize)))])
+        return ArenaReport(plannedBytes: arena.peakBytes, lowerBoundBytes: arena.placement.lowerBound, measuredBytes: arena.arena.usableSize)
     }
 
     var listing: JSONValue {

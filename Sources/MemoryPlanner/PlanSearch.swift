@@ -16,11 +16,18 @@ public enum PlanSearch {
     /// Sequences are not shortened below this: shorter ones change what the model learns too much.
     public static let minimumSeqLen = 128
 
-    public static func fit(original: ModelShape, pruning: Pruning?, workload: Workload, capBytes: Int) -> Suggestion? {
-        // Within SizeLimits, the doublings below stay far from overflow (gradAccum 2^20 · 2^35).
-        guard (try? original.checkSizes()) != nil, (try? workload.checkSizes()) != nil else { return nil }
-        var candidates: [(Workload, Pruning?, [(String, String)])] = []
-        func add(_ w: Workload, _ p: Pruning?, _ changes: [(String, String)]) { candidates.append((w, p, changes)) }
+    /// One change `fit` weighs: the workload and pruning with it, and what changed, for people.
+    public struct Candidate: Sendable {
+        public let workload: Workload
+        public let pruning: Pruning?
+        public let changes: [(String, String)]
+    }
+
+    /// The changes `fit` weighs, in its order, for a caller that weighs them with a plan of its own
+    /// (the daemon's, of a live job's arena). `workload` must be within SizeLimits.
+    public static func candidates(pruning: Pruning?, workload: Workload) -> [Candidate] {
+        var candidates: [Candidate] = []
+        func add(_ w: Workload, _ p: Pruning?, _ changes: [(String, String)]) { candidates.append(Candidate(workload: w, pruning: p, changes: changes)) }
         var base = workload
         var changes: [(String, String)] = []
         if workload.kind == .train && !workload.checkpointing {
@@ -60,7 +67,14 @@ public enum PlanSearch {
                 add(quantized, .structured(ratio: ratio), quantChanges + [("prune", "structured \(ratio)")])
             }
         }
-        for (w, p, c) in candidates {
+        return candidates
+    }
+
+    public static func fit(original: ModelShape, pruning: Pruning?, workload: Workload, capBytes: Int) -> Suggestion? {
+        // Within SizeLimits, the doublings below stay far from overflow (gradAccum 2^20 · 2^35).
+        guard (try? original.checkSizes()) != nil, (try? workload.checkSizes()) != nil else { return nil }
+        for candidate in candidates(pruning: pruning, workload: workload) {
+            let (w, p, c) = (candidate.workload, candidate.pruning, candidate.changes)
             guard let plan = try? MemoryPlan(original: original, pruning: p, workload: w), plan.peakBytes <= capBytes else { continue }
             return Suggestion(workload: w, pruning: p, plan: plan, changes: c)
         }

@@ -65,6 +65,7 @@ public enum ParamsCoding {
     public static func encode<R: Encodable>(_ result: R) throws -> [UInt8] {
         if let value = result as? JSONValue { return value.serialized() }
         if let raw = result as? RawJSON { return raw.bytes }
+        if let wire = result as? WireResult { return try JSONValueEncoder.encode(wire).serialized() }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")

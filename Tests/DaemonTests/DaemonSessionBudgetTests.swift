@@ -52,4 +52,23 @@ final class DaemonSessionBudgetTests: XCTestCase {
         d.closeInput()
         _ = d.exitCode()
     }
+
+    /// Data with no label to predict is refused for what it is, before a session is planned,
+    /// charged or run: InvalidParams, even when that session would not fit the budget.
+    func testPerplexityOfDataWithNoLabelIsInvalidParamsBeforeAnySession() throws {
+        let work = try temporaryDirectory()
+        let dataset = work.appendingPathComponent("unlabelled.jsonl")
+        let ids = (0..<3000).map { ($0 * 7 + 3) % 500 }
+        try ("{\"ids\": \(ids), \"labels\": \(Array(repeating: -100, count: ids.count))}\n").write(to: dataset, atomically: true, encoding: .utf8)
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize(#"{"hbmCapBytes":2500000}"#))
+        let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
+        let error = try XCTUnwrap(self.error(d, 1, "eval/perplexity",
+                                             #"{"modelId":"\#(modelId)","dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":3000}"#))
+        XCTAssertEqual(error["code"], .int(-32602), "\(error)")
+        XCTAssertEqual(error["data"]?["field"], .string("dataset"))
+        XCTAssertTrue(error["message"]?.stringValue?.contains("no token with a label") == true, "\(error)")
+        d.closeInput()
+        _ = d.exitCode()
+    }
 }

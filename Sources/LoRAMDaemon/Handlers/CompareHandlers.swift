@@ -2,9 +2,7 @@ import Foundation
 import RPC
 import Runtime
 
-/// `model/compare`: a dry measurement of how far a model (a LoRAM carrier) is from another (its
-/// original) on a small calibration sample: both perplexities, their ratio, the mean KL of their
-/// next-token distributions, and a verdict with suggestions. Nothing is trained or kept.
+/// `model/compare`: decoded here, measured by `InferenceService.compare`.
 extension Daemon {
     struct CompareParams: Decodable {
         var modelId: String
@@ -21,50 +19,11 @@ extension Daemon {
     static let defaultAlignSteps = 80
 
     func registerCompare() {
-        router.register("model/compare") { [unowned self] (params: CompareParams, context) -> JSONValue in
+        router.register("model/compare") { [unowned self] (params: CompareParams, context) -> CompareResult in
             let reference = try model(params.modelId)
             let other = try model(params.otherModelId, field: "otherModelId")
-            return try compareModels(reference: reference, other: other, dataset: params.dataset, seqLen: params.seqLen,
-                                     maxSamples: params.maxSamples, alignedSteps: nil, context: context)
+            return try inference.compare(reference: reference, other: other, dataset: params.dataset, seqLen: params.seqLen,
+                                         maxSamples: params.maxSamples, alignedSteps: nil, context: context)
         }
-    }
-
-    /// The measurement and its verdict, as `model/compare` answers it. `alignedSteps` overrides
-    /// what the carrier's manifest says of its alignment.
-    func compareModels(reference: LoadedModel, other: LoadedModel, dataset param: DatasetParam, seqLen: Int?, maxSamples: Int?,
-                       alignedSteps: Int?, context: RequestContext) throws -> JSONValue {
-        guard reference.model.config.vocabSize == other.model.config.vocabSize else {
-            throw RPCError.invalidParams(field: "otherModelId", "has a vocabulary of \(other.model.config.vocabSize), \(reference.handle) of \(reference.model.config.vocabSize); compare models that share one")
-        }
-        let seqLen = seqLen ?? Self.compareDefaultSeqLen
-        guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2") }
-        let maxSamples = maxSamples ?? Self.compareDefaultSamples
-        guard maxSamples >= 1 else { throw RPCError.invalidParams(field: "maxSamples", "must be at least 1") }
-        let dataset = try readDataset(param, field: "dataset", model: reference)
-        let sequences = Array(dataset.sequences(seqLen: seqLen).filter { $0.ids.count >= 2 }.prefix(maxSamples))
-        guard !sequences.isEmpty else { throw RPCError.invalidParams(field: "dataset", "has no sequence of two tokens or more") }
-        let capacity = sequences.map(\.ids.count).max() ?? 2
-        // Each session holds every row's logits of the longest sequence (charged with it).
-        let result = try ErrorMapping.translating {
-            try withSession(reference, capacity: capacity, logitsRows: capacity, request: context, ownerTag: ".reference") { first in
-                try withSession(other, capacity: capacity, logitsRows: capacity, request: context, ownerTag: ".other") { second in
-                    try ModelComparison.compare(reference: first, other: second, sequences: sequences, checkpoint: context.checkCancelled)
-                }
-            }
-        }
-        guard result.tokens > 0 else { throw RPCError.invalidParams(field: "dataset", "has no token with a label to predict") }
-        let pruning = other.model.pruning
-        let diagnosis = CarrierDiagnosis(result, pruning: pruning, alignedSteps: alignedSteps ?? pruning?.alignment?.steps,
-                                         layerCount: other.model.config.layerCount, defaultAlignSteps: Self.defaultAlignSteps)
-        return .object([
-            ("perplexity", .object([("model", .double(result.referencePerplexity)), ("other", .double(result.otherPerplexity))])),
-            ("loss", .object([("model", .double(result.referenceLoss)), ("other", .double(result.otherLoss))])),
-            ("perplexityRatio", .double(result.perplexityRatio)), ("klPerToken", .double(result.klPerToken)),
-            ("top1Agreement", .double(result.top1Agreement)), ("tokens", .int(Int64(result.tokens))),
-            ("sequences", .int(Int64(sequences.count))), ("seqLen", .int(Int64(seqLen))),
-            ("verdict", .object([("level", .string(diagnosis.level.rawValue)), ("summary", .string(diagnosis.summary)),
-                                 ("suggestions", .array(diagnosis.suggestions.map(JSONValue.string)))])),
-            ("thresholds", .object([("moderateKL", .double(CarrierDiagnosis.moderateKL)), ("farKL", .double(CarrierDiagnosis.farKL))])),
-        ])
     }
 }

@@ -35,11 +35,11 @@ extension Daemon {
             return RawJSON.object("ids", integers: tokenizer.encode(params.text, addSpecialTokens: params.addBos ?? true))
         }
 
-        router.register("detokenize") { [unowned self] (params: DetokenizeParams, _) -> JSONValue in
+        router.register("detokenize") { [unowned self] (params: DetokenizeParams, _) -> DetokenizeResult in
             let loaded = try model(params.modelId)
             let tokenizer = try loaded.requireTokenizer()
             try Self.checkIds(params.ids, vocabSize: max(tokenizer.vocabularySize, loaded.model.config.vocabSize), field: "ids")
-            return .object([("text", .string(tokenizer.decode(params.ids, skipSpecialTokens: params.skipSpecialTokens ?? false)))])
+            return DetokenizeResult(text: tokenizer.decode(params.ids, skipSpecialTokens: params.skipSpecialTokens ?? false))
         }
     }
 
@@ -57,4 +57,8 @@ extension Daemon {
             throw RPCError.invalidParams(field: "\(field)[\(bad)]", "is \(ids[bad]), outside the vocabulary 0..<\(vocabSize)")
         }
     }
+}
+
+struct DetokenizeResult: WireResult {
+    var text: String
 }

@@ -1,3 +1,4 @@
+import MemoryPlanner
 /// One fp32 gradient buffer per trainable tensor, and nothing for frozen ones: in LoRA mode the
 /// adapter's A and B; in full mode every base weight and norm not frozen. The optimizer walks
 /// `entries`; the step finds a tensor's buffer by the tensor.
@@ -31,10 +32,11 @@ public final class GradientBuffers: @unchecked Sendable {
     /// A tied embedding is one tensor: frozen if either of its names is.
     public init(weights: StepWeights, frozen: Set<String>) {
         let config = weights.config
-        func isFrozen(_ name: String) -> Bool { frozen.contains { name.contains($0) } }
+        // The planner's rule (FrozenTensors), so the plan counts exactly the gradients made here.
+        let rule = FrozenTensors(frozen)
+        func isFrozen(_ name: String) -> Bool { rule.contains(name) }
         let c = config.hiddenSize
-        let embeddingFrozen = isFrozen("model.embed_tokens.weight") || (config.tiedEmbeddings && isFrozen("lm_head.weight"))
-        if !embeddingFrozen { add(weight: weights.embedding, name: "model.embed_tokens.weight") }
+        if !rule.embeddingFrozen(tied: config.tiedEmbeddings) { add(weight: weights.embedding, name: "model.embed_tokens.weight") }
         for (i, layer) in weights.layers.enumerated() {
             let p = "model.layers.\(i)."
             for (name, weight) in [("self_attn.q_proj", layer.q), ("self_attn.k_proj", layer.k), ("self_attn.v_proj", layer.v),

@@ -17,18 +17,14 @@ extension Daemon {
 
     /// `carrier: {path}`: a carrier saved by model/save (or an earlier loram/run's outDir/carrier),
     /// which must have been pruned from a model of the original's shapes.
-    func loadSavedCarrier(_ value: JSONValue, original: LoadedModel, dtype: String?,
-                                  call: (String, [(String, JSONValue)]) throws -> JSONValue) throws -> String {
+    func loadSavedCarrier(_ value: JSONValue, original: LoadedModel, dtype: String?, context: RequestContext) throws -> String {
         guard let path = value["path"]?.stringValue ?? value.stringValue else {
             throw RPCError.invalidParams(field: "path", "must be the folder of a saved carrier, e.g. an earlier run's outDir/carrier")
         }
-        var fields: [(String, JSONValue)] = [("path", .string(path))]
-        if let dtype = value["dtype"]?.stringValue ?? dtype { fields.append(("dtype", .string(dtype))) }
-        let loaded = try call("model/load", fields)
-        let id = try loaded["modelId"]?.stringValue ?? { throw RPCError.internalError("model/load answered without an id") }()
+        let id = try models.load(LoadParams(path: path, dtype: value["dtype"]?.stringValue ?? dtype), context: context).modelId
         let carrier = try model(id)
         func refuse(_ why: String) -> RPCError {
-            _ = try? call("model/unload", [("modelId", .string(id))])
+            _ = try? models.unload(ModelRef(modelId: id), context: context)
             return RPCError.invalidParams(field: "path", why)
         }
         guard let manifest = carrier.model.pruning else { throw refuse("\(path) is not a pruned model (no \(PruningManifest.fileName)); prune instead") }
@@ -80,23 +76,22 @@ extension Daemon {
         }
     }
 
-    /// Steps a job to its end one `train/step` at a time, reporting each as progress (with
-    /// tokens/s, as train/run's reports); the losses and throughput.
-    func runSteps(_ jobId: String, context: RequestContext, stageName: String, percentage: (Double) -> Double,
-                          call: (String, [(String, JSONValue)]) throws -> JSONValue, afterStep: () -> Void = {}) throws -> StepsRun {
-        let object = try job(jobId)
+    /// Steps a job to its end one step at a time (as `train/step` does), reporting each as progress
+    /// (with tokens/s, as train/run's reports); the losses and throughput.
+    func runSteps(_ object: TrainingJobObject, context: RequestContext, stageName: String, percentage: (Double) -> Double,
+                  afterStep: () -> Void = {}) throws -> StepsRun {
         let settings = object.job.settings
         var run = StepsRun()
         while !object.job.isFinished {
             try context.checkCancelled()
             let start = Date()
-            let result = try call("train/step", [("jobId", .string(jobId))])
+            let result = try training.step(object, count: 1, context: context.withoutProgress())
             run.seconds += Date().timeIntervalSince(start)
             run.tokens += settings.gradAccum * settings.microBatch * settings.seqLen
             afterStep()
-            guard case .array(let values)? = result["losses"], let loss = values.last?.doubleValue else { continue }
+            guard let loss = result.losses.last else { continue }
             run.losses.append(loss)
-            let tokensPerSecond = result["tokensPerSecond"]?.doubleValue ?? run.tokensPerSecond
+            let tokensPerSecond = result.tokensPerSecond
             let done = Double(object.job.completedSteps) / Double(max(1, settings.steps))
             let eta = run.seconds / Double(max(1, run.losses.count)) * Double(settings.steps - object.job.completedSteps)
             context.progress?.report(message: "\(stageName) step \(object.job.completedSteps)/\(settings.steps), loss \(String(format: "%.4f", loss)), \(Int(tokensPerSecond)) tokens/s",
@@ -110,8 +105,7 @@ extension Daemon {
     /// The same LoRA job planned on the original model (no allocation): what LoRAM is measured against.
     func fullModelLoRAPlan(original: LoadedModel, adapter: LoRAAdapter, settings: TrainingJob.Settings) throws -> Int {
         let shape = LoRAAdapter(config: original.model.config, rank: adapter.rank, alpha: adapter.alpha, targets: adapter.targets)
-        var settings = settings
-        return try planTraining(loaded: original, adapter: shape, settings: &settings, checkpointing: settings.checkpointing ? .layer : .none).total
+        return try training.plan(original, adapter: shape, settings: settings).total
             + original.bytes + 4 * shape.parameterCount
     }
 }
