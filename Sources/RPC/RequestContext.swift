@@ -34,7 +34,6 @@ public final class RequestContext: @unchecked Sendable {
     }
 
     /// Runs `body` once the request's answer is written: a reply's memory charge lasts that long.
-    /// (A method called in-process through `Router.call` shares its caller's answer.)
     public func whenAnswered(_ body: @escaping () -> Void) { answerHooks.add(body) }
 
     func answered() { answerHooks.run() }

@@ -40,14 +40,6 @@ public final class Router {
     func handler(for method: String) -> RequestHandler? { requestHandlers[method] }
 
     func lane(for method: String) -> RequestLane { lanes[method] ?? .standard }
-
-    /// Runs a registered method in-process with JSON params and returns its JSON result; errors
-    /// are thrown as the method throws them. Pipeline methods compose the daemon's own methods
-    /// this way, so every stage validates, charges and fails exactly as the method alone would.
-    public func call(_ method: String, _ params: JSONValue, context: RequestContext) throws -> JSONValue {
-        guard let handler = requestHandlers[method] else { throw RPCError.methodNotFound(method) }
-        return try JSONParser.parse(try handler(params, context))
-    }
 }
 
 /// Which of the server's worker pools runs a method's requests.

@@ -16,9 +16,8 @@ struct InferenceService {
     /// Throws `SizeError` when the capacity is past `SizeLimits.seqLen` or the session's sizes overflow.
     func sessionPlan(_ loaded: LoadedModel, adapter: LoRAAdapter?, capacity: Int, logitsRows: Int) throws -> (kvBytes: Int, placement: BestFitPlacement) {
         let config = loaded.model.config
-        let program = try StepProgramBuilder.generation(config.modelShape, Workload(
-            kind: .generate, seqLen: capacity, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
-            baseDType: loaded.model.baseDType, logitsRows: logitsRows))
+        // The session's own program: the one InferenceSession runs in.
+        let program = try InferenceSession.program(model: loaded.model, capacity: capacity, adapter: adapter, logitsRows: logitsRows)
         // The planned KV cache (checked arithmetic) is the cache the session allocates.
         let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: capacity)
         // A placement that fails is an error, never a session charged 0 bytes of workspace.
