@@ -23,6 +23,13 @@ final class SixteenBitWeightTests: XCTestCase {
                 return dtype == .bf16 ? DTypeConversion.bf16ToFloat(bits) : Float(Float16(bitPattern: bits))
             }
             XCTAssertEqual(fast, scalar, "\(dtype)")
+            // A source at an odd address (a safetensors tensor may start anywhere) widens the same.
+            let odd = UnsafeMutableRawPointer.allocate(byteCount: 2 * 37 * 53 + 1, alignment: 64)
+            defer { odd.deallocate() }
+            (odd + 1).copyMemory(from: w.storage, byteCount: 2 * 37 * 53)
+            var unaligned = [Float](repeating: .nan, count: 37 * 53)
+            unaligned.withUnsafeMutableBufferPointer { DTypeConversion.toFloat32(odd + 1, dtype: dtype, count: 37 * 53, into: $0.baseAddress!) }
+            XCTAssertEqual(unaligned, scalar, "\(dtype), unaligned")
         }
     }
 

@@ -42,7 +42,7 @@ public enum DTypeConversion {
         switch dtype {
         case .f32:
             UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count * 4)
-        case .bf16, .f16 where Int(bitPattern: source) % 2 == 0:
+        case .bf16 where Int(bitPattern: source) % 2 == 0, .f16 where Int(bitPattern: source) % 2 == 0:
             // Vectorised (AVX2/F16C where the CPU has them), split across the compute threads.
             let halves = source.assumingMemoryBound(to: UInt16.self), bf16: Int32 = dtype == .bf16 ? 1 : 0
             Parallel.ranges(count, costPerItem: 1) { lk_widen16(halves, bf16, destination, $0.lowerBound, $0.upperBound) }

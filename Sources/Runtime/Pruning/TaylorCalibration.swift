@@ -37,7 +37,7 @@ public final class TaylorCalibration: @unchecked Sendable {
         weights = StepWeights(model: model, copy: true)
         gradients = GradientBuffers(weights: weights, frozen: ["embed_tokens", "lm_head", "norm"])
         let arena = try PlannedBuffers(Self.plan(config: model.config, seqLen: seqLen, microBatch: microBatch).program)
-        let step = try TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: microBatch,
+        let step = TrainingStep(weights: weights, adapter: nil, gradients: gradients, microBatch: microBatch,
                                 seqLen: seqLen, checkpointing: false, arena: arena)
         let batches = DataLoader.singlePass(examples: examples, mode: .truncate, microBatch: microBatch, seqLen: seqLen,
                                             padId: model.config.eosTokenIds.first ?? 0)

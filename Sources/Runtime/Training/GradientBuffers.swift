@@ -1,4 +1,5 @@
 import MemoryPlanner
+
 /// One fp32 gradient buffer per trainable tensor, and nothing for frozen ones: in LoRA mode the
 /// adapter's A and B; in full mode every base weight and norm not frozen. The optimizer walks
 /// `entries`; the step finds a tensor's buffer by the tensor.
