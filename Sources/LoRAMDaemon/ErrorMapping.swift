@@ -30,6 +30,11 @@ enum ErrorMapping {
             }
         case let failure as FileWriteError:
             return ioError(failure)
+        case let failure as PlanArena.Failure:
+            // The plan was charged and fits the budget; the machine had not the memory it promised.
+            return RPCError(.overBudget, "Over budget: the machine could not give the step its planned arena (\(failure))",
+                            hint: "Free memory on the machine, or lower hbmCapBytes (initialize) to what it really has so plans are refused up front.",
+                            data: [("needBytes", .int(Int64(failure.bytes))), ("suggestion", .null)])
         case let conflict as OutputConflict:
             return refusal(conflict, field: "path")
         default:

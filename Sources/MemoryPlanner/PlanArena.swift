@@ -11,6 +11,8 @@
 public final class PlanArena: @unchecked Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        /// The bytes the plan needed.
+        public var bytes = 0
     }
 
     /// The arena plans allocate from unless given another: created once per process.
@@ -26,12 +28,12 @@ public final class PlanArena: @unchecked Sendable {
     /// Allocates the region; fails when jemalloc cannot provide `placement.peak` bytes.
     public init(_ placement: BestFitPlacement, arena: JemallocArena? = nil) throws {
         guard let arena = arena ?? PlanArena.sharedArena else {
-            throw Failure(description: "no jemalloc arena for plans could be created")
+            throw Failure(description: "no jemalloc arena for plans could be created", bytes: placement.peak)
         }
         let alignment = max(placement.alignment, 64)
         // An empty plan still gets a (minimal) region, so every pointer is valid.
         guard let base = arena.allocate(bytes: max(placement.peak, alignment), alignment: alignment) else {
-            throw Failure(description: "jemalloc could not allocate the plan's \(placement.peak) bytes (alignment \(alignment))")
+            throw Failure(description: "jemalloc could not allocate the plan's \(placement.peak) bytes (alignment \(alignment))", bytes: placement.peak)
         }
         self.placement = placement
         self.arena = arena
