@@ -12,7 +12,16 @@ enum SequenceAttention {
         var scale: Float { 1 / Float(headDim).squareRoot() }
     }
 
-    /// probs = softmax(scale·q·kᵀ) causally; out = probs·v.
+    /// Query rows go in blocks of this many: a block reads only the keys its last row can see, so
+    /// the masked half of the (S, S) products is mostly never computed.
+    static let blockRows = 64
+
+    /// The row blocks of one sequence: [r0, r1), each seeing keys 0..<r1.
+    static func blocks(_ s: Int) -> [Range<Int>] {
+        stride(from: 0, to: s, by: blockRows).map { $0..<min(s, $0 + blockRows) }
+    }
+
+    /// probs = softmax(scale·q·kᵀ) causally (zeros above the diagonal); out = probs·v.
     static func forward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                         probs: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, shape: Shape) {
         let s = shape.seqLen, h = shape.heads, kv = shape.kvHeads, d = shape.headDim
@@ -20,18 +29,23 @@ enum SequenceAttention {
             for head in 0..<h {
                 let g = head / shape.group
                 let qh = q + b * s * h * d + head * d, kh = k + b * s * kv * d + g * d, vh = v + b * s * kv * d + g * d
-                let p = probs + (b * h + head) * s * s
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(s), Int32(s), Int32(d),
-                            shape.scale, qh, Int32(h * d), kh, Int32(kv * d), 0, p, Int32(s))
-                lk_softmax_causal(p, s, 0, s, 1)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
-                            1, p, Int32(s), vh, Int32(kv * d), 0, out + b * s * h * d + head * d, Int32(h * d))
+                let p = probs + (b * h + head) * s * s, o = out + b * s * h * d + head * d
+                for block in blocks(s) {
+                    let (r0, rows, visible) = (block.lowerBound, block.count, block.upperBound)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
+                                shape.scale, qh + r0 * h * d, Int32(h * d), kh, Int32(kv * d), 0, p + r0 * s, Int32(s))
+                    // Row r sees keys 0...r; the rest of the row (never computed) becomes 0.
+                    lk_softmax_causal(p + r0 * s, s, 0, rows, r0 + 1)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
+                                1, p + r0 * s, Int32(s), vh, Int32(kv * d), 0, o + r0 * h * d, Int32(h * d))
+                }
             }
         }
     }
 
-    /// dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P⊙(dP − rowsum(dP⊙P)); dQ = scale·dS·K; dK += scale·dSᵀ·Q.
-    /// GQA heads of a group add into their kv head. Writes dq, dk, dv over what they held.
+    /// dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P⊙(dP − rowsum(dP⊙P)); dQ = scale·dS·K; dK += scale·dSᵀ·Q,
+    /// by row blocks over the keys each block sees. GQA heads of a group add into their kv head.
+    /// Writes dq, dk, dv over what they held.
     static func backward(dOut: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                          probs: UnsafePointer<Float>, dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>,
                          dv: UnsafeMutablePointer<Float>, dScores: UnsafeMutablePointer<Float>, shape: Shape) {
@@ -43,16 +57,19 @@ enum SequenceAttention {
                 let g = head / shape.group
                 let qOffset = b * s * h * d + head * d, kvOffset = b * s * kv * d + g * d
                 let p = probs + (b * h + head) * s * s
-                let dO = dOut + qOffset
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
-                            1, p, Int32(s), dO, Int32(h * d), 1, dv + kvOffset, Int32(kv * d))
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(s), Int32(s), Int32(d),
-                            1, dO, Int32(h * d), v + kvOffset, Int32(kv * d), 0, dScores, Int32(s))
-                lk_softmax_backward_causal(p, dScores, s, 0, s)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
-                            shape.scale, dScores, Int32(s), k + kvOffset, Int32(kv * d), 0, dq + qOffset, Int32(h * d))
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(s), Int32(d), Int32(s),
-                            shape.scale, dScores, Int32(s), q + qOffset, Int32(h * d), 1, dk + kvOffset, Int32(kv * d))
+                for block in blocks(s) {
+                    let (r0, rows, visible) = (block.lowerBound, block.count, block.upperBound)
+                    let dO = dOut + qOffset + r0 * h * d, pBlock = p + r0 * s, dS = dScores + r0 * s
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(visible), Int32(d), Int32(rows),
+                                1, pBlock, Int32(s), dO, Int32(h * d), 1, dv + kvOffset, Int32(kv * d))
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
+                                1, dO, Int32(h * d), v + kvOffset, Int32(kv * d), 0, dS, Int32(s))
+                    lk_softmax_backward_causal(p, dScores, s, r0, r0 + rows)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
+                                shape.scale, dS, Int32(s), k + kvOffset, Int32(kv * d), 0, dq + qOffset + r0 * h * d, Int32(h * d))
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(visible), Int32(d), Int32(rows),
+                                shape.scale, dS, Int32(s), q + qOffset + r0 * h * d, Int32(h * d), 1, dk + kvOffset, Int32(kv * d))
+                }
             }
         }
     }
