@@ -312,3 +312,71 @@ void lk_widen16(const unsigned short *src, int bf16, float *dst, long begin, lon
     if (has_f16c()) { widen16_avx2(src, bf16, dst, begin, end); return; }
     for (long i = begin; i < end; i++) dst[i] = bf16 ? bf16_to_f32(src[i]) : (float)((const _Float16 *)src)[i];
 }
+
+// ---- NF4 weights read where they lie ------------------------------------------------------------
+
+static inline float nf4_absmax(long b, const float *plain, const unsigned char *index, const float *map, const float *scales, float offset) {
+    return plain ? plain[b] : map[index[b]] * scales[b / 256] + offset;
+}
+
+static inline int nf4_nibble(const unsigned char *packed, long e) {
+    unsigned char v = packed[e >> 1];
+    return (e & 1) ? (v & 15) : (v >> 4);
+}
+
+static void gemv_nf4_portable(const unsigned char *packed, const float *code, long blockSize,
+                              const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
+                              const float *x, float *y, long k, long row0, long row1, float beta) {
+    for (long r = row0; r < row1; r++) {
+        long e0 = r * k, e = e0, end = e0 + k;
+        float sum = 0;
+        while (e < end) {
+            long b = e / blockSize, stop = (b + 1) * blockSize < end ? (b + 1) * blockSize : end;
+            float part = 0;
+            for (; e < stop; e++) part += code[nf4_nibble(packed, e)] * x[e - e0];
+            sum += part * nf4_absmax(b, plain, index, map, scales, offset);
+        }
+        y[r] = beta == 0 ? sum : beta * y[r] + sum;
+    }
+}
+
+AVX2 static void gemv_nf4_avx2(const unsigned char *packed, const float *code, long blockSize,
+                               const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
+                               const float *x, float *y, long k, long row0, long row1, float beta) {
+    __m256 low = _mm256_loadu_ps(code), high = _mm256_loadu_ps(code + 8);
+    const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i shifts = _mm256_setr_epi32(4, 0, 4, 0, 4, 0, 4, 0), fifteen = _mm256_set1_epi32(15);
+    for (long r = row0; r < row1; r++) {
+        long e0 = r * k, e = e0, end = e0 + k;
+        __m256 total = _mm256_setzero_ps();
+        float tail = 0;
+        while (e < end) {
+            long b = e / blockSize, stop = (b + 1) * blockSize < end ? (b + 1) * blockSize : end;
+            float scale = nf4_absmax(b, plain, index, map, scales, offset), part = 0;
+            // Scalar until an even element (a byte boundary), then 8 elements (4 bytes) at a time.
+            if (e & 1 && e < stop) { part += code[nf4_nibble(packed, e)] * x[e - e0]; e++; }
+            __m256 acc = _mm256_setzero_ps();
+            for (; e + 8 <= stop; e += 8) {
+                int four;
+                __builtin_memcpy(&four, packed + (e >> 1), 4);
+                __m256i idx = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(four), pairs));
+                idx = _mm256_and_si256(_mm256_srlv_epi32(idx, shifts), fifteen);
+                __m256 w = _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, idx), _mm256_permutevar8x32_ps(high, idx),
+                                            _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+                acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + (e - e0)), acc);
+            }
+            for (; e < stop; e++) part += code[nf4_nibble(packed, e)] * x[e - e0];
+            total = _mm256_fmadd_ps(acc, _mm256_set1_ps(scale), total);
+            tail += part * scale;
+        }
+        float sum = hsum256(total) + tail;
+        y[r] = beta == 0 ? sum : beta * y[r] + sum;
+    }
+}
+
+void lk_gemv_nf4(const unsigned char *packed, const float *code, long blockSize,
+                 const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
+                 const float *x, float *y, long k, long row0, long row1, float beta) {
+    if (has_avx2()) gemv_nf4_avx2(packed, code, blockSize, plain, index, map, scales, offset, x, y, k, row0, row1, beta);
+    else gemv_nf4_portable(packed, code, blockSize, plain, index, map, scales, offset, x, y, k, row0, row1, beta);
+}

@@ -45,4 +45,12 @@ void lk_gemv16(const unsigned short *w, int bf16, const float *x, float *y, long
 // dst[i] = src[i] widened to fp32 for i in [begin, end) (bf16 when `bf16`, else IEEE f16).
 void lk_widen16(const unsigned short *src, int bf16, float *dst, long begin, long end);
 
+// Rows [row0, row1) of y = W·x (+ beta·y) for an NF4 W (rows of k elements, row-major, flat
+// blocks of blockSize): element e is code[nibble e] · absmax(e / blockSize), the nibble the high
+// half of packed[e/2] for even e. absmax is plain[b] when `plain` is given, else
+// map[index[b]] · scales[b / 256] + offset (double quantization). Read as it lies, never widened.
+void lk_gemv_nf4(const unsigned char *packed, const float *code, long blockSize,
+                 const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
+                 const float *x, float *y, long k, long row0, long row1, float beta);
+
 #endif

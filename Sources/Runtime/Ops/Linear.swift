@@ -3,8 +3,8 @@ import COpenBLAS
 
 /// y = x·Wᵀ for W [out, in] in any weight dtype, and its two gradients. Several rows go through
 /// sgemm, one row through sgemv (a one-row sgemm is several times slower on OpenBLAS); one row
-/// against a bf16 or f16 weight reads the weight where it lies (`lk_gemv16`), since decode is
-/// bound by the bytes read. Otherwise non-fp32 weights are widened block by block into `scratch`
+/// against a bf16, f16 or NF4 weight reads the weight where it lies (`lk_gemv16`, `lk_gemv_nf4`),
+/// since decode is bound by the bytes read. Otherwise non-fp32 weights are widened block by block into `scratch`
 /// (`scratchCount` floats), never all at once.
 /// Shapes: x (T, in) with rows `xStride` apart; out (T, out) with rows `outStride` apart.
 public enum Linear {
@@ -14,6 +14,10 @@ public enum Linear {
         let k = weight.cols, n = weight.rows
         let lda = xStride ?? k, ldc = outStride ?? n
         let beta: Float = accumulate ? 1 : 0
+        if rows == 1, let nf4 = weight.nf4 {
+            Parallel.ranges(n, costPerItem: k) { nf4.product(x, k: k, rows: $0, into: out, beta: beta) }
+            return
+        }
         if rows == 1, weight.nf4 == nil, weight.dtype == .bf16 || weight.dtype == .f16, Int(bitPattern: weight.storage) % 2 == 0 {
             let w = weight.storage.assumingMemoryBound(to: UInt16.self), bf16: Int32 = weight.dtype == .bf16 ? 1 : 0
             Parallel.ranges(n, costPerItem: k) { lk_gemv16(w, bf16, x, out, k, $0.lowerBound, $0.upperBound, beta) }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// A tensor in bitsandbytes' NF4 layout: per block of `blockSize` consecutive elements (row-major),
 /// a 4-bit index into the NF4 code book (two per byte, high nibble first) and the block's absmax.
 /// With double quantization the absmax values are themselves stored as 8-bit indices into the
@@ -121,6 +123,29 @@ public final class NF4Tensor: @unchecked Sendable {
         case .double(let indices, let scales, let offset, let map):
             let scaled = map[Int(indices[b])] * scales[b / Self.nestedBlockSize]
             return scaled + offset
+        }
+    }
+
+    /// Rows `range` of y = W·x (+ beta·y), W this tensor as rows of `k` elements, read as it lies
+    /// (`lk_gemv_nf4`): what decode needs, one token against the packed codes, no widened copy.
+    public func product(_ x: UnsafePointer<Float>, k: Int, rows range: Range<Int>, into y: UnsafeMutablePointer<Float>, beta: Float) {
+        code.withUnsafeBufferPointer { code in
+            switch scales {
+            case .plain(let absmax):
+                absmax.withUnsafeBufferPointer {
+                    lk_gemv_nf4(packed, code.baseAddress, blockSize, $0.baseAddress, nil, nil, nil, 0,
+                                x, y, k, range.lowerBound, range.upperBound, beta)
+                }
+            case .double(let indices, let scales, let offset, let map):
+                indices.withUnsafeBufferPointer { indices in
+                    scales.withUnsafeBufferPointer { scales in
+                        map.withUnsafeBufferPointer { map in
+                            lk_gemv_nf4(packed, code.baseAddress, blockSize, nil, indices.baseAddress, map.baseAddress, scales.baseAddress,
+                                        offset, x, y, k, range.lowerBound, range.upperBound, beta)
+                        }
+                    }
+                }
+            }
         }
     }
 
