@@ -4,7 +4,7 @@
 Not the PyTorch comparison (bench/runtime.py and bench/train.py do that): this checks that a change
 to loramd's own code (a refactor) keeps its speed and memory. Per model (the `small` preset made by
 make-model, and SmolLM2-135M from the registry cache when present) it measures prefill tokens/s,
-decode tokens/s, LoRA-step tokens/s (r 8 on the seven projections, micro-batch x seqLen) and the
+decode tokens/s (and with --nf4-decode, decode of the model quantized to NF4), LoRA-step tokens/s (r 8 on the seven projections, micro-batch x seqLen) and the
 daemon's peak RSS while training, and prints B/A ratios.
 
     python3 bench/ab.py --a /tmp/loramd-old --b .build/release/loramd --threads 2 --out bench/results/ab-<date>.md
@@ -39,6 +39,12 @@ def measure(binary, model, args, dataset, vocab):
         prefill = args.prompt / (time.perf_counter() - t0)
         r = client.request("generate", {"modelId": mid, "ids": prompt, "maxTokens": args.new, "temperature": 0}, timeout=600)
         decode = r["timing"]["decodeTokensPerSecond"]
+        nf4 = None
+        if args.nf4_decode:
+            q = client.request("model/quantize", {"modelId": mid, "format": "nf4"}, timeout=600)["modelId"]
+            r = client.request("generate", {"modelId": q, "ids": prompt, "maxTokens": args.new, "temperature": 0}, timeout=600)
+            nf4 = r["timing"]["decodeTokensPerSecond"]
+            client.request("model/unload", {"modelId": q}, timeout=600)
         adapter = client.request("adapter/create", {"modelId": mid, "r": 8, "alpha": 16, "targets": TARGETS, "seed": 0})
         job = client.request("train/create", {"modelId": mid, "adapterId": adapter["adapterId"],
                                               "dataset": {"path": dataset, "format": "tokens"}, "seqLen": args.seq,
@@ -48,7 +54,7 @@ def measure(binary, model, args, dataset, vocab):
         t0 = time.perf_counter()
         step = client.request("train/step", {"jobId": job["jobId"], "steps": args.steps}, timeout=3600)
         train = args.steps * args.micro * args.seq / (time.perf_counter() - t0)
-        return {"prefill": prefill, "decode": decode, "train": train, "hwmMiB": vm_hwm_kib(client.pid) / 1024,
+        return {"prefill": prefill, "decode": decode, "nf4Decode": nf4, "train": train, "hwmMiB": vm_hwm_kib(client.pid) / 1024,
                 "planned": job.get("plan", {}).get("peakBytes"), "losses": step.get("losses")}
     finally:
         client.close(timeout=10.0)
@@ -66,6 +72,7 @@ def main():
     p.add_argument("--micro", type=int, default=4)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--dtype", default=None)
+    p.add_argument("--nf4-decode", action="store_true", help="also decode with the model quantized to NF4 (model/quantize)")
     p.add_argument("--models", default="small,SmolLM2-135M", help="comma-separated: small, SmolLM2-135M")
     p.add_argument("--out", default="-")
     args = p.parse_args()
@@ -86,11 +93,11 @@ def main():
             for side, binary in (("A", args.a), ("B", args.b)):
                 m = measure(binary, model, args, dataset, vocab)
                 for k, v in m.items():
-                    if k in ("prefill", "decode", "train"):
-                        best[side][k] = max(best[side].get(k, 0), v)
+                    if k in ("prefill", "decode", "nf4Decode", "train"):
+                        best[side][k] = max(best[side].get(k) or 0, v or 0) or None
                     else:
                         best[side][k] = v
-        for k, unit in (("prefill", "tok/s"), ("decode", "tok/s"), ("train", "tok/s"), ("hwmMiB", "MiB"), ("planned", "B")):
+        for k, unit in (("prefill", "tok/s"), ("decode", "tok/s"), ("nf4Decode", "tok/s"), ("train", "tok/s"), ("hwmMiB", "MiB"), ("planned", "B")):
             a, b = best["A"].get(k), best["B"].get(k)
             ratio = "%.2f" % (b / a) if a and b else "-"
             fmt = (lambda x: "%.1f" % x if isinstance(x, float) else str(x))
