@@ -61,6 +61,7 @@ public final class TrainingStep: @unchecked Sendable {
         self.checkpointing = checkpointing
         self.arena = arena
         tasks = arena.program.ops.compactMap(\.task)
+        precondition(tasks.contains(.loss), "the step's program says nothing to run: build it with StepProgramBuilder.trainingStep")
         let config = weights.config
         rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
         typealias Names = TrainingBuffers
