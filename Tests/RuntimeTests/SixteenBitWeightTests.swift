@@ -52,4 +52,29 @@ final class SixteenBitWeightTests: XCTestCase {
             }
         }
     }
+
+    /// Decode's fused products (q, k, v on one input; gate, up) give each weight's own product,
+    /// bit for bit, on any split of the rows across threads.
+    func testFusedOneRowProductsEqualTheSeparateOnes() {
+        let saved = Parallel.threads
+        defer { Parallel.threads = saved }
+        let (a, _) = weight(.bf16, rows: 576, cols: 576), (b, _) = weight(.f16, rows: 192, cols: 576)
+        let (c, _) = weight(.bf16, rows: 1000, cols: 576)
+        var random = Xoshiro256StarStar(seed: 5)
+        let x = (0..<576).map { _ in Float(Double(random.next() % 2001) / 1000 - 1) }
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+        defer { scratch.deallocate() }
+        for threads in [1, 2, 3] {
+            Parallel.threads = threads
+            var fa = [Float](repeating: .nan, count: 576), fb = [Float](repeating: .nan, count: 192), fc = [Float](repeating: .nan, count: 1000)
+            fa.withUnsafeMutableBufferPointer { fa in fb.withUnsafeMutableBufferPointer { fb in fc.withUnsafeMutableBufferPointer { fc in
+                Linear.oneRow(x, (a, fa.baseAddress!), (b, fb.baseAddress!), (c, fc.baseAddress!))
+            } } }
+            for (w, fused) in [(a, fa), (b, fb), (c, fc)] {
+                var alone = [Float](repeating: .nan, count: w.rows)
+                Linear.forward(x, rows: 1, weight: w, out: &alone, scratch: scratch, scratchCount: 0)
+                XCTAssertEqual(fused, alone, "\(w.rows) rows, \(threads) threads")
+            }
+        }
+    }
 }

@@ -59,9 +59,17 @@ struct DecoderBlock {
                           workspace: LoRALinear.Workspace) {
         let d = rope.headDim
         RMSNorm.forward(a.input, weight: inputNorm, out: a.attentionNorm, rows: t, cols: hidden, eps: eps, inverse: a.attentionNormRMS)
-        q.forward(a.attentionNorm, rows: t, out: a.q, u: a.loraU[.q], workspace: workspace)
-        k.forward(a.attentionNorm, rows: t, out: a.k, u: a.loraU[.k], workspace: workspace)
-        v.forward(a.attentionNorm, rows: t, out: a.v, u: a.loraU[.v], workspace: workspace)
+        if t == 1, Linear.readsInPlace(q.weight), Linear.readsInPlace(k.weight), Linear.readsInPlace(v.weight) {
+            // Decode: one parallel region for the three products on the one input.
+            Linear.oneRow(a.attentionNorm, (q.weight, a.q), (k.weight, a.k), (v.weight, a.v))
+            q.addPair(a.attentionNorm, rows: 1, out: a.q, u: a.loraU[.q], workspace: workspace)
+            k.addPair(a.attentionNorm, rows: 1, out: a.k, u: a.loraU[.k], workspace: workspace)
+            v.addPair(a.attentionNorm, rows: 1, out: a.v, u: a.loraU[.v], workspace: workspace)
+        } else {
+            q.forward(a.attentionNorm, rows: t, out: a.q, u: a.loraU[.q], workspace: workspace)
+            k.forward(a.attentionNorm, rows: t, out: a.k, u: a.loraU[.k], workspace: workspace)
+            v.forward(a.attentionNorm, rows: t, out: a.v, u: a.loraU[.v], workspace: workspace)
+        }
         rope.apply(a.q, tokens: t, heads: heads, rowStride: heads * d, table: ropeTable)
         rope.apply(a.k, tokens: t, heads: kvHeads, rowStride: kvHeads * d, table: ropeTable)
         switch attention {
@@ -105,8 +113,14 @@ struct DecoderBlock {
     /// backward: the output exists already, only down's x·Aᵀ is needed again.
     func mlpForward(_ a: Activations, rows t: Int, output: UnsafeMutablePointer<Float>?, workspace: LoRALinear.Workspace) {
         RMSNorm.forward(a.residual, weight: postAttentionNorm, out: a.mlpNorm, rows: t, cols: hidden, eps: eps, inverse: a.mlpNormRMS)
-        gate.forward(a.mlpNorm, rows: t, out: a.gate, u: a.loraU[.gate], workspace: workspace)
-        up.forward(a.mlpNorm, rows: t, out: a.up, u: a.loraU[.up], workspace: workspace)
+        if t == 1, Linear.readsInPlace(gate.weight), Linear.readsInPlace(up.weight) {
+            Linear.oneRow(a.mlpNorm, (gate.weight, a.gate), (up.weight, a.up))
+            gate.addPair(a.mlpNorm, rows: 1, out: a.gate, u: a.loraU[.gate], workspace: workspace)
+            up.addPair(a.mlpNorm, rows: 1, out: a.up, u: a.loraU[.up], workspace: workspace)
+        } else {
+            gate.forward(a.mlpNorm, rows: t, out: a.gate, u: a.loraU[.gate], workspace: workspace)
+            up.forward(a.mlpNorm, rows: t, out: a.up, u: a.loraU[.up], workspace: workspace)
+        }
         SwiGLU.forward(gate: a.gate, up: a.up, out: a.act, count: t * intermediate)
         guard let output else {
             if let u = a.loraU[.down] { down.project(a.act, rows: t, u: u, workspace: workspace) }

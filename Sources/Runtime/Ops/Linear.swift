@@ -14,13 +14,8 @@ public enum Linear {
         let k = weight.cols, n = weight.rows
         let lda = xStride ?? k, ldc = outStride ?? n
         let beta: Float = accumulate ? 1 : 0
-        if rows == 1, let nf4 = weight.nf4 {
-            Parallel.ranges(n, costPerItem: k) { nf4.product(x, k: k, rows: $0, into: out, beta: beta) }
-            return
-        }
-        if rows == 1, weight.nf4 == nil, weight.dtype == .bf16 || weight.dtype == .f16, Int(bitPattern: weight.storage) % 2 == 0 {
-            let w = weight.storage.assumingMemoryBound(to: UInt16.self), bf16: Int32 = weight.dtype == .bf16 ? 1 : 0
-            Parallel.ranges(n, costPerItem: k) { lk_gemv16(w, bf16, x, out, k, $0.lowerBound, $0.upperBound, beta) }
+        if rows == 1, readsInPlace(weight) {
+            Parallel.ranges(n, costPerItem: k) { oneRow(x, weight: weight, out: out, rows: $0, beta: beta) }
             return
         }
         let blockRows = weight.float32 != nil ? n : max(1, min(n, scratchCount / k))
@@ -35,6 +30,36 @@ public enum Linear {
                             1, x, Int32(lda), w, Int32(k), beta, out + start, Int32(ldc))
             }
             start += count
+        }
+    }
+
+    /// Whether a one-row product against `weight` reads it where it lies (16-bit or NF4) rather
+    /// than through OpenBLAS.
+    static func readsInPlace(_ weight: Weight) -> Bool {
+        weight.nf4 != nil || (weight.dtype == .bf16 || weight.dtype == .f16) && Int(bitPattern: weight.storage) % 2 == 0
+    }
+
+    /// Rows `range` of out = W·x (+ beta·out) for one row x, W read where it lies.
+    static func oneRow(_ x: UnsafePointer<Float>, weight: Weight, out: UnsafeMutablePointer<Float>, rows range: Range<Int>, beta: Float) {
+        let k = weight.cols
+        if let nf4 = weight.nf4 { return nf4.product(x, k: k, rows: range, into: out, beta: beta) }
+        let w = weight.storage.assumingMemoryBound(to: UInt16.self), bf16: Int32 = weight.dtype == .bf16 ? 1 : 0
+        lk_gemv16(w, bf16, x, out, k, range.lowerBound, range.upperBound, beta)
+    }
+
+    /// out_i = W_i·x for two or three weights on one input row, each read where it lies, in one
+    /// parallel region: decode's q, k, v and gate, up wake the compute threads once, not per weight.
+    static func oneRow(_ x: UnsafePointer<Float>, _ a: (Weight, UnsafeMutablePointer<Float>), _ b: (Weight, UnsafeMutablePointer<Float>),
+                       _ c: (Weight, UnsafeMutablePointer<Float>)? = nil) {
+        let na = a.0.rows, nb = b.0.rows, nc = c?.0.rows ?? 0
+        Parallel.ranges(na + nb + nc, costPerItem: a.0.cols) { range in
+            func part(_ job: (Weight, UnsafeMutablePointer<Float>), from offset: Int, count: Int) {
+                let lower = max(range.lowerBound, offset), upper = min(range.upperBound, offset + count)
+                if lower < upper { oneRow(x, weight: job.0, out: job.1, rows: (lower - offset)..<(upper - offset), beta: 0) }
+            }
+            part(a, from: 0, count: na)
+            part(b, from: na, count: nb)
+            if let c { part(c, from: na + nb, count: nc) }
         }
     }
 

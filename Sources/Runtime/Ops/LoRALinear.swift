@@ -24,6 +24,12 @@ struct LoRALinear {
                  u: UnsafeMutablePointer<Float>?, workspace: Workspace) {
         Linear.forward(x, rows: rows, weight: weight, out: out, accumulate: accumulate,
                        scratch: workspace.scratch, scratchCount: workspace.scratchCount)
+        addPair(x, rows: rows, out: out, u: u, workspace: workspace)
+    }
+
+    /// out += s·(drop(x)·Aᵀ)·Bᵀ, the pair's share on top of the base product already in `out`.
+    func addPair(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>?,
+                 workspace: Workspace) {
         guard let pair, let u else { return }
         project(x, rows: rows, u: u, workspace: workspace)
         let r = pair.a.rows, n = weight.rows, b = pair.b.float32!
