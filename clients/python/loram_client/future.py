@@ -42,13 +42,15 @@ class RequestFuture(concurrent.futures.Future):
 
     def cancel(self) -> bool:
         """Cancel the daemon's work and this future; False if it had already completed."""
-        if self.done():
-            return super().cancel()
+        # Locally first: the daemon answers a cancel within milliseconds, and that answer must
+        # not complete the future between the notification and this cancel (it then returned False).
+        if not super().cancel():
+            return False
         try:
             self._client.cancel(self.request_id)
-        except Exception:  # the daemon may already be gone; cancelling locally still works
+        except Exception:  # the daemon may already be gone; the future is cancelled all the same
             pass
-        return super().cancel()
+        return True
 
     def result(self, timeout: Optional[float] = None) -> Any:
         self._client._check_not_in_callback(self, timeout)
