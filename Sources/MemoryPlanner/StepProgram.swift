@@ -78,9 +78,6 @@ public struct StepProgram: Codable, Equatable, Sendable {
         ops.append(Op(name: name, creates: creates, reads: reads, releases: releases, task: task))
     }
 
-    /// The index of the buffer named `name`.
-    public func index(of name: String) -> Int? { buffers.firstIndex { $0.name == name } }
-
     /// Why a program cannot be planned, naming the op and buffer at fault.
     public struct ValidationError: Error, Equatable, CustomStringConvertible {
         public enum Problem: Equatable, Sendable {

@@ -209,14 +209,16 @@ extension PlanningService {
 
 /// memory/plan's answer; `suggestion` (with search, over the cap), `buffers` and `liveAtPeak`
 /// (with detail) and `svg` (with svg) are there only when asked for.
+/// Parameters of the original model and of its (pruned) carrier, as memory/plan and model/prune count them.
+struct ParameterCounts: WireResult { var original: Int; var carrier: Int }
+
 struct PlanResult: WireResult {
-    struct Parameters: WireResult { var original: Int; var carrier: Int }
     var fits: Bool
     var peakBytes: Int
     var lowerBoundBytes: Int
     var capBytes: Int64
     var breakdown: JSONValue
-    var parameters: Parameters
+    var parameters: ParameterCounts
     var reduction: Double
     var accounting: String
     var peakOverLowerBound: Double
@@ -227,7 +229,7 @@ struct PlanResult: WireResult {
     var liveAtPeak: [String]?
     var svg: String?
 
-    init(fits: Bool, peakBytes: Int, lowerBoundBytes: Int, capBytes: Int64, breakdown: JSONValue, parameters: Parameters, reduction: Double,
+    init(fits: Bool, peakBytes: Int, lowerBoundBytes: Int, capBytes: Int64, breakdown: JSONValue, parameters: ParameterCounts, reduction: Double,
          accounting: String, peakOverLowerBound: Double) {
         (self.fits, self.peakBytes, self.lowerBoundBytes, self.capBytes, self.breakdown) = (fits, peakBytes, lowerBoundBytes, capBytes, breakdown)
         (self.parameters, self.reduction, self.accounting, self.peakOverLowerBound) = (parameters, reduction, accounting, peakOverLowerBound)

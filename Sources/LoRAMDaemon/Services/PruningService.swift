@@ -174,12 +174,11 @@ struct PruningService {
 }
 
 struct PruneResult: WireResult {
-    struct PaperParameters: WireResult { var original: Int; var carrier: Int }
     var modelId: String
     var method: String
     var ratio: Double
     var parameters: Int
-    var paperParameters: PaperParameters
+    var paperParameters: ParameterCounts
     var reduction: Double
     var bytes: Int
     var layers: JSONValue

@@ -1,6 +1,7 @@
 import CKernels
 import COpenBLAS
 import Foundation
+import MemoryPlanner
 
 /// Grouped-query causal self-attention over the KV cache: query head h reads kv head
 /// h / (H / KV); scores are scaled by 1/sqrt(D), masked causally and softmaxed in fp32.
@@ -11,7 +12,7 @@ import Foundation
 /// all their softmaxes at once (split across cores), then every head's output.
 enum CausalAttention {
     /// Few enough rows that little of the masked triangle is computed.
-    static let maxBlockRows = 128
+    static let maxBlockRows = StepProgramBuilder.attentionBlockRows
 
     static func forward(q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, tokens: Int, position: Int,
                         heads: Int, kvHeads: Int, layer: Int, cache: KVCache,

@@ -16,9 +16,10 @@ enum SequenceAttention {
     /// the masked half of the (S, S) products is mostly never computed.
     static let blockRows = 64
 
-    /// The row blocks of one sequence: [r0, r1), each seeing keys 0..<r1.
-    static func blocks(_ s: Int) -> [Range<Int>] {
-        stride(from: 0, to: s, by: blockRows).map { $0..<min(s, $0 + blockRows) }
+    /// The row blocks of one sequence: [r0, r1), each seeing keys 0..<r1 (lazily: called per row
+    /// and head, it allocates nothing).
+    static func blocks(_ s: Int) -> LazyMapSequence<StrideTo<Int>, Range<Int>> {
+        stride(from: 0, to: s, by: blockRows).lazy.map { $0..<min(s, $0 + blockRows) }
     }
 
     /// probs = softmax(scale·q·kᵀ) causally (zeros above the diagonal); out = probs·v.
