@@ -53,4 +53,9 @@ void lk_gemv_nf4(const unsigned char *packed, const float *code, long blockSize,
                  const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
                  const float *x, float *y, long k, long row0, long row1, float beta);
 
+// Decode attention for one query row and one head: scores[j] = scale·q·keys[j] for j < visible,
+// softmaxed in place, then out = Σ_j scores[j]·values[j]. keys and values: (visible, d) rows.
+void lk_attend_one(const float *q, const float *keys, const float *values, long d, long visible,
+                   float scale, float *scores, float *out);
+
 #endif

@@ -8,7 +8,7 @@ import MemoryPlanner
 /// Shapes: q (T, H·D) for positions `position…position+T-1`; out (T, H·D); the cache already
 /// holds keys and values for positions 0…position+T-1; `scores` holds at least H·(position+T).
 ///
-/// Query rows go in blocks: every head's scores for a block first (OpenBLAS, all cores), then
+/// One query row (decode) goes through `lk_attend_one`, heads split across cores. More rows go in blocks: every head's scores for a block first (OpenBLAS, all cores), then
 /// all their softmaxes at once (split across cores), then every head's output.
 enum CausalAttention {
     /// Few enough rows that little of the masked triangle is computed.
@@ -21,6 +21,16 @@ enum CausalAttention {
         let group = heads / kvHeads
         let scale = 1 / Float(d).squareRoot()
         let stride = heads * d
+        if tokens == 1 {
+            // Decode: each head in one pass over its cache, all heads in one parallel region.
+            Parallel.ranges(heads, costPerItem: total * d * 2) { range in
+                for h in range {
+                    lk_attend_one(q + h * d, cache.keys(layer: layer, head: h / group), cache.values(layer: layer, head: h / group),
+                                  d, total, scale, scores + h * total, out + h * d)
+                }
+            }
+            return
+        }
         let blockRows = max(1, min(tokens, maxBlockRows, scoreCapacity / (heads * total)))
         var start = 0
         while start < tokens {
@@ -32,12 +42,8 @@ enum CausalAttention {
                 let keys = cache.keys(layer: layer, head: h / group)
                 let qBlock = q + start * stride + h * d
                 let s = scores + h * headScores
-                if rows == 1 {
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(d), scale, keys, Int32(d), qBlock, 1, 0, s, 1)
-                } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
-                                scale, qBlock, Int32(stride), keys, Int32(d), 0, s, Int32(visible))
-                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
+                            scale, qBlock, Int32(stride), keys, Int32(d), 0, s, Int32(visible))
             }
             // Row r of head h sees keys 0…position+start+r.
             Parallel.ranges(heads * rows, costPerItem: visible * 4) { range in
@@ -52,12 +58,8 @@ enum CausalAttention {
                 let values = cache.values(layer: layer, head: h / group)
                 let oBlock = out + start * stride + h * d
                 let s = scores + h * headScores
-                if rows == 1 {
-                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(d), 1, values, Int32(d), s, 1, 0, oBlock, 1)
-                } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
-                                1, s, Int32(visible), values, Int32(d), 0, oBlock, Int32(stride))
-                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
+                            1, s, Int32(visible), values, Int32(d), 0, oBlock, Int32(stride))
             }
             start += rows
         }
