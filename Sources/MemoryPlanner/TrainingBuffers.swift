@@ -6,25 +6,27 @@
 public struct TrainingBuffers: Sendable {
     /// What a layer's forward writes and its backward reads. The attention block's slots are made
     /// by `.attentionForward` and released by `.attentionBackward`; the MLP block's likewise.
+    /// The normed inputs and silu(gate)·up are not kept: they live in the step-long `norm` and `act`
+    /// (one layer's worth) and the backward remakes them there from what is kept.
     public enum Slot: Hashable, Sendable {
-        /// 1/rms of each row of the layer input, and the normed input (T, C).
-        case attentionNormRMS, attentionNorm
+        /// 1/rms of each row of the layer input (T).
+        case attentionNormRMS
         /// Projections after RoPE: q (T, H·D), k and v (T, KV·D).
         case q, k, v
         /// softmax(q·kᵀ/√D) per row and head (B, H, S, S), and its product with v (T, H·D).
         case probs, attention
         /// The layer input plus the attention block's output (T, C).
         case residual
-        case mlpNormRMS, mlpNorm
-        /// gate and up projections, silu(gate)·up (T, I).
-        case gate, up, act
+        /// 1/rms of each row of the residual (T).
+        case mlpNormRMS
+        /// gate and up projections (T, I).
+        case gate, up
         /// x·Aᵀ of the LoRA pair on a target (T, r), kept for its backward.
         case loraU(LoRATarget)
 
         public var name: String {
             switch self {
             case .attentionNormRMS: return "attn_norm.rms"
-            case .attentionNorm: return "attn_norm"
             case .q: return "attn.q"
             case .k: return "attn.k"
             case .v: return "attn.v"
@@ -32,10 +34,8 @@ public struct TrainingBuffers: Sendable {
             case .attention: return "attn.out"
             case .residual: return "residual"
             case .mlpNormRMS: return "mlp_norm.rms"
-            case .mlpNorm: return "mlp_norm"
             case .gate: return "mlp.gate"
             case .up: return "mlp.up"
-            case .act: return "mlp.act"
             case .loraU(let target): return "lora.\(target.rawValue).u"
             }
         }
@@ -43,7 +43,7 @@ public struct TrainingBuffers: Sendable {
         /// Made by the MLP block (else by the attention block).
         public var inMLP: Bool {
             switch self {
-            case .mlpNormRMS, .mlpNorm, .gate, .up, .act: return true
+            case .mlpNormRMS, .gate, .up: return true
             case .loraU(let target): return [.gate, .up, .down].contains(target)
             default: return false
             }
@@ -68,6 +68,11 @@ public struct TrainingBuffers: Sendable {
 
     // Step-long and loss buffers.
     public static let rope = "workspace.rope", scratch = "workspace.scratch"
+    /// One layer's normed input or residual (T, C) and silu(gate)·up (T, max I): the forward writes
+    /// them for its products and drops them; the backward remakes them where its LoRA (or weight)
+    /// gradients read them, from the kept input or residual and 1/rms, and from gate and up, with
+    /// the forward's arithmetic, so they are the same bit for bit.
+    public static let norm = "workspace.norm", act = "workspace.act"
     /// x·Aᵀ's gradient (max(T, lossRows), r) and dropout(x) (T, max(C, I, H·D)), LoRA only.
     public static let loraGradient = "workspace.lora_du", loraDropout = "workspace.lora_dropout"
     public static let finalInput = "final.input", finalNormRMS = "final.norm.rms", finalNorm = "final.norm"
@@ -106,7 +111,7 @@ public struct TrainingBuffers: Sendable {
 
     /// The slots a layer's forward fills, in the order it fills them.
     public var slots: [Slot] {
-        [.attentionNormRMS, .attentionNorm, .q, .k, .v, .probs, .attention, .residual, .mlpNormRMS, .mlpNorm, .gate, .up, .act]
+        [.attentionNormRMS, .q, .k, .v, .probs, .attention, .residual, .mlpNormRMS, .gate, .up]
             + layerTargets.map(Slot.loraU)
     }
 
@@ -114,11 +119,11 @@ public struct TrainingBuffers: Sendable {
         let h = CheckedSize(layer.heads), kv = CheckedSize(layer.kvHeads), i = CheckedSize(layer.intermediate)
         switch slot {
         case .attentionNormRMS, .mlpNormRMS: return t
-        case .attentionNorm, .residual, .mlpNorm: return try t * c
+        case .residual: return try t * c
         case .q, .attention: return try t * h * d
         case .k, .v: return try t * kv * d
         case .probs: return try b * h * s * s
-        case .gate, .up, .act: return try t * i
+        case .gate, .up: return try t * i
         case .loraU: return try t * r
         }
     }
@@ -132,6 +137,11 @@ public struct TrainingBuffers: Sendable {
         case .k, .v: return try t * kv * d
         case .scores: return try s * s
         }
+    }
+
+    /// The widest MLP of `shape`, what `act` holds a layer of.
+    public func widestMLP(_ shape: ModelShape) -> CheckedSize {
+        shape.layers.reduce(CheckedSize(0)) { max($0, CheckedSize($1.intermediate)) }
     }
 
     /// The widest input a LoRA linear of `shape` has: dropout(x) holds one.

@@ -33,13 +33,16 @@ extension StepProgramBuilder {
         let gradients = try program.buffer("gradients", kind: .gradient, persistent: true) { try trainable * f }
         let moments = optimizer ? try program.buffer("optimizer.adamw", kind: .optimizer, persistent: true) { try 2 * trainable * f } : nil
 
-        // Step-long workspaces: RoPE angles, the linear scratch, LoRA's dropout and x·Aᵀ gradient.
+        // Step-long workspaces: RoPE angles, the linear scratch, LoRA's dropout and x·Aᵀ gradient,
+        // one layer's normed rows and silu(gate)·up.
         var stepLong = [try program.buffer(Names.rope, kind: .workspace) { try t * sizes.d * f },
                         try program.buffer(Names.scratch, kind: .workspace) { try Names.scratchFloats * CheckedSize(f) }]
         if sizes.lora {
             stepLong.append(try program.buffer(Names.loraGradient, kind: .workspace) { try max(t, CheckedSize(Names.lossRows)) * sizes.r * f })
             stepLong.append(try program.buffer(Names.loraDropout, kind: .workspace) { try t * (try sizes.widestInput(shape)) * f })
         }
+        stepLong.append(try program.buffer(Names.norm, kind: .workspace) { try t * c * f })
+        stepLong.append(try program.buffer(Names.act, kind: .workspace) { try t * sizes.widestMLP(shape) * f })
         var input = try program.buffer(Names.input(layer: 0), kind: .activation) { try t * c * f }
         program.op("embed", creates: stepLong + [input], task: .embed)
 

@@ -27,6 +27,25 @@ final class TrainingStepProgramTests: XCTestCase {
         }
     }
 
+    /// No layer keeps its normed rows or silu(gate)·up (the backward remakes them in one layer's
+    /// worth of workspace): at the peak, L·T·(2C + I) fp32 fewer activation bytes than at f785816
+    /// (one layer's worth with checkpointing, where only the recomputed layer holds a set) and
+    /// T·(C + I) more workspace.
+    func testLayersKeepNeitherNormedRowsNorAct() throws {
+        let (t, c, i) = (4 * 256, 512, 1408)
+        // At f785816: `loramd plan --config <small's config.json> --train --seq 256 --micro-batch 4
+        // --lora-r 8 --base f32 [--checkpointing] --json`, breakdown and peak.
+        for (checkpointing, layers, activation, workspace, peak) in [(false, 8, 324_861_952, 31_752_192, 477_366_272),
+                                                                       (true, 1, 55_287_808, 31_752_192, 207_792_128)] {
+            let plan = try MemoryPlan(original: Self.small, workload: workload(checkpointing: checkpointing))
+            let dropped = layers * t * (2 * c + i) * 4, added = t * (c + i) * 4
+            XCTAssertEqual(plan.breakdown[.activation], activation - dropped, "checkpointing \(checkpointing)")
+            XCTAssertEqual(plan.breakdown[.workspace], workspace + added, "checkpointing \(checkpointing)")
+            XCTAssertEqual(plan.peakBytes, peak - dropped + added, "checkpointing \(checkpointing)")
+            print("small, checkpointing \(checkpointing): activations \(activation) -> \(activation - dropped) B, peak \(peak) -> \(plan.peakBytes) B")
+        }
+    }
+
     /// Every op says what the runtime runs; every gradient buffer lives within the one backward op
     /// that makes it; a checkpointed forward drops its whole set within the layer.
     func testOpsCarryTasksAndBuffersLiveNoLongerThanNeeded() throws {

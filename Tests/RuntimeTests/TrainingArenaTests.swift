@@ -39,7 +39,8 @@ final class TrainingArenaTests: XCTestCase {
         for i in unshared.ops.indices { unshared.ops[i].releases = [] }
         let separate = TrainingStep(weights: StepWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
                                     microBatch: 1, seqLen: ids.count, checkpointing: false, arena: try PlannedBuffers(unshared))
-        XCTAssertEqual(separate.arena.peakBytes, separate.arena.placement.lowerBound)
+        // (Best fit packs this artificial program within 0.6% of its lower bound, not exactly.)
+        XCTAssertLessThanOrEqual(separate.arena.placement.ratio, 1.01)
         for job in [planned, checkpointed] {
             job.gradients.zero()
             let inArena = job.step.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil)

@@ -8,7 +8,8 @@ import MemoryPlanner
 ///
 /// Buffers are the caller's. Inference passes one set every layer reuses (the residual stream
 /// updated in place, one norm buffer, act written over gate, no rms kept); training passes the
-/// layer's own set from its step program, every slot kept for the backward.
+/// layer's own set from its step program, kept for the backward, except the normed rows and act:
+/// one layer's worth shared by all, which the backward remakes where it reads them.
 /// Axes: T rows, C hidden, H/KV heads, D head dim, I MLP width, r LoRA rank.
 struct DecoderBlock {
     let q, k, v, o, gate, up, down: LoRALinear
@@ -19,7 +20,8 @@ struct DecoderBlock {
 
     /// A layer's buffers. Training only: `attentionNormRMS`/`mlpNormRMS` (1/rms per row) and
     /// `probs` (B, H, S, S). `loraU`: x·Aᵀ per targeted linear (training keeps each; inference
-    /// points them all at one workspace).
+    /// points them all at one workspace). `attentionNorm`, `mlpNorm` and `act` are only read
+    /// within the op that writes them: the backward remakes them first.
     struct Activations {
         var input, attentionNorm, q, k, v, attention, residual, mlpNorm, gate, up, act: UnsafeMutablePointer<Float>
         var attentionNormRMS, mlpNormRMS, probs: UnsafeMutablePointer<Float>?
@@ -99,6 +101,9 @@ struct DecoderBlock {
         rope.applyBackward(g.k, tokens: t, heads: kvHeads, rowStride: kvHeads * d, table: ropeTable)
         let normGradient = inputGradient ? g.attentionNorm : nil
         normGradient?.update(repeating: 0, count: t * hidden)
+        if q.backwardReadsInput(gradients) || k.backwardReadsInput(gradients) || v.backwardReadsInput(gradients) {
+            RMSNorm.remake(a.input, weight: inputNorm, inverse: a.attentionNormRMS!, out: a.attentionNorm, rows: t, cols: hidden)
+        }
         q.backward(dy: g.q, x: a.attentionNorm, u: a.loraU[.q], dx: normGradient, rows: t, gradients: gradients, workspace: workspace)
         k.backward(dy: g.k, x: a.attentionNorm, u: a.loraU[.k], dx: normGradient, rows: t, gradients: gradients, workspace: workspace)
         v.backward(dy: g.v, x: a.attentionNorm, u: a.loraU[.v], dx: normGradient, rows: t, gradients: gradients, workspace: workspace)
@@ -135,9 +140,13 @@ struct DecoderBlock {
     func mlpBackward(_ a: Activations, dx: UnsafeMutablePointer<Float>, _ g: Gradients, rows t: Int, gradients: GradientBuffers,
                      workspace: LoRALinear.Workspace) {
         g.act.update(repeating: 0, count: t * intermediate)
+        if down.backwardReadsInput(gradients) { SwiGLU.forward(gate: a.gate, up: a.up, out: a.act, count: t * intermediate) }
         down.backward(dy: dx, x: a.act, u: a.loraU[.down], dx: g.act, rows: t, gradients: gradients, workspace: workspace)
         SwiGLU.backward(dout: g.act, gate: a.gate, up: a.up, dgate: g.gate, dup: g.up, count: t * intermediate)
         g.mlpNorm.update(repeating: 0, count: t * hidden)
+        if gate.backwardReadsInput(gradients) || up.backwardReadsInput(gradients) {
+            RMSNorm.remake(a.residual, weight: postAttentionNorm, inverse: a.mlpNormRMS!, out: a.mlpNorm, rows: t, cols: hidden)
+        }
         gate.backward(dy: g.gate, x: a.mlpNorm, u: a.loraU[.gate], dx: g.mlpNorm, rows: t, gradients: gradients, workspace: workspace)
         up.backward(dy: g.up, x: a.mlpNorm, u: a.loraU[.up], dx: g.mlpNorm, rows: t, gradients: gradients, workspace: workspace)
         RMSNorm.backward(dy: g.mlpNorm, x: a.residual, weight: postAttentionNorm, inverse: a.mlpNormRMS!, dx: dx,

@@ -58,6 +58,11 @@ struct LoRALinear {
         }
     }
 
+    /// Whether `backward` reads x: for the pair's A gradient, or for W's own gradient.
+    func backwardReadsInput(_ gradients: GradientBuffers) -> Bool {
+        pair != nil || gradients.gradient(for: weight) != nil
+    }
+
     /// dx += dy·W + s·drop'(dy·B·A) (skipped when `dx` is nil: nothing below needs it); W's
     /// gradient (`weightGradient`, else `gradients`' own), A's and B's where `gradients` has them:
     /// dB += s·dyᵀ·u, du = s·dy·B, dA += duᵀ·drop(x).

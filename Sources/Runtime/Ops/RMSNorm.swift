@@ -15,10 +15,24 @@ public enum RMSNorm {
         }
         Parallel.ranges(rows, costPerItem: 2 * cols) { range in
             inverseRMS(x + range.lowerBound * cols, rows: range.count, cols: cols, eps: eps, out: inverse + range.lowerBound)
-            for row in range {
-                let r = inverse[row], xr = x + row * cols, o = out + row * cols
-                for i in 0..<cols { o[i] = xr[i] * r * weight[i] }
-            }
+            scale(x, weight: weight, inverse: inverse, out: out, cols: cols, rows: range)
+        }
+    }
+
+    /// out = x · inverse · w per row, from a kept 1/rms: the forward's second half, so the backward
+    /// remakes the normed rows it did not keep bit for bit. Shapes as `forward`.
+    public static func remake(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, inverse: UnsafePointer<Float>,
+                              out: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        Parallel.ranges(rows, costPerItem: cols) { range in
+            scale(x, weight: weight, inverse: inverse, out: out, cols: cols, rows: range)
+        }
+    }
+
+    private static func scale(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, inverse: UnsafePointer<Float>,
+                              out: UnsafeMutablePointer<Float>, cols: Int, rows: Range<Int>) {
+        for row in rows {
+            let r = inverse[row], xr = x + row * cols, o = out + row * cols
+            for i in 0..<cols { o[i] = xr[i] * r * weight[i] }
         }
     }
 

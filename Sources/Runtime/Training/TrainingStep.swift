@@ -68,10 +68,11 @@ public final class TrainingStep: @unchecked Sendable {
         let targets = LoRATarget.layerTargets.filter { adapter?.targets.contains($0) ?? false }
         func set(_ l: Int, transient: Bool) -> DecoderBlock.Activations {
             func slot(_ slot: Names.Slot) -> UnsafeMutablePointer<Float> { arena.require(Names.name(layer: l, slot, transient: transient)) }
+            let norm = arena.require(Names.norm)
             var a = DecoderBlock.Activations(
-                input: arena.require(Names.input(layer: l)), attentionNorm: slot(.attentionNorm), q: slot(.q), k: slot(.k), v: slot(.v),
-                attention: slot(.attention), residual: slot(.residual), mlpNorm: slot(.mlpNorm), gate: slot(.gate), up: slot(.up),
-                act: slot(.act), attentionNormRMS: slot(.attentionNormRMS), mlpNormRMS: slot(.mlpNormRMS), probs: slot(.probs))
+                input: arena.require(Names.input(layer: l)), attentionNorm: norm, q: slot(.q), k: slot(.k), v: slot(.v),
+                attention: slot(.attention), residual: slot(.residual), mlpNorm: norm, gate: slot(.gate), up: slot(.up),
+                act: arena.require(Names.act), attentionNormRMS: slot(.attentionNormRMS), mlpNormRMS: slot(.mlpNormRMS), probs: slot(.probs))
             for target in targets { a.loraU[target] = slot(.loraU(target)) }
             return a
         }
