@@ -276,6 +276,15 @@ void lk_widen16(const unsigned short *src, int bf16, float *dst, long begin, lon
     for (long i = begin; i < end; i++) dst[i] = bf16 ? bf16_to_f32(src[i]) : (float)((const _Float16 *)src)[i];
 }
 
+void lk_narrow_bf16(const float *src, unsigned short *dst, long begin, long end) {
+    for (long i = begin; i < end; i++) {
+        unsigned int b;
+        __builtin_memcpy(&b, src + i, 4);
+        dst[i] = (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((b >> 16) | 0x40)
+                                                  : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+    }
+}
+
 // ---- NF4 weights read where they lie ------------------------------------------------------------
 
 static inline float nf4_absmax(long b, const float *plain, const unsigned char *index, const float *map, const float *scales, float offset) {

@@ -8,7 +8,7 @@ enum PlanCommand {
     static let usage = """
     usage: loramd plan (--preset NAME | --config FILE|MODEL.gguf) [--train | --generate] [--seq N] [--micro-batch N]
                        [--lora-r N] [--full] [--base f32|bf16|f16|nf4] [--nf4] [--prune RATIO] [--checkpointing]
-                       [--new-tokens N] [--cap BYTES|20GiB] [--search] [--paper] [--svg FILE] [--json]
+                       [--activations f32|bf16] [--new-tokens N] [--cap BYTES|20GiB] [--search] [--paper] [--svg FILE] [--json]
 
     presets: \(ModelShape.presets.map(\.name).joined(separator: ", "))
     example: loramd plan --preset llama-3.1-70b --prune 0.85 --nf4 --seq 512 --cap 20GiB --search --svg plan.svg
@@ -53,6 +53,9 @@ enum PlanCommand {
                 case "--micro-batch": guard let n = Int(text), n > 0 else { return fail("--micro-batch needs a positive integer") }; workload.microBatch = n
                 case "--new-tokens": guard let n = Int(text), n >= 0 else { return fail("--new-tokens needs an integer") }; workload.newTokens = n
                 case "--lora-r": guard let n = Int(text), n > 0 else { return fail("--lora-r needs a positive integer") }; workload.lora = .init(r: n, targets: LoRATarget.decoder)
+                case "--activations":
+                    guard let a = Workload.ActivationDType(rawValue: text) else { return fail("--activations must be f32 or bf16") }
+                    workload.activationDType = a
                 case "--base": guard let b = Workload.BaseDType(rawValue: text) else { return fail("--base must be f32, bf16, f16 or nf4") }; workload.baseDType = b
                 case "--prune": guard let r = Double(text) else { return fail("--prune needs a ratio") }; pruning = .structured(ratio: r)
                 case "--cap": guard let c = parseBytes(text) else { return fail("--cap takes bytes or a size like 20GiB, 24GB") }; cap = c
@@ -85,7 +88,8 @@ enum PlanCommand {
                          workload.baseDType == .nf4 ? ", counted as the paper counts 4-bit" : ""))
             print("workload   \(workload.kind.rawValue), micro-batch \(workload.microBatch) x \(workload.seqLen) tokens, " +
                   (workload.lora.map { "LoRA r \($0.r)" } ?? "full-parameter") + ", base \(workload.baseDType.rawValue)" +
-                  (workload.checkpointing ? ", layer checkpointing" : ""))
+                  (workload.checkpointing ? ", layer checkpointing" : "") +
+                  (workload.activationDType == .bf16 ? ", bf16 activations" : ""))
             print("peak      \(gib(peak))  (\(paper ? "paper accounting: parameter storage only" : String(format: "lower bound %@, peak/bound %.4f", gib(plan.lowerBoundBytes), plan.placement.ratio)))")
             if !paper {
                 for kind in BufferKind.allCases where (plan.breakdown[kind] ?? 0) > 0 {

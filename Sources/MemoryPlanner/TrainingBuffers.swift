@@ -40,6 +40,17 @@ public struct TrainingBuffers: Sendable {
             }
         }
 
+        /// Kept in bf16 under `Workload.ActivationDType.bf16` (without checkpointing): the layer
+        /// computes them in fp32 in `wide(_:)`, narrows them into the kept slots when a block is
+        /// done (the attention block's five; the residual, which the MLP block reads, with gate and
+        /// up), and the backward widens them back first. With every one of them in bf16 the golden
+        /// gradients stay within the option's tolerance (`ActivationDTypeTests`), 1/rms in bf16 as
+        /// well; 1/rms (T per layer) and x·Aᵀ (T·r) stay fp32 all the same, too small to matter.
+        public static let attentionSlots16: [Slot] = [.q, .k, .v, .probs, .attention]
+        public static let mlpSlots16: [Slot] = [.residual, .gate, .up]
+
+        public var in16Bits: Bool { Self.attentionSlots16.contains(self) || Self.mlpSlots16.contains(self) }
+
         /// Made by the MLP block (else by the attention block).
         public var inMLP: Bool {
             switch self {
@@ -82,6 +93,9 @@ public struct TrainingBuffers: Sendable {
 
     public static func input(layer: Int) -> String { "layers.\(layer).input" }
 
+    /// The fp32 copy of a 16-bit slot that every layer computes in and widens into (one layer's worth).
+    public static func wide(_ slot: Slot) -> String { "workspace.wide.\(slot.name)" }
+
     /// `transient`: the set a checkpointed forward makes and drops at once (its backward reads the
     /// recomputed set instead).
     public static func name(layer: Int, _ slot: Slot, transient: Bool = false) -> String {
@@ -95,8 +109,11 @@ public struct TrainingBuffers: Sendable {
     public let layerTargets: [LoRATarget]
     public let lora: Bool
     public let lmHeadTargeted: Bool
+    /// The `in16Bits` slots are kept in bf16 (bf16 activations without checkpointing).
+    public let narrowed: Bool
 
-    public init(_ shape: ModelShape, microBatch: Int, seqLen: Int, lora: Workload.LoRA?) throws {
+    public init(_ shape: ModelShape, microBatch: Int, seqLen: Int, lora: Workload.LoRA?,
+                activations: Workload.ActivationDType = .f32, checkpointing: Bool = false) throws {
         b = CheckedSize(microBatch)
         s = CheckedSize(seqLen)
         t = try b * s
@@ -107,6 +124,15 @@ public struct TrainingBuffers: Sendable {
         self.lora = lora != nil
         layerTargets = LoRATarget.layerTargets.filter { lora?.targets.contains($0) ?? false }
         lmHeadTargeted = lora?.targets.contains(.lmHead) ?? false
+        narrowed = activations == .bf16 && !checkpointing
+    }
+
+    /// The slots kept in bf16 (none unless `narrowed`).
+    public var slotsIn16Bits: [Slot] { narrowed ? slots.filter(\.in16Bits) : [] }
+
+    /// Bytes of a layer's kept slot: 2 per element when it is kept in bf16, else 4.
+    public func bytes(_ slot: Slot, _ layer: ModelShape.Layer) throws -> CheckedSize {
+        try floats(slot, layer) * (narrowed && slot.in16Bits ? 2 : 4)
     }
 
     /// The slots a layer's forward fills, in the order it fills them.

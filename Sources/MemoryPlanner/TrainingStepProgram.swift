@@ -17,7 +17,8 @@ extension StepProgramBuilder {
         typealias Names = TrainingBuffers
         var program = StepProgram()
         let f = 4  // fp32 bytes
-        let sizes = try TrainingBuffers(shape, microBatch: workload.microBatch, seqLen: workload.seqLen, lora: workload.lora)
+        let sizes = try TrainingBuffers(shape, microBatch: workload.microBatch, seqLen: workload.seqLen, lora: workload.lora,
+                                        activations: workload.activationDType, checkpointing: workload.checkpointing)
         let t = sizes.t, c = sizes.c
 
         // Persistent: weights (an fp32 copy for full-parameter training), trainable state.
@@ -43,6 +44,12 @@ extension StepProgramBuilder {
         }
         stepLong.append(try program.buffer(Names.norm, kind: .workspace) { try t * c * f })
         stepLong.append(try program.buffer(Names.act, kind: .workspace) { try t * sizes.widestMLP(shape) * f })
+        // bf16 activations: the fp32 slots every layer computes in and its backward widens into.
+        for slot in sizes.slotsIn16Bits {
+            stepLong.append(try program.buffer(Names.wide(slot), kind: .workspace) {
+                try shape.layers.reduce(CheckedSize(0)) { max($0, try sizes.floats(slot, $1)) } * f
+            })
+        }
         var input = try program.buffer(Names.input(layer: 0), kind: .activation) { try t * c * f }
         program.op("embed", creates: stepLong + [input], task: .embed)
 
@@ -52,7 +59,7 @@ extension StepProgramBuilder {
             var attention: [Int] = [], mlp: [Int] = [], residual = -1
             for slot in sizes.slots {
                 let index = try program.buffer(Names.name(layer: l, slot, transient: transient), kind: .activation) {
-                    try sizes.floats(slot, shape.layers[l]) * f
+                    try sizes.bytes(slot, shape.layers[l])
                 }
                 if slot == .residual { residual = index } else if slot.inMLP { mlp.append(index) } else { attention.append(index) }
             }

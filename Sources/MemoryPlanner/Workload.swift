@@ -24,6 +24,11 @@ public struct Workload: Codable, Equatable, Sendable {
         public var otherBytesPerParameter: Int { self == .f32 ? 4 : 2 }
     }
 
+    /// How a training step keeps a layer's activations for its backward: fp32, or the larger
+    /// slots in bf16 (`TrainingBuffers.Slot.in16Bits`), computed in fp32 and narrowed when the
+    /// layer is done, widened again before its backward.
+    public enum ActivationDType: String, Codable, CaseIterable, Sendable { case f32, bf16 }
+
     public struct LoRA: Codable, Equatable, Sendable {
         public var r: Int
         public var targets: Set<LoRATarget>
@@ -41,6 +46,7 @@ public struct Workload: Codable, Equatable, Sendable {
     public var lora: LoRA?
     public var baseDType: BaseDType
     public var checkpointing: Bool
+    public var activationDType: ActivationDType
     /// Tokens generated after a prompt of `seqLen` (generate only).
     public var newTokens: Int
     /// Rows of logits a generate-kind request holds at once: 1 for a generation, every token for
@@ -48,7 +54,8 @@ public struct Workload: Codable, Equatable, Sendable {
     public var logitsRows: Int
 
     public init(kind: Kind, microBatch: Int = 1, seqLen: Int, gradAccum: Int = 1, lora: LoRA? = nil,
-                baseDType: BaseDType = .f32, checkpointing: Bool = false, newTokens: Int = 0, logitsRows: Int = 1) {
+                baseDType: BaseDType = .f32, checkpointing: Bool = false, activationDType: ActivationDType = .f32,
+                newTokens: Int = 0, logitsRows: Int = 1) {
         self.kind = kind
         self.microBatch = microBatch
         self.seqLen = seqLen
@@ -56,6 +63,7 @@ public struct Workload: Codable, Equatable, Sendable {
         self.lora = lora
         self.baseDType = baseDType
         self.checkpointing = checkpointing
+        self.activationDType = activationDType
         self.newTokens = newTokens
         self.logitsRows = max(1, logitsRows)
     }

@@ -52,3 +52,23 @@ final class KernelTests: XCTestCase {
         }
     }
 }
+
+extension KernelTests {
+    /// lk_narrow_bf16 rounds to nearest even exactly as `DTypeConversion.floatToBF16` (PyTorch's
+    /// `.to(torch.bfloat16)`) on ties, carries into the exponent, infinities and NaN; lk_widen16
+    /// gives the rounded values back exactly.
+    func testNarrowingToBF16RoundsToNearestEven() {
+        var values: [Float] = [0, -0, 1, -1, 1.00390625, 1.01171875, 1.0078125, 3.4e38, .infinity, -.infinity, .nan,
+                               Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0x3FFF_FFFF), 1e-40]
+        var rng = Xoshiro256StarStar(seed: 1)
+        values += (0..<1000).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) }
+        var halves = [UInt16](repeating: 0, count: values.count)
+        var back = [Float](repeating: 0, count: values.count)
+        lk_narrow_bf16(values, &halves, 0, values.count)
+        lk_widen16(halves, 1, &back, 0, values.count)
+        for (i, value) in values.enumerated() {
+            XCTAssertEqual(halves[i], DTypeConversion.floatToBF16(value), "\(value) (0x\(String(value.bitPattern, radix: 16)))")
+            if value.isNaN { XCTAssertTrue(back[i].isNaN) } else { XCTAssertEqual(back[i], DTypeConversion.bf16ToFloat(halves[i])) }
+        }
+    }
+}

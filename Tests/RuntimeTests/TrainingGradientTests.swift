@@ -118,24 +118,26 @@ extension TrainingGradientTests {
     /// The step uses each buffer only within the lifetime its program gives it: in the placed
     /// program (buffers whose lifetimes do not meet share memory) and in the same program with
     /// nothing released (no sharing), both arenas poisoned with NaN first, the gradients are the
-    /// same bit for bit, with and without checkpointing, LoRA with dropout and full-parameter.
+    /// same bit for bit, with and without checkpointing, LoRA with dropout and full-parameter, fp32
+    /// and bf16 activations (the poison is NaN read either way).
     func testTheStepUsesEachBufferOnlyWithinItsPlannedLifetime() throws {
         let model = try LlamaModel.load(directory: Fixtures.tinyModel)
         let ids = (0..<30).map { ($0 * 7 + 3) % model.config.vocabSize }
-        for checkpointing in [false, true] {
+        for (checkpointing, activations) in [(false, Workload.ActivationDType.f32), (true, .f32), (false, .bf16)] {
             for rank: Int? in [nil, 4] {
                 let targets: Set<LoRATarget> = [.q, .v, .down, .lmHead]
                 let adapter = rank.map { LoRAAdapter(config: model.config, rank: $0, alpha: 8, dropout: 0.1, targets: targets) }
                 adapter?.initialize(seed: 5, b: .normal(std: 0.05))
                 let program = try TrainingStep.program(config: model.config, adapter: adapter, microBatch: 3, seqLen: 10,
-                                                       checkpointing: checkpointing)
+                                                       checkpointing: checkpointing, activations: activations)
                 func gradients(_ program: StepProgram) throws -> (peak: Int, values: [[Float]]) {
                     let weights = StepWeights(model: model, copy: adapter == nil)
                     let gradients = adapter.map(GradientBuffers.init(adapter:)) ?? GradientBuffers(weights: weights, frozen: ["lm_head"])
                     let arena = try PlannedBuffers(program)
-                    for buffer in program.buffers { arena.floats(buffer.name)!.update(repeating: .nan, count: buffer.bytes / 4) }
+                    let poison = Float(bitPattern: 0x7FC0_7FC0)
+                    for buffer in program.buffers { arena.floats(buffer.name)!.update(repeating: poison, count: buffer.bytes / 4) }
                     let step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: 3, seqLen: 10,
-                                            checkpointing: checkpointing, arena: arena)
+                                            checkpointing: checkpointing, activations: activations, arena: arena)
                     gradients.zero()
                     _ = step.run(ids: ids, labels: ids, normalizer: 27, dropoutSeed: 42)
                     return (arena.peakBytes, gradients.entries.map { Array(UnsafeBufferPointer(start: $0.gradient, count: $0.count)) })
@@ -143,7 +145,7 @@ extension TrainingGradientTests {
                 var unshared = program
                 for i in unshared.ops.indices { unshared.ops[i].releases = [] }
                 let planned = try gradients(program), separate = try gradients(unshared)
-                let name = "checkpointing \(checkpointing), rank \(String(describing: rank))"
+                let name = "checkpointing \(checkpointing), \(activations) activations, rank \(String(describing: rank))"
                 XCTAssertTrue(planned.values.joined().allSatisfy(\.isFinite), name)
                 XCTAssertTrue(planned.values.joined().contains { $0 != 0 }, name)
                 XCTAssertEqual(planned.values, separate.values, name)

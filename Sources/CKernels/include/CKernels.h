@@ -45,6 +45,10 @@ void lk_gemv16(const unsigned short *w, int bf16, const float *x, float *y, long
 // dst[i] = src[i] widened to fp32 for i in [begin, end) (bf16 when `bf16`, else IEEE f16).
 void lk_widen16(const unsigned short *src, int bf16, float *dst, long begin, long end);
 
+// dst[i] = src[i] narrowed to bf16, rounded to nearest even (NaN stays a quiet NaN), for i in
+// [begin, end): what PyTorch's .to(torch.bfloat16) gives; lk_widen16 undoes it exactly.
+void lk_narrow_bf16(const float *src, unsigned short *dst, long begin, long end);
+
 // Rows [row0, row1) of y = W·x (+ beta·y) for an NF4 W (rows of k elements, row-major, flat
 // blocks of blockSize): element e is code[nibble e] · absmax(e / blockSize), the nibble the high
 // half of packed[e/2] for even e. absmax is plain[b] when `plain` is given, else

@@ -138,6 +138,7 @@ struct PlanningService {
         case .some(.bool(true)), .some(.string("layer")): checkpointing = true
         default: throw RPCError.invalidParams(field: "workload.checkpointing", "must be none, layer, true or false")
         }
+        let activations = try ActivationDTypeParam.parse(p.activationDtype, field: "workload.activationDtype")
         if let optimizer = p.optimizer, optimizer != "adamw" { throw RPCError.invalidParams(field: "workload.optimizer", "only adamw is planned") }
         var pruning: Pruning?
         if let prune = p.prune {
@@ -155,7 +156,7 @@ struct PlanningService {
             }
         }
         let workload = Workload(kind: kind, microBatch: microBatch, seqLen: p.seqLen, gradAccum: p.gradAccum ?? 1, lora: lora,
-                                baseDType: base, checkpointing: checkpointing, newTokens: p.newTokens ?? 0)
+                                baseDType: base, checkpointing: checkpointing, activationDType: activations, newTokens: p.newTokens ?? 0)
         try planSizes { try workload.checkSizes() }
         return (workload, pruning)
     }
@@ -202,6 +203,8 @@ extension PlanningService {
         var baseDType: String?
         var prune: PruneParam?
         var checkpointing: JSONValue?
+        /// `f32` (default) or `bf16` (training): how each layer's activations are kept.
+        var activationDtype: String?
         var optimizer: String?
     }
 

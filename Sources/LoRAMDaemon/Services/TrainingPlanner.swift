@@ -64,7 +64,7 @@ extension TrainingService {
     func suggestion(_ loaded: LoadedModel, adapter: LoRAAdapter?, settings: TrainingJob.Settings) -> BudgetSuggestion? {
         let free = ledger.capBytes - ledger.usedBytes
         let workload = Workload(kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen, gradAccum: settings.gradAccum,
-                                checkpointing: settings.checkpointing)
+                                checkpointing: settings.checkpointing, activationDType: settings.activationDType)
         // A job trains the model it was given on the rows it was given: changes to the base or the
         // sequences are memory/plan's to suggest, not a job's.
         let applicable: Set<String> = ["checkpointing", "microBatch", "gradAccum"]

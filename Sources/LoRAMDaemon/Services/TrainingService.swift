@@ -28,6 +28,8 @@ struct TrainingService {
         var weightDecay: Double?
         var maxGradNorm: Double?
         var checkpointing: String?
+        /// loramd's: `f32` (default) or `bf16`, how each layer's activations are kept for the backward.
+        var activationDtype: String?
         var seed: UInt64?
         var packing: Bool?
         /// loramd's: full-parameter training of a tied model trains the input embedding as its own
@@ -201,6 +203,7 @@ struct TrainingService {
         s.packing = p.packing ?? false
         s.frozen = p.freeze ?? []
         s.untieEmbeddings = p.untieEmbeddings ?? false
+        s.activationDType = try ActivationDTypeParam.parse(p.activationDtype, field: "activationDtype")
         if let problem = s.problem { throw RPCError.invalidParams(field: problem.field, problem.requirement) }
         if let schedule = p.schedule {
             guard let kind = LearningRateSchedule.Kind(rawValue: schedule) else {

@@ -39,6 +39,13 @@ public final class PlannedBuffers: @unchecked Sendable {
         return pointer
     }
 
+    /// The buffer `name` as 16-bit values (bf16 activations), which the program must have, and
+    /// how many it holds.
+    func requireHalves(_ name: String) -> (pointer: UnsafeMutablePointer<UInt16>, count: Int) {
+        guard let index = indexByName[name] else { preconditionFailure("the step program has no buffer \(name)") }
+        return (arena.pointer(for: index).assumingMemoryBound(to: UInt16.self), placement.program.buffers[index].bytes / 2)
+    }
+
     /// How many floats the program gives `name` (0 when it has none).
     public func floatCount(_ name: String) -> Int {
         indexByName[name].map { placement.program.buffers[$0].bytes / 4 } ?? 0

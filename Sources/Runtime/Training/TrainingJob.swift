@@ -22,6 +22,9 @@ public final class TrainingJob: @unchecked Sendable {
         /// transformers' default 1.0; nil turns clipping off.
         public var maxGradNorm: Double? = 1.0
         public var checkpointing = false
+        /// bf16: the larger slots of each layer are kept in 16 bits for the backward (no effect
+        /// with checkpointing, which keeps only the layer inputs, in fp32).
+        public var activationDType = Workload.ActivationDType.f32
         public var seed: UInt64 = 0
         /// Rows are filled by packing examples end to end instead of truncating each.
         public var packing = false
@@ -46,10 +49,10 @@ public final class TrainingJob: @unchecked Sendable {
 
         private enum CodingKeys: String, CodingKey {
             case seqLen, microBatch, gradAccum, steps, lr, schedule, warmupSteps, weightDecay, maxGradNorm, checkpointing, seed,
-                 packing, frozen, keepZeros, untieEmbeddings, beta1, beta2, eps
+                 packing, frozen, keepZeros, untieEmbeddings, beta1, beta2, eps, activationDType
         }
 
-        /// Reads state.json; `keepZeros` came later, so states saved before it still resume.
+        /// Reads state.json; `keepZeros` and `activationDType` came later, so states saved before them still resume.
         public init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             self.init(seqLen: try c.decode(Int.self, forKey: .seqLen), microBatch: try c.decode(Int.self, forKey: .microBatch),
@@ -60,6 +63,7 @@ public final class TrainingJob: @unchecked Sendable {
             weightDecay = try c.decode(Double.self, forKey: .weightDecay)
             maxGradNorm = try c.decodeIfPresent(Double.self, forKey: .maxGradNorm)
             checkpointing = try c.decode(Bool.self, forKey: .checkpointing)
+            activationDType = try c.decodeIfPresent(Workload.ActivationDType.self, forKey: .activationDType) ?? .f32
             seed = try c.decode(UInt64.self, forKey: .seed)
             packing = try c.decode(Bool.self, forKey: .packing)
             frozen = try c.decode([String].self, forKey: .frozen)
@@ -116,7 +120,8 @@ public final class TrainingJob: @unchecked Sendable {
         let arena = try placement.map { try PlannedBuffers(placement: $0) }
             ?? PlannedBuffers(Self.stepProgram(config: model.config, adapter: adapter, settings: settings))
         step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: settings.microBatch,
-                            seqLen: settings.seqLen, checkpointing: settings.checkpointing, arena: arena)
+                            seqLen: settings.seqLen, checkpointing: settings.checkpointing,
+                            activations: settings.activationDType, arena: arena)
         optimizer = AdamW(tensors: gradients.entries.map {
             AdamW.Tensor(name: $0.name, values: $0.parameter, gradients: $0.gradient, count: $0.count, decays: $0.decays)
         }, settings: AdamW.Settings(lr: settings.lr, beta1: settings.beta1, beta2: settings.beta2, eps: settings.eps,
@@ -131,7 +136,8 @@ public final class TrainingJob: @unchecked Sendable {
     public static func stepProgram(config: LlamaConfig, adapter: LoRAAdapter?, settings: Settings) throws -> StepProgram {
         try StepProgramBuilder.trainingStep(config.modelShape, Workload(
             kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
-            lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: settings.checkpointing))
+            lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: settings.checkpointing,
+            activationDType: settings.activationDType))
     }
 
     public var isFinished: Bool { completedSteps >= settings.steps }

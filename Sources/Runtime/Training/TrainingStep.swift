@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import MemoryPlanner
 
@@ -17,6 +18,8 @@ public final class TrainingStep: @unchecked Sendable {
     public let rows: Int
     public let seqLen: Int
     public let checkpointing: Bool
+    /// bf16: the larger slots of each layer are kept in 16 bits (without checkpointing).
+    public let activations: Workload.ActivationDType
     /// The placed step program the step runs in.
     public let arena: PlannedBuffers
     private let tasks: [StepTask]
@@ -28,37 +31,42 @@ public final class TrainingStep: @unchecked Sendable {
     private let layerGradients: [DecoderBlock.Gradients]
     private let outputs: [UnsafeMutablePointer<Float>]
     private let workspace: LoRALinear.Workspace
+    /// bf16 activations: per 16-bit slot, the fp32 buffer every layer computes in and, per layer,
+    /// the kept 16-bit copy (empty for fp32 activations).
+    private let narrowed: [(slot: TrainingBuffers.Slot, wide: UnsafeMutablePointer<Float>, kept: [(pointer: UnsafeMutablePointer<UInt16>, count: Int)])]
 
     /// Bytes of activations and workspaces (gradients are counted by `gradients`): the arena's planned peak.
     public var workspaceBytes: Int { arena.peakBytes }
 
     /// The transient part of the step program for these settings: what the step's arena holds.
     public static func program(config: LlamaConfig, adapter: LoRAAdapter?, microBatch: Int, seqLen: Int,
-                               checkpointing: Bool) throws -> StepProgram {
+                               checkpointing: Bool, activations: Workload.ActivationDType = .f32) throws -> StepProgram {
         try StepProgramBuilder.trainingStep(config.modelShape, Workload(
             kind: .train, microBatch: microBatch, seqLen: seqLen, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
-            checkpointing: checkpointing), optimizer: false).transientOnly()
+            checkpointing: checkpointing, activationDType: activations), optimizer: false).transientOnly()
     }
 
     /// A step in its own arena, placed here from `program(…)`. Throws when the placement or the
     /// arena cannot be made (sizes past the limits, no memory for the arena).
     public convenience init(weights: StepWeights, adapter: LoRAAdapter?, gradients: GradientBuffers,
-                            microBatch: Int, seqLen: Int, checkpointing: Bool) throws {
+                            microBatch: Int, seqLen: Int, checkpointing: Bool, activations: Workload.ActivationDType = .f32) throws {
         let program = try Self.program(config: weights.config, adapter: adapter, microBatch: microBatch, seqLen: seqLen,
-                                       checkpointing: checkpointing)
+                                       checkpointing: checkpointing, activations: activations)
         try self.init(weights: weights, adapter: adapter, gradients: gradients, microBatch: microBatch, seqLen: seqLen,
-                      checkpointing: checkpointing, arena: PlannedBuffers(program))
+                      checkpointing: checkpointing, activations: activations, arena: PlannedBuffers(program))
     }
 
     /// `arena`: the transient part of this step's program (`program(…)` for these settings), placed.
     public init(weights: StepWeights, adapter: LoRAAdapter?, gradients: GradientBuffers,
-                microBatch: Int, seqLen: Int, checkpointing: Bool, arena: PlannedBuffers) {
+                microBatch: Int, seqLen: Int, checkpointing: Bool, activations: Workload.ActivationDType = .f32,
+                arena: PlannedBuffers) {
         self.weights = weights
         self.adapter = adapter
         self.gradients = gradients
         self.rows = microBatch
         self.seqLen = seqLen
         self.checkpointing = checkpointing
+        self.activations = activations
         self.arena = arena
         tasks = arena.program.ops.compactMap(\.task)
         precondition(tasks.contains(.loss), "the step's program says nothing to run: build it with StepProgramBuilder.trainingStep")
@@ -66,8 +74,15 @@ public final class TrainingStep: @unchecked Sendable {
         rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
         typealias Names = TrainingBuffers
         let targets = LoRATarget.layerTargets.filter { adapter?.targets.contains($0) ?? false }
+        let layers = config.layers.indices
+        let in16Bits = activations == .bf16 && !checkpointing ? Names.Slot.attentionSlots16 + Names.Slot.mlpSlots16 : []
+        narrowed = in16Bits.map { slot in
+            (slot, arena.require(Names.wide(slot)), layers.map { arena.requireHalves(Names.name(layer: $0, slot)) })
+        }
         func set(_ l: Int, transient: Bool) -> DecoderBlock.Activations {
-            func slot(_ slot: Names.Slot) -> UnsafeMutablePointer<Float> { arena.require(Names.name(layer: l, slot, transient: transient)) }
+            func slot(_ slot: Names.Slot) -> UnsafeMutablePointer<Float> {
+                in16Bits.contains(slot) ? arena.require(Names.wide(slot)) : arena.require(Names.name(layer: l, slot, transient: transient))
+            }
             let norm = arena.require(Names.norm)
             var a = DecoderBlock.Activations(
                 input: arena.require(Names.input(layer: l)), attentionNorm: norm, q: slot(.q), k: slot(.k), v: slot(.v),
@@ -76,7 +91,6 @@ public final class TrainingStep: @unchecked Sendable {
             for target in targets { a.loraU[target] = slot(.loraU(target)) }
             return a
         }
-        let layers = config.layers.indices
         kept = layers.map { set($0, transient: false) }
         dropped = layers.map { checkpointing ? set($0, transient: true) : nil }
         layerGradients = layers.map { l in
@@ -139,19 +153,23 @@ public final class TrainingStep: @unchecked Sendable {
                 try checkpoint()
                 let a = recompute ? kept[l] : dropped[l] ?? kept[l]
                 blocks[l].attentionForward(a, rows: tokens, attention: .sequences(shape(l)), ropeTable: ropeTable, workspace: workspace)
+                convert(layer: l, mlp: false, narrow: true)
             case let .mlpForward(l, recompute):
                 let a = recompute ? kept[l] : dropped[l] ?? kept[l]
                 blocks[l].mlpForward(a, rows: tokens, output: recompute ? nil : outputs[l], workspace: workspace)
+                convert(layer: l, mlp: true, narrow: true)
             case .loss:
                 result = loss(labels: labels, normalizer: normalizer, dropoutSeed: dropoutSeed, backward: backward)
                 if !backward { return result }
             case .mlpBackward(let l):
                 try checkpoint()
+                convert(layer: l, mlp: true, narrow: false)
                 blocks[l].mlpBackward(kept[l], dx: hidden, layerGradients[l], rows: tokens, gradients: gradients, workspace: workspace)
             case .attentionBackward(let l):
                 // Below the first layer only the embedding (and that layer's norm) can use a gradient.
                 let inputGradient = l > 0 || gradients.gradient(for: weights.embedding) != nil
                     || gradients.gradient(forNorm: weights.layers[0].inputNorm) != nil
+                convert(layer: l, mlp: false, narrow: false)
                 blocks[l].attentionBackward(kept[l], dx: hidden, layerGradients[l], shape: shape(l), ropeTable: ropeTable,
                                             gradients: gradients, inputGradient: inputGradient, workspace: workspace)
             case .embedBackward:
@@ -163,6 +181,19 @@ public final class TrainingStep: @unchecked Sendable {
             }
         }
         return result
+    }
+
+    /// bf16 activations: narrows a block's 16-bit slots of layer `l` from the fp32 buffers it
+    /// computed in into the layer's kept copy (the MLP block's with the residual, which it reads),
+    /// or widens them back before the block's backward. Nothing for fp32 activations.
+    private func convert(layer l: Int, mlp: Bool, narrow: Bool) {
+        for (slot, wide, kept) in narrowed where TrainingBuffers.Slot.mlpSlots16.contains(slot) == mlp {
+            let (half, count) = kept[l]
+            Parallel.ranges(count, costPerItem: 2) { range in
+                if narrow { lk_narrow_bf16(wide, half, range.lowerBound, range.upperBound) }
+                else { lk_widen16(half, 1, wide, range.lowerBound, range.upperBound) }
+            }
+        }
     }
 
     // MARK: Loss

@@ -1,0 +1,86 @@
+import Foundation
+import MemoryPlanner
+import XCTest
+@testable import Runtime
+
+/// `activationDtype: "bf16"`: the larger slots of each layer are kept in bf16 for the backward.
+/// The forward still computes in fp32 (the loss is the fp32 loss, bit for bit); the gradients
+/// move by what rounding the kept values to bf16 does, which this bounds against PEFT's.
+final class ActivationDTypeTests: XCTestCase {
+    func goldenStep(_ activations: Workload.ActivationDType) throws -> (GradientBuffers, Double) {
+        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let adapter = try TrainingGradientTests.goldenAdapter(config: model.config)
+        let ids = try GoldenForwardTests.inputIds()
+        let gradients = GradientBuffers(adapter: adapter)
+        let step = try TrainingStep(weights: StepWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
+                                    microBatch: 1, seqLen: ids.count, checkpointing: false, activations: activations)
+        return (gradients, step.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil).lossSum)
+    }
+
+    /// Against the golden gradients (tiny_lora_grads.safetensors): fp32 activations meet the golden
+    /// README's max|d| ≤ 2e-5 · max|ref|; bf16 activations meet max|d| ≤ 5e-3 · max|ref| (bf16
+    /// keeps 8 bits of mantissa, a relative rounding of at most 2^-9), and the loss is the same.
+    func testBF16ActivationsKeepTheGradientsWithinTheirTolerance() throws {
+        let golden = try TrainingGradientTests.tensors("tiny_lora_grads.safetensors")
+        let maxReference = golden.values.flatMap { $0 }.map(abs).max()!
+        func worst(_ gradients: GradientBuffers) throws -> Float {
+            try gradients.entries.map { entry in
+                let name = entry.name.replacingOccurrences(of: ".lora_A.weight", with: ".lora_A.default.weight")
+                    .replacingOccurrences(of: ".lora_B.weight", with: ".lora_B.default.weight")
+                return maxAbsDifference(Array(UnsafeBufferPointer(start: entry.gradient, count: entry.count)), try XCTUnwrap(golden[name], name))
+            }.max()!
+        }
+        let (full, fullLoss) = try goldenStep(.f32)
+        let (half, halfLoss) = try goldenStep(.bf16)
+        XCTAssertEqual(halfLoss, fullLoss, "the forward computes in fp32 either way")
+        let (worstFull, worstHalf) = (try worst(full), try worst(half))
+        print("golden gradients, worst |d| / max|ref|: f32 activations \(worstFull / maxReference), bf16 \(worstHalf / maxReference)")
+        XCTAssertLessThanOrEqual(worstFull, 2e-5 * maxReference)
+        XCTAssertLessThanOrEqual(worstHalf, 5e-3 * maxReference)
+    }
+}
+
+extension ActivationDTypeTests {
+    /// Twelve LoRA steps (every target, dropout) on a small random model: the same first loss, and
+    /// later losses within 1e-3 (relative) of fp32 activations'.
+    func testBF16ActivationsTrainAsFP32ActivationsDo() throws {
+        let model = RemadeActivationsTests.model()
+        var rng = Xoshiro256StarStar(seed: 8)
+        let examples = (0..<8).map { _ in
+            let ids = (0..<16).map { _ in Int(rng.next() % 256) }
+            return Dataset.Example(ids: ids, labels: ids)
+        }
+        func losses(_ activations: Workload.ActivationDType) throws -> [Double] {
+            var settings = TrainingJob.Settings(seqLen: 16, microBatch: 2, steps: 12, lr: 1e-2)
+            settings.activationDType = activations
+            settings.seed = 4
+            let adapter = RemadeActivationsTests.adapter(model, targets: Set(LoRATarget.allCases))
+            let job = try TrainingJob(model: model, adapter: adapter, examples: examples, settings: settings)
+            return (0..<12).map { _ in job.runStep().loss }
+        }
+        let (full, half) = (try losses(.f32), try losses(.bf16))
+        XCTAssertEqual(full[0], half[0])
+        let worst = zip(full, half).map { abs($0 - $1) / $0 }.max()!
+        print("12 steps: losses f32 \(full.first!) -> \(full.last!), bf16 \(half.first!) -> \(half.last!), worst relative |d| \(worst)")
+        XCTAssertLessThanOrEqual(worst, 1e-3)
+    }
+
+    /// The plan keeps the 16-bit slots in half the bytes, plus one layer's worth of fp32 to compute
+    /// in; with checkpointing (only layer inputs kept) the option changes nothing.
+    func testTheSixteenBitSlotsTakeHalfTheBytes() throws {
+        let shape = ModelShape(hidden: 512, headDim: 64, vocab: 4096, tiedEmbeddings: false,
+                               layers: Array(repeating: .init(heads: 8, kvHeads: 4, intermediate: 1408), count: 8))
+        func plan(_ activations: Workload.ActivationDType, checkpointing: Bool) throws -> MemoryPlan {
+            try MemoryPlan(original: shape, workload: Workload(kind: .train, microBatch: 4, seqLen: 256, lora: .init(r: 8, targets: LoRATarget.decoder),
+                                                               baseDType: .f32, checkpointing: checkpointing, activationDType: activations))
+        }
+        // Per layer: q, attention, residual (T·C each), k, v (T·KV·D), probs (B·H·S²), gate, up (T·I).
+        let (t, c) = (1024, 512)
+        let floats = 3 * t * c + 2 * t * 256 + 4 * 8 * 256 * 256 + 2 * t * 1408
+        let (full, half) = (try plan(.f32, checkpointing: false), try plan(.bf16, checkpointing: false))
+        XCTAssertEqual(half.breakdown[.activation], full.breakdown[.activation]! - 8 * floats * 2)
+        XCTAssertEqual(half.breakdown[.workspace], full.breakdown[.workspace]! + floats * 4)
+        print("small, 4 x 256: peak \(full.peakBytes) B with f32 activations, \(half.peakBytes) B with bf16")
+        XCTAssertEqual(try plan(.bf16, checkpointing: true).peakBytes, try plan(.f32, checkpointing: true).peakBytes)
+    }
+}
