@@ -27,7 +27,7 @@ def vm_hwm_kib(pid):
     return None
 
 
-def measure(binary, model, args, dataset, vocab):
+def measure(binary, model, args, dataset, vocab, train_extra=None):
     client = LoramClient(command=[binary], cwd=ROOT, init_params={"threads": args.threads}, lifecycle_timeout=60.0)
     try:
         loaded = client.request("model/load", {"path": model, **({"dtype": args.dtype} if args.dtype else {})}, timeout=600)
@@ -49,7 +49,7 @@ def measure(binary, model, args, dataset, vocab):
         job = client.request("train/create", {"modelId": mid, "adapterId": adapter["adapterId"],
                                               "dataset": {"path": dataset, "format": "tokens"}, "seqLen": args.seq,
                                               "microBatch": args.micro, "steps": args.steps + 1, "lr": 1e-4,
-                                              "checkpointing": "none", "seed": 0}, timeout=600)
+                                              "checkpointing": "none", "seed": 0, **(train_extra or {})}, timeout=600)
         client.request("train/step", {"jobId": job["jobId"], "steps": 1}, timeout=3600)  # warm-up
         t0 = time.perf_counter()
         step = client.request("train/step", {"jobId": job["jobId"], "steps": args.steps}, timeout=3600)
@@ -74,8 +74,10 @@ def main():
     p.add_argument("--dtype", default=None)
     p.add_argument("--nf4-decode", action="store_true", help="also decode with the model quantized to NF4 (model/quantize)")
     p.add_argument("--models", default="small,SmolLM2-135M", help="comma-separated: small, SmolLM2-135M")
+    p.add_argument("--b-train", default="{}", help="extra train/create params for B only, as JSON, e.g. '{\"activationDtype\": \"bf16\"}'")
     p.add_argument("--out", default="-")
     args = p.parse_args()
+    b_train = json.loads(args.b_train)
     work = tempfile.mkdtemp(prefix="loramd-ab-")
     small = os.path.join(work, "small")
     os.system("%s make-model --preset small --out %s > /dev/null" % (args.b, small))
@@ -91,7 +93,7 @@ def main():
         best = {"A": {}, "B": {}}
         for _ in range(args.rounds):
             for side, binary in (("A", args.a), ("B", args.b)):
-                m = measure(binary, model, args, dataset, vocab)
+                m = measure(binary, model, args, dataset, vocab, b_train if side == "B" else None)
                 for k, v in m.items():
                     if k in ("prefill", "decode", "nf4Decode", "train"):
                         best[side][k] = max(best[side].get(k) or 0, v or 0) or None
@@ -103,8 +105,9 @@ def main():
             fmt = (lambda x: "%.1f" % x if isinstance(x, float) else str(x))
             lines.append("| %s | %s (%s) | %s | %s | %s |" % (name, k, unit, fmt(a), fmt(b), ratio))
         lines.append("| %s | losses | %s | %s | |" % (name, best["A"].get("losses"), best["B"].get("losses")))
+    b = args.b + (" with train/create %s" % args.b_train if b_train else "")
     text = "A: %s\nB: %s\nthreads %d, best of %d interleaved rounds; prompt %d, %d new tokens, LoRA r 8 on 7 projections, %dx%d, %d steps after a warm-up\n\n%s\n" % (
-        args.a, args.b, args.threads, args.rounds, args.prompt, args.new, args.micro, args.seq, args.steps, "\n".join(lines))
+        args.a, b, args.threads, args.rounds, args.prompt, args.new, args.micro, args.seq, args.steps, "\n".join(lines))
     print(text)
     if args.out != "-":
         with open(args.out, "w") as f:
