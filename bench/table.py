@@ -42,6 +42,9 @@ TARGETS = {
 }
 # Workload sizes: issue 16's, and --quick's (1 round, 1 step, short prompts: for developing).
 SIZES = {"small": {"prompt": 512, "new": 128}, "smollm2": {"prompt": 256, "new": 64}}
+# loramd's storage: small's fp32 as stored; SmolLM2's bf16 folder kept bf16 (also model/load's default
+# for a bf16 folder: weights stay as stored), said explicitly. PyTorch loads both as fp32.
+DTYPES = {"small": None, "smollm2": "bf16"}
 QUICK = {"prompt": 48, "new": 8, "runs": 1, "seqLen": 64, "warmup": 1, "steps": 1, "bwMib": 256}
 LABELS = {"small": "small (fp32)", "smollm2": "SmolLM2-135M (bf16)"}
 
@@ -115,14 +118,15 @@ def smollm2_folder(loramd, gguf, out, threads):
 
 # --------------------------------------------------------------------------- the measurements
 
-def common_argv(args, loramd, model_dir):
-    return ["--threads", str(args.threads), "--model", model_dir, "--loramd", loramd, "--no-build", "--out", "-"]
+def common_argv(args, loramd, model_dir, name):
+    argv = ["--threads", str(args.threads), "--model", model_dir, "--loramd", loramd, "--no-build", "--out", "-"]
+    return argv + (["--dtype", DTYPES[name]] if DTYPES[name] else [])
 
 
 def runtime_argv(args, loramd, model_dir, name):
     t, size = TARGETS[name], SIZES[name]
     prompt, new = (QUICK["prompt"], QUICK["new"]) if args.quick else (size["prompt"], size["new"])
-    argv = common_argv(args, loramd, model_dir) + [
+    argv = common_argv(args, loramd, model_dir, name) + [
         "--prompt-tokens", str(prompt), "--new-tokens", str(new),
         "--runs", str(QUICK["runs"] if args.quick else args.runs),
         "--target-prefill", str(t["prefill"]), "--target-decode", str(t["decode"])]
@@ -135,7 +139,7 @@ def runtime_argv(args, loramd, model_dir, name):
 
 def train_argv(args, loramd, model_dir, name):
     t = TARGETS[name]
-    argv = common_argv(args, loramd, model_dir) + [
+    argv = common_argv(args, loramd, model_dir, name) + [
         "--target-speed", str(t["trainSpeed"]), "--target-memory", str(t["trainMemory"])]
     if args.quick:
         argv += ["--seq-len", str(QUICK["seqLen"]), "--warmup", str(QUICK["warmup"]),
@@ -153,7 +157,7 @@ def nf4_decode(args, loramd, model_dir, rt):
     prompt, new = rt["promptTokens"], rt["newTokens"]
     ids = runtime.prompt_ids(shapes, prompt)
     bw_args = argparse.Namespace(threads=args.threads, bw_mib=QUICK["bwMib"] if args.quick else 1024)
-    side = runtime.LoramdSide(loramd, model_dir, args.threads, quantize="nf4")
+    side = runtime.LoramdSide(loramd, model_dir, args.threads, dtype=DTYPES["smollm2"], quantize="nf4")
     rounds = []
     try:
         side.generate(ids, min(8, new))  # warm-up
@@ -316,6 +320,11 @@ def render(result):
               "matmuls at the sgemm rate; decode = bandwidth / weight bytes read per token; LoRA step = the step's "
               "matmul FLOPs at the sgemm rate. Every round is in the .json beside this file."]
     for name, res in result["models"].items():
+        load, q = _get(res, "runtime", "loramdInfo", "load"), _get(res, "nf4Decode", "quantize")
+        if load and load.get("bytes") and load.get("parameters"):
+            lines.append("- %s: loramd held %.3f bytes a parameter (%s)%s" % (
+                name, load["bytes"] / load["parameters"], res["runtime"]["dtype"],
+                "; its NF4 copy %.3f" % q["bytesPerParameter"] if q and q.get("bytesPerParameter") else ""))
         for key, err in res.get("errors", {}).items():
             lines.append("- %s %s: not measured: %s" % (name, key, err))
         for key in ("runtime", "train"):
