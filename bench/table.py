@@ -13,6 +13,7 @@ Writes bench/results/table-<date>.md (the table) and .json (every round of every
 """
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import shutil
@@ -345,6 +346,13 @@ def bandwidth_samples(models):
     return out
 
 
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def main():
     args = parse_args()
     runtime.set_thread_env(args.threads)
@@ -353,16 +361,13 @@ def main():
         sys.exit("loramd: " + err)
     load_before = runtime._loadavg()
     models = {name: measure_model(args, loramd, name) for name in args.models}
-    import torch
-    import transformers
-    import peft
     samples = bandwidth_samples(models)
     result = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
         "git": runtime.run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip(),
         "loramd": loramd, "threads": args.threads, "quick": args.quick,
-        "versions": "PyTorch %s, transformers %s, PEFT %s" % (torch.__version__, transformers.__version__, peft.__version__),
+        "versions": "PyTorch %s, transformers %s, PEFT %s" % tuple(_version(p) for p in ("torch", "transformers", "peft")),
         "machine": {"cpu": runtime._cpu_name(), "cores": os.cpu_count(), "loadAverageBefore": load_before,
                     "loadAverageAfter": runtime._loadavg()},
         "targets": {k: {kk: (sorted(vv) if isinstance(vv, set) else vv) for kk, vv in v.items()} for k, v in TARGETS.items()},
