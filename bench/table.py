@@ -160,16 +160,21 @@ def nf4_decode(args, loramd, model_dir, rt):
     bw_args = argparse.Namespace(threads=args.threads, bw_mib=QUICK["bwMib"] if args.quick else 1024)
     side = runtime.LoramdSide(loramd, model_dir, args.threads, dtype=DTYPES["smollm2"], quantize="nf4")
     rounds = []
+    meter = runtime.CpuMeter()
+    meter.pids = [side.client.pid]
     try:
         side.generate(ids, min(8, new))  # warm-up
         for k in range(rt["runs"]):
             gbps = runtime.bandwidth_again(bw_args)
             runtime.settle()
             log("NF4 decode round %d/%d ..." % (k + 1, rt["runs"]))
+            c0 = meter.start()
             wall, res, _ = side.generate(ids, new)
+            busy = meter.stop(c0)
             timing = res.get("timing") or {}
             rounds.append({"decodeTokensPerSecond": timing.get("decodeTokensPerSecond"), "bandwidthGBps": gbps,
-                           "wallSeconds": wall, "finishReason": res.get("finishReason"), "usage": res.get("usage")})
+                           "wallSeconds": wall, "finishReason": res.get("finishReason"), "usage": res.get("usage"),
+                           "interference": busy})
         info = side.info
     finally:
         side.close()
@@ -242,10 +247,11 @@ def rows_for(name, res):
     t, label, rows = TARGETS[name], LABELS[name], []
     rt, tr, nf = res.get("runtime"), res.get("train"), res.get("nf4Decode")
 
-    def row(workload, model, torch, loramd, ratio, ceiling, ceiling_note, fraction, target, ok, unit="tok/s"):
+    def row(workload, model, torch, loramd, ratio, ceiling, ceiling_note, fraction, target, ok, unit="tok/s",
+            threshold=None):
         rows.append({"workload": workload, "model": model, "unit": unit, "torch": torch, "loramd": loramd,
                      "ratio": ratio, "ceiling": ceiling, "ceilingNote": ceiling_note, "fraction": fraction,
-                     "target": target, "ok": ok})
+                     "target": target, "ratioTarget": threshold, "ok": ok})
 
     def src(key):
         return "" if key in t["issue16"] else " (runtime.py)"
@@ -257,7 +263,8 @@ def rows_for(name, res):
         rp, rd = _ratio(lp, tp), _ratio(ld, td)
         row("prefill %d tokens" % T, label, tp, lp, rp, lim.get("prefillTokensPerSecondSgemmBound"),
             "sgemm %.0f GFLOP/s" % rt["ceilings"]["sgemm"]["gflops"], _get(rt, "loramd", "prefill", "sgemmFraction"),
-            ">= %sx%s" % (_x(t["prefill"]), src("prefill")), None if rp is None else rp >= t["prefill"])
+            ">= %sx%s" % (_x(t["prefill"]), src("prefill")), None if rp is None else rp >= t["prefill"],
+            threshold=t["prefill"])
         fb = _get(rt, "loramd", "decode", "bandwidthFraction")
         ok = None if rd is None else rd >= t["decode"]
         target = ">= %sx%s" % (_x(t["decode"]), src("decode"))
@@ -266,7 +273,7 @@ def rows_for(name, res):
             ok = None if ok is None or fb is None else ok and fb >= t["decodeBandwidth"]
         row("decode %d new tokens after %d" % (N, T), label, td, ld, rd, lim.get("decodeTokensPerSecondBandwidthBound"),
             "%.1f GB/s / %.0f MB %s" % (rt["bandwidthGBps"]["used"] or 0, rt["bytes"]["weightsPerDecodedToken"] / 1e6,
-                                       rt["dtype"]), fb, target, ok)
+                                       rt["dtype"]), fb, target, ok, threshold=t["decode"])
     if nf:
         fb = nf["bandwidthFraction"]
         target = ">= %.0f%% of limit" % (100 * t["nf4DecodeBandwidth"])
@@ -283,12 +290,41 @@ def rows_for(name, res):
         ceiling = gflops * 1e9 / tr["flopsPerStep"]["total"] * tokens if gflops else None
         row("LoRA step (r %d, 7 proj., %dx%d)" % (cfg["r"], cfg["microBatch"], cfg["seqLen"]), label, tt, lt, rs,
             ceiling, "sgemm %.0f GFLOP/s" % gflops if gflops else "", _get(tr, "loramd", "rate", "sgemmFraction"),
-            ">= %sx" % _x(t["trainSpeed"]), None if rs is None else rs >= t["trainSpeed"])
+            ">= %sx" % _x(t["trainSpeed"]), None if rs is None else rs >= t["trainSpeed"],
+            threshold=t["trainSpeed"])
         lm, tm = _get(tr, "loramd", "peakRssBytes"), _get(tr, "torch", "peakRssBytes")
         rm = _ratio(lm, tm)
         row("LoRA step peak RSS", label, tm and tm / 2 ** 20, lm and lm / 2 ** 20, rm, None, "", None,
-            "<= %sx" % _x(t["trainMemory"]), None if rm is None else rm <= t["trainMemory"], unit="MiB")
+            "<= %sx" % _x(t["trainMemory"]), None if rm is None else rm <= t["trainMemory"], unit="MiB",
+            threshold=t["trainMemory"])
     return rows
+
+
+def busy_benchmarks(models, cores):
+    """(model, benchmark, foreign CPU-s, wall s) where other processes used more than 5% of the
+    cores during the timed rounds or the ceilings' measurement (runtime.py's and train.py's rule)."""
+    out = []
+    for name, res in models.items():
+        for key in ("runtime", "nf4Decode", "train"):
+            b = res.get(key)
+            if not b:
+                continue
+            xs = [r.get("interference") for r in b.get("rounds") or []] if key == "nf4Decode" else \
+                [x for side in ("torch", "loramd") for x in (b.get("interference") or {}).get(side) or []]
+            xs = [x for x in xs + [_get(b, "ceilings", "interference")] if x]
+            foreign, wall = sum(x["foreignCpuSeconds"] for x in xs), sum(x["wallSeconds"] for x in xs)
+            if wall and foreign > 0.05 * wall * cores:
+                out.append((name, key, foreign, wall))
+    return out
+
+
+def ratio_text(ratio, threshold):
+    """Two decimals, or three where two would round onto the target (1.797 against 1.8)."""
+    if ratio is None:
+        return "-"
+    if threshold is not None and "%.2f" % ratio == "%.2f" % threshold and ratio != threshold:
+        return "%.3fx" % ratio
+    return "%.2fx" % ratio
 
 
 def render(result):
@@ -307,7 +343,7 @@ def render(result):
         unit = " " + r["unit"]
         lines.append("| %s, %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["workload"], r["unit"], r["model"], num(r["torch"], "%.1f"), num(r["loramd"], "%.1f"),
-            num(r["ratio"], "%.2fx"),
+            ratio_text(r["ratio"], r.get("ratioTarget")),
             "-" if r["ceiling"] is None else ("%.0f%s (%s)" % (r["ceiling"], unit, r["ceilingNote"])),
             num(r["fraction"] and 100 * r["fraction"], "%.0f%%"), r["target"],
             "not measured" if r["ok"] is None else ("ok" if r["ok"] else "**BELOW TARGET**")))
@@ -320,6 +356,12 @@ def render(result):
               "NF4 decode: loramd only, `model/quantize {format: nf4}` of the same model. Ceilings: prefill = weight "
               "matmuls at the sgemm rate; decode = bandwidth / weight bytes read per token; LoRA step = the step's "
               "matmul FLOPs at the sgemm rate. Every round is in the .json beside this file."]
+    busy = busy_benchmarks(result["models"], result["machine"]["cores"] or 1)
+    if busy:
+        lines += ["", "**WARNING: other processes used the CPU while these were timed** (their CPU-s in the timed "
+                  "rounds and the ceilings' measurement, on %s cores): %s. Ratios and fractions of the ceilings "
+                  "from those rows are not reliable; run again on an idle machine."
+                  % (result["machine"]["cores"], "; ".join("%s %s %.0f CPU-s in %.0f s" % b for b in busy)), ""]
     for name, res in result["models"].items():
         load, q = _get(res, "runtime", "loramdInfo", "load"), _get(res, "nf4Decode", "quantize")
         if load and load.get("bytes") and load.get("parameters"):

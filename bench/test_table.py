@@ -96,6 +96,24 @@ class TableTests(unittest.TestCase):
         self.assertIn("**BELOW TARGET**", page)
         self.assertIn("20.0-30.0 over 5 measurements", page)
         self.assertIn("loramd held 2.001 bytes a parameter (bf16); its NF4 copy 0.829", page)
+        self.assertNotIn("WARNING", page)
+
+    def test_ratio_near_its_target_shows_three_decimals(self):
+        self.assertEqual(table.ratio_text(1.797, 1.8), "1.797x")
+        self.assertEqual(table.ratio_text(1.8, 1.8), "1.80x")
+        self.assertEqual(table.ratio_text(1.7, 1.8), "1.70x")
+        self.assertEqual(table.ratio_text(None, 1.8), "-")
+
+    def test_busy_machine(self):
+        res = canned_smollm2()
+        quiet, loud = {"foreignCpuSeconds": 0.1, "wallSeconds": 10.0}, {"foreignCpuSeconds": 15.0, "wallSeconds": 10.0}
+        res["runtime"]["interference"] = {"torch": [quiet], "loramd": [quiet]}
+        res["train"]["interference"] = {"torch": [loud], "loramd": [quiet]}
+        res["nf4Decode"]["rounds"] = [{"interference": None}]
+        busy = table.busy_benchmarks({"smollm2": res}, 2)
+        self.assertEqual([b[:2] for b in busy], [("smollm2", "train")])
+        self.assertAlmostEqual(busy[0][2], 15.1, delta=1e-9)
+        self.assertAlmostEqual(busy[0][3], 20.0, delta=1e-9)
 
 
 if __name__ == "__main__":
