@@ -25,15 +25,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 
+# Defaults for the `small` model (issue 16 sets none there for prefill and decode); bench/table.py
+# passes issue 16's SmolLM2 targets (prefill >= 1.6x, decode >= 4x and >= 70% of the bandwidth limit).
 TARGET_PREFILL = 1.15
 TARGET_DECODE = 2.5
+DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2}
+SAFETENSORS_DTYPES = {"F32": "f32", "BF16": "bf16", "F16": "f16"}
 
 
 def log(*parts):
     print(*parts, file=sys.stderr, flush=True)
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
@@ -52,7 +56,16 @@ def parse_args():
     p.add_argument("--skip-loramd", action="store_true", help="PyTorch side and ceilings only")
     p.add_argument("--out", help="JSON output path (default: bench/results/runtime-<date>.json; '-' for none)")
     p.add_argument("--bw-mib", type=int, default=1024, help="bandwidth buffer, MiB (default: %(default)s)")
-    return p.parse_args()
+    p.add_argument("--dtype", choices=sorted(DTYPE_BYTES),
+                   help="loramd's storage (model/load dtype; default: as stored); also the bytes per weight of "
+                   "the decode limit (default: the checkpoint's own dtype). PyTorch computes in fp32 either way")
+    p.add_argument("--target-prefill", type=float, default=TARGET_PREFILL,
+                   help="loramd/PyTorch prefill tokens/s target (default: %(default)s)")
+    p.add_argument("--target-decode", type=float, default=TARGET_DECODE,
+                   help="loramd/PyTorch decode tokens/s target (default: %(default)s)")
+    p.add_argument("--target-decode-bandwidth", type=float,
+                   help="also a target for loramd's decode as a fraction of the bandwidth limit (e.g. 0.7)")
+    return p.parse_args(argv)
 
 
 # --------------------------------------------------------------------------- setup
@@ -118,7 +131,34 @@ def model_shapes(model_dir):
     s["normParams"] = (2 * s["layers"] + 1) * hidden
     s["parameters"] = (s["layers"] * s["layerMatmulParams"] + s["lmHeadParams"] + s["normParams"]
                        + (0 if s["tiedEmbeddings"] else s["vocab"] * hidden))
+    s["storedDtype"] = stored_dtype(model_dir)
     return s
+
+
+def stored_dtype(model_dir):
+    """The dtype the checkpoint's decoder linears are stored in (`f32`/`bf16`/`f16`), from the
+    safetensors header of the file holding layer 0's q_proj; None when it cannot be told."""
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    name = "model.layers.0.self_attn.q_proj.weight"
+    try:
+        if os.path.exists(index):
+            with open(index) as f:
+                path = os.path.join(model_dir, json.load(f)["weight_map"][name])
+        else:
+            path = os.path.join(model_dir, "model.safetensors")
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n <= 100 * 2 ** 20:
+                return None
+            header = json.loads(f.read(n))
+        return SAFETENSORS_DTYPES.get(header[name]["dtype"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def decode_dtype(args, shapes):
+    """The storage dtype loramd decodes from: --dtype, else the checkpoint's own (fp32 if unknown)."""
+    return args.dtype or shapes.get("storedDtype") or "f32"
 
 
 CEILINGS_EXE = "/tmp/loramd-bench-sgemm_bandwidth"
@@ -270,7 +310,7 @@ class TorchSide:
 
 
 class LoramdSide:
-    def __init__(self, loramd, model_dir, threads):
+    def __init__(self, loramd, model_dir, threads, dtype=None, quantize=None):
         sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
         from loram_client import LoramClient
 
@@ -278,9 +318,14 @@ class LoramdSide:
                                   lifecycle_timeout=60.0)
         try:
             self.info = {"server": self.client.server_info, "device": self.client.device}
-            loaded = self.client.request("model/load", {"path": os.path.abspath(model_dir)}, timeout=600)
+            loaded = self.client.request("model/load", {"path": os.path.abspath(model_dir),
+                                                        **({"dtype": dtype} if dtype else {})}, timeout=600)
             self.model_id = loaded["modelId"]
             self.info["load"] = {k: loaded.get(k) for k in ("config", "parameters", "bytes")}
+            if quantize:  # e.g. "nf4": the new model is the one generate runs on
+                q = self.client.request("model/quantize", {"modelId": self.model_id, "format": quantize}, timeout=600)
+                self.model_id = q["modelId"]
+                self.info["quantize"] = {k: q.get(k) for k in ("parameters", "bytes", "bytesPerParameter")}
         except BaseException:
             self.close()
             raise
@@ -353,7 +398,7 @@ def measure(args, shapes, model_dir, loramd, loramd_error):
     if loramd and not args.skip_loramd:
         try:
             log("starting loramd and loading the model ...")
-            lm = LoramdSide(loramd, model_dir, args.threads)
+            lm = LoramdSide(loramd, model_dir, args.threads, dtype=args.dtype)
         except Exception as exc:
             loramd_error = "%s: %s" % (type(exc).__name__, exc)
     elif args.skip_loramd:
@@ -425,10 +470,11 @@ def summarize(args, shapes, ceil, torch_info, t, m, loramd_error):
     weight_flops = 2.0 * T * L * shapes["layerMatmulParams"] + 2.0 * shapes["lmHeadParams"]
     attn_flops = 2.0 * L * H * hd * T * (T + 1)  # 2 matmuls · 2 flops · Σ_{t=1..T} t · H · hd
     sgemm = ceil["sgemm"]["gflops"] * 1e9
-    # Bytes read per decoded token: every weight matrix (fp32) plus the norms and one embedding
-    # row. The KV cache read is reported apart (at the mean context length of the decode).
-    weight_bytes = 4.0 * (L * shapes["layerMatmulParams"] + shapes["lmHeadParams"] + shapes["normParams"]
-                          + shapes["hidden"])
+    # Bytes read per decoded token: every weight matrix (in loramd's storage dtype: fp32, or 2 bytes
+    # for bf16/f16, lm_head included) plus the norms and one embedding row. The KV cache read is
+    # reported apart (at the mean context length of the decode).
+    weight_bytes = DTYPE_BYTES[decode_dtype(args, shapes)] * (
+        L * shapes["layerMatmulParams"] + shapes["lmHeadParams"] + shapes["normParams"] + shapes["hidden"])
     mean_ctx = T + N / 2.0
     kv_bytes = 4.0 * L * 2 * shapes["kvHeads"] * hd * mean_ctx
     # The read bandwidth: the median of the ceilings' measurement and the per-round ones (on a VM it
@@ -494,9 +540,13 @@ def summarize(args, shapes, ceil, torch_info, t, m, loramd_error):
                          "wallSecondsRuns": m["wall"], "results": m["results"],
                          "prefill": prefill_fracs(lp), "decode": decode_fracs(ld)}
         out["ratios"] = {"prefill": lp / torch_prefill, "decode": ld / torch_decode,
-                         "prefillTarget": TARGET_PREFILL, "decodeTarget": TARGET_DECODE,
-                         "prefillMeetsTarget": lp / torch_prefill >= TARGET_PREFILL,
-                         "decodeMeetsTarget": ld / torch_decode >= TARGET_DECODE}
+                         "prefillTarget": args.target_prefill, "decodeTarget": args.target_decode,
+                         "prefillMeetsTarget": lp / torch_prefill >= args.target_prefill,
+                         "decodeMeetsTarget": ld / torch_decode >= args.target_decode}
+        fb = (out["loramd"]["decode"] or {}).get("bandwidthFraction")
+        if args.target_decode_bandwidth is not None and fb is not None:
+            out["ratios"].update({"decodeBandwidthTarget": args.target_decode_bandwidth,
+                                  "decodeBandwidthMeetsTarget": fb >= args.target_decode_bandwidth})
     elif m["results"] and out["loramdError"] is None:
         out["loramdError"] = "generate's result has no timing.prefillTokensPerSecond/decodeTokensPerSecond"
     if t["ids"] is not None and m["ids"] is not None:
@@ -521,8 +571,8 @@ def fmt(x, spec="%.1f"):
 def report(args, shapes, model_dir, model_source, ceil, torch_info, s):
     T, N = args.prompt_tokens, args.new_tokens
     print()
-    print("loramd vs PyTorch %s + transformers %s, %d threads, fp32" %
-          (torch_info["torch"], torch_info["transformers"], args.threads))
+    print("loramd vs PyTorch %s + transformers %s, %d threads, fp32 compute (loramd stores the weights as %s)" %
+          (torch_info["torch"], torch_info["transformers"], args.threads, decode_dtype(args, shapes)))
     print("model: %s (%s)" % (model_dir, model_source))
     print("       %d layers, hidden %d, intermediate %d, heads %d/%d kv, head_dim %d, vocab %d, %.1fM parameters"
           % (shapes["layers"], shapes["hidden"], shapes["intermediate"], shapes["heads"], shapes["kvHeads"],
@@ -566,16 +616,20 @@ def report(args, shapes, model_dir, model_source, ceil, torch_info, s):
     print(hdr)
     print("%-24s %10s %10s %8s %8s %-13s %-24s %-24s" % (
         "prefill tok/s (%d)" % T, fmt(tr["prefillTokensPerSecond"]), fmt(lm and lm["prefillTokensPerSecond"]),
-        fmt(r.get("prefill"), "%.2fx"), "%.2fx" % TARGET_PREFILL, verdict(r.get("prefillMeetsTarget")),
+        fmt(r.get("prefill"), "%.2fx"), "%.2fx" % args.target_prefill, verdict(r.get("prefillMeetsTarget")),
         "%s sgemm (%s w/ attn)" % (frac(lm and lm["prefill"], "sgemmFraction"),
                                   frac(lm and lm["prefill"], "sgemmFractionWithAttention")),
         "%s sgemm (%s w/ attn)" % (frac(tr["prefill"], "sgemmFraction"),
                                   frac(tr["prefill"], "sgemmFractionWithAttention"))))
     print("%-24s %10s %10s %8s %8s %-13s %-24s %-24s" % (
         "decode tok/s (%d new)" % N, fmt(tr["decodeTokensPerSecond"]), fmt(lm and lm["decodeTokensPerSecond"]),
-        fmt(r.get("decode"), "%.2fx"), "%.2fx" % TARGET_DECODE, verdict(r.get("decodeMeetsTarget")),
+        fmt(r.get("decode"), "%.2fx"), "%.2fx" % args.target_decode, verdict(r.get("decodeMeetsTarget")),
         "%s bandwidth" % frac(lm and lm["decode"], "bandwidthFraction"),
         "%s bandwidth" % frac(tr["decode"], "bandwidthFraction")))
+    if r.get("decodeBandwidthTarget") is not None:
+        print("%-24s %10s %10s %8s %8s %-13s" % (
+            "decode, of bandwidth", "", frac(lm and lm["decode"], "bandwidthFraction"), "",
+            ">=%.0f%%" % (100 * r["decodeBandwidthTarget"]), verdict(r.get("decodeBandwidthMeetsTarget"))))
     print()
     print("prefill: one forward over the %d-token prompt, logits for the last position; best of %d. "
           "Fraction of sgemm = weight-matmul FLOPs (2·params·tokens, attention excluded) / time / sgemm rate; "
@@ -583,8 +637,8 @@ def report(args, shapes, model_dir, model_source, ceil, torch_info, s):
     print("decode: %d greedy tokens after the same prompt, both sides as loramd's timing defines it: %d tokens after "
           "the first / the time after the prefill (torch: from generate's first logits processing to its end; "
           "%d / (generate - prefill) gives %.1f); best of %d. Fraction of bandwidth = tok/s / "
-          "(read bandwidth / fp32 weight bytes per token)."
-          % (N, N - 1, N, tr["decodeTokensPerSecondSubtraction"], args.runs))
+          "(read bandwidth / %s weight bytes per token)."
+          % (N, N - 1, N, tr["decodeTokensPerSecondSubtraction"], args.runs, decode_dtype(args, shapes)))
     print_interference(s["interference"])
     ci = ceil.get("interference")
     if ci and ci["foreignCpuSeconds"] > 0.05 * ci["wallSeconds"] * (os.cpu_count() or 1):
@@ -619,14 +673,23 @@ def report(args, shapes, model_dir, model_source, ceil, torch_info, s):
                   % g["matchingPrefix"])
 
 
+def set_thread_env(threads):
+    """Before torch is imported, so its OpenMP/MKL pools never start more threads than asked."""
+    if threads < 1:
+        sys.exit("--threads must be >= 1")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
 def main():
     args = parse_args()
-    if args.threads < 1:
-        sys.exit("--threads must be >= 1")
-    # Before torch is imported, so its OpenMP/MKL pools never start more threads than asked.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    set_thread_env(args.threads)
+    write_results(run_benchmark(args), args.out, "runtime")
 
+
+def run_benchmark(args):
+    """Everything but writing the JSON: builds (unless told not to), makes or takes the model,
+    measures the ceilings and both sides, prints the report; returns the result dict."""
     loramd, loramd_error = (None, "skipped (--skip-loramd)")
     if not args.skip_loramd or not (args.model or args.dev_model):
         loramd, loramd_error = build_loramd(args)
@@ -659,9 +722,10 @@ def main():
         "threads": args.threads, "promptTokens": args.prompt_tokens, "newTokens": args.new_tokens,
         "runs": args.runs, "promptIds": {"first": ids[:8], "count": len(ids)},
         "model": {"path": model_dir, "source": model_source, "shapes": shapes},
+        "dtype": decode_dtype(args, shapes),
         "ceilings": ceil, "torchInfo": torch_info, "loramdInfo": lm_info, **s,
     }
-    write_results(result, args.out, "runtime")
+    return result
 
 
 def print_interference(interference):

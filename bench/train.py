@@ -8,7 +8,7 @@ AdamW lr 1e-4 (weight decay 0, as transformers' Trainer), gradient clipping at 1
 schedule. Both sides start from the same adapter (PEFT creates it and saves it; loramd loads that
 file) and train on the same fixed batch of 4 × 256 random ids every step, alternating
 torch, loramd, torch, loramd, ... for --runs rounds of --steps steps after --warmup steps.
-Prints tokens/s (target: loramd >= 1.5x PyTorch), peak memory (target: loramd <= 0.5x PyTorch),
+Prints tokens/s (target: loramd >= 1.5x PyTorch), peak memory (target: loramd <= 0.35x PyTorch; issue 16, on small),
 the losses of both sides step by step, and the step's matmul rate against the machine's sgemm
 ceiling (bench/sgemm_bandwidth.c, as bench/runtime.py measures it). Writes everything as JSON to
 bench/results/train-<date>.json. bench/README.md explains the numbers.
@@ -28,8 +28,10 @@ BENCH = os.path.join(ROOT, "bench")
 sys.path.insert(0, BENCH)
 import runtime  # noqa: E402  the shared machinery: build, make-model, shapes, ceilings, CpuMeter
 
+# Issue 16's targets on the `small` model (the default); on SmolLM2-135M they are 1.8x and 0.25x
+# (bench/table.py passes those with --target-speed / --target-memory).
 TARGET_SPEED = 1.5      # loramd tokens/s >= 1.5x PyTorch
-TARGET_MEMORY = 0.5     # loramd peak <= 0.5x PyTorch
+TARGET_MEMORY = 0.35    # loramd peak <= 0.35x PyTorch
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 log = runtime.log
 
@@ -63,6 +65,12 @@ def parse_args(argv=None):
     p.add_argument("--skip-ceilings", action="store_true", help="do not measure sgemm/bandwidth")
     p.add_argument("--out", help="JSON output path (default: bench/results/train-<date>.json; '-' for none)")
     p.add_argument("--bw-mib", type=int, default=256, help="bandwidth buffer for the ceilings, MiB (default: %(default)s)")
+    p.add_argument("--dtype", choices=["f32", "bf16", "f16"],
+                   help="loramd's storage (model/load dtype; default: as stored). PyTorch computes in fp32 either way")
+    p.add_argument("--target-speed", type=float, default=TARGET_SPEED,
+                   help="loramd/PyTorch tokens/s target (default: %(default)s)")
+    p.add_argument("--target-memory", type=float, default=TARGET_MEMORY,
+                   help="loramd/PyTorch peak RSS target (default: %(default)s)")
     p.add_argument("--torch-worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -223,9 +231,11 @@ class LoramdSide:
         self.notes = []
         try:
             self.info = {"server": self.client.server_info, "device": self.client.device}
-            loaded = self.client.request("model/load", {"path": os.path.abspath(model_dir)}, timeout=600)
+            loaded = self.client.request("model/load", {"path": os.path.abspath(model_dir),
+                                                        **({"dtype": args.dtype} if args.dtype else {})}, timeout=600)
             self.model_id = loaded["modelId"]
             self.info["rssAfterLoadKiB"] = status_kib(self.pid, "VmRSS")
+            self.info["load"] = {k: loaded.get(k) for k in ("parameters", "bytes")}
             try:
                 adapter = self.client.request("adapter/load", {"modelId": self.model_id, "path": adapter_dir}, timeout=600)
                 self.info["adapter"] = "PEFT's file (adapter/load %s)" % adapter_dir
@@ -389,10 +399,12 @@ def summarize(args, shapes, ceil, torch_info, torch_memory, t, m, loramd_error):
                          "peakRssBytes": peak, "peakBytesReported": m["peakBytes"],
                          "losses": m["losses"], "gradNorms": m["gradNorms"], "results": m["results"],
                          "rate": rate(lt)}
-        out["ratios"] = {"speed": lt / torch_tps, "speedTarget": TARGET_SPEED, "speedMeetsTarget": lt / torch_tps >= TARGET_SPEED}
+        out["ratios"] = {"speed": lt / torch_tps, "speedTarget": args.target_speed,
+                         "speedMeetsTarget": lt / torch_tps >= args.target_speed}
         tp = out["torch"]["peakRssBytes"]
         if peak and tp:
-            out["ratios"].update({"memory": peak / tp, "memoryTarget": TARGET_MEMORY, "memoryMeetsTarget": peak / tp <= TARGET_MEMORY})
+            out["ratios"].update({"memory": peak / tp, "memoryTarget": args.target_memory,
+                                  "memoryMeetsTarget": peak / tp <= args.target_memory})
     elif m["results"] and loramd_error is None:
         out["loramdError"] = "train/step's result has no tokensPerSecond"
     return out
@@ -434,10 +446,10 @@ def report(args, shapes, model_dir, model_source, ceil, torch_info, lm_info, not
     print("%-26s %12s %12s %8s %8s %-14s %-16s %-16s" % ("", "torch", "loramd", "ratio", "target", "", "loramd", "torch"))
     print("%-26s %12s %12s %8s %8s %-14s %-16s %-16s" % (
         "tokens/s", fmt(tr["tokensPerSecond"]), fmt(lm and lm["tokensPerSecond"]), fmt(r.get("speed"), "%.2fx"),
-        ">=%.1fx" % TARGET_SPEED, verdict(r.get("speedMeetsTarget")), frac(lm), frac(tr)))
+        ">=%sx" % ("%.2f" % args.target_speed).rstrip("0").rstrip("."), verdict(r.get("speedMeetsTarget")), frac(lm), frac(tr)))
     print("%-26s %12s %12s %8s %8s %-14s" % (
         "peak memory (VmHWM)", mib(tr["peakRssBytes"]), mib(lm and lm["peakRssBytes"]), fmt(r.get("memory"), "%.2fx"),
-        "<=%.1fx" % TARGET_MEMORY, verdict(r.get("memoryMeetsTarget"))))
+        "<=%sx" % ("%.2f" % args.target_memory).rstrip("0").rstrip("."), verdict(r.get("memoryMeetsTarget"))))
     if lm:
         print("loramd's own peakBytes: %s; its tokens/s from the client's wall clock: %.1f"
               % (mib(lm["peakBytesReported"]), lm["tokensPerSecondWallClock"]))
@@ -475,11 +487,13 @@ def main():
     args = parse_args()
     if args.torch_worker:
         return torch_worker(json.loads(args.torch_worker))
-    if args.threads < 1:
-        sys.exit("--threads must be >= 1")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    runtime.set_thread_env(args.threads)
+    runtime.write_results(run_benchmark(args), args.out, "train")
 
+
+def run_benchmark(args):
+    """Everything but writing the JSON: builds (unless told not to), makes or takes the model,
+    measures the ceiling and both sides, prints the report; returns the result dict."""
     loramd, loramd_error = (None, "skipped (--skip-loramd)")
     if not args.skip_loramd or not (args.model or args.dev_model):
         loramd, loramd_error = runtime.build_loramd(args)
@@ -523,9 +537,10 @@ def main():
                    "maxGradNorm": args.max_grad_norm, "bInitStd": args.b_init_std, "warmup": args.warmup,
                    "steps": args.steps, "runs": args.runs, "seed": args.seed},
         "model": {"path": model_dir, "source": model_source, "shapes": shapes},
+        "dtype": args.dtype,
         "ceilings": ceil, "torchInfo": torch_info, "loramdInfo": lm_info, **s,
     }
-    runtime.write_results(result, args.out, "train")
+    return result
 
 
 if __name__ == "__main__":

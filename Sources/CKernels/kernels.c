@@ -196,8 +196,8 @@ void lk_rmsnorm_backward(const float *dy, const float *x, const float *w, const 
 
 void lk_softmax_backward_causal(const float *p, float *d, long s, long row0, long row1) {
     for (long r = row0; r < row1; r++) {
-        const float *pr = p + r * s;
-        float *dr = d + r * s, dot = 0;
+        const float *pr = p + (r - row0) * s;
+        float *dr = d + (r - row0) * s, dot = 0;
         for (long j = 0; j <= r; j++) dot += pr[j] * dr[j];
         for (long j = 0; j <= r; j++) dr[j] = pr[j] * (dr[j] - dot);
         for (long j = r + 1; j < s; j++) dr[j] = 0;

@@ -72,8 +72,11 @@ public struct TrainingBuffers: Sendable {
         public var inMLP: Bool { [.act, .gate, .up, .mlpNorm].contains(self) }
     }
 
-    /// Rows of logits the cross-entropy works on at once.
-    public static let lossRows = 32
+    /// Rows of logits the cross-entropy works on at once: enough that lm_head's product is an
+    /// efficient sgemm and a non-fp32 lm_head is widened only ⌈T / 256⌉ times per pass (at 32 rows
+    /// widening and packing the 49k-row weight of SmolLM2 took a quarter of a step), few enough that
+    /// the block stays small beside the activations (256 × vocab floats: 50 MB at 49k, 131 MB at 128k).
+    public static func lossRows(tokens: Int) -> Int { max(1, min(tokens, 256)) }
     /// The linear scratch non-fp32 weights are widened into, block by block.
     public static let scratchFloats = 1 << 20
 
@@ -84,7 +87,7 @@ public struct TrainingBuffers: Sendable {
     /// gradients read them, from the kept input or residual and 1/rms, and from gate and up, with
     /// the forward's arithmetic, so they are the same bit for bit.
     public static let norm = "workspace.norm", act = "workspace.act"
-    /// x·Aᵀ's gradient (max(T, lossRows), r) and dropout(x) (T, max(C, I, H·D)), LoRA only.
+    /// x·Aᵀ's gradient (T, r) and dropout(x) (T, max(C, I, H·D)), LoRA only.
     public static let loraGradient = "workspace.lora_du", loraDropout = "workspace.lora_dropout"
     public static let finalInput = "final.input", finalNormRMS = "final.norm.rms", finalNorm = "final.norm"
     public static let logits = "loss.logits", lmHeadU = "loss.lora.lm_head.u", finalNormGradient = "grad.final.norm"

@@ -39,7 +39,7 @@ extension StepProgramBuilder {
         var stepLong = [try program.buffer(Names.rope, kind: .workspace) { try t * sizes.d * f },
                         try program.buffer(Names.scratch, kind: .workspace) { try Names.scratchFloats * CheckedSize(f) }]
         if sizes.lora {
-            stepLong.append(try program.buffer(Names.loraGradient, kind: .workspace) { try max(t, CheckedSize(Names.lossRows)) * sizes.r * f })
+            stepLong.append(try program.buffer(Names.loraGradient, kind: .workspace) { try t * sizes.r * f })
             stepLong.append(try program.buffer(Names.loraDropout, kind: .workspace) { try t * (try sizes.widestInput(shape)) * f })
         }
         stepLong.append(try program.buffer(Names.norm, kind: .workspace) { try t * c * f })
@@ -90,7 +90,7 @@ extension StepProgramBuilder {
         // gradient starts here and runs down to the embedding.
         var loss = [try program.buffer(Names.finalNormRMS, kind: .workspace) { try t * f },
                     try program.buffer(Names.finalNorm, kind: .workspace) { try t * c * f },
-                    try program.buffer(Names.logits, kind: .workspace) { try Names.lossRows * sizes.v * f }]
+                    try program.buffer(Names.logits, kind: .workspace) { try CheckedSize(Names.lossRows(tokens: t.value)) * sizes.v * f }]
         if sizes.lmHeadTargeted { loss.append(try program.buffer(Names.lmHeadU, kind: .workspace) { try t * sizes.r * f }) }
         loss.append(try program.buffer(Names.finalNormGradient, kind: .workspace) { try t * c * f })
         let hidden = try program.buffer(Names.hiddenGradient, kind: .workspace) { try t * c * f }

@@ -28,6 +28,17 @@ public enum BLAS {
 
     public static var threads: Int { Int(openblas_get_num_threads()) }
 
+    /// Runs `body` with each OpenBLAS call on the calling thread alone, for regions that split
+    /// many small products across the compute threads themselves: OpenBLAS would otherwise split
+    /// each (S, S)-sized product over its own threads and spend more on the handoff than on the work.
+    public static func oneThreadPerCall<R>(_ body: () -> R) -> R {
+        let count = openblas_get_num_threads()
+        guard count > 1 else { return body() }
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(count) }
+        return body()
+    }
+
     /// OpenBLAS's build description ("OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64").
     public static var configuration: String { String(cString: openblas_get_config()) }
 }

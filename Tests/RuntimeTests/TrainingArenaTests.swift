@@ -58,6 +58,7 @@ final class TrainingArenaTests: XCTestCase {
         // which is OpenBLAS's, not the step's.
         BLAS.setThreads(1)
         defer { BLAS.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
+        try Self.skipWhereOpenBLASAllocatesPerCall()
         let before = try XCTUnwrap(Jemalloc.threadAllocatedBytes)
         _ = planned.runStep()
         let outside = Int(try XCTUnwrap(Jemalloc.threadAllocatedBytes) - before)
@@ -74,6 +75,7 @@ extension TrainingArenaTests {
     func testTrainingAndGenerationOnTinyAndSmallStayInTheirArenas() throws {
         BLAS.setThreads(1)
         defer { BLAS.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
+        try Self.skipWhereOpenBLASAllocatesPerCall()
         let tiny = try LlamaModel.load(directory: Fixtures.tinyModel)
         let small = ModelMaker.randomModel(config: ModelMaker.Preset.small.config)
         for (name, model) in [("tiny", tiny), ("small", small)] {
@@ -106,6 +108,20 @@ extension TrainingArenaTests {
             // The output's own arrays (ids, text) are the caller's, a few hundred bytes.
             XCTAssertLessThan(Double(generateOutside), 0.01 * Double(planned.peakBytes), "\(name) generation: \(generateOutside) bytes outside")
             print("\(name): training arena \(arena.peakBytes) B, \(trainOutside) B outside; generation arena \(planned.peakBytes) B, \(generateOutside) B outside")
+        }
+    }
+}
+
+extension TrainingArenaTests {
+    /// The thread's allocation counter cannot tell the step's mallocs from OpenBLAS's. A
+    /// single-threaded cblas_sgemm mallocs ~100 bytes per call on every core type, which these
+    /// bounds allow for; on OpenBLAS 0.3.21's AVX-512 cores (SkylakeX, Cooperlake, SapphireRapids)
+    /// some shapes malloc far more inside the call (a uprobe on malloc shows cblas_sgemm+0x405;
+    /// 0.58 MB a step on `small`), so there the bounds say nothing about the step and are skipped.
+    static func skipWhereOpenBLASAllocatesPerCall() throws {
+        let config = BLAS.configuration
+        if ["SkylakeX", "Cooperlake", "SapphireRapids"].contains(where: config.contains) {
+            throw XCTSkip("OpenBLAS (\(config)) allocates inside its calls on this CPU: allocations outside the arena cannot be attributed")
         }
     }
 }

@@ -1,5 +1,6 @@
 import CKernels
 import COpenBLAS
+import Dispatch
 
 /// Grouped-query causal self-attention over whole rows of a training batch, keeping the
 /// probabilities for the backward (the KV-cache form for inference is `CausalAttention`).
@@ -23,29 +24,38 @@ enum SequenceAttention {
     }
 
     /// probs = softmax(scale·q·kᵀ) causally (zeros above the diagonal); out = probs·v.
+    /// (batch row, head) pairs are independent: they go across the compute threads, each product
+    /// on the thread that asks for it.
     static func forward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                         probs: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, shape: Shape) {
         let s = shape.seqLen, h = shape.heads, kv = shape.kvHeads, d = shape.headDim
-        for b in 0..<shape.rows {
-            for head in 0..<h {
-                let g = head / shape.group
-                let qh = q + b * s * h * d + head * d, kh = k + b * s * kv * d + g * d, vh = v + b * s * kv * d + g * d
-                let p = probs + (b * h + head) * s * s, o = out + b * s * h * d + head * d
-                for block in blocks(s) {
-                    let (r0, rows, visible) = (block.lowerBound, block.count, block.upperBound)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
-                                shape.scale, qh + r0 * h * d, Int32(h * d), kh, Int32(kv * d), 0, p + r0 * s, Int32(s))
-                    // Row r sees keys 0...r; the rest of the row (never computed) becomes 0.
-                    lk_softmax_causal(p + r0 * s, s, 0, rows, r0 + 1)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
-                                1, p + r0 * s, Int32(s), vh, Int32(kv * d), 0, o + r0 * h * d, Int32(h * d))
+        BLAS.oneThreadPerCall {
+            Parallel.ranges(shape.rows * h, costPerItem: s * s * d) { items in
+                for item in items {
+                    let b = item / h, head = item % h, g = head / shape.group
+                    let qh = q + b * s * h * d + head * d, kh = k + b * s * kv * d + g * d, vh = v + b * s * kv * d + g * d
+                    let p = probs + (b * h + head) * s * s, o = out + b * s * h * d + head * d
+                    for block in blocks(s) {
+                        let (r0, rows, visible) = (block.lowerBound, block.count, block.upperBound)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
+                                    shape.scale, qh + r0 * h * d, Int32(h * d), kh, Int32(kv * d), 0, p + r0 * s, Int32(s))
+                        // Row r sees keys 0...r; the rest of the row (never computed) becomes 0.
+                        lk_softmax_causal(p + r0 * s, s, 0, rows, r0 + 1)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
+                                    1, p + r0 * s, Int32(s), vh, Int32(kv * d), 0, o + r0 * h * d, Int32(h * d))
+                    }
                 }
             }
         }
     }
 
+    /// How many row blocks of d(scores) fit in the (S, S) `dScores` buffer at once: the backward
+    /// runs on that many threads at most, each with a block of its own.
+    static func gradientSlots(_ s: Int) -> Int { max(1, s / min(s, blockRows)) }
+
     /// dV += Pᵀ·dO; dP = dO·Vᵀ; dS = P⊙(dP − rowsum(dP⊙P)); dQ = scale·dS·K; dK += scale·dSᵀ·Q,
-    /// by row blocks over the keys each block sees. GQA heads of a group add into their kv head.
+    /// by row blocks over the keys each block sees. GQA heads of a group add into their kv head,
+    /// so (batch row, kv head) pairs go across the threads, each with its own block of dScores.
     /// Writes dq, dk, dv over what they held.
     static func backward(dOut: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                          probs: UnsafePointer<Float>, dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>,
@@ -53,25 +63,31 @@ enum SequenceAttention {
         let s = shape.seqLen, h = shape.heads, kv = shape.kvHeads, d = shape.headDim, t = shape.rows * s
         dk.update(repeating: 0, count: t * kv * d)
         dv.update(repeating: 0, count: t * kv * d)
-        for b in 0..<shape.rows {
-            for head in 0..<h {
-                let g = head / shape.group
-                let qOffset = b * s * h * d + head * d, kvOffset = b * s * kv * d + g * d
-                let p = probs + (b * h + head) * s * s
-                for block in blocks(s) {
-                    let (r0, rows, visible) = (block.lowerBound, block.count, block.upperBound)
-                    let dO = dOut + qOffset + r0 * h * d, pBlock = p + r0 * s, dS = dScores + r0 * s
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(visible), Int32(d), Int32(rows),
-                                1, pBlock, Int32(s), dO, Int32(h * d), 1, dv + kvOffset, Int32(kv * d))
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
-                                1, dO, Int32(h * d), v + kvOffset, Int32(kv * d), 0, dS, Int32(s))
-                    lk_softmax_backward_causal(p, dScores, s, r0, r0 + rows)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
-                                shape.scale, dS, Int32(s), k + kvOffset, Int32(kv * d), 0, dq + qOffset + r0 * h * d, Int32(h * d))
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(visible), Int32(d), Int32(rows),
-                                shape.scale, dS, Int32(s), q + qOffset + r0 * h * d, Int32(h * d), 1, dk + kvOffset, Int32(kv * d))
+        let items = shape.rows * kv, slots = min(Parallel.threads, gradientSlots(s), items)
+        func work(_ slot: Int) {
+                let dS = dScores + slot * min(s, blockRows) * s
+                for item in (items * slot / slots)..<(items * (slot + 1) / slots) {
+                    let b = item / kv, g = item % kv
+                    for head in (g * shape.group)..<((g + 1) * shape.group) {
+                        let qOffset = b * s * h * d + head * d, kvOffset = b * s * kv * d + g * d
+                        let p = probs + (b * h + head) * s * s
+                        for block in blocks(s) {
+                            let (r0, rows, visible) = (block.lowerBound, block.count, block.upperBound)
+                            let dO = dOut + qOffset + r0 * h * d, pBlock = p + r0 * s
+                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(visible), Int32(d), Int32(rows),
+                                        1, pBlock, Int32(s), dO, Int32(h * d), 1, dv + kvOffset, Int32(kv * d))
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
+                                        1, dO, Int32(h * d), v + kvOffset, Int32(kv * d), 0, dS, Int32(s))
+                            lk_softmax_backward_causal(pBlock, dS, s, r0, r0 + rows)
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
+                                        shape.scale, dS, Int32(s), k + kvOffset, Int32(kv * d), 0, dq + qOffset + r0 * h * d, Int32(h * d))
+                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(visible), Int32(d), Int32(rows),
+                                        shape.scale, dS, Int32(s), q + qOffset + r0 * h * d, Int32(h * d), 1, dk + kvOffset, Int32(kv * d))
+                        }
+                    }
                 }
-            }
         }
+        guard slots > 1 else { return work(0) }
+        BLAS.oneThreadPerCall { DispatchQueue.concurrentPerform(iterations: slots, execute: work) }
     }
 }

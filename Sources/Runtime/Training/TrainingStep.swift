@@ -215,7 +215,7 @@ public final class TrainingStep: @unchecked Sendable {
         var count = 0
         var start = 0
         while start < t {
-            let n = min(Names.lossRows, t - start)
+            let n = min(Names.lossRows(tokens: t), t - start)
             let rowsU = u.map { $0 + start * r }
             head.forward(xn + start * c, rows: n, out: logits, u: rowsU, workspace: workspace)
             for row in 0..<n {
