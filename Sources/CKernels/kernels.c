@@ -261,7 +261,8 @@ static int has_f16c(void) {
 }
 
 void lk_gemv16(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta) {
-    if (has_f16c()) gemv16_avx2(w, bf16, x, y, k, row0, row1, beta);
+    if (lk_has_avx512()) lk_gemv16_avx512(w, bf16, x, y, k, row0, row1, beta);
+    else if (has_f16c()) gemv16_avx2(w, bf16, x, y, k, row0, row1, beta);
     else gemv16_portable(w, bf16, x, y, k, row0, row1, beta);
 }
 
@@ -349,6 +350,7 @@ AVX2 static void gemv_nf4_avx2(const unsigned char *packed, const float *code, l
 void lk_gemv_nf4(const unsigned char *packed, const float *code, long blockSize,
                  const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
                  const float *x, float *y, long k, long row0, long row1, float beta) {
-    if (has_avx2()) gemv_nf4_avx2(packed, code, blockSize, plain, index, map, scales, offset, x, y, k, row0, row1, beta);
+    if (lk_has_avx512()) lk_gemv_nf4_avx512(packed, code, blockSize, plain, index, map, scales, offset, x, y, k, row0, row1, beta);
+    else if (has_avx2()) gemv_nf4_avx2(packed, code, blockSize, plain, index, map, scales, offset, x, y, k, row0, row1, beta);
     else gemv_nf4_portable(packed, code, blockSize, plain, index, map, scales, offset, x, y, k, row0, row1, beta);
 }

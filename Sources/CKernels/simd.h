@@ -44,4 +44,11 @@ static inline int has_avx2(void) {
     return cached;
 }
 
+// AVX-512 kernels (avx512.c), used where lk_has_avx512() says the CPU runs them.
+int lk_has_avx512(void);
+void lk_gemv16_avx512(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta);
+void lk_gemv_nf4_avx512(const unsigned char *packed, const float *code, long blockSize,
+                        const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
+                        const float *x, float *y, long k, long row0, long row1, float beta);
+
 #endif
