@@ -28,7 +28,8 @@ final class TrainingStepProgramTests: XCTestCase {
     }
 
     /// No layer keeps its normed rows or silu(gate)·up (the backward remakes them in one layer's
-    /// worth of workspace): at the peak, L·T·(2C + I) fp32 fewer activation bytes than at f785816
+    /// worth of workspace), nor the masked blocks of its attention probabilities: at the peak,
+    /// L·T·(2C + I) fp32 (and the probabilities' share) fewer activation bytes than at f785816
     /// (one layer's worth with checkpointing, where only the recomputed layer holds a set) and
     /// T·(C + I) more workspace.
     func testLayersKeepNeitherNormedRowsNorAct() throws {
@@ -38,7 +39,9 @@ final class TrainingStepProgramTests: XCTestCase {
         for (checkpointing, layers, activation, workspace, peak) in [(false, 8, 324_861_952, 31_752_192, 477_366_272),
                                                                        (true, 1, 55_287_808, 31_752_192, 207_792_128)] {
             let plan = try MemoryPlan(original: Self.small, workload: workload(checkpointing: checkpointing))
-            let dropped = layers * t * (2 * c + i) * 4, added = t * (c + i) * 4
+            // And the probabilities keep only their causal row blocks of 64 (B·H·(S² − 64·(64 + 128 + 192 + 256)) fewer floats a layer).
+            let packedProbs = layers * 4 * 8 * (256 * 256 - 64 * (64 + 128 + 192 + 256)) * 4
+            let dropped = layers * t * (2 * c + i) * 4 + packedProbs, added = t * (c + i) * 4
             XCTAssertEqual(plan.breakdown[.activation], activation - dropped, "checkpointing \(checkpointing)")
             XCTAssertEqual(plan.breakdown[.workspace], workspace + added, "checkpointing \(checkpointing)")
             XCTAssertEqual(plan.peakBytes, peak - dropped + added, "checkpointing \(checkpointing)")

@@ -74,9 +74,10 @@ extension ActivationDTypeTests {
             try MemoryPlan(original: shape, workload: Workload(kind: .train, microBatch: 4, seqLen: 256, lora: .init(r: 8, targets: LoRATarget.decoder),
                                                                baseDType: .f32, checkpointing: checkpointing, activationDType: activations))
         }
-        // Per layer: q, attention, residual (T·C each), k, v (T·KV·D), probs (B·H·S²), gate, up (T·I).
+        // Per layer: q, attention, residual (T·C each), k, v (T·KV·D), probs (B·H times the causal
+        // blocks of S = 256: 64 rows of 64, 128, 192 and 256 keys), gate, up (T·I).
         let (t, c) = (1024, 512)
-        let floats = 3 * t * c + 2 * t * 256 + 4 * 8 * 256 * 256 + 2 * t * 1408
+        let floats = 3 * t * c + 2 * t * 256 + 4 * 8 * 64 * (64 + 128 + 192 + 256) + 2 * t * 1408
         let (full, half) = (try plan(.f32, checkpointing: false), try plan(.bf16, checkpointing: false))
         XCTAssertEqual(half.breakdown[.activation], full.breakdown[.activation]! - 8 * floats * 2)
         XCTAssertEqual(half.breakdown[.workspace], full.breakdown[.workspace]! + floats * 4)

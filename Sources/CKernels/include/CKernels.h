@@ -34,9 +34,9 @@ void lk_swiglu_backward(const float *dout, const float *gate, const float *up, f
 void lk_rmsnorm_backward(const float *dy, const float *x, const float *w, const float *inverse, float *dx,
                          long cols, long row0, long row1);
 
-// Rows [row0, row1) of a causal softmax backward on (s, s) matrices: with p the probabilities and
+// Rows [row0, row1) of a causal softmax backward on rows of width s: with p the probabilities and
 // d the upstream gradient (overwritten), row r: d = p * (d - sum_j<=r p*d), 0 past r. p and d
-// point at row row0 (rows s apart), so a block's gradient can live in a buffer of its own.
+// point at row row0 (rows s apart): a causal block of rows, stored on its own.
 void lk_softmax_backward_causal(const float *p, float *d, long s, long row0, long row1);
 
 // Rows [row0, row1) of y = W·x (+ beta·y) for a 16-bit W (rows of k; bf16 when `bf16`, else

@@ -1,11 +1,14 @@
 import CKernels
 import COpenBLAS
 import Dispatch
+import MemoryPlanner
 
 /// Grouped-query causal self-attention over whole rows of a training batch, keeping the
 /// probabilities for the backward (the KV-cache form for inference is `CausalAttention`).
 /// Query head h reads kv head h / (H / KV); scores are scaled by 1/√D.
-/// Shapes: q, out, dq (B·S, H·D); k, v, dk, dv (B·S, KV·D); probs (B, H, S, S); dScores (S, S).
+/// Shapes: q, out, dq (B·S, H·D); k, v, dk, dv (B·S, KV·D); probs (B, H, P) with P =
+/// `TrainingBuffers.probsFloats(seqLen: S)`: per head the causal row blocks, block [r0, r1) as
+/// (r1 − r0) rows of r1 keys; dScores (S, S).
 enum SequenceAttention {
     struct Shape {
         let rows, seqLen, heads, kvHeads, headDim: Int
@@ -15,7 +18,11 @@ enum SequenceAttention {
 
     /// Query rows go in blocks of this many: a block reads only the keys its last row can see, so
     /// the masked half of the (S, S) products is mostly never computed.
-    static let blockRows = 64
+    static let blockRows = TrainingBuffers.probsBlockRows
+
+    /// Floats of one head's packed probabilities: `TrainingBuffers.probsFloats`, which the planner
+    /// checked (it is at most S², and B·H·S² was checked when the step was planned).
+    static func headFloats(_ s: Int) -> Int { blocks(s).reduce(0) { $0 + $1.count * $1.upperBound } }
 
     /// The row blocks of one sequence: [r0, r1), each seeing keys 0..<r1 (lazily: called per row
     /// and head, it allocates nothing).
@@ -28,21 +35,23 @@ enum SequenceAttention {
     /// on the thread that asks for it.
     static func forward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                         probs: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, shape: Shape) {
-        let s = shape.seqLen, h = shape.heads, kv = shape.kvHeads, d = shape.headDim
+        let s = shape.seqLen, h = shape.heads, kv = shape.kvHeads, d = shape.headDim, perHead = headFloats(s)
         BLAS.oneThreadPerCall {
             Parallel.ranges(shape.rows * h, costPerItem: s * s * d) { items in
                 for item in items {
                     let b = item / h, head = item % h, g = head / shape.group
                     let qh = q + b * s * h * d + head * d, kh = k + b * s * kv * d + g * d, vh = v + b * s * kv * d + g * d
-                    let p = probs + (b * h + head) * s * s, o = out + b * s * h * d + head * d
+                    var p = probs + (b * h + head) * perHead
+                    let o = out + b * s * h * d + head * d
                     for block in blocks(s) {
                         let (r0, rows, visible) = (block.lowerBound, block.count, block.upperBound)
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
-                                    shape.scale, qh + r0 * h * d, Int32(h * d), kh, Int32(kv * d), 0, p + r0 * s, Int32(s))
-                        // Row r sees keys 0...r; the rest of the row (never computed) becomes 0.
-                        lk_softmax_causal(p + r0 * s, s, 0, rows, r0 + 1)
+                                    shape.scale, qh + r0 * h * d, Int32(h * d), kh, Int32(kv * d), 0, p, Int32(visible))
+                        // Row r sees keys 0...r; the rest of the block's row becomes 0.
+                        lk_softmax_causal(p, visible, 0, rows, r0 + 1)
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
-                                    1, p + r0 * s, Int32(s), vh, Int32(kv * d), 0, o + r0 * h * d, Int32(h * d))
+                                    1, p, Int32(visible), vh, Int32(kv * d), 0, o + r0 * h * d, Int32(h * d))
+                        p += rows * visible
                     }
                 }
             }
@@ -63,26 +72,28 @@ enum SequenceAttention {
         let s = shape.seqLen, h = shape.heads, kv = shape.kvHeads, d = shape.headDim, t = shape.rows * s
         dk.update(repeating: 0, count: t * kv * d)
         dv.update(repeating: 0, count: t * kv * d)
-        let items = shape.rows * kv, slots = min(Parallel.threads, gradientSlots(s), items)
+        let items = shape.rows * kv, slots = min(Parallel.threads, gradientSlots(s), items), perHead = headFloats(s)
         func work(_ slot: Int) {
                 let dS = dScores + slot * min(s, blockRows) * s
                 for item in (items * slot / slots)..<(items * (slot + 1) / slots) {
                     let b = item / kv, g = item % kv
                     for head in (g * shape.group)..<((g + 1) * shape.group) {
                         let qOffset = b * s * h * d + head * d, kvOffset = b * s * kv * d + g * d
-                        let p = probs + (b * h + head) * s * s
+                        var pBlock = probs + (b * h + head) * perHead
+                        // A block's probabilities and d(scores) are both (rows, visible), rows `visible` apart.
                         for block in blocks(s) {
                             let (r0, rows, visible) = (block.lowerBound, block.count, block.upperBound)
-                            let dO = dOut + qOffset + r0 * h * d, pBlock = p + r0 * s
+                            let dO = dOut + qOffset + r0 * h * d, ld = Int32(visible)
                             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(visible), Int32(d), Int32(rows),
-                                        1, pBlock, Int32(s), dO, Int32(h * d), 1, dv + kvOffset, Int32(kv * d))
+                                        1, pBlock, ld, dO, Int32(h * d), 1, dv + kvOffset, Int32(kv * d))
                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
-                                        1, dO, Int32(h * d), v + kvOffset, Int32(kv * d), 0, dS, Int32(s))
-                            lk_softmax_backward_causal(pBlock, dS, s, r0, r0 + rows)
+                                        1, dO, Int32(h * d), v + kvOffset, Int32(kv * d), 0, dS, ld)
+                            lk_softmax_backward_causal(pBlock, dS, visible, r0, r0 + rows)
                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
-                                        shape.scale, dS, Int32(s), k + kvOffset, Int32(kv * d), 0, dq + qOffset + r0 * h * d, Int32(h * d))
+                                        shape.scale, dS, ld, k + kvOffset, Int32(kv * d), 0, dq + qOffset + r0 * h * d, Int32(h * d))
                             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(visible), Int32(d), Int32(rows),
-                                        shape.scale, dS, Int32(s), q + qOffset + r0 * h * d, Int32(h * d), 1, dk + kvOffset, Int32(kv * d))
+                                        shape.scale, dS, ld, q + qOffset + r0 * h * d, Int32(h * d), 1, dk + kvOffset, Int32(kv * d))
+                            pBlock += rows * visible
                         }
                     }
                 }
