@@ -80,13 +80,12 @@ public struct TrainingBuffers: Sendable {
     public static let probsBlockRows = 64
 
     /// Floats of one head's packed probabilities at sequence length `s`.
+    /// n full blocks (block i: B rows of (i + 1)·B keys) make B²·n(n + 1)/2; a last partial block
+    /// of s mod B rows sees all s keys.
     public static func probsFloats(seqLen s: Int) throws(SizeError) -> CheckedSize {
-        var total = CheckedSize(0)
-        for start in stride(from: 0, to: s, by: probsBlockRows) {
-            let end = min(s, start + probsBlockRows)
-            total = try total + CheckedSize(end - start) * CheckedSize(end)
-        }
-        return total
+        let rows = CheckedSize(probsBlockRows), n = s / probsBlockRows, rest = s % probsBlockRows
+        let triangle = try CheckedSize(n) * CheckedSize(n + 1)
+        return try rows * rows * CheckedSize(triangle.value / 2) + CheckedSize(rest) * CheckedSize(s)
     }
 
     /// Rows of logits the cross-entropy works on at once: enough that lm_head's product is an
