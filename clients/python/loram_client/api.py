@@ -7,7 +7,7 @@
         for piece in loram.generate(model, "Once upon a time", max_tokens=32, stream=True):
             print(piece, end="")
         plan = loram.memory_plan({"preset": "llama-3.1-70b"}, kind="train", seq_len=512,
-                                 lora_r=8, base_dtype="nf4", prune=0.85, cap_bytes=20 << 30, search=True)
+                                 lora_r=8, base_dtype="nf4", prune=0.85, cap_bytes=18 << 30, search=True)
         print(plan.fits, plan.peak_bytes, plan.suggestion)
 
 Keyword arguments are the contract's params in snake_case (``max_tokens`` is ``maxTokens``);
