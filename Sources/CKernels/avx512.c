@@ -61,9 +61,9 @@ AVX512 void lk_gemv_nf4_avx512(const unsigned char *packed, const float *code, l
         float rest = 0;
         while (e < end) {
             long b = e / blockSize, stop = (b + 1) * blockSize < end ? (b + 1) * blockSize : end;
-            float scale = plain ? plain[b] : map[index[b]] * scales[b / 256] + offset, part = 0;
+            float scale = nf4_absmax(b, plain, index, map, scales, offset), part = 0;
             // Scalar until an even element (a byte boundary), then 16 elements (8 bytes) at a time.
-            if (e & 1 && e < stop) { part += code[packed[e >> 1] & 15] * x[e - e0]; e++; }
+            if (e & 1 && e < stop) { part += code[nf4_nibble(packed, e)] * x[e - e0]; e++; }
             __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
             for (; e + 32 <= stop; e += 32) {
                 __m128i bytes = _mm_loadu_si128((const __m128i *)(packed + (e >> 1)));
@@ -77,10 +77,7 @@ AVX512 void lk_gemv_nf4_avx512(const unsigned char *packed, const float *code, l
                 __m512i i0 = _mm512_and_si512(_mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(bytes, pairs)), shifts), fifteen);
                 acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(i0, table), _mm512_loadu_ps(x + (e - e0)), acc0);
             }
-            for (; e < stop; e++) {
-                unsigned char v = packed[e >> 1];
-                part += code[(e & 1) ? (v & 15) : (v >> 4)] * x[e - e0];
-            }
+            for (; e < stop; e++) part += code[nf4_nibble(packed, e)] * x[e - e0];
             total = _mm512_fmadd_ps(_mm512_add_ps(acc0, acc1), _mm512_set1_ps(scale), total);
             rest += part * scale;
         }

@@ -288,15 +288,6 @@ void lk_narrow_bf16(const float *src, unsigned short *dst, long begin, long end)
 
 // ---- NF4 weights read where they lie ------------------------------------------------------------
 
-static inline float nf4_absmax(long b, const float *plain, const unsigned char *index, const float *map, const float *scales, float offset) {
-    return plain ? plain[b] : map[index[b]] * scales[b / 256] + offset;
-}
-
-static inline int nf4_nibble(const unsigned char *packed, long e) {
-    unsigned char v = packed[e >> 1];
-    return (e & 1) ? (v & 15) : (v >> 4);
-}
-
 static void gemv_nf4_portable(const unsigned char *packed, const float *code, long blockSize,
                               const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
                               const float *x, float *y, long k, long row0, long row1, float beta) {

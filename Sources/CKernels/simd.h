@@ -44,6 +44,17 @@ static inline int has_avx2(void) {
     return cached;
 }
 
+// NF4 element access shared by the NF4 kernels: block b's absmax (plain, or double-quantized),
+// and element e's code index (the high nibble of packed[e/2] for even e).
+static inline float nf4_absmax(long b, const float *plain, const unsigned char *index, const float *map, const float *scales, float offset) {
+    return plain ? plain[b] : map[index[b]] * scales[b / 256] + offset;
+}
+
+static inline int nf4_nibble(const unsigned char *packed, long e) {
+    unsigned char v = packed[e >> 1];
+    return (e & 1) ? (v & 15) : (v >> 4);
+}
+
 // AVX-512 kernels (avx512.c), used where lk_has_avx512() says the CPU runs them.
 int lk_has_avx512(void);
 void lk_gemv16_avx512(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta);

@@ -45,11 +45,7 @@ extension ActivationDTypeTests {
     /// later losses within 1e-3 (relative) of fp32 activations'.
     func testBF16ActivationsTrainAsFP32ActivationsDo() throws {
         let model = RemadeActivationsTests.model()
-        var rng = Xoshiro256StarStar(seed: 8)
-        let examples = (0..<8).map { _ in
-            let ids = (0..<16).map { _ in Int(rng.next() % 256) }
-            return Dataset.Example(ids: ids, labels: ids)
-        }
+        let examples = RemadeActivationsTests.examples()
         func losses(_ activations: Workload.ActivationDType) throws -> [Double] {
             var settings = TrainingJob.Settings(seqLen: 16, microBatch: 2, steps: 12, lr: 1e-2)
             settings.activationDType = activations

@@ -84,11 +84,7 @@ extension RemadeActivationsTests {
     /// kernels round differently, hence the tolerance, far below any change of arithmetic.
     func testAFewStepsLoseWhatTheyLostWhenEveryLayerKeptItsSet() throws {
         let model = Self.model()
-        var rng = Xoshiro256StarStar(seed: 8)
-        let examples = (0..<8).map { _ in
-            let ids = (0..<16).map { _ in Int(rng.next() % 256) }
-            return Dataset.Example(ids: ids, labels: ids)
-        }
+        let examples = Self.examples()
         var losses: [String: [Double]] = [:]
         for checkpointing in [false, true] {
             for lora in [true, false] {
@@ -112,6 +108,17 @@ extension RemadeActivationsTests {
             let worst = zip(values, expected).map { abs($0 - $1) / $1 }.max()!
             print("\(name): losses \(values), recorded \(expected): \(values == expected ? "the same bits" : "worst relative |d| \(worst)")")
             XCTAssertLessThanOrEqual(worst, 1e-6, name)
+        }
+    }
+}
+
+extension RemadeActivationsTests {
+    /// Eight 16-token examples of random ids under 256 (seed 8), labels = ids.
+    static func examples() -> [Dataset.Example] {
+        var rng = Xoshiro256StarStar(seed: 8)
+        return (0..<8).map { _ in
+            let ids = (0..<16).map { _ in Int(rng.next() % 256) }
+            return Dataset.Example(ids: ids, labels: ids)
         }
     }
 }
