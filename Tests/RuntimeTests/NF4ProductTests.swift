@@ -6,7 +6,8 @@ import XCTest
 /// and on odd elements (widths that are not multiples of the block or even).
 final class NF4ProductTests: XCTestCase {
     func testOneRowProductsMatchTheDequantizedProduct() throws {
-        for (rows, cols, blockSize, doubleQuant) in [(61, 100, 64, true), (40, 99, 32, false), (300, 576, 64, true), (5, 7, 64, false)] {
+        for (rows, cols, blockSize, doubleQuant) in [(61, 100, 64, true), (40, 99, 32, false), (300, 576, 64, true), (5, 7, 64, false),
+                                                        (7, 8224, 32, true), (3, 96, 64, false), (2, 4160, 128, true)] {
             var random = Xoshiro256StarStar(seed: UInt64(rows * cols))
             let values = (0..<(rows * cols)).map { _ in Float(Double(random.next() % 20_001) / 10_000 - 1) }
             let nf4 = try values.withUnsafeBufferPointer {

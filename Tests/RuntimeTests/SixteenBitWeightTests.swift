@@ -35,7 +35,9 @@ final class SixteenBitWeightTests: XCTestCase {
 
     func testOneRowProductsMatchTheWidenedProduct() {
         for dtype in [TensorDType.bf16, .f16] {
-            for (rows, cols) in [(61, 100), (512, 576), (3, 7)] {
+            // 576 and 300 x 1536: whole groups of 32 columns, more than 256 rows; 8,300 columns: x in
+            // more than one 4,096-column chunk, with a tail.
+            for (rows, cols) in [(61, 100), (512, 576), (3, 7), (300, 1536), (9, 8300)] {
                 let (w, _) = weight(dtype, rows: rows, cols: cols)
                 var random = Xoshiro256StarStar(seed: 3)
                 let x = (0..<(2 * cols)).map { _ in Float(Double(random.next() % 2001) / 1000 - 1) }

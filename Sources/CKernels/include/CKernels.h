@@ -63,4 +63,10 @@ void lk_gemv_nf4(const unsigned char *packed, const float *code, long blockSize,
 void lk_attend_one(const float *q, const float *keys, const float *values, long d, long visible,
                    float scale, float *scores, float *out);
 
+// Runs fn(context, part) for every part in [0, parts), spread over the compute threads: the
+// caller and up to parts - 1 pool workers, which spin briefly between regions. A region started
+// while another runs (nested, or from another thread) runs on its caller alone.
+typedef void (*lk_part_fn)(void *context, long part);
+void lk_parallel(long parts, lk_part_fn fn, void *context);
+
 #endif
