@@ -23,6 +23,8 @@ struct TrainingCreatedPlan: WireResult {
     var longestSequence: Int
     /// "layer" or "none" (what `auto` chose).
     var checkpointing: String
+    /// "f32" or "bf16": how the layers keep their activations.
+    var activationDtype: String
 }
 
 struct TrainCreateResult: WireResult {

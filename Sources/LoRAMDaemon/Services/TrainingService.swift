@@ -99,7 +99,8 @@ struct TrainingService {
             warnings.append(message)
         }
         let planned = TrainingCreatedPlan(peakBytes: plan.total, breakdown: plan.breakdown, seqLen: settings.seqLen, longestSequence: longest,
-                                          checkpointing: settings.checkpointing ? "layer" : "none")
+                                          checkpointing: settings.checkpointing ? "layer" : "none",
+                                          activationDtype: settings.activationDType.rawValue)
         return Created(result: TrainCreateResult(jobId: handle, plan: planned, parameters: job.gradients.parameterCount,
                                                  examples: examples.count, warnings: warnings), object: object)
     }

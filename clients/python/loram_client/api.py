@@ -317,17 +317,21 @@ class Loram(LoramClient):
         weight_decay: Optional[float] = None,
         max_grad_norm: Optional[float] = None,
         checkpointing: Optional[str] = None,
+        activation_dtype: Optional[str] = None,
         seed: Optional[int] = None,
         timeout: Optional[float] = None,
         **extra: Any,
     ) -> Dict[str, Any]:
         """``train/create`` a job (LoRA with ``adapter_id``, else full-parameter training):
-        ``jobId``, ``plan``, ``parameters``, ``examples``, ``warnings``. OverBudget if it cannot fit."""
+        ``jobId``, ``plan``, ``parameters``, ``examples``, ``warnings``. OverBudget if it cannot fit.
+        ``activation_dtype="bf16"`` keeps each layer's activations in bf16 (about a third less
+        memory for a few percent of speed; the loss is fp32's, the gradients move by bf16 rounding)."""
         params = _params(
             model_id=model_id, adapter_id=adapter_id, freeze=list(freeze) if freeze is not None else None,
             dataset=_dataset(data), eval_dataset=_dataset(eval_dataset), seq_len=seq_len, micro_batch=micro_batch,
             grad_accum=grad_accum, steps=steps, lr=lr, schedule=schedule, warmup_steps=warmup_steps,
-            weight_decay=weight_decay, max_grad_norm=max_grad_norm, checkpointing=checkpointing, seed=seed, **extra,
+            weight_decay=weight_decay, max_grad_norm=max_grad_norm, checkpointing=checkpointing,
+            activation_dtype=activation_dtype, seed=seed, **extra,
         )
         return self.call("train/create", params, timeout=timeout)
 
@@ -397,6 +401,7 @@ class Loram(LoramClient):
         base_dtype: Optional[str] = None,
         prune: Union[float, Mapping[str, Any], None] = None,
         checkpointing: Union[bool, str, None] = None,
+        activation_dtype: Optional[str] = None,
         cap_bytes: Optional[int] = None,
         search: Optional[bool] = None,
         accounting: Optional[str] = None,
@@ -413,7 +418,7 @@ class Loram(LoramClient):
         the daemon's own picture of the arena (``plan.raw["svg"]``).
         """
         workload = _params(kind=kind, seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, new_tokens=new_tokens,
-                           checkpointing=checkpointing)
+                           checkpointing=checkpointing, activation_dtype=activation_dtype)
         if base_dtype is not None:
             workload["baseDtype"] = base_dtype
         if lora_r is not None:

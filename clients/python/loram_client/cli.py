@@ -60,10 +60,11 @@ def plan_table(plan: MemoryPlan, workload: Dict[str, Any]) -> str:
         "model      %s parameters; carrier %s (%.2fx fewer%s)" % (
             format(plan.parameters_original, ","), format(plan.parameters_carrier, ","), plan.reduction,
             ", counted as the paper counts 4-bit" if nf4 else ""),
-        "workload   %s, micro-batch %d x %d tokens, %s, base %s%s" % (
+        "workload   %s, micro-batch %d x %d tokens, %s, base %s%s%s" % (
             workload["kind"], workload.get("microBatch", 1), workload["seqLen"],
             "LoRA r %d" % lora["r"] if lora else "full-parameter", workload.get("baseDtype", "bf16"),
-            ", layer checkpointing" if workload.get("checkpointing") else ""),
+            ", layer checkpointing" if workload.get("checkpointing") else "",
+            ", bf16 activations" if workload.get("activationDtype") == "bf16" else ""),
     ]
     if plan.accounting == "paper":
         lines.append("peak      %s  (paper accounting: parameter storage only)" % _gib(plan.peak_bytes))
@@ -97,7 +98,7 @@ def _plan(loram: Loram, args: argparse.Namespace) -> int:
     plan = loram.memory_plan(
         model, kind="generate" if args.generate else "train", seq_len=args.seq, micro_batch=args.micro_batch,
         new_tokens=args.new_tokens, lora_r=None if args.full else args.lora_r, base_dtype="nf4" if args.nf4 else args.base,
-        prune=args.prune, checkpointing="layer" if args.checkpointing else None, cap_bytes=args.cap,
+        prune=args.prune, checkpointing="layer" if args.checkpointing else None, activation_dtype=args.activations, cap_bytes=args.cap,
         search=args.search and not args.paper, accounting="paper" if args.paper else None, detail=True if picture else None,
     )
     if args.svg:
@@ -115,7 +116,7 @@ def _plan(loram: Loram, args: argparse.Namespace) -> int:
     else:
         workload = {"kind": "generate" if args.generate else "train", "seqLen": args.seq, "microBatch": args.micro_batch,
                     "lora": None if args.full else {"r": args.lora_r}, "baseDtype": "nf4" if args.nf4 else args.base,
-                    "checkpointing": args.checkpointing}
+                    "checkpointing": args.checkpointing, "activationDtype": args.activations}
         print(plan_table(plan, workload))
         if picture:
             print("picture    %s" % picture)
@@ -146,7 +147,7 @@ def _train_params(args: argparse.Namespace) -> Dict[str, Any]:
     params: Dict[str, Any] = {"dataset": dataset(os.path.abspath(args.dataset), args.format), "seqLen": args.seq_len,
                               "microBatch": args.micro_batch, "steps": args.steps, "lr": args.lr}
     for key, value in (("gradAccum", args.grad_accum), ("schedule", args.schedule), ("warmupSteps", args.warmup_steps),
-                       ("checkpointing", args.checkpointing), ("seed", args.seed)):
+                       ("checkpointing", args.checkpointing), ("activationDtype", args.activations), ("seed", args.seed)):
         if value is not None:
             params[key] = value
     return params
@@ -230,6 +231,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--nf4", action="store_true", help="same as --base nf4 (QLoRAM)")
     plan.add_argument("--prune", type=float, help="structured pruning ratio (LoRAM), e.g. 0.85")
     plan.add_argument("--checkpointing", action="store_true", help="layer checkpointing")
+    plan.add_argument("--activations", choices=("f32", "bf16"), help="how the layers keep activations (training)")
     plan.add_argument("--cap", type=parse_bytes, help="memory cap: bytes or 20GiB, 24GB (default: the daemon's budget)")
     plan.add_argument("--search", action=argparse.BooleanOptionalAction, default=True,
                       help="when it does not fit, suggest the cheapest change that does (default on)")
@@ -266,6 +268,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--schedule", choices=("constant", "linear", "cosine"))
         sub.add_argument("--warmup-steps", type=int)
         sub.add_argument("--checkpointing", choices=("none", "layer", "auto"))
+        sub.add_argument("--activations", choices=("f32", "bf16"), help="how layers keep activations (bf16: less memory)")
         sub.add_argument("-r", "--r", type=int, default=8, help="LoRA rank")
         sub.add_argument("--alpha", type=float, default=16)
         sub.add_argument("--targets", nargs="+", default=list(DECODER_TARGETS), metavar="MODULE")

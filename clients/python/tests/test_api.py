@@ -190,6 +190,21 @@ def test_adapter_create_save_load_merge_unload(loram, model, tmp_path):
     assert [a["adapterId"] for a in loram.list_models()["adapters"]] == [loaded["adapterId"]]
 
 
+def test_bf16_activations_are_named_planned_smaller_and_echoed(loram, model, text_data):
+    adapter = loram.create_adapter(model, r=4, alpha=8)["adapterId"]
+    for dtype in ("f32", "bf16"):
+        job = loram.train_create(model, text_data, adapter_id=adapter, steps=2, lr=1e-2, seq_len=32, micro_batch=2,
+                                 activation_dtype=dtype)
+        assert job["plan"]["activationDtype"] == dtype
+        loram.train_close(job["jobId"])
+    with pytest.raises(lc.InvalidParams) as bad:
+        loram.train_create(model, text_data, adapter_id=adapter, steps=2, lr=1e-2, seq_len=32, activation_dtype="f8")
+    assert bad.value.data.get("field") == "activationDtype"
+    # On a real shape the layers' activations are the peak, and bf16 halves most of them.
+    plans = {d: loram.memory_plan({"preset": "llama-3.1-8b"}, seq_len=1024, activation_dtype=d) for d in ("f32", "bf16")}
+    assert plans["bf16"].breakdown["activations"] < 0.75 * plans["f32"].breakdown["activations"]
+
+
 def test_training_step_run_save_resume_close(loram, model, text_data, tmp_path):
     adapter = loram.create_adapter(model, r=4, alpha=8)["adapterId"]
     job = loram.train_create(model, text_data, adapter_id=adapter, steps=6, lr=1e-2, seq_len=32, micro_batch=2)

@@ -72,6 +72,17 @@ def test_plan_table_equals_loramd_plan(loram_cli, loramd_path):
     assert numbers(ours) == numbers(theirs)
 
 
+def test_plan_with_bf16_activations_equals_loramd_plan(loram_cli, loramd_path):
+    args = ["plan", "--preset", "llama-3.1-8b", "--seq", "1024", "--activations", "bf16", "--cap", "80GiB"]
+    ours = loram_cli(*args).stdout
+    theirs = subprocess.run([loramd_path, *args], capture_output=True, text=True, check=True).stdout
+    numbers = lambda text: re.findall(r"[0-9][0-9,.]*", text)  # noqa: E731
+    assert "bf16 activations" in ours and numbers(ours) == numbers(theirs)
+    f32 = loram_cli(*args[:-4], "--cap", "80GiB").stdout
+    peak = lambda text: float(re.search(r"^peak\s+([0-9.]+) GiB", text, re.M).group(1))  # noqa: E731
+    assert peak(ours) < peak(f32)
+
+
 def test_plan_fits_and_the_svg_picture(loram_cli, tmp_path):
     picture = tmp_path / "plan.svg"
     out = loram_cli("plan", "--preset", "llama-3.1-8b", "--prune", "0.5", "--cap", "1TiB", "--seq", "128", "--svg", picture).stdout
