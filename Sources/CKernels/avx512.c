@@ -152,20 +152,30 @@ AVX512 static void nf4_columns(const unsigned char *packed, __m512 table, long b
     for (long r = row0; r < row1; r++) {
         long e = r * k + c0, end = r * k + c1;
         const float *xg = xp;
-        __m512 total = _mm512_setzero_ps();
-        while (e < end) {
-            long b = e / blockSize, stop = (b + 1) * blockSize < end ? (b + 1) * blockSize : end;
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-            for (; e < stop; e += 32, xg += 32) {
+        __m512 evens = _mm512_setzero_ps(), odds = evens, evens2 = evens, odds2 = evens;
+        // One division per row: a 64-bit divide per 64-element block cost more than its FMAs.
+        for (long b = e / blockSize, next = (b + 1) * blockSize; e < end; b++, next += blockSize) {
+            long stop = next < end ? next : end;
+            // The block's codes scaled once, so every group adds straight into the row's sums.
+            __m512 scaled = _mm512_mul_ps(table, _mm512_set1_ps(nf4_absmax(b, plain, index, map, scales, offset)));
+            for (; e + 64 <= stop; e += 64, xg += 64) {
                 const unsigned char *bytes = packed + (e >> 1);
-                if (((size_t)bytes & 63) < 16) _mm_prefetch((const char *)bytes + 1024, _MM_HINT_T0);
+                if (((size_t)bytes & 63) < 32) _mm_prefetch((const char *)bytes + 1024, _MM_HINT_T0);
                 __m512i lanes = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)bytes));
-                a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(lanes, 4), table), _mm512_loadu_ps(xg), a0);
-                a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, table), _mm512_loadu_ps(xg + 16), a1);
+                __m512i more = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(bytes + 16)));
+                evens = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(lanes, 4), scaled), _mm512_loadu_ps(xg), evens);
+                odds = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, scaled), _mm512_loadu_ps(xg + 16), odds);
+                evens2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(more, 4), scaled), _mm512_loadu_ps(xg + 32), evens2);
+                odds2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(more, scaled), _mm512_loadu_ps(xg + 48), odds2);
             }
-            total = _mm512_fmadd_ps(_mm512_add_ps(a0, a1), _mm512_set1_ps(nf4_absmax(b, plain, index, map, scales, offset)), total);
+            if (e < stop) {  // a last group of 32
+                __m512i lanes = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(packed + (e >> 1))));
+                evens = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(lanes, 4), scaled), _mm512_loadu_ps(xg), evens);
+                odds = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, scaled), _mm512_loadu_ps(xg + 16), odds);
+                e += 32, xg += 32;
+            }
         }
-        sums[r - row0] += _mm512_reduce_add_ps(total);
+        sums[r - row0] += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(evens, odds), _mm512_add_ps(evens2, odds2)));
     }
 }
 
