@@ -23,22 +23,15 @@ AVX512 static float tail(const unsigned short *row, int bf16, const float *x, lo
 }
 
 // The next weights to stream, asked for ahead of the FMAs: without this the loop runs at about
-// two thirds of a plain streaming read (the hardware prefetcher alone does not keep up).
-// Four rows of up to 32 KB are read together, so the same columns of the next four rows are
-// fetched; longer rows are fetched 1 KB ahead within themselves. Always inlined: GCC counts a
-// function of prefetches alone as free of effects and drops the calls.
+// two thirds of a plain streaming read (the hardware prefetcher alone does not keep up). Rows of
+// up to 8 KB are read four together, so the same columns of the next four rows are fetched;
+// longer rows 1 KB ahead within themselves. Always inlined: GCC counts a function of prefetches
+// alone as free of effects and drops the calls.
 AVX512 __attribute__((always_inline)) static inline void fetch_ahead(const unsigned short *w0, long k, long i) {
-    const char *p = (const char *)(w0 + i);
     long row = k * 2;
-    if (row <= 8192) {
-        p += 4 * row;
-        _mm_prefetch(p, _MM_HINT_T0); _mm_prefetch(p + row, _MM_HINT_T0);
-        _mm_prefetch(p + 2 * row, _MM_HINT_T0); _mm_prefetch(p + 3 * row, _MM_HINT_T0);
-    } else {
-        p += 1024;
-        _mm_prefetch(p, _MM_HINT_T0); _mm_prefetch(p + row, _MM_HINT_T0);
-        _mm_prefetch(p + 2 * row, _MM_HINT_T0); _mm_prefetch(p + 3 * row, _MM_HINT_T0);
-    }
+    const char *p = (const char *)(w0 + i) + (row <= 8192 ? 4 * row : 1024);
+    _mm_prefetch(p, _MM_HINT_T0); _mm_prefetch(p + row, _MM_HINT_T0);
+    _mm_prefetch(p + 2 * row, _MM_HINT_T0); _mm_prefetch(p + 3 * row, _MM_HINT_T0);
 }
 
 #define CHUNK 4096L  // columns of x permuted at a time (16 KB on the stack)
