@@ -260,6 +260,17 @@ static int has_f16c(void) {
     return cached;
 }
 
+int lk_gemv32_available(void) { return lk_has_avx512(); }
+
+void lk_gemv32(const float *w, const float *x, float *y, long k, long row0, long row1, float beta) {
+    if (lk_has_avx512()) return lk_gemv32_avx512(w, x, y, k, row0, row1, beta);
+    for (long r = row0; r < row1; r++) {
+        float s = 0;
+        for (long i = 0; i < k; i++) s += w[r * k + i] * x[i];
+        y[r] = beta == 0 ? s : beta * y[r] + s;
+    }
+}
+
 void lk_gemv16(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta) {
     if (lk_has_avx512()) lk_gemv16_avx512(w, bf16, x, y, k, row0, row1, beta);
     else if (has_f16c()) gemv16_avx2(w, bf16, x, y, k, row0, row1, beta);

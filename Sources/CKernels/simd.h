@@ -57,6 +57,7 @@ static inline int nf4_nibble(const unsigned char *packed, long e) {
 
 // AVX-512 kernels (avx512.c), used where lk_has_avx512() says the CPU runs them.
 int lk_has_avx512(void);
+void lk_gemv32_avx512(const float *w, const float *x, float *y, long k, long row0, long row1, float beta);
 void lk_gemv16_avx512(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta);
 void lk_gemv_nf4_avx512(const unsigned char *packed, const float *code, long blockSize,
                         const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,

@@ -2,7 +2,7 @@ import XCTest
 @testable import Runtime
 
 /// 16-bit weights read where they lie: widening is exact (the same fp32 as the scalar rule), and a
-/// one-row product (decode) against a bf16 or f16 weight gives what the widened sgemm gives.
+/// one-row product (decode) against a bf16, f16 (or fp32) weight gives what the widened sgemm gives.
 final class SixteenBitWeightTests: XCTestCase {
     func weight(_ dtype: TensorDType, rows: Int, cols: Int) -> (Weight, [Float]) {
         var random = Xoshiro256StarStar(seed: 7)
@@ -34,7 +34,8 @@ final class SixteenBitWeightTests: XCTestCase {
     }
 
     func testOneRowProductsMatchTheWidenedProduct() {
-        for dtype in [TensorDType.bf16, .f16] {
+        // fp32 too: one row goes through lk_gemv32 where the CPU has its kernel.
+        for dtype in [TensorDType.bf16, .f16, .f32] {
             // 576 and 300 x 1536: whole groups of 32 columns, more than 256 rows; 8,300 columns: x in
             // more than one 4,096-column chunk, with a tail.
             for (rows, cols) in [(61, 100), (512, 576), (3, 7), (300, 1536), (9, 8300)] {

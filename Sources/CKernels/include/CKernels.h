@@ -43,6 +43,12 @@ void lk_softmax_backward_causal(const float *p, float *d, long s, long row0, lon
 // IEEE f16), read as it lies: no widened copy of the weight.
 void lk_gemv16(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta);
 
+// Rows [row0, row1) of y = W·x (+ beta·y) for an fp32 W (rows of k). lk_gemv32_available() says
+// whether it has a kernel for this CPU (AVX-512); without one OpenBLAS's sgemv is the better
+// choice, and lk_gemv32 is a plain loop.
+int lk_gemv32_available(void);
+void lk_gemv32(const float *w, const float *x, float *y, long k, long row0, long row1, float beta);
+
 // dst[i] = src[i] widened to fp32 for i in [begin, end) (bf16 when `bf16`, else IEEE f16).
 void lk_widen16(const unsigned short *src, int bf16, float *dst, long begin, long end);
 

@@ -4,7 +4,7 @@ import COpenBLAS
 /// y = x·Wᵀ for W [out, in] in any weight dtype, and its two gradients. Several rows go through
 /// sgemm, one row through sgemv (a one-row sgemm is several times slower on OpenBLAS); one row
 /// against a bf16, f16 or NF4 weight reads the weight where it lies (`lk_gemv16`, `lk_gemv_nf4`),
-/// since decode is bound by the bytes read. Otherwise non-fp32 weights are widened block by block into `scratch`
+/// since decode is bound by the bytes read, and so does an fp32 one where `lk_gemv32` has a kernel. Otherwise non-fp32 weights are widened block by block into `scratch`
 /// (`scratchCount` floats), never all at once.
 /// Shapes: x (T, in) with rows `xStride` apart; out (T, out) with rows `outStride` apart.
 public enum Linear {
@@ -36,13 +36,19 @@ public enum Linear {
     /// Whether a one-row product against `weight` reads it where it lies (16-bit or NF4) rather
     /// than through OpenBLAS.
     static func readsInPlace(_ weight: Weight) -> Bool {
-        weight.nf4 != nil || (weight.dtype == .bf16 || weight.dtype == .f16) && Int(bitPattern: weight.storage) % 2 == 0
+        if weight.float32 != nil { return hasFloat32Kernel }
+        return weight.nf4 != nil || (weight.dtype == .bf16 || weight.dtype == .f16) && Int(bitPattern: weight.storage) % 2 == 0
     }
+
+    /// fp32 rows go through `lk_gemv32` where it has a kernel for the CPU, on the compute threads'
+    /// pool: OpenBLAS's sgemv woke its own threads for each product.
+    private static let hasFloat32Kernel = lk_gemv32_available() != 0
 
     /// Rows `range` of out = W·x (+ beta·out) for one row x, W read where it lies.
     static func oneRow(_ x: UnsafePointer<Float>, weight: Weight, out: UnsafeMutablePointer<Float>, rows range: Range<Int>, beta: Float) {
         let k = weight.cols
         if let nf4 = weight.nf4 { return nf4.product(x, k: k, rows: range, into: out, beta: beta) }
+        if let w = weight.float32 { return lk_gemv32(w, x, out, k, range.lowerBound, range.upperBound, beta) }
         let w = weight.storage.assumingMemoryBound(to: UInt16.self), bf16: Int32 = weight.dtype == .bf16 ? 1 : 0
         lk_gemv16(w, bf16, x, out, k, range.lowerBound, range.upperBound, beta)
     }
