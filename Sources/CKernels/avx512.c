@@ -250,8 +250,10 @@ AVX512 static void nf4_unaligned(const unsigned char *packed, const float *code,
 AVX512 void lk_gemv_nf4_avx512(const unsigned char *packed, const float *code, long blockSize,
                                const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
                                const float *x, float *y, long k, long row0, long row1, float beta) {
-    if (k % 32 || blockSize % 32)
-        return nf4_unaligned(packed, code, blockSize, plain, index, map, scales, offset, x, y, k, row0, row1, beta);
+    if (k % 32 || blockSize % 32) {
+        nf4_unaligned(packed, code, blockSize, plain, index, map, scales, offset, x, y, k, row0, row1, beta);
+        return;
+    }
     const __m512 table = _mm512_loadu_ps(code);
     float xp[CHUNK], sums[256];
     for (long r0 = row0; r0 < row1; r0 += 256) {

@@ -263,7 +263,7 @@ static int has_f16c(void) {
 int lk_gemv32_available(void) { return lk_has_avx512(); }
 
 void lk_gemv32(const float *w, const float *x, float *y, long k, long row0, long row1, float beta) {
-    if (lk_has_avx512()) return lk_gemv32_avx512(w, x, y, k, row0, row1, beta);
+    if (lk_has_avx512()) { lk_gemv32_avx512(w, x, y, k, row0, row1, beta); return; }
     for (long r = row0; r < row1; r++) {
         float s = 0;
         for (long i = 0; i < k; i++) s += w[r * k + i] * x[i];

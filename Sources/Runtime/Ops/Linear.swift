@@ -4,7 +4,8 @@ import COpenBLAS
 /// y = x·Wᵀ for W [out, in] in any weight dtype, and its two gradients. Several rows go through
 /// sgemm, one row through sgemv (a one-row sgemm is several times slower on OpenBLAS); one row
 /// against a bf16, f16 or NF4 weight reads the weight where it lies (`lk_gemv16`, `lk_gemv_nf4`),
-/// since decode is bound by the bytes read, and so does an fp32 one where `lk_gemv32` has a kernel. Otherwise non-fp32 weights are widened block by block into `scratch`
+/// since decode is bound by the bytes read, and so does an fp32 one where `lk_gemv32` has a
+/// kernel for the CPU. Otherwise non-fp32 weights are widened block by block into `scratch`
 /// (`scratchCount` floats), never all at once.
 /// Shapes: x (T, in) with rows `xStride` apart; out (T, out) with rows `outStride` apart.
 public enum Linear {
@@ -33,8 +34,8 @@ public enum Linear {
         }
     }
 
-    /// Whether a one-row product against `weight` reads it where it lies (16-bit or NF4) rather
-    /// than through OpenBLAS.
+    /// Whether a one-row product against `weight` goes through our kernels (16-bit, NF4, and fp32
+    /// where `lk_gemv32` has one for the CPU) rather than through OpenBLAS.
     static func readsInPlace(_ weight: Weight) -> Bool {
         if weight.float32 != nil { return hasFloat32Kernel }
         return weight.nf4 != nil || (weight.dtype == .bf16 || weight.dtype == .f16) && Int(bitPattern: weight.storage) % 2 == 0
