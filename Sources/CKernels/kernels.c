@@ -242,6 +242,7 @@ AVX2F16C static void gemv16_avx2(const unsigned short *w, int bf16, const float 
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
         long i = 0;
         for (; i + 32 <= k; i += 32) {
+            _mm_prefetch((const char *)(row + i) + 1024, _MM_HINT_T0);  // see avx512.c's fetch_ahead
             a0 = _mm256_fmadd_ps(load8_16(row + i, bf16), _mm256_loadu_ps(x + i), a0);
             a1 = _mm256_fmadd_ps(load8_16(row + i + 8, bf16), _mm256_loadu_ps(x + i + 8), a1);
             a2 = _mm256_fmadd_ps(load8_16(row + i + 16, bf16), _mm256_loadu_ps(x + i + 16), a2);
