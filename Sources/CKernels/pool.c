@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 
 // The compute threads' pool. Decode runs about five parallel regions per layer, each some tens of
 // microseconds long; waking a sleeping GCD worker for each took about as long as the work (the
@@ -77,8 +78,13 @@ static void *worker(void *unused) {
     return NULL;
 }
 
-// Starts workers up to `count` (never stops them: a daemon sets its thread count once).
+// Starts workers up to `count`, at most one per other online CPU: spinning workers beyond the
+// cores would only take turns with the caller (the parts are shared out dynamically, so fewer
+// workers than parts is fine). Never stops them: a daemon sets its thread count once.
 static int ensure_workers(int count) {
+    static long cpus;
+    if (!cpus) cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus > 0 && count > cpus - 1) count = (int)(cpus - 1);
     if (count > MAX_WORKERS) count = MAX_WORKERS;
     if (started >= count) return started;
     pthread_mutex_lock(&lock);
