@@ -324,8 +324,9 @@ class Loram(LoramClient):
     ) -> Dict[str, Any]:
         """``train/create`` a job (LoRA with ``adapter_id``, else full-parameter training):
         ``jobId``, ``plan``, ``parameters``, ``examples``, ``warnings``. OverBudget if it cannot fit.
-        ``activation_dtype="bf16"`` keeps each layer's activations in bf16 (about a third less
-        memory for a few percent of speed; the loss is fp32's, the gradients move by bf16 rounding)."""
+        ``activation_dtype="bf16"`` keeps each layer's activations in bf16 (SmolLM2-135M 4 x 256: a
+        third less planned peak for about 8% of the step's speed; the loss is fp32's, the gradients
+        move by bf16 rounding)."""
         params = _params(
             model_id=model_id, adapter_id=adapter_id, freeze=list(freeze) if freeze is not None else None,
             dataset=_dataset(data), eval_dataset=_dataset(eval_dataset), seq_len=seq_len, micro_batch=micro_batch,
