@@ -25,11 +25,11 @@ AVX512 static float tail(const unsigned short *row, int bf16, const float *x, lo
 // The next weights to stream, asked for ahead of the FMAs: without this the loop runs at about
 // two thirds of a plain streaming read (the hardware prefetcher alone does not keep up). Rows of
 // up to 8 KB are read four together, so the same columns of the next four rows are fetched;
-// longer rows 1 KB ahead within themselves. Always inlined: GCC counts a function of prefetches
+// longer rows 1 KB ahead within themselves. `at` is where the first of the four rows is being
+// read; `row` is a row's length in bytes. Always inlined: GCC counts a function of prefetches
 // alone as free of effects and drops the calls.
-AVX512 __attribute__((always_inline)) static inline void fetch_ahead(const unsigned short *w0, long k, long i) {
-    long row = k * 2;
-    const char *p = (const char *)(w0 + i) + (row <= 8192 ? 4 * row : 1024);
+AVX512 __attribute__((always_inline)) static inline void fetch_ahead(const void *at, long row) {
+    const char *p = (const char *)at + (row <= 8192 ? 4 * row : 1024);
     _mm_prefetch(p, _MM_HINT_T0); _mm_prefetch(p + row, _MM_HINT_T0);
     _mm_prefetch(p + 2 * row, _MM_HINT_T0); _mm_prefetch(p + 3 * row, _MM_HINT_T0);
 }
@@ -52,16 +52,38 @@ AVX512 static void even_odd(const float *x, long n, float *out) {
 AVX512 static inline __m512 evens16(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
 AVX512 static inline __m512 odds16(__m512i v) { return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000))); }
 
-// Columns [c0, c1) of rows [row0, row1) of a bf16 W against x, added to sums[r - row0]; xp is
-// x[c0, c0 + n32) in even_odd's layout, n32 = (c1 - c0) rounded down to 32; the rest one by one.
-AVX512 static void bf16_columns(const unsigned short *w, const float *x, const float *xp, float *sums, long k,
+// Columns [c0, c1) of rows [row0, row1) of a weight against x, added to sums[r - row0]; xp is
+// x[c0, c0 + n32) in even_odd's layout (n32 = c1 - c0 rounded down to 32) where the kind asks for it.
+typedef void (*columns_fn)(const void *weight, const float *x, const float *xp, float *sums, long k,
+                           long c0, long c1, long row0, long row1);
+
+// Rows [row0, row1) of y = W·x (+ beta·y) through `columns`: rows 256 at a time and columns
+// CHUNK at a time, so x's permuted copy and the sums stay on the stack.
+AVX512 static void by_blocks(columns_fn columns, const void *weight, int permuted, const float *x, float *y, long k,
+                             long row0, long row1, float beta) {
+    float xp[CHUNK], sums[256];
+    for (long r0 = row0; r0 < row1; r0 += 256) {
+        long r1 = r0 + 256 < row1 ? r0 + 256 : row1;
+        for (long r = r0; r < r1; r++) sums[r - r0] = 0;
+        for (long c0 = 0; c0 < k; c0 += CHUNK) {
+            long c1 = c0 + CHUNK < k ? c0 + CHUNK : k;
+            if (permuted && (r0 == row0 || k > CHUNK)) even_odd(x + c0, (c1 - c0) & ~31L, xp);
+            columns(weight, x, xp, sums, k, c0, c1, r0, r1);
+        }
+        for (long r = r0; r < r1; r++) y[r] = beta == 0 ? sums[r - r0] : beta * y[r] + sums[r - r0];
+    }
+}
+
+// bf16 columns: each 64-byte load splits into even and odd elements against xp.
+AVX512 static void bf16_columns(const void *weight, const float *x, const float *xp, float *sums, long k,
                                 long c0, long c1, long row0, long row1) {
+    const unsigned short *w = weight;
     long n32 = (c1 - c0) & ~31L, r = row0;
     for (; r + 4 <= row1; r += 4) {
         const unsigned short *w0 = w + r * k + c0, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         for (long i = 0; i < n32; i += 32) {
-            fetch_ahead(w0, k, i);
+            fetch_ahead(w0 + i, k * 2);
             __m512 xe = _mm512_loadu_ps(xp + i), xo = _mm512_loadu_ps(xp + i + 16);
             __m512i v0 = _mm512_loadu_si512(w0 + i), v1 = _mm512_loadu_si512(w1 + i);
             __m512i v2 = _mm512_loadu_si512(w2 + i), v3 = _mm512_loadu_si512(w3 + i);
@@ -87,15 +109,18 @@ AVX512 static void bf16_columns(const unsigned short *w, const float *x, const f
     }
 }
 
-// Columns [c0, c1) of rows [row0, row1) of an f16 W against x, added to sums[r - row0].
-AVX512 static void f16_columns(const unsigned short *w, const float *x, float *sums, long k, long c0, long c1, long row0, long row1) {
+// f16 columns: widened sixteen at a time against x itself (xp unused).
+AVX512 static void f16_columns(const void *weight, const float *x, const float *xp, float *sums, long k,
+                               long c0, long c1, long row0, long row1) {
+    (void)xp;
+    const unsigned short *w = weight;
     long n16 = (c1 - c0) & ~15L, r = row0;
     const float *xc = x + c0;
     for (; r + 4 <= row1; r += 4) {
         const unsigned short *w0 = w + r * k + c0, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (long i = 0; i < n16; i += 16) {
-            if ((i & 31) == 0) fetch_ahead(w0, k, i);
+            if ((i & 31) == 0) fetch_ahead(w0 + i, k * 2);
             __m512 xv = _mm512_loadu_ps(xc + i);
             a0 = _mm512_fmadd_ps(load16_16(w0 + i, 0), xv, a0);
             a1 = _mm512_fmadd_ps(load16_16(w1 + i, 0), xv, a1);
@@ -116,37 +141,19 @@ AVX512 static void f16_columns(const unsigned short *w, const float *x, float *s
 }
 
 AVX512 void lk_gemv16_avx512(const unsigned short *w, int bf16, const float *x, float *y, long k, long row0, long row1, float beta) {
-    float xp[CHUNK], sums[256];
-    // Rows 256 at a time, columns CHUNK at a time: both buffers stay on the stack.
-    for (long r0 = row0; r0 < row1; r0 += 256) {
-        long r1 = r0 + 256 < row1 ? r0 + 256 : row1;
-        for (long r = r0; r < r1; r++) sums[r - r0] = 0;
-        for (long c0 = 0; c0 < k; c0 += CHUNK) {
-            long c1 = c0 + CHUNK < k ? c0 + CHUNK : k;
-            if (bf16) {
-                if (r0 == row0 || k > CHUNK) even_odd(x + c0, (c1 - c0) & ~31L, xp);
-                bf16_columns(w, x, xp, sums, k, c0, c1, r0, r1);
-            } else {
-                f16_columns(w, x, sums, k, c0, c1, r0, r1);
-            }
-        }
-        for (long r = r0; r < r1; r++) y[r] = beta == 0 ? sums[r - r0] : beta * y[r] + sums[r - r0];
-    }
+    by_blocks(bf16 ? bf16_columns : f16_columns, w, bf16, x, y, k, row0, row1, beta);
 }
 
 // Rows [row0, row1) of y = W·x (+ beta·y) for an fp32 W: four rows share each load of x, and the
 // next four rows are fetched ahead, as for bf16 (OpenBLAS's sgemv, threaded on its own, reached
 // about 78% of the streaming rate in decode).
 AVX512 void lk_gemv32_avx512(const float *w, const float *x, float *y, long k, long row0, long row1, float beta) {
-    long k16 = k & ~15L, r = row0, row = k * 4;
-    long ahead = row <= 8192 ? 4 * row : 1024;
+    long k16 = k & ~15L, r = row0;
     for (; r + 4 <= row1; r += 4) {
         const float *w0 = w + r * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (long i = 0; i < k16; i += 16) {
-            const char *p = (const char *)(w0 + i) + ahead;
-            _mm_prefetch(p, _MM_HINT_T0); _mm_prefetch(p + row, _MM_HINT_T0);
-            _mm_prefetch(p + 2 * row, _MM_HINT_T0); _mm_prefetch(p + 3 * row, _MM_HINT_T0);
+            fetch_ahead(w0 + i, k * 4);
             __m512 xv = _mm512_loadu_ps(x + i);
             a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + i), xv, a0);
             a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + i), xv, a1);
@@ -174,9 +181,25 @@ AVX512 void lk_gemv32_avx512(const float *w, const float *x, float *y, long k, l
 // hold 32 elements, element 2j the high nibble of byte j and 2j + 1 the low: widened to 32-bit
 // lanes once, the evens' codes are the lanes shifted down by 4 and the odds' the lanes as they
 // are (the permute reads only each index's low four bits), so no unpacking shuffle is needed.
-AVX512 static void nf4_columns(const unsigned char *packed, __m512 table, long blockSize,
-                               const float *plain, const unsigned char *index, const float *map, const float *scales, float offset,
-                               const float *xp, float *sums, long k, long c0, long c1, long row0, long row1) {
+typedef struct {
+    const unsigned char *packed;
+    const float *code;
+    long blockSize;
+    const float *plain;
+    const unsigned char *index;
+    const float *map, *scales;
+    float offset;
+} NF4Weight;
+
+AVX512 static void nf4_columns(const void *weight, const float *x, const float *xp, float *sums, long k,
+                               long c0, long c1, long row0, long row1) {
+    (void)x;
+    const NF4Weight *q = weight;
+    const unsigned char *packed = q->packed, *index = q->index;
+    const float *plain = q->plain, *map = q->map, *scales = q->scales;
+    const long blockSize = q->blockSize;
+    const float offset = q->offset;
+    const __m512 table = _mm512_loadu_ps(q->code);
     for (long r = row0; r < row1; r++) {
         long e = r * k + c0, end = r * k + c1;
         const float *xg = xp;
@@ -254,18 +277,8 @@ AVX512 void lk_gemv_nf4_avx512(const unsigned char *packed, const float *code, l
         nf4_unaligned(packed, code, blockSize, plain, index, map, scales, offset, x, y, k, row0, row1, beta);
         return;
     }
-    const __m512 table = _mm512_loadu_ps(code);
-    float xp[CHUNK], sums[256];
-    for (long r0 = row0; r0 < row1; r0 += 256) {
-        long r1 = r0 + 256 < row1 ? r0 + 256 : row1;
-        for (long r = r0; r < r1; r++) sums[r - r0] = 0;
-        for (long c0 = 0; c0 < k; c0 += CHUNK) {
-            long c1 = c0 + CHUNK < k ? c0 + CHUNK : k;
-            if (r0 == row0 || k > CHUNK) even_odd(x + c0, c1 - c0, xp);
-            nf4_columns(packed, table, blockSize, plain, index, map, scales, offset, xp, sums, k, c0, c1, r0, r1);
-        }
-        for (long r = r0; r < r1; r++) y[r] = beta == 0 ? sums[r - r0] : beta * y[r] + sums[r - r0];
-    }
+    NF4Weight q = { packed, code, blockSize, plain, index, map, scales, offset };
+    by_blocks(nf4_columns, &q, 1, x, y, k, row0, row1, beta);
 }
 
 int lk_has_avx512(void) {
