@@ -69,6 +69,15 @@ void lk_gemv_nf4(const unsigned char *packed, const float *code, long blockSize,
 void lk_attend_one(const float *q, const float *keys, const float *values, long d, long visible,
                    float scale, float *scores, float *out);
 
+// c (m, n) = a (m, k) · op(w) + beta·c in bf16 on Intel AMX, sums in fp32: a is rounded to bf16
+// (nearest even), and so is w when fp32 (`wbf16` 0; else w is bf16). op(w) = wᵀ for w (n, k) when
+// `transposed` (a linear's forward), else w (k, n) (its input gradient); rows of a, w and c are lda,
+// ldw and ldc elements apart. Runs on up to `threads` compute threads. Returns 0 when done, -1
+// when it did nothing: no AMX here (lk_amx_available() is 0), k < 1, or no memory for its buffers.
+int lk_amx_available(void);
+int lk_gemm_bf16(const float *a, long lda, long m, long k, const void *w, int wbf16, long ldw, int transposed,
+                 long n, float *c, long ldc, float beta, int threads);
+
 // Runs fn(context, part) for every part in [0, parts), spread over the compute threads: the
 // caller and up to parts - 1 pool workers, which spin briefly between regions. A region started
 // while another runs (nested, or from another thread) runs on its caller alone.
