@@ -17,6 +17,7 @@
 #define XFEATURE_XTILEDATA 18
 #define PANEL 32         // output columns per packed weight panel: two 16-column tiles
 #define CHUNK_BYTES (1L << 20)  // bf16 activations converted at a time: kept in L2
+#define DEPTH 1024L      // depth of one pass: a packed panel is at most 64 KB
 
 typedef struct {
     unsigned char palette, start;
@@ -176,7 +177,9 @@ AMX static void pack_panel(const Product *p, long n0, unsigned short *panel) {
         }
         return;
     }
-    memset(panel, 0, (size_t)steps * 2 * 16 * 32 * 2);
+    // The loop below writes every pair of depth under k of every tile under n: zeros first only
+    // for a panel with depth past k or a tile past n.
+    if (p->k < p->kpad || cols <= 16) memset(panel, 0, (size_t)steps * 2 * 16 * 32 * 2);
     // op(w) = w: w (k, n), depth e is row e of w; two rows interleave into one tile row.
     for (long e = 0; e < p->k; e += 2) {
         unsigned int *dst0 = pairs + ((e / 32 * 2) * 16 + (e % 32) / 2) * 16;
@@ -266,25 +269,31 @@ int lk_gemm_bf16(const float *a, long lda, long m, long k, const void *w, int wb
                  long n, float *c, long ldc, float beta, int threads) {
     if (m <= 0 || n <= 0) return 0;
     if (!lk_amx_available() || k <= 0) return -1;
-    long kpad = (k + 31) / 32 * 32;
-    long rows = CHUNK_BYTES / (kpad * 2) / 32 * 32;
-    if (rows < 32) rows = 32;
-    long mpad = (m + 31) / 32 * 32;
+    // Passes over at most DEPTH of the depth each (the first applies beta, the rest add), so a
+    // packed panel stays in L2 whatever k is (lm_head's input gradient sums over the vocabulary).
+    long passes = (k + DEPTH - 1) / DEPTH, depth = ((k + passes - 1) / passes + 31) / 32 * 32;
+    long rows = CHUNK_BYTES / (depth * 2) / 32 * 32, mpad = (m + 31) / 32 * 32;
     if (rows > mpad) rows = mpad;
     long panels = (n + PANEL - 1) / PANEL, parts = threads < 1 ? 1 : threads < panels ? threads : panels;
     // The caller's buffer holds the converted chunk and one panel per part, made before any work,
     // so a failed allocation changes nothing (the caller then takes OpenBLAS's sgemm).
     static __thread void *buffer;
     static __thread size_t capacity;
-    unsigned short *chunk = thread_buffer(&buffer, &capacity, (size_t)(rows + parts * PANEL) * kpad * 2);
+    unsigned short *chunk = thread_buffer(&buffer, &capacity, (size_t)(rows + parts * PANEL) * depth * 2);
     if (!chunk) return -1;
-    Product p = { a, lda, w, wbf16, ldw, transposed, m, n, k, kpad, c, ldc, beta, chunk, chunk + rows * kpad, 0, rows, 0, panels };
-    for (long row0 = 0; row0 < m; row0 += rows) {
-        p.row0 = row0;
-        atomic_store(&p.next, 0);
-        lk_parallel(parts, convert_rows, &p);
-        atomic_store(&p.next, 0);
-        lk_parallel(parts, multiply_panels, &p);
+    long size = wbf16 ? 2 : 4;
+    for (long k0 = 0; k0 < k; k0 += depth) {
+        long kk = k - k0 < depth ? k - k0 : depth;
+        const char *wk = (const char *)w + (transposed ? k0 : k0 * ldw) * size;
+        Product p = { a + k0, lda, wk, wbf16, ldw, transposed, m, n, kk, (kk + 31) / 32 * 32, c, ldc, k0 == 0 ? beta : 1,
+                      chunk, chunk + rows * depth, 0, rows, 0, panels };
+        for (long row0 = 0; row0 < m; row0 += rows) {
+            p.row0 = row0;
+            atomic_store(&p.next, 0);
+            lk_parallel(parts, convert_rows, &p);
+            atomic_store(&p.next, 0);
+            lk_parallel(parts, multiply_panels, &p);
+        }
     }
     return 0;
 }

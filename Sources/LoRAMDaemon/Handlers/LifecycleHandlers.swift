@@ -10,6 +10,8 @@ extension Daemon {
         var clientInfo: ClientInfo?
         var hbmCapBytes: Int64?
         var threads: Int?
+        /// loramd's: `f32` (default) or `bf16`, how products against frozen weights are computed.
+        var matmulDtype: String?
         struct ClientInfo: Decodable { var name: String; var version: String? }
     }
 
@@ -27,11 +29,15 @@ extension Daemon {
             /// Set when hbmCapBytes is the default share of physical memory.
             var hbmCapFraction: Double?
             var blas: String
+            /// What products against frozen weights run as (`initialize`'s `matmulDtype` on this machine).
+            var matmulDtype: String
+            /// Whether this machine runs `matmulDtype` bf16 (Intel AMX-BF16).
+            var amx: Bool
         }
     }
 
     func registerLifecycle() {
-        router.register("initialize") { [unowned self] (params: InitializeParams, _) -> InitializeResult in
+        router.register("initialize") { [unowned self] (params: InitializeParams, context) -> InitializeResult in
             let memory = Int64(ProcessInfo.processInfo.physicalMemory)
             if let cap = params.hbmCapBytes, cap <= 0 {
                 throw RPCError.invalidParams(field: "hbmCapBytes", "must be a positive number of bytes, got \(cap)")
@@ -39,7 +45,10 @@ extension Daemon {
             if let threads = params.threads, !(1...1024).contains(threads) {
                 throw RPCError.invalidParams(field: "threads", "must be between 1 and 1024, got \(threads)")
             }
+            let matmul = try MatmulDTypeParam.parse(params.matmulDtype, field: "matmulDtype", fallback: .f32)
+            if let message = MatmulDTypeParam.warning(matmul) { context.log(.warning, message) }
             if let cap = params.hbmCapBytes { ledger.setCap(cap) }
+            MatmulDType.processDefault = matmul
             let threads = params.threads ?? ProcessInfo.processInfo.activeProcessorCount
             BLAS.setThreads(threads)
             return InitializeResult(
@@ -48,7 +57,7 @@ extension Daemon {
                 capabilities: .init(methods: router.methods, dtypes: Self.weightDTypes.keys.sorted(), pruning: PruningMethod.allCases.map(\.rawValue)),
                 device: .init(kind: "cpu", threads: threads, memoryBytes: memory, hbmCapBytes: ledger.capBytes,
                               hbmCapFraction: params.hbmCapBytes == nil ? Self.defaultCapFraction : nil,
-                              blas: BLAS.configuration))
+                              blas: BLAS.configuration, matmulDtype: matmul.effective.rawValue, amx: MatmulDType.amxAvailable))
         }
     }
 }

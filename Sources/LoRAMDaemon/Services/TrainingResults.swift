@@ -25,6 +25,8 @@ struct TrainingCreatedPlan: WireResult {
     var checkpointing: String
     /// "f32" or "bf16": how the layers keep their activations.
     var activationDtype: String
+    /// "f32" or "bf16": how the frozen weights' products run on this machine.
+    var matmulDtype: String
 }
 
 struct TrainCreateResult: WireResult {

@@ -30,6 +30,8 @@ struct TrainingService {
         var checkpointing: String?
         /// loramd's: `f32` (default) or `bf16`, how each layer's activations are kept for the backward.
         var activationDtype: String?
+        /// loramd's: `f32` or `bf16` (default: `initialize`'s), how the frozen weights' products are computed.
+        var matmulDtype: String?
         var seed: UInt64?
         var packing: Bool?
         /// loramd's: full-parameter training of a tied model trains the input embedding as its own
@@ -93,6 +95,10 @@ struct TrainingService {
                                        evalExamples: evalRows, plannedBytes: plan.total)
         registry.insert(object, as: .job)
         var warnings: [String] = []
+        if let message = MatmulDTypeParam.warning(settings.matmulDType) {
+            context.log(.warning, message)
+            warnings.append(message)
+        }
         if !dataset.completionsContainEOS(eosIds: loaded.eosTokenIds, seqLen: settings.seqLen) {
             let message = "No completion in \(dataset.url.lastPathComponent) ends in an EOS token, so a model trained on it never learns to stop; end each completion with the EOS text (e.g. \"</s>\")."
             context.log(.warning, message)
@@ -100,7 +106,8 @@ struct TrainingService {
         }
         let planned = TrainingCreatedPlan(peakBytes: plan.total, breakdown: plan.breakdown, seqLen: settings.seqLen, longestSequence: longest,
                                           checkpointing: settings.checkpointing ? "layer" : "none",
-                                          activationDtype: settings.activationDType.rawValue)
+                                          activationDtype: settings.activationDType.rawValue,
+                                          matmulDtype: settings.matmulDType.effective.rawValue)
         return Created(result: TrainCreateResult(jobId: handle, plan: planned, parameters: job.gradients.parameterCount,
                                                  examples: examples.count, warnings: warnings), object: object)
     }
@@ -205,6 +212,7 @@ struct TrainingService {
         s.frozen = p.freeze ?? []
         s.untieEmbeddings = p.untieEmbeddings ?? false
         s.activationDType = try ActivationDTypeParam.parse(p.activationDtype, field: "activationDtype")
+        s.matmulDType = try MatmulDTypeParam.parse(p.matmulDtype, field: "matmulDtype", fallback: .processDefault)
         if let problem = s.problem { throw RPCError.invalidParams(field: problem.field, problem.requirement) }
         if let schedule = p.schedule {
             guard let kind = LearningRateSchedule.Kind(rawValue: schedule) else {

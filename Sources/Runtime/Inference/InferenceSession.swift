@@ -78,10 +78,10 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// `adapter` must fit `model` (`LoRAAdapter.checkFits`). `arena`: the session's program
-    /// (`program(…)` for the same settings) already placed; nil places it here. Throws when the
-    /// program cannot be placed or its arena made.
+    /// (`program(…)` for the same settings) already placed; nil places it here. `matmul`: how
+    /// prefill's products are computed. Throws when the program cannot be placed or its arena made.
     public init(model: LlamaModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize, adapter: LoRAAdapter? = nil,
-                logitsRows: Int = 1, arena: PlannedBuffers? = nil) throws {
+                logitsRows: Int = 1, arena: PlannedBuffers? = nil, matmul: MatmulDType = .processDefault) throws {
         let config = model.config
         let arena = try arena ?? PlannedBuffers(Self.program(model: model, capacity: capacity, chunkSize: chunkSize, adapter: adapter,
                                                              logitsRows: logitsRows))
@@ -109,7 +109,7 @@ public final class InferenceSession: @unchecked Sendable {
         buffers = shared
         // An fp32 model reads its weights in place and has no scratch planned (nor ever touches one).
         workspace = LoRALinear.Workspace(scratch: arena.floats(GenerationBuffers.weightScratch.rawValue) ?? x,
-                                         scratchCount: arena.floatCount(GenerationBuffers.weightScratch.rawValue))
+                                         scratchCount: arena.floatCount(GenerationBuffers.weightScratch.rawValue), matmul: matmul)
         let rope = self.rope, weights = self.weights
         blocks = weights.layers.enumerated().map {
             DecoderBlock(layer: $0.element, index: $0.offset, adapter: adapter, dropoutSeed: nil, config: config, rope: rope)

@@ -6,17 +6,23 @@ import COpenBLAS
 /// against a bf16, f16 or NF4 weight reads the weight where it lies (`lk_gemv16`, `lk_gemv_nf4`),
 /// since decode is bound by the bytes read, and so does an fp32 one where `lk_gemv32` has a
 /// kernel for the CPU. Otherwise non-fp32 weights are widened block by block into `scratch`
-/// (`scratchCount` floats), never all at once.
+/// (`scratchCount` floats), never all at once. With `matmul` bf16 (and AMX on the CPU), products
+/// of several rows go through `lk_gemm_bf16` instead of sgemm: bf16 and fp32 weights as they lie.
 /// Shapes: x (T, in) with rows `xStride` apart; out (T, out) with rows `outStride` apart.
 public enum Linear {
     public static func forward(_ x: UnsafePointer<Float>, rows: Int, weight: Weight, out: UnsafeMutablePointer<Float>,
                                xStride: Int? = nil, outStride: Int? = nil, accumulate: Bool = false,
-                               scratch: UnsafeMutablePointer<Float>, scratchCount: Int) {
+                               scratch: UnsafeMutablePointer<Float>, scratchCount: Int, matmul: MatmulDType = .f32) {
         let k = weight.cols, n = weight.rows
         let lda = xStride ?? k, ldc = outStride ?? n
         let beta: Float = accumulate ? 1 : 0
         if rows == 1, readsInPlace(weight) {
             Parallel.ranges(n, costPerItem: k) { oneRow(x, weight: weight, out: out, rows: $0, beta: beta) }
+            return
+        }
+        let bf16 = rows > 1 && matmul.effective == .bf16
+        if bf16, let (w, isBF16) = inPlace16(weight),
+           lk_gemm_bf16(x, lda, rows, k, w, isBF16, k, 1, n, out, ldc, beta, Int32(Parallel.threads)) == 0 {
             return
         }
         let blockRows = weight.float32 != nil ? n : max(1, min(n, scratchCount / k))
@@ -26,12 +32,21 @@ public enum Linear {
             let w = weight.rows(start..<(start + count), scratch: scratch)
             if rows == 1 {
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(count), Int32(k), 1, w, Int32(k), x, 1, beta, out + start, 1)
+            } else if bf16, lk_gemm_bf16(x, lda, rows, k, w, 0, k, 1, count, out + start, ldc, beta, Int32(Parallel.threads)) == 0 {
             } else {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(count), Int32(k),
                             1, x, Int32(lda), w, Int32(k), beta, out + start, Int32(ldc))
             }
             start += count
         }
+    }
+
+    /// The weight as `lk_gemm_bf16` reads it in place: bf16 (even address) or fp32 storage, and
+    /// whether it is bf16. nil for f16 and NF4, which are widened block by block first.
+    private static func inPlace16(_ weight: Weight) -> (UnsafeRawPointer, Int32)? {
+        if let w = weight.float32 { return (UnsafeRawPointer(w), 0) }
+        if weight.dtype == .bf16, Int(bitPattern: weight.storage) % 2 == 0 { return (UnsafeRawPointer(weight.storage), 1) }
+        return nil
     }
 
     /// Whether a one-row product against `weight` goes through our kernels (16-bit, NF4, and fp32
@@ -72,8 +87,13 @@ public enum Linear {
 
     /// dx (+)= dy·W. Shapes: dy (T, out); dx (T, in).
     public static func backwardInput(dy: UnsafePointer<Float>, rows: Int, weight: Weight, dx: UnsafeMutablePointer<Float>,
-                                     accumulate: Bool, scratch: UnsafeMutablePointer<Float>, scratchCount: Int) {
+                                     accumulate: Bool, scratch: UnsafeMutablePointer<Float>, scratchCount: Int, matmul: MatmulDType = .f32) {
         let n = weight.rows, k = weight.cols
+        let bf16 = rows > 1 && matmul.effective == .bf16
+        if bf16, let (w, isBF16) = inPlace16(weight),
+           lk_gemm_bf16(dy, n, rows, n, w, isBF16, k, 0, k, dx, k, accumulate ? 1 : 0, Int32(Parallel.threads)) == 0 {
+            return
+        }
         let blockRows = weight.float32 != nil ? n : max(1, min(n, scratchCount / k))
         var start = 0
         var first = !accumulate
@@ -81,6 +101,11 @@ public enum Linear {
             let count = min(blockRows, n - start)
             let w = weight.rows(start..<(start + count), scratch: scratch)
             // dx += dy[:, block] · W[block, :]
+            if bf16, lk_gemm_bf16(dy + start, n, rows, count, w, 0, k, 0, k, dx, k, first ? 0 : 1, Int32(Parallel.threads)) == 0 {
+                first = false
+                start += count
+                continue
+            }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(k), Int32(count),
                         1, dy + start, Int32(n), w, Int32(k), first ? 0 : 1, dx, Int32(k))
             first = false

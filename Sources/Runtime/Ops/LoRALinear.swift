@@ -11,19 +11,21 @@ struct LoRALinear {
     var dropout: LoRADropout?
 
     /// What a linear works in besides its input and output: the scratch non-fp32 weights are
-    /// widened into; for training a pair, du (T, r) and drop(x) (T, in).
+    /// widened into; for training a pair, du (T, r) and drop(x) (T, in); how the base weight's
+    /// products of several rows are computed.
     struct Workspace {
         let scratch: UnsafeMutablePointer<Float>
         let scratchCount: Int
         var du: UnsafeMutablePointer<Float>? = nil
         var dropped: UnsafeMutablePointer<Float>? = nil
+        var matmul = MatmulDType.f32
     }
 
     /// `u`: where x·Aᵀ goes (the pair is skipped without it).
     func forward(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                  u: UnsafeMutablePointer<Float>?, workspace: Workspace) {
         Linear.forward(x, rows: rows, weight: weight, out: out, accumulate: accumulate,
-                       scratch: workspace.scratch, scratchCount: workspace.scratchCount)
+                       scratch: workspace.scratch, scratchCount: workspace.scratchCount, matmul: workspace.matmul)
         addPair(x, rows: rows, out: out, u: u, workspace: workspace)
     }
 
@@ -71,7 +73,7 @@ struct LoRALinear {
         let inFeatures = weight.cols, outFeatures = weight.rows
         if let dx {
             Linear.backwardInput(dy: dy, rows: t, weight: weight, dx: dx, accumulate: true,
-                                 scratch: workspace.scratch, scratchCount: workspace.scratchCount)
+                                 scratch: workspace.scratch, scratchCount: workspace.scratchCount, matmul: workspace.matmul)
         }
         if let gradientW = weightGradient ?? gradients.gradient(for: weight) {
             Linear.backwardWeight(dy: dy, x: x, rows: t, outFeatures: outFeatures, inFeatures: inFeatures, grad: gradientW)

@@ -25,6 +25,8 @@ public final class TrainingJob: @unchecked Sendable {
         /// bf16: the larger slots of each layer are kept in 16 bits for the backward (no effect
         /// with checkpointing, which keeps only the layer inputs, in fp32).
         public var activationDType = Workload.ActivationDType.f32
+        /// bf16: the frozen weights' products of several rows in bf16 with fp32 sums (AMX).
+        public var matmulDType = MatmulDType.f32
         public var seed: UInt64 = 0
         /// Rows are filled by packing examples end to end instead of truncating each.
         public var packing = false
@@ -49,10 +51,10 @@ public final class TrainingJob: @unchecked Sendable {
 
         private enum CodingKeys: String, CodingKey {
             case seqLen, microBatch, gradAccum, steps, lr, schedule, warmupSteps, weightDecay, maxGradNorm, checkpointing, seed,
-                 packing, frozen, keepZeros, untieEmbeddings, beta1, beta2, eps, activationDType
+                 packing, frozen, keepZeros, untieEmbeddings, beta1, beta2, eps, activationDType, matmulDType
         }
 
-        /// Reads state.json; `keepZeros` and `activationDType` came later, so states saved before them still resume.
+        /// Reads state.json; `keepZeros`, `activationDType` and `matmulDType` came later, so states saved before them still resume.
         public init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             self.init(seqLen: try c.decode(Int.self, forKey: .seqLen), microBatch: try c.decode(Int.self, forKey: .microBatch),
@@ -64,6 +66,7 @@ public final class TrainingJob: @unchecked Sendable {
             maxGradNorm = try c.decodeIfPresent(Double.self, forKey: .maxGradNorm)
             checkpointing = try c.decode(Bool.self, forKey: .checkpointing)
             activationDType = try c.decodeIfPresent(Workload.ActivationDType.self, forKey: .activationDType) ?? .f32
+            matmulDType = try c.decodeIfPresent(MatmulDType.self, forKey: .matmulDType) ?? .f32
             seed = try c.decode(UInt64.self, forKey: .seed)
             packing = try c.decode(Bool.self, forKey: .packing)
             frozen = try c.decode([String].self, forKey: .frozen)
@@ -121,7 +124,7 @@ public final class TrainingJob: @unchecked Sendable {
             ?? PlannedBuffers(Self.stepProgram(config: model.config, adapter: adapter, settings: settings))
         step = TrainingStep(weights: weights, adapter: adapter, gradients: gradients, microBatch: settings.microBatch,
                             seqLen: settings.seqLen, checkpointing: settings.checkpointing,
-                            activations: settings.activationDType, arena: arena)
+                            activations: settings.activationDType, matmul: settings.matmulDType, arena: arena)
         optimizer = AdamW(tensors: gradients.entries.map {
             AdamW.Tensor(name: $0.name, values: $0.parameter, gradients: $0.gradient, count: $0.count, decays: $0.decays)
         }, settings: AdamW.Settings(lr: settings.lr, beta1: settings.beta1, beta2: settings.beta2, eps: settings.eps,

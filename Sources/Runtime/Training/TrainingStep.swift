@@ -20,6 +20,8 @@ public final class TrainingStep: @unchecked Sendable {
     public let checkpointing: Bool
     /// bf16: the larger slots of each layer are kept in 16 bits (without checkpointing).
     public let activations: Workload.ActivationDType
+    /// How the frozen weights' products of several rows are computed (as asked; `effective` says what runs).
+    public let matmul: MatmulDType
     /// The placed step program the step runs in.
     public let arena: PlannedBuffers
     private let tasks: [StepTask]
@@ -49,17 +51,18 @@ public final class TrainingStep: @unchecked Sendable {
     /// A step in its own arena, placed here from `program(…)`. Throws when the placement or the
     /// arena cannot be made (sizes past the limits, no memory for the arena).
     public convenience init(weights: StepWeights, adapter: LoRAAdapter?, gradients: GradientBuffers,
-                            microBatch: Int, seqLen: Int, checkpointing: Bool, activations: Workload.ActivationDType = .f32) throws {
+                            microBatch: Int, seqLen: Int, checkpointing: Bool, activations: Workload.ActivationDType = .f32,
+                            matmul: MatmulDType = .f32) throws {
         let program = try Self.program(config: weights.config, adapter: adapter, microBatch: microBatch, seqLen: seqLen,
                                        checkpointing: checkpointing, activations: activations)
         try self.init(weights: weights, adapter: adapter, gradients: gradients, microBatch: microBatch, seqLen: seqLen,
-                      checkpointing: checkpointing, activations: activations, arena: PlannedBuffers(program))
+                      checkpointing: checkpointing, activations: activations, matmul: matmul, arena: PlannedBuffers(program))
     }
 
     /// `arena`: the transient part of this step's program (`program(…)` for these settings), placed.
     public init(weights: StepWeights, adapter: LoRAAdapter?, gradients: GradientBuffers,
                 microBatch: Int, seqLen: Int, checkpointing: Bool, activations: Workload.ActivationDType = .f32,
-                arena: PlannedBuffers) {
+                matmul: MatmulDType = .f32, arena: PlannedBuffers) {
         self.weights = weights
         self.adapter = adapter
         self.gradients = gradients
@@ -67,6 +70,7 @@ public final class TrainingStep: @unchecked Sendable {
         self.seqLen = seqLen
         self.checkpointing = checkpointing
         self.activations = activations
+        self.matmul = matmul
         self.arena = arena
         tasks = arena.program.ops.compactMap(\.task)
         precondition(tasks.contains(.loss), "the step's program says nothing to run: build it with StepProgramBuilder.trainingStep")
@@ -100,7 +104,7 @@ public final class TrainingStep: @unchecked Sendable {
         }
         outputs = layers.map { arena.require($0 + 1 < config.layers.count ? Names.input(layer: $0 + 1) : Names.finalInput) }
         workspace = LoRALinear.Workspace(scratch: arena.require(Names.scratch), scratchCount: arena.floatCount(Names.scratch),
-                                         du: arena.floats(Names.loraGradient), dropped: arena.floats(Names.loraDropout))
+                                         du: arena.floats(Names.loraGradient), dropped: arena.floats(Names.loraDropout), matmul: matmul)
     }
 
     private var tokens: Int { rows * seqLen }
