@@ -318,6 +318,7 @@ class Loram(LoramClient):
         max_grad_norm: Optional[float] = None,
         checkpointing: Optional[str] = None,
         activation_dtype: Optional[str] = None,
+        matmul_dtype: Optional[str] = None,
         seed: Optional[int] = None,
         timeout: Optional[float] = None,
         **extra: Any,
@@ -326,13 +327,15 @@ class Loram(LoramClient):
         ``jobId``, ``plan``, ``parameters``, ``examples``, ``warnings``. OverBudget if it cannot fit.
         ``activation_dtype="bf16"`` keeps each layer's activations in bf16 (SmolLM2-135M 4 x 256: a
         third less planned peak for about 8% of the step's speed; the loss is fp32's, the gradients
-        move by bf16 rounding)."""
+        move by bf16 rounding). ``matmul_dtype="bf16"`` computes the frozen weights' products in bf16
+        with fp32 sums on Intel AMX (default: the daemon's, ``initialize``'s ``matmulDtype``); the
+        plan's ``matmulDtype`` says what runs (``f32`` on a CPU without AMX, with a warning)."""
         params = _params(
             model_id=model_id, adapter_id=adapter_id, freeze=list(freeze) if freeze is not None else None,
             dataset=_dataset(data), eval_dataset=_dataset(eval_dataset), seq_len=seq_len, micro_batch=micro_batch,
             grad_accum=grad_accum, steps=steps, lr=lr, schedule=schedule, warmup_steps=warmup_steps,
             weight_decay=weight_decay, max_grad_norm=max_grad_norm, checkpointing=checkpointing,
-            activation_dtype=activation_dtype, seed=seed, **extra,
+            activation_dtype=activation_dtype, matmul_dtype=matmul_dtype, seed=seed, **extra,
         )
         return self.call("train/create", params, timeout=timeout)
 

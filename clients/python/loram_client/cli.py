@@ -216,6 +216,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print the daemon's result objects as JSON")
         sub.add_argument("--threads", type=int, help="BLAS threads for the daemon")
 
+    def matmul(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--matmul", choices=("f32", "bf16"),
+                         help="products against the frozen weights (training, prefill): bf16 with fp32 sums on Intel AMX; "
+                              "f32 where the CPU has no AMX")
+
     plan = commands.add_parser("plan", help="dry run: will a training step or a generation fit a memory cap?",
                                description="Plan memory for a model without loading it (memory/plan).")
     source = plan.add_mutually_exclusive_group(required=True)
@@ -254,6 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=("f32", "bf16", "f16"))
     gen.add_argument("--cap", type=parse_bytes, help="the daemon's memory budget")
     common(gen)
+    matmul(gen)
     gen.set_defaults(handler=_generate)
 
     def training(sub: argparse.ArgumentParser) -> None:
@@ -277,6 +283,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--cap", type=parse_bytes, help="the daemon's memory budget")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         common(sub)
+        matmul(sub)
 
     train = commands.add_parser("train", help="train a LoRA adapter on a model directory and save it")
     training(train)
@@ -304,6 +311,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         init["hbmCapBytes"] = args.cap
     if args.threads is not None:
         init["threads"] = args.threads
+    if getattr(args, "matmul", None) is not None:
+        init["matmulDtype"] = args.matmul
     try:
         with Loram(args.loramd, init_params=init) as loram:
             return int(args.handler(loram, args))

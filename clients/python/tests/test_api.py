@@ -205,6 +205,24 @@ def test_bf16_activations_are_named_planned_smaller_and_echoed(loram, model, tex
     assert plans["bf16"].breakdown["activations"] < 0.75 * plans["f32"].breakdown["activations"]
 
 
+def test_matmul_dtype_is_named_and_echoed_as_what_runs(loram, model, text_data):
+    amx = loram.device["amx"]
+    losses = {}
+    for dtype in ("f32", "bf16"):
+        adapter = loram.create_adapter(model, r=4, alpha=8, seed=3)["adapterId"]  # a fresh one each: steps train it
+        job = loram.train_create(model, text_data, adapter_id=adapter, steps=2, lr=1e-2, seq_len=32, micro_batch=2,
+                                 matmul_dtype=dtype, seed=1)
+        assert job["plan"]["matmulDtype"] == (dtype if amx else "f32")
+        assert any("AMX" in w for w in job["warnings"]) == (dtype == "bf16" and not amx)
+        losses[dtype] = loram.train_step(job["jobId"])["losses"][0]
+        loram.train_close(job["jobId"])
+    # bf16 products move the loss by bf16 rounding only (and not at all without AMX).
+    assert losses["bf16"] == pytest.approx(losses["f32"], rel=5e-3)
+    with pytest.raises(lc.InvalidParams) as bad:
+        loram.train_create(model, text_data, adapter_id=adapter, steps=2, lr=1e-2, seq_len=32, matmul_dtype="f8")
+    assert bad.value.data.get("field") == "matmulDtype"
+
+
 def test_training_step_run_save_resume_close(loram, model, text_data, tmp_path):
     adapter = loram.create_adapter(model, r=4, alpha=8)["adapterId"]
     job = loram.train_create(model, text_data, adapter_id=adapter, steps=6, lr=1e-2, seq_len=32, micro_batch=2)

@@ -133,6 +133,16 @@ def test_train_saves_a_loadable_adapter(loram_cli, loramd_path, tiny_model, text
     assert report["run"]["step"] == 2 and report["files"] == []
 
 
+def test_train_matmul_reaches_the_daemon(loram_cli, loramd_path, tiny_model, text_data):  # noqa: F811
+    with lc.Loram(loramd_path) as loram:
+        amx = loram.device["amx"]
+    args = ["train", tiny_model, text_data, "--steps", "1", "--lr", "1e-2", "--seq-len", "32", "--json"]
+    report = json.loads(loram_cli(*args, "--matmul", "bf16").stdout)
+    assert report["job"]["plan"]["matmulDtype"] == ("bf16" if amx else "f32")
+    assert json.loads(loram_cli(*args, "--matmul", "f32").stdout)["job"]["plan"]["matmulDtype"] == "f32"
+    assert "invalid choice" in loram_cli(*args, "--matmul", "f8", check_rc=2).stderr
+
+
 def test_run_needs_the_pipeline(loram_cli, loramd_path, tiny_model, text_data, tmp_path):  # noqa: F811
     with lc.Loram(loramd_path) as loram:
         served = loram.has_method("loram/run")
