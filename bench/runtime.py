@@ -54,6 +54,9 @@ def parse_args(argv=None):
                    help="use a random transformers-made model of the preset's shapes instead of make-model's "
                    "(development only; also the fallback when make-model is not available)")
     p.add_argument("--skip-loramd", action="store_true", help="PyTorch side and ceilings only")
+    p.add_argument("--bf16-matmul", action="store_true",
+                   help="bf16 products with fp32 sums on both sides: loramd's matmulDtype bf16 (Intel AMX), "
+                        "PyTorch under torch.autocast('cpu', dtype=torch.bfloat16)")
     p.add_argument("--out", help="JSON output path (default: bench/results/runtime-<date>.json; '-' for none)")
     p.add_argument("--bw-mib", type=int, default=1024, help="bandwidth buffer, MiB (default: %(default)s)")
     p.add_argument("--dtype", choices=sorted(DTYPE_BYTES),
@@ -228,7 +231,8 @@ def prompt_ids(shapes, n):
 # --------------------------------------------------------------------------- the two sides
 
 class TorchSide:
-    def __init__(self, model_dir, threads):
+    def __init__(self, model_dir, threads, autocast=False):
+        import contextlib
         import torch
         import transformers
         from transformers import LlamaForCausalLM
@@ -239,13 +243,15 @@ class TorchSide:
         except RuntimeError:
             pass
         self.torch = torch
+        # bf16 autocast: each linear casts its fp32 weight and input to bf16 and runs oneDNN's bf16 GEMM.
+        self.autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
         try:
             self.model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         except TypeError:  # transformers < 4.56
             self.model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
         self.model.eval()
         self.info = {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "threads": torch.get_num_threads(),
+                     "threads": torch.get_num_threads(), "autocast": "bf16" if autocast else None,
                      "attnImplementation": getattr(self.model.config, "_attn_implementation", None),
                      "blas": "MKL" if torch.backends.mkl.is_available() else "other"}
         self.eos = self.model.config.eos_token_id
@@ -257,7 +263,7 @@ class TorchSide:
         (KV cache filled, logits for the last position only)."""
         torch = self.torch
         x = torch.tensor([ids], dtype=torch.long)
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             t0 = time.perf_counter()
             self.model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=True, logits_to_keep=1)
             return time.perf_counter() - t0
@@ -277,7 +283,7 @@ class TorchSide:
                 return scores
 
         x = torch.tensor([ids], dtype=torch.long)
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             t0 = time.perf_counter()
             out = self.model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=new_tokens,
                                       min_new_tokens=new_tokens, do_sample=False, temperature=None,
@@ -310,12 +316,12 @@ class TorchSide:
 
 
 class LoramdSide:
-    def __init__(self, loramd, model_dir, threads, dtype=None, quantize=None):
+    def __init__(self, loramd, model_dir, threads, dtype=None, quantize=None, matmul=None):
         sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
         from loram_client import LoramClient
 
-        self.client = LoramClient(command=[loramd], cwd=ROOT, init_params={"threads": threads},
-                                  lifecycle_timeout=60.0)
+        init = {"threads": threads, **({"matmulDtype": matmul} if matmul else {})}
+        self.client = LoramClient(command=[loramd], cwd=ROOT, init_params=init, lifecycle_timeout=60.0)
         try:
             self.info = {"server": self.client.server_info, "device": self.client.device}
             loaded = self.client.request("model/load", {"path": os.path.abspath(model_dir),
@@ -393,12 +399,12 @@ def settle():
 def measure(args, shapes, model_dir, loramd, loramd_error):
     ids = prompt_ids(shapes, args.prompt_tokens)
     log("loading the model in PyTorch ...")
-    torch_side = TorchSide(model_dir, args.threads)
+    torch_side = TorchSide(model_dir, args.threads, autocast=args.bf16_matmul)
     lm = None
     if loramd and not args.skip_loramd:
         try:
             log("starting loramd and loading the model ...")
-            lm = LoramdSide(loramd, model_dir, args.threads, dtype=args.dtype)
+            lm = LoramdSide(loramd, model_dir, args.threads, dtype=args.dtype, matmul="bf16" if args.bf16_matmul else None)
         except Exception as exc:
             loramd_error = "%s: %s" % (type(exc).__name__, exc)
     elif args.skip_loramd:
@@ -571,8 +577,9 @@ def fmt(x, spec="%.1f"):
 def report(args, shapes, model_dir, model_source, ceil, torch_info, s):
     T, N = args.prompt_tokens, args.new_tokens
     print()
-    print("loramd vs PyTorch %s + transformers %s, %d threads, fp32 compute (loramd stores the weights as %s)" %
-          (torch_info["torch"], torch_info["transformers"], args.threads, decode_dtype(args, shapes)))
+    compute = "bf16 products (loramd matmulDtype bf16, PyTorch bf16 autocast)" if args.bf16_matmul else "fp32 compute"
+    print("loramd vs PyTorch %s + transformers %s, %d threads, %s (loramd stores the weights as %s)" %
+          (torch_info["torch"], torch_info["transformers"], args.threads, compute, decode_dtype(args, shapes)))
     print("model: %s (%s)" % (model_dir, model_source))
     print("       %d layers, hidden %d, intermediate %d, heads %d/%d kv, head_dim %d, vocab %d, %.1fM parameters"
           % (shapes["layers"], shapes["hidden"], shapes["intermediate"], shapes["heads"], shapes["kvHeads"],

@@ -5,7 +5,9 @@
 
 Every row of issue 16's table, both sides on the same checkpoint with the same thread count, rounds
 alternated: prefill and decode tokens/s (bench/runtime.py), the LoRA step's tokens/s and peak RSS
-(bench/train.py), and on SmolLM2 a loramd-only decode of the model quantized to NF4. Each figure
+(bench/train.py), and on SmolLM2 a loramd-only decode of the model quantized to NF4. Where the CPU
+has AMX-BF16, prefill and the LoRA step run once more with bf16 products on both sides (loramd's
+matmulDtype bf16, PyTorch's bf16 autocast): rows of their own, beside the fp32 ones. Each figure
 is put beside the machine's ceiling (bench/sgemm_bandwidth.c: sgemm rate, read bandwidth) and
 issue 16's target. SmolLM2 is the registry's Q4_1 GGUF, saved once by loramd as a bf16 Hugging
 Face folder (cached) that both sides load: loramd keeps bf16 storage, PyTorch loads it as fp32.
@@ -67,6 +69,9 @@ def parse_args(argv=None):
                    help="cache of the bf16 folder loramd makes from it (default: %(default)s)")
     p.add_argument("--loramd", help="the loramd binary (default: build and use .build/release/loramd)")
     p.add_argument("--no-build", action="store_true", help="do not run `swift build -c release`")
+    p.add_argument("--bf16-matmul", choices=("auto", "on", "off"), default="auto",
+                   help="also measure prefill and the LoRA step with bf16 products on both sides "
+                        "(auto: where /proc/cpuinfo lists amx_bf16; default: %(default)s)")
     p.add_argument("--out", help="output path without extension (default: bench/results/table-<date>; '-' for none)")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -213,6 +218,13 @@ def measure_model(args, loramd, name):
              ("train", lambda: train.run_benchmark(train.parse_args(train_argv(args, loramd, model_dir, name))))]
     if name == "smollm2":
         steps.insert(1, ("nf4Decode", lambda: nf4_decode(args, loramd, model_dir, out["runtime"])))
+    if bf16_matmul(args):
+        # Prefill only is read from this run, so its decode is kept short.
+        prefill = runtime_argv(args, loramd, model_dir, name)
+        prefill[prefill.index("--new-tokens") + 1] = str(QUICK["new"])
+        steps += [("runtimeBF16", lambda: runtime.run_benchmark(runtime.parse_args(prefill + ["--bf16-matmul"]))),
+                  ("trainBF16", lambda: train.run_benchmark(train.parse_args(train_argv(args, loramd, model_dir, name)
+                                                                              + ["--bf16-matmul"])))]
     for key, fn in steps:
         log("\n==== %s: %s ====" % (name, key))
         try:
@@ -221,6 +233,17 @@ def measure_model(args, loramd, name):
             out["errors"][key] = "%s: %s" % (type(exc).__name__, exc)
             log("%s %s failed: %s" % (name, key, out["errors"][key]))
     return out
+
+
+def bf16_matmul(args):
+    """Whether to measure the bf16-products rows: --bf16-matmul on, or auto on a CPU with AMX-BF16."""
+    if args.bf16_matmul != "auto":
+        return args.bf16_matmul == "on"
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " amx_bf16" in f.read()
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- the table
@@ -246,6 +269,7 @@ def rows_for(name, res):
     """The table's rows for one model from its results (None where a figure is missing)."""
     t, label, rows = TARGETS[name], LABELS[name], []
     rt, tr, nf = res.get("runtime"), res.get("train"), res.get("nf4Decode")
+    rb, tb = res.get("runtimeBF16"), res.get("trainBF16")
 
     def row(workload, model, torch, loramd, ratio, ceiling, ceiling_note, fraction, target, ok, unit="tok/s",
             threshold=None):
@@ -297,6 +321,17 @@ def rows_for(name, res):
         row("LoRA step peak RSS", label, tm and tm / 2 ** 20, lm and lm / 2 ** 20, rm, None, "", None,
             "<= %sx" % _x(t["trainMemory"]), None if rm is None else rm <= t["trainMemory"], unit="MiB",
             threshold=t["trainMemory"])
+    # bf16 products on both sides (loramd matmulDtype bf16 on AMX, PyTorch bf16 autocast): no sgemm
+    # ceiling applies and the issue sets no target, so these rows carry neither.
+    both = "none (bf16 both sides)"
+    if rb:
+        lp, tp = _get(rb, "loramd", "prefillTokensPerSecond"), _get(rb, "torch", "prefillTokensPerSecond")
+        row("prefill %d tokens, bf16 products" % rb["promptTokens"], label, tp, lp, _ratio(lp, tp), None, "", None, both, "-")
+    if tb:
+        cfg = tb["config"]
+        lt, tt = _get(tb, "loramd", "tokensPerSecond"), _get(tb, "torch", "tokensPerSecond")
+        row("LoRA step (r %d, 7 proj., %dx%d), bf16 products" % (cfg["r"], cfg["microBatch"], cfg["seqLen"]), label, tt, lt,
+            _ratio(lt, tt), None, "", None, both, "-")
     return rows
 
 
@@ -305,7 +340,7 @@ def busy_benchmarks(models, cores):
     cores during the timed rounds or the ceilings' measurement (runtime.py's and train.py's rule)."""
     out = []
     for name, res in models.items():
-        for key in ("runtime", "nf4Decode", "train"):
+        for key in ("runtime", "nf4Decode", "train", "runtimeBF16", "trainBF16"):
             b = res.get(key)
             if not b:
                 continue
@@ -346,7 +381,7 @@ def render(result):
             ratio_text(r["ratio"], r.get("ratioTarget")),
             "-" if r["ceiling"] is None else ("%.0f%s (%s)" % (r["ceiling"], unit, r["ceilingNote"])),
             num(r["fraction"] and 100 * r["fraction"], "%.0f%%"), r["target"],
-            "not measured" if r["ok"] is None else ("ok" if r["ok"] else "**BELOW TARGET**")))
+            "-" if r["ok"] == "-" else "not measured" if r["ok"] is None else ("ok" if r["ok"] else "**BELOW TARGET**")))
     bw = result["bandwidthGBps"]
     lines += ["", "Read bandwidth (GB/s, bench/sgemm_bandwidth.c, %d threads): %s-%s over %d measurements; each decode "
               "limit uses the median of its own benchmark's measurements (it moves on this VM)."
@@ -355,7 +390,9 @@ def render(result):
               "bench/train.py (same PEFT adapter file and batch both sides; peak RSS = each process's VmHWM); "
               "NF4 decode: loramd only, `model/quantize {format: nf4}` of the same model. Ceilings: prefill = weight "
               "matmuls at the sgemm rate; decode = bandwidth / weight bytes read per token; LoRA step = the step's "
-              "matmul FLOPs at the sgemm rate. Every round is in the .json beside this file."]
+              "matmul FLOPs at the sgemm rate. Rows marked \"bf16 products\": loramd with `matmulDtype: bf16` (Intel AMX) "
+              "against PyTorch under `torch.autocast('cpu', dtype=torch.bfloat16)`, same checkpoint, same rounds rule. "
+              "Every round is in the .json beside this file."]
     busy = busy_benchmarks(result["models"], result["machine"]["cores"] or 1)
     if busy:
         lines += ["", "**WARNING: other processes used the CPU while these were timed** (their CPU-s in the timed "
@@ -370,7 +407,7 @@ def render(result):
                 "; its NF4 copy %.3f" % q["bytesPerParameter"] if q and q.get("bytesPerParameter") else ""))
         for key, err in res.get("errors", {}).items():
             lines.append("- %s %s: not measured: %s" % (name, key, err))
-        for key in ("runtime", "train"):
+        for key in ("runtime", "train", "runtimeBF16", "trainBF16"):
             e = _get(res, key, "loramdError")
             if e:
                 lines.append("- %s %s: loramd: %s" % (name, key, e))

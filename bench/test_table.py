@@ -73,6 +73,23 @@ class TableTests(unittest.TestCase):
         m = rows["LoRA step peak RSS"]
         self.assertEqual((m["torch"], m["loramd"], m["ratio"], m["ok"], m["unit"]), (6000, 1200, 0.2, True, "MiB"))
 
+    def test_bf16_products_rows(self):
+        res = canned_smollm2()
+        res["runtimeBF16"] = dict(res["runtime"], torch={"prefillTokensPerSecond": 900.0},
+                                  loramd={"prefillTokensPerSecond": 1800.0})
+        res["trainBF16"] = dict(res["train"], torch={"tokensPerSecond": 200.0}, loramd={"tokensPerSecond": 500.0})
+        rows = {r["workload"]: r for r in table.rows_for("smollm2", res)}
+        self.assertEqual(len(rows), 7)
+        p, t = rows["prefill 256 tokens, bf16 products"], rows["LoRA step (r 8, 7 proj., 4x256), bf16 products"]
+        self.assertEqual((p["ratio"], p["ceiling"], p["ok"], p["target"]), (2.0, None, "-", "none (bf16 both sides)"))
+        self.assertEqual((t["ratio"], t["torch"], t["loramd"], t["ok"]), (2.5, 200.0, 500.0, "-"))
+        self.assertEqual(rows["prefill 256 tokens"]["ratio"], 1.7)  # the fp32 rows stay as they were
+        a = table.parse_args(["--bf16-matmul", "off"])
+        self.assertFalse(table.bf16_matmul(a))
+        self.assertTrue(table.bf16_matmul(table.parse_args(["--bf16-matmul", "on"])))
+        self.assertTrue(table.runtime.parse_args(["--bf16-matmul"]).bf16_matmul)
+        self.assertTrue(table.train.parse_args(["--bf16-matmul"]).bf16_matmul)
+
     def test_missing_side_is_not_measured(self):
         res = canned_smollm2()
         res["runtime"]["loramd"] = None

@@ -62,6 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--no-build", action="store_true", help="do not run `swift build -c release`")
     p.add_argument("--dev-model", action="store_true", help="a transformers-made model instead of make-model's")
     p.add_argument("--skip-loramd", action="store_true", help="PyTorch side and ceilings only")
+    p.add_argument("--bf16-matmul", action="store_true",
+                   help="bf16 products with fp32 sums on both sides: loramd's matmulDtype bf16 (Intel AMX), "
+                        "PyTorch's forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     p.add_argument("--skip-ceilings", action="store_true", help="do not measure sgemm/bandwidth")
     p.add_argument("--out", help="JSON output path (default: bench/results/train-<date>.json; '-' for none)")
     p.add_argument("--bw-mib", type=int, default=256, help="bandwidth buffer for the ceilings, MiB (default: %(default)s)")
@@ -167,6 +170,7 @@ def torch_worker(spec):
     mask = torch.ones_like(ids)
     reply({"ready": True, "torch": torch.__version__, "transformers": transformers.__version__,
            "peft": peft.__version__, "threads": torch.get_num_threads(),
+           "autocast": "bf16" if spec.get("autocast") else None,
            "attnImplementation": getattr(model.config, "_attn_implementation", None),
            "trainableParameters": sum(p.numel() for p in params), "rssAfterLoadKiB": rss_loaded,
            "rssReadyKiB": status_kib("self", "VmRSS")})
@@ -177,7 +181,8 @@ def torch_worker(spec):
         losses, norms = [], []
         t0 = time.perf_counter()
         for _ in range(cmd["steps"]):
-            out = model(input_ids=ids, attention_mask=mask, labels=ids)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.get("autocast", False)):
+                out = model(input_ids=ids, attention_mask=mask, labels=ids)
             out.loss.backward()
             if spec["maxGradNorm"] > 0:
                 norms.append(float(torch.nn.utils.clip_grad_norm_(params, spec["maxGradNorm"])))
@@ -225,8 +230,8 @@ class LoramdSide:
         sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
         from loram_client import LoramClient
 
-        self.client = LoramClient(command=[loramd], cwd=ROOT, init_params={"threads": args.threads},
-                                  lifecycle_timeout=60.0)
+        init = {"threads": args.threads, **({"matmulDtype": "bf16"} if args.bf16_matmul else {})}
+        self.client = LoramClient(command=[loramd], cwd=ROOT, init_params=init, lifecycle_timeout=60.0)
         self.pid = self.client.pid
         self.notes = []
         try:
@@ -290,7 +295,7 @@ def measure(args, shapes, model_dir, loramd, loramd_error, tmp):
     spec = {"model": os.path.abspath(model_dir), "threads": args.threads, "seed": args.seed, "r": args.r,
             "alpha": args.alpha, "dropout": args.dropout, "lr": args.lr, "weightDecay": args.weight_decay,
             "maxGradNorm": args.max_grad_norm, "bInitStd": args.b_init_std, "adapterDir": adapter_dir,
-            "rows": rows}
+            "rows": rows, "autocast": args.bf16_matmul}
     log("starting the PyTorch worker (model, PEFT adapter saved to %s) ..." % adapter_dir)
     torch_side = TorchSide(spec)
     lm = None
@@ -419,8 +424,9 @@ def mib(x):
 def report(args, shapes, model_dir, model_source, ceil, torch_info, lm_info, notes, s):
     fmt = runtime.fmt
     print()
-    print("LoRA training: loramd vs PyTorch %s + transformers %s + PEFT %s, %d threads, fp32"
-          % (torch_info["torch"], torch_info["transformers"], torch_info["peft"], args.threads))
+    compute = "bf16 products (loramd matmulDtype bf16, PyTorch bf16 autocast)" if args.bf16_matmul else "fp32"
+    print("LoRA training: loramd vs PyTorch %s + transformers %s + PEFT %s, %d threads, %s"
+          % (torch_info["torch"], torch_info["transformers"], torch_info["peft"], args.threads, compute))
     print("model: %s (%s), %.1fM parameters; LoRA r %d alpha %g dropout %g on %s: %d trainable"
           % (model_dir, model_source, shapes["parameters"] / 1e6, args.r, args.alpha, args.dropout,
              "all 7 projections", torch_info["trainableParameters"]))
@@ -535,7 +541,7 @@ def run_benchmark(args):
         "config": {"seqLen": args.seq_len, "microBatch": args.micro_batch, "r": args.r, "alpha": args.alpha,
                    "dropout": args.dropout, "targets": TARGETS, "lr": args.lr, "weightDecay": args.weight_decay,
                    "maxGradNorm": args.max_grad_norm, "bInitStd": args.b_init_std, "warmup": args.warmup,
-                   "steps": args.steps, "runs": args.runs, "seed": args.seed},
+                   "steps": args.steps, "runs": args.runs, "seed": args.seed, "bf16Matmul": args.bf16_matmul},
         "model": {"path": model_dir, "source": model_source, "shapes": shapes},
         "dtype": args.dtype,
         "ceilings": ceil, "torchInfo": torch_info, "loramdInfo": lm_info, **s,
