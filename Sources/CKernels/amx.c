@@ -272,8 +272,9 @@ int lk_gemm_bf16(const float *a, long lda, long m, long k, const void *w, int wb
     // Passes over at most DEPTH of the depth each (the first applies beta, the rest add), so a
     // packed panel stays in L2 whatever k is (lm_head's input gradient sums over the vocabulary).
     long passes = (k + DEPTH - 1) / DEPTH, depth = ((k + passes - 1) / passes + 31) / 32 * 32;
-    long rows = CHUNK_BYTES / (depth * 2) / 32 * 32, mpad = (m + 31) / 32 * 32;
-    if (rows > mpad) rows = mpad;
+    // Rows in chunks of at most CHUNK_BYTES, evened out: each chunk packs every panel again.
+    long most = CHUNK_BYTES / (depth * 2) / 32 * 32, mpad = (m + 31) / 32 * 32;
+    long chunks = (mpad + most - 1) / most, rows = ((mpad + chunks - 1) / chunks + 31) / 32 * 32;
     long panels = (n + PANEL - 1) / PANEL, parts = threads < 1 ? 1 : threads < panels ? threads : panels;
     // The caller's buffer holds the converted chunk and one panel per part, made before any work,
     // so a failed allocation changes nothing (the caller then takes OpenBLAS's sgemm).
