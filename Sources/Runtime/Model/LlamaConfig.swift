@@ -286,7 +286,7 @@ struct ConfigFields {
                 guard let n = Self.integer($0), n >= 0 else { throw FormatError(file: file, "\(prefix)\(key) must be a token id or a list of them") }
                 return n
             }
-        case let value:
+        case let value?:
             guard let n = Self.integer(value), n >= 0 else { throw FormatError(file: file, "\(prefix)\(key) must be a token id or a list of them") }
             return [n]
         }
