@@ -324,13 +324,16 @@ def rows_for(name, res):
     # bf16 products on both sides (loramd matmulDtype bf16 on AMX, PyTorch bf16 autocast): no sgemm
     # ceiling applies and the issue sets no target, so these rows carry neither.
     both = "none (bf16 both sides)"
+
+    def ran(res):  # loramd says what its products ran as; f32 there means no AMX, so not a bf16 row
+        return "" if _get(res, "loramdInfo", "device", "matmulDtype") in (None, "bf16") else " (loramd ran f32: no AMX)"
     if rb:
         lp, tp = _get(rb, "loramd", "prefillTokensPerSecond"), _get(rb, "torch", "prefillTokensPerSecond")
-        row("prefill %d tokens, bf16 products" % rb["promptTokens"], label, tp, lp, _ratio(lp, tp), None, "", None, both, "-")
+        row("prefill %d tokens, bf16 products%s" % (rb["promptTokens"], ran(rb)), label, tp, lp, _ratio(lp, tp), None, "", None, both, "-")
     if tb:
         cfg = tb["config"]
         lt, tt = _get(tb, "loramd", "tokensPerSecond"), _get(tb, "torch", "tokensPerSecond")
-        row("LoRA step (r %d, 7 proj., %dx%d), bf16 products" % (cfg["r"], cfg["microBatch"], cfg["seqLen"]), label, tt, lt,
+        row("LoRA step (r %d, 7 proj., %dx%d), bf16 products%s" % (cfg["r"], cfg["microBatch"], cfg["seqLen"], ran(tb)), label, tt, lt,
             _ratio(lt, tt), None, "", None, both, "-")
     return rows
 

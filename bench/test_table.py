@@ -84,6 +84,9 @@ class TableTests(unittest.TestCase):
         self.assertEqual((p["ratio"], p["ceiling"], p["ok"], p["target"]), (2.0, None, "-", "none (bf16 both sides)"))
         self.assertEqual((t["ratio"], t["torch"], t["loramd"], t["ok"]), (2.5, 200.0, 500.0, "-"))
         self.assertEqual(rows["prefill 256 tokens"]["ratio"], 1.7)  # the fp32 rows stay as they were
+        res["trainBF16"]["loramdInfo"] = {"device": {"matmulDtype": "f32"}}
+        labels = [r["workload"] for r in table.rows_for("smollm2", res)]
+        self.assertIn("LoRA step (r 8, 7 proj., 4x256), bf16 products (loramd ran f32: no AMX)", labels)
         a = table.parse_args(["--bf16-matmul", "off"])
         self.assertFalse(table.bf16_matmul(a))
         self.assertTrue(table.bf16_matmul(table.parse_args(["--bf16-matmul", "on"])))
