@@ -1,4 +1,5 @@
 #include "CKernels.h"
+#include "simd.h"
 #include <immintrin.h>
 #include <cpuid.h>
 #include <stdatomic.h>
@@ -57,7 +58,7 @@ int lk_amx_available(void) {
 }
 
 // A buffer of this thread's that grows to `bytes` (64-byte aligned) and is kept for later calls,
-// at most about 1 MB plus 64 bytes per depth per thread. NULL if allocation fails.
+// at most the 1 MB chunk plus a 64 KB panel per part. NULL if allocation fails.
 static void *thread_buffer(void **buffer, size_t *capacity, size_t bytes) {
     if (*capacity >= bytes) return *buffer;
     void *grown = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -66,13 +67,6 @@ static void *thread_buffer(void **buffer, size_t *capacity, size_t bytes) {
     *buffer = grown;
     *capacity = bytes;
     return grown;
-}
-
-static inline unsigned short bf16_of(float f) {
-    unsigned int b;
-    memcpy(&b, &f, 4);
-    return (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((b >> 16) | 0x40)
-                                           : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
 }
 
 typedef struct {
@@ -102,7 +96,7 @@ AMX static void convert_rows(void *context, long part) {
                 __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + j + 16), _mm512_loadu_ps(src + j));
                 _mm512_storeu_si512((void *)(dst + j), (__m512i)v);
             }
-            for (; j < p->k; j++) dst[j] = bf16_of(src[j]);
+            for (; j < p->k; j++) dst[j] = narrow_bf16(src[j]);
             for (; j < p->kpad; j++) dst[j] = 0;
         }
     }
@@ -140,7 +134,7 @@ static inline unsigned int pair_of(const Product *p, long row, long e) {
         return w[e] | (e + 1 < p->k ? (unsigned int)w[e + 1] << 16 : 0);
     }
     const float *w = (const float *)p->w + row * p->ldw;
-    return bf16_of(w[e]) | (e + 1 < p->k ? (unsigned int)bf16_of(w[e + 1]) << 16 : 0);
+    return narrow_bf16(w[e]) | (e + 1 < p->k ? (unsigned int)narrow_bf16(w[e + 1]) << 16 : 0);
 }
 
 // The weight's columns [n0, n0 + 32) of op(w) packed for the B tiles: per 32-deep step s and

@@ -290,12 +290,7 @@ void lk_widen16(const unsigned short *src, int bf16, float *dst, long begin, lon
 }
 
 void lk_narrow_bf16(const float *src, unsigned short *dst, long begin, long end) {
-    for (long i = begin; i < end; i++) {
-        unsigned int b;
-        __builtin_memcpy(&b, src + i, 4);
-        dst[i] = (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((b >> 16) | 0x40)
-                                                  : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
-    }
+    for (long i = begin; i < end; i++) dst[i] = narrow_bf16(src[i]);
 }
 
 // ---- NF4 weights read where they lie ------------------------------------------------------------

@@ -7,6 +7,14 @@
 
 #define AVX2 __attribute__((target("avx2,fma")))
 
+// fp32 to bf16, rounded to nearest even; a NaN stays a quiet NaN (PyTorch's .to(torch.bfloat16)).
+static inline unsigned short narrow_bf16(float f) {
+    unsigned int b;
+    __builtin_memcpy(&b, &f, 4);
+    return (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((b >> 16) | 0x40)
+                                           : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
 // Cephes expf: range reduction by ln 2 in two parts, a degree-6 polynomial, 2^n from the bits.
 AVX2 static inline __m256 exp256(__m256 x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
