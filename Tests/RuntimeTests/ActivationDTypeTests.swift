@@ -7,33 +7,17 @@ import XCTest
 /// The forward still computes in fp32 (the loss is the fp32 loss, bit for bit); the gradients
 /// move by what rounding the kept values to bf16 does, which this bounds against PEFT's.
 final class ActivationDTypeTests: XCTestCase {
-    func goldenStep(_ activations: Workload.ActivationDType) throws -> (GradientBuffers, Double) {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
-        let adapter = try TrainingGradientTests.goldenAdapter(config: model.config)
-        let ids = try GoldenForwardTests.inputIds()
-        let gradients = GradientBuffers(adapter: adapter)
-        let step = try TrainingStep(weights: StepWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
-                                    microBatch: 1, seqLen: ids.count, checkpointing: false, activations: activations)
-        return (gradients, step.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil).lossSum)
-    }
-
     /// Against the golden gradients (tiny_lora_grads.safetensors): fp32 activations meet the golden
     /// README's max|d| ≤ 2e-5 · max|ref|; bf16 activations meet max|d| ≤ 5e-3 · max|ref| (bf16
     /// keeps 8 bits of mantissa, a relative rounding of at most 2^-9), and the loss is the same.
     func testBF16ActivationsKeepTheGradientsWithinTheirTolerance() throws {
         let golden = try TrainingGradientTests.tensors("tiny_lora_grads.safetensors")
         let maxReference = golden.values.flatMap { $0 }.map(abs).max()!
-        func worst(_ gradients: GradientBuffers) throws -> Float {
-            try gradients.entries.map { entry in
-                let name = entry.name.replacingOccurrences(of: ".lora_A.weight", with: ".lora_A.default.weight")
-                    .replacingOccurrences(of: ".lora_B.weight", with: ".lora_B.default.weight")
-                return maxAbsDifference(Array(UnsafeBufferPointer(start: entry.gradient, count: entry.count)), try XCTUnwrap(golden[name], name))
-            }.max()!
-        }
-        let (full, fullLoss) = try goldenStep(.f32)
-        let (half, halfLoss) = try goldenStep(.bf16)
+        let (full, fullLoss) = try TrainingGradientTests.goldenStep(activations: .f32)
+        let (half, halfLoss) = try TrainingGradientTests.goldenStep(activations: .bf16)
         XCTAssertEqual(halfLoss, fullLoss, "the forward computes in fp32 either way")
-        let (worstFull, worstHalf) = (try worst(full), try worst(half))
+        let (worstFull, worstHalf) = (try TrainingGradientTests.worstGoldenDifference(full, golden),
+                                      try TrainingGradientTests.worstGoldenDifference(half, golden))
         print("golden gradients, worst |d| / max|ref|: f32 activations \(worstFull / maxReference), bf16 \(worstHalf / maxReference)")
         XCTAssertLessThanOrEqual(worstFull, 2e-5 * maxReference)
         XCTAssertLessThanOrEqual(worstHalf, 5e-3 * maxReference)
@@ -44,17 +28,8 @@ extension ActivationDTypeTests {
     /// Twelve LoRA steps (every target, dropout) on a small random model: the same first loss, and
     /// later losses within 1e-3 (relative) of fp32 activations'.
     func testBF16ActivationsTrainAsFP32ActivationsDo() throws {
-        let model = RemadeActivationsTests.model()
-        let examples = RemadeActivationsTests.examples()
-        func losses(_ activations: Workload.ActivationDType) throws -> [Double] {
-            var settings = TrainingJob.Settings(seqLen: 16, microBatch: 2, steps: 12, lr: 1e-2)
-            settings.activationDType = activations
-            settings.seed = 4
-            let adapter = RemadeActivationsTests.adapter(model, targets: Set(LoRATarget.allCases))
-            let job = try TrainingJob(model: model, adapter: adapter, examples: examples, settings: settings)
-            return (0..<12).map { _ in job.runStep().loss }
-        }
-        let (full, half) = (try losses(.f32), try losses(.bf16))
+        let full = try RemadeActivationsTests.twelveStepLosses { $0.activationDType = .f32 }
+        let half = try RemadeActivationsTests.twelveStepLosses { $0.activationDType = .bf16 }
         XCTAssertEqual(full[0], half[0])
         let worst = zip(full, half).map { abs($0 - $1) / $0 }.max()!
         print("12 steps: losses f32 \(full.first!) -> \(full.last!), bf16 \(half.first!) -> \(half.last!), worst relative |d| \(worst)")

@@ -14,9 +14,25 @@ final class MatmulDTypeTests: XCTestCase {
 
     func rounded(_ x: Float) -> Double { Double(DTypeConversion.bf16ToFloat(DTypeConversion.floatToBF16(x))) }
 
-    /// y = x·Wᵀ (+ y) and dx = dy·W (+ dx) against Σ over bf16-rounded operands in doubles: within
-    /// 1e-5 of Σ|terms| per element (fp32 sums), for bf16, fp32 and f16 (widened first) weights.
-    /// Shapes reach tile edges (37 rows, 70 columns, depth 100) and several depth passes (2,100).
+    /// out (rows × cols, from `start` when `accumulate`) against, per element, Σ_e left(r, e)·right(c, e)
+    /// over `depth` with both factors bf16-rounded, in doubles: within 1e-5 of Σ|terms| (fp32 sums).
+    func checkRoundedSums(_ out: [Float], start: [Float], accumulate: Bool, rows: Int, cols: Int, depth: Int,
+                          left: (Int, Int) -> Float, right: (Int, Int) -> Float, _ label: String) {
+        for r in 0..<rows {
+            for c in 0..<cols {
+                var sum = accumulate ? Double(start[r * cols + c]) : 0, size = abs(sum)
+                for e in 0..<depth {
+                    let term = rounded(left(r, e)) * rounded(right(c, e))
+                    sum += term
+                    size += abs(term)
+                }
+                XCTAssertEqual(Double(out[r * cols + c]), sum, accuracy: 1e-5 * size, "\(label) [\(r), \(c)]")
+            }
+        }
+    }
+
+    /// y = x·Wᵀ (+ y) and dx = dy·W (+ dx), for bf16, fp32 and f16 (widened first) weights. Shapes
+    /// reach tile edges (37 rows, 70 columns, depth 100) and several depth passes (2,100).
     func testBF16ProductsAreTheRoundedOperandsSummedInFP32() throws {
         try XCTSkipUnless(MatmulDType.amxAvailable, "no AMX-BF16 on this machine: bf16 runs as f32 (testWithoutAMX…)")
         for dtype in [TensorDType.bf16, .f32, .f16] {
@@ -30,32 +46,14 @@ final class MatmulDTypeTests: XCTestCase {
                     let x = values(t * k, seed: 9), start = values(t * n, seed: 10)
                     var y = start
                     Linear.forward(x, rows: t, weight: w, out: &y, accumulate: accumulate, scratch: scratch, scratchCount: n * k, matmul: .bf16)
-                    for r in 0..<t {
-                        for c in 0..<n {
-                            var sum = accumulate ? Double(start[r * n + c]) : 0, size = abs(sum)
-                            for e in 0..<k {
-                                let term = rounded(x[r * k + e]) * rounded(wide[c * k + e])
-                                sum += term
-                                size += abs(term)
-                            }
-                            XCTAssertEqual(Double(y[r * n + c]), sum, accuracy: 1e-5 * size, "forward \(dtype) \(t)x\(n)x\(k) [\(r), \(c)]")
-                        }
-                    }
+                    checkRoundedSums(y, start: start, accumulate: accumulate, rows: t, cols: n, depth: k,
+                                     left: { x[$0 * k + $1] }, right: { wide[$0 * k + $1] }, "forward \(dtype) \(t)x\(n)x\(k)")
                     let dy = values(t * n, seed: 11), dxStart = values(t * k, seed: 12)
                     var dx = dxStart
                     Linear.backwardInput(dy: dy, rows: t, weight: w, dx: &dx, accumulate: accumulate, scratch: scratch, scratchCount: n * k,
                                          matmul: .bf16)
-                    for r in 0..<t {
-                        for c in 0..<k {
-                            var sum = accumulate ? Double(dxStart[r * k + c]) : 0, size = abs(sum)
-                            for o in 0..<n {
-                                let term = rounded(dy[r * n + o]) * rounded(wide[o * k + c])
-                                sum += term
-                                size += abs(term)
-                            }
-                            XCTAssertEqual(Double(dx[r * k + c]), sum, accuracy: 1e-5 * size, "input gradient \(dtype) \(t)x\(n)x\(k) [\(r), \(c)]")
-                        }
-                    }
+                    checkRoundedSums(dx, start: dxStart, accumulate: accumulate, rows: t, cols: k, depth: n,
+                                     left: { dy[$0 * n + $1] }, right: { wide[$1 * k + $0] }, "input gradient \(dtype) \(t)x\(n)x\(k)")
                 }
             }
         }
@@ -85,19 +83,8 @@ final class MatmulDTypeTests: XCTestCase {
         let golden = try TrainingGradientTests.tensors("tiny_lora_grads.safetensors")
         let maxReference = golden.values.flatMap { $0 }.map(abs).max()!
         func step(_ matmul: MatmulDType) throws -> (worst: Float, loss: Double) {
-            let model = try LlamaModel.load(directory: Fixtures.tinyModel)
-            let adapter = try TrainingGradientTests.goldenAdapter(config: model.config)
-            let ids = try GoldenForwardTests.inputIds()
-            let gradients = GradientBuffers(adapter: adapter)
-            let step = try TrainingStep(weights: StepWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
-                                        microBatch: 1, seqLen: ids.count, checkpointing: false, matmul: matmul)
-            let loss = step.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil).lossSum
-            let worst = try gradients.entries.map { entry in
-                let name = entry.name.replacingOccurrences(of: ".lora_A.weight", with: ".lora_A.default.weight")
-                    .replacingOccurrences(of: ".lora_B.weight", with: ".lora_B.default.weight")
-                return maxAbsDifference(Array(UnsafeBufferPointer(start: entry.gradient, count: entry.count)), try XCTUnwrap(golden[name], name))
-            }.max()!
-            return (worst, loss)
+            let (gradients, loss) = try TrainingGradientTests.goldenStep(matmul: matmul)
+            return (try TrainingGradientTests.worstGoldenDifference(gradients, golden), loss)
         }
         let (full, half) = (try step(.f32), try step(.bf16))
         print("golden step, worst |d| / max|ref|: f32 products \(full.worst / maxReference), bf16 \(half.worst / maxReference); loss \(full.loss) vs \(half.loss)")
@@ -110,17 +97,8 @@ final class MatmulDTypeTests: XCTestCase {
     /// Twelve LoRA steps on a small random model: losses within 5e-3 (relative) of fp32 products'.
     func testBF16ProductsTrainAsFP32ProductsDo() throws {
         try XCTSkipUnless(MatmulDType.amxAvailable, "no AMX-BF16 on this machine")
-        let model = RemadeActivationsTests.model()
-        let examples = RemadeActivationsTests.examples()
-        func losses(_ matmul: MatmulDType) throws -> [Double] {
-            var settings = TrainingJob.Settings(seqLen: 16, microBatch: 2, steps: 12, lr: 1e-2)
-            settings.matmulDType = matmul
-            settings.seed = 4
-            let adapter = RemadeActivationsTests.adapter(model, targets: Set(LoRATarget.allCases))
-            let job = try TrainingJob(model: model, adapter: adapter, examples: examples, settings: settings)
-            return (0..<12).map { _ in job.runStep().loss }
-        }
-        let (full, half) = (try losses(.f32), try losses(.bf16))
+        let full = try RemadeActivationsTests.twelveStepLosses { $0.matmulDType = .f32 }
+        let half = try RemadeActivationsTests.twelveStepLosses { $0.matmulDType = .bf16 }
         let worst = zip(full, half).map { abs($0 - $1) / $0 }.max()!
         print("12 steps: losses f32 products \(full.first!) -> \(full.last!), bf16 \(half.first!) -> \(half.last!), worst relative |d| \(worst)")
         XCTAssertLessThanOrEqual(worst, 5e-3)

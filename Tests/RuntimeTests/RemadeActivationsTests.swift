@@ -113,6 +113,18 @@ extension RemadeActivationsTests {
 }
 
 extension RemadeActivationsTests {
+    /// The losses of twelve LoRA steps (every target, dropout, lr 1e-2, seed 4) on `model()` and
+    /// `examples()`, with `configure` applied to the job's settings.
+    static func twelveStepLosses(_ configure: (inout TrainingJob.Settings) -> Void) throws -> [Double] {
+        let model = model()
+        var settings = TrainingJob.Settings(seqLen: 16, microBatch: 2, steps: 12, lr: 1e-2)
+        settings.seed = 4
+        configure(&settings)
+        let job = try TrainingJob(model: model, adapter: adapter(model, targets: Set(LoRATarget.allCases)), examples: examples(),
+                                  settings: settings)
+        return (0..<12).map { _ in job.runStep().loss }
+    }
+
     /// Eight 16-token examples of random ids under 256 (seed 8), labels = ids.
     static func examples() -> [Dataset.Example] {
         var rng = Xoshiro256StarStar(seed: 8)

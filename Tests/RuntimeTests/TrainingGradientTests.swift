@@ -31,6 +31,28 @@ final class TrainingGradientTests: XCTestCase {
         return out
     }
 
+    /// The golden LoRA step on the tiny model, no checkpointing, with the given activation and
+    /// matmul dtypes: its gradients and summed loss.
+    static func goldenStep(activations: Workload.ActivationDType = .f32, matmul: MatmulDType = .f32) throws -> (GradientBuffers, Double) {
+        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let adapter = try goldenAdapter(config: model.config)
+        let ids = try GoldenForwardTests.inputIds()
+        let gradients = GradientBuffers(adapter: adapter)
+        let step = try TrainingStep(weights: StepWeights(model: model, copy: false), adapter: adapter, gradients: gradients,
+                                    microBatch: 1, seqLen: ids.count, checkpointing: false, activations: activations, matmul: matmul)
+        return (gradients, step.run(ids: ids, labels: ids, normalizer: ids.count - 1, dropoutSeed: nil).lossSum)
+    }
+
+    /// The largest |gradient - PEFT's| over every LoRA tensor of `gradients`, against `golden`
+    /// (tiny_lora_grads.safetensors, PEFT's `.default.` names).
+    static func worstGoldenDifference(_ gradients: GradientBuffers, _ golden: [String: [Float]]) throws -> Float {
+        try gradients.entries.map { entry in
+            let name = entry.name.replacingOccurrences(of: ".lora_A.weight", with: ".lora_A.default.weight")
+                .replacingOccurrences(of: ".lora_B.weight", with: ".lora_B.default.weight")
+            return maxAbsDifference(Array(UnsafeBufferPointer(start: entry.gradient, count: entry.count)), try XCTUnwrap(golden[name], name))
+        }.max()!
+    }
+
     func loraStep(checkpointing: Bool) throws -> (GradientBuffers, Double, Int) {
         let model = try LlamaModel.load(directory: Fixtures.tinyModel)
         let adapter = try Self.goldenAdapter(config: model.config)
