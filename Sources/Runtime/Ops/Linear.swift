@@ -32,13 +32,21 @@ public enum Linear {
             let w = weight.rows(start..<(start + count), scratch: scratch)
             if rows == 1 {
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(count), Int32(k), 1, w, Int32(k), x, 1, beta, out + start, 1)
-            } else if bf16, lk_gemm_bf16(x, lda, rows, k, w, 0, k, 1, count, out + start, ldc, beta, Int32(Parallel.threads)) == 0 {
             } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(count), Int32(k),
-                            1, x, Int32(lda), w, Int32(k), beta, out + start, Int32(ldc))
+                gemm(bf16: bf16, x, lda: lda, m: rows, depth: k, w, ldw: k, transposed: true, n: count, out + start, ldc: ldc, beta: beta)
             }
             start += count
         }
+    }
+
+    /// c (m, n) = a (m, depth) · op(w) + beta·c for an fp32 w, op(w) = wᵀ for w (n, depth) when
+    /// `transposed`, else w (depth, n): on AMX in bf16 when `bf16` and `lk_gemm_bf16` runs, else
+    /// through OpenBLAS's sgemm.
+    private static func gemm(bf16: Bool, _ a: UnsafePointer<Float>, lda: Int, m: Int, depth: Int, _ w: UnsafePointer<Float>, ldw: Int,
+                             transposed: Bool, n: Int, _ c: UnsafeMutablePointer<Float>, ldc: Int, beta: Float) {
+        if bf16, lk_gemm_bf16(a, lda, m, depth, w, 0, ldw, transposed ? 1 : 0, n, c, ldc, beta, Int32(Parallel.threads)) == 0 { return }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transposed ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(depth),
+                    1, a, Int32(lda), w, Int32(ldw), beta, c, Int32(ldc))
     }
 
     /// The weight as `lk_gemm_bf16` reads it in place: bf16 (even address) or fp32 storage, and
@@ -101,13 +109,8 @@ public enum Linear {
             let count = min(blockRows, n - start)
             let w = weight.rows(start..<(start + count), scratch: scratch)
             // dx += dy[:, block] · W[block, :]
-            if bf16, lk_gemm_bf16(dy + start, n, rows, count, w, 0, k, 0, k, dx, k, first ? 0 : 1, Int32(Parallel.threads)) == 0 {
-                first = false
-                start += count
-                continue
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(k), Int32(count),
-                        1, dy + start, Int32(n), w, Int32(k), first ? 0 : 1, dx, Int32(k))
+            gemm(bf16: bf16, dy + start, lda: n, m: rows, depth: count, w, ldw: k, transposed: false, n: k, dx, ldc: k,
+                 beta: first ? 0 : 1)
             first = false
             start += count
         }
