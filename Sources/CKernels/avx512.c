@@ -230,6 +230,42 @@ AVX512 static void nf4_columns(const void *weight, const float *x, const float *
     }
 }
 
+// nf4_columns where rows and blocks start on multiples of 64 elements (every LLaMA width and
+// bitsandbytes' default block): the row's scales are looked up first, one per 64-element group,
+// so the loop over groups is straight-line with a fixed shape. The same sums in the same order
+// as nf4_columns, 1.15-1.3x faster in cache (bench/results/nf4-kernel-2026-12-03.txt): its loop
+// of blocks, whose inner loop ran once per block of 64, cost more than the arithmetic.
+AVX512 static void nf4_columns64(const void *weight, const float *x, const float *xp, float *sums, long k,
+                                 long c0, long c1, long row0, long row1) {
+    (void)x;
+    const NF4Weight *q = weight;
+    const long groups = (c1 - c0) / 64, per = q->blockSize / 64;
+    const __m512 table = _mm512_loadu_ps(q->code);
+    float scale[CHUNK / 64];
+    for (long r = row0; r < row1; r++) {
+        // Block b's scale for each of its groups; the row may start part-way into b.
+        long e = r * k + c0, b = e / q->blockSize, left = per - (e / 64) % per;
+        for (long g = 0; g < groups; b++, left = per) {
+            float s = nf4_absmax(b, q->plain, q->index, q->map, q->scales, q->offset);
+            for (; left > 0 && g < groups; left--) scale[g++] = s;
+        }
+        const unsigned char *bytes = q->packed + (e >> 1);
+        const float *xg = xp;
+        __m512 evens = _mm512_setzero_ps(), odds = evens, evens2 = evens, odds2 = evens;
+        for (long g = 0; g < groups; g++, bytes += 32, xg += 64) {
+            _mm_prefetch((const char *)bytes + 1024, _MM_HINT_T0);
+            __m512 scaled = _mm512_mul_ps(table, _mm512_set1_ps(scale[g]));
+            __m512i lanes = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)bytes));
+            __m512i more = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(bytes + 16)));
+            evens = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(lanes, 4), scaled), _mm512_loadu_ps(xg), evens);
+            odds = _mm512_fmadd_ps(_mm512_permutexvar_ps(lanes, scaled), _mm512_loadu_ps(xg + 16), odds);
+            evens2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(more, 4), scaled), _mm512_loadu_ps(xg + 32), evens2);
+            odds2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(more, scaled), _mm512_loadu_ps(xg + 48), odds2);
+        }
+        sums[r - row0] += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(evens, odds), _mm512_add_ps(evens2, odds2)));
+    }
+}
+
 // lk_gemv_nf4 where rows or blocks do not start on multiples of 32 elements:
 // sixteen elements (eight bytes) at a time: one permute looks up all sixteen codes
 // (AVX2 needs two and a blend), two accumulators so consecutive FMAs do not wait on each other.
@@ -278,7 +314,7 @@ AVX512 void lk_gemv_nf4_avx512(const unsigned char *packed, const float *code, l
         return;
     }
     NF4Weight q = { packed, code, blockSize, plain, index, map, scales, offset };
-    by_blocks(nf4_columns, &q, 1, x, y, k, row0, row1, beta);
+    by_blocks(k % 64 || blockSize % 64 ? nf4_columns : nf4_columns64, &q, 1, x, y, k, row0, row1, beta);
 }
 
 int lk_has_avx512(void) {

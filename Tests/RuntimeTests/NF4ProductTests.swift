@@ -3,11 +3,13 @@ import XCTest
 
 /// Decode against an NF4 weight reads the packed codes where they lie (`lk_gemv_nf4`) and gives
 /// what the widened product gives: plain and double-quantized absmax, rows that start mid-block
-/// and on odd elements (widths that are not multiples of the block or even).
+/// and on odd elements (widths that are not multiples of the block or even), and the 64-element
+/// path's blocks of several groups that straddle rows and column chunks.
 final class NF4ProductTests: XCTestCase {
     func testOneRowProductsMatchTheDequantizedProduct() throws {
         for (rows, cols, blockSize, doubleQuant) in [(61, 100, 64, true), (40, 99, 32, false), (300, 576, 64, true), (5, 7, 64, false),
-                                                        (7, 8224, 32, true), (3, 96, 64, false), (2, 4160, 128, true)] {
+                                                        (7, 8224, 32, true), (3, 96, 64, false), (2, 4160, 128, true),
+                                                        (7, 576, 256, true), (5, 8320, 64, false), (3, 4160, 4096, false)] {
             var random = Xoshiro256StarStar(seed: UInt64(rows * cols))
             let values = (0..<(rows * cols)).map { _ in Float(Double(random.next() % 20_001) / 10_000 - 1) }
             let nf4 = try values.withUnsafeBufferPointer {
