@@ -3,8 +3,6 @@
 // Decode's one-row products on AVX-512, where the CPU has it: decode is bound by how fast weight
 // rows stream in, and sixteen lanes halve the instructions per weight byte of the AVX2 versions.
 
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
-
 AVX512 static inline __m512 load16_16(const unsigned short *p, int bf16) {
     __m256i h = _mm256_loadu_si256((const __m256i *)p);
     if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 
 // fp32 to bf16, rounded to nearest even; a NaN stays a quiet NaN (PyTorch's .to(torch.bfloat16)).
 static inline unsigned short narrow_bf16(float f) {
