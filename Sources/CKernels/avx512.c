@@ -231,7 +231,7 @@ AVX512 static void nf4_columns(const void *weight, const float *x, const float *
 // nf4_columns where rows and blocks start on multiples of 64 elements (every LLaMA width and
 // bitsandbytes' default block): the row's scales are looked up first, one per 64-element group,
 // so the loop over groups is straight-line with a fixed shape. The same sums in the same order
-// as nf4_columns, 1.15-1.3x faster in cache (bench/results/nf4-kernel-2026-12-03.txt): its loop
+// as nf4_columns, 1.0-1.4x as fast in cache (bench/results/nf4-kernel-2026-12-03.txt): its loop
 // of blocks, whose inner loop ran once per block of 64, cost more than the arithmetic.
 AVX512 static void nf4_columns64(const void *weight, const float *x, const float *xp, float *sums, long k,
                                  long c0, long c1, long row0, long row1) {
