@@ -75,6 +75,13 @@ AVX512 static inline __m512 sums16(__m512 v[16]) {
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
 }
 
+// q·k's d products (d a multiple of 16) as sixteen lane sums.
+AVX512 static inline __m512 products16(const float *q, const float *k, long d) {
+    __m512 a = _mm512_mul_ps(_mm512_loadu_ps(q), _mm512_loadu_ps(k));
+    for (long i = 16; i < d; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(k + i), a);
+    return a;
+}
+
 // AVX-512, for head sizes that are multiples of 16: scores sixteen keys at a time (sums16), and
 // the output in one pass over the values for up to 64 lanes (four registers), where the AVX2
 // version takes a horizontal sum per key and two passes for a head of 64.
@@ -83,20 +90,10 @@ AVX512 static void attend_one_avx512(const float *q, const float *keys, const fl
     long j = 0;
     for (; j + 16 <= visible; j += 16) {
         __m512 v[16];
-        for (int t = 0; t < 16; t++) {
-            const float *k = keys + (j + t) * d;
-            __m512 a = _mm512_mul_ps(_mm512_loadu_ps(q), _mm512_loadu_ps(k));
-            for (long i = 16; i < d; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(k + i), a);
-            v[t] = a;
-        }
+        for (int t = 0; t < 16; t++) v[t] = products16(q, keys + (j + t) * d, d);
         _mm512_storeu_ps(scores + j, _mm512_mul_ps(sums16(v), _mm512_set1_ps(scale)));
     }
-    for (; j < visible; j++) {
-        const float *k = keys + j * d;
-        __m512 a = _mm512_mul_ps(_mm512_loadu_ps(q), _mm512_loadu_ps(k));
-        for (long i = 16; i < d; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(k + i), a);
-        scores[j] = _mm512_reduce_add_ps(a) * scale;
-    }
+    for (; j < visible; j++) scores[j] = _mm512_reduce_add_ps(products16(q, keys + j * d, d)) * scale;
     lk_softmax_causal(scores, visible, 0, 1, visible);
     long i = 0;
     for (; i + 64 <= d; i += 64) {
