@@ -36,6 +36,7 @@ enum MakeDatasetCommand {
         guard let out else { return fail("--out is required") }
         let directory = URL(fileURLWithPath: out)
         do {
+            try OutputRule.outputFolder.check(directory)
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             // Seeds 2s+1 and 2s+2: a different pair per --seed, never the tokenizer corpus's own.
             for (name, bytes, split) in [("train.jsonl", trainBytes, seed &* 2 &+ 1), ("eval.jsonl", evalBytes, seed &* 2 &+ 2)] {

@@ -68,7 +68,8 @@ enum MakeModelCommand {
             let model = ModelMaker.randomModel(config: config, initialization: initialization, dtype: dtype)
             if let out {
                 let directory = URL(fileURLWithPath: out)
-                try ModelMaker.write(model, tokenizerJSON: tokenizer, to: directory)
+                // Whole or not at all, and only over an empty folder or an earlier model (OutputRule).
+                try AtomicDirectory.write(to: directory, rule: .modelFolder) { try ModelMaker.write(model, tokenizerJSON: tokenizer, to: $0) }
                 print(String(format: "made %@ model: %d parameters, %.1f MB as %@, in %@ (%.1f s)", preset.rawValue, model.parameterCount,
                              Double(model.byteCount) / 1e6, dtype.rawValue, directory.path, Date().timeIntervalSince(start)))
             }

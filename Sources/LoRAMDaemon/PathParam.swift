@@ -1,5 +1,6 @@
 import Foundation
 import RPC
+import Runtime
 
 /// Paths in params: relative ones resolve against the daemon's working directory.
 enum PathParam {
@@ -8,10 +9,13 @@ enum PathParam {
     }
 
     /// A path something will be written to: not empty (that would be the daemon's working
-    /// directory) and without a NUL byte (which the file system would cut the name at).
-    static func output(_ path: String, field: String) throws -> URL {
+    /// directory), without a NUL byte (which the file system would cut the name at), and holding
+    /// nothing `rule` may not replace (checked now, before any work, and again by the writer).
+    static func output(_ path: String, field: String, rule: OutputRule) throws -> URL {
         try check(path, field: field)
-        return url(path)
+        let url = url(path)
+        do { try rule.check(url) } catch let conflict as OutputConflict { throw ErrorMapping.refusal(conflict, field: field) }
+        return url
     }
 
     static func check(_ path: String, field: String) throws {

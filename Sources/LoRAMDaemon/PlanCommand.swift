@@ -71,7 +71,7 @@ enum PlanCommand {
             let suggestion = search && cap != nil && peak > cap! && !paper
                 ? PlanSearch.fit(original: shape, pruning: pruning, workload: workload, capBytes: cap!) : nil
             if let svg {
-                try Data(PlanPicture.svg(plan.placement).utf8).write(to: URL(fileURLWithPath: svg))
+                try AtomicFile.write(Data(PlanPicture.svg(plan.placement).utf8), to: URL(fileURLWithPath: svg))
             }
             if json {
                 var object: [String: Any] = ["peakBytes": peak, "lowerBoundBytes": paper ? peak : plan.lowerBoundBytes,

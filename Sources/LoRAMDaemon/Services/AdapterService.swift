@@ -65,9 +65,9 @@ struct AdapterService {
 
     func save(_ params: Daemon.AdapterSaveParams, context: RequestContext) throws -> FilesResult {
         let object = try registry.loadedAdapter(params.adapterId)
-        let target = try PathParam.output(params.path, field: "path")
         switch params.format ?? "peft" {
         case "peft":
+            let target = try PathParam.output(params.path, field: "path", rule: .adapterFolder)
             return try ErrorMapping.translating {
                 let names = try AtomicDirectory.write(to: target, rule: .adapterFolder) { folder in
                     try PEFTAdapterFile.save(object.adapter, to: folder, baseModelNameOrPath: object.baseModelPath).map(\.lastPathComponent)
@@ -76,9 +76,11 @@ struct AdapterService {
             }
         case "gguf":
             let config = try registry.model(object.modelId, field: "adapterId").model.config
-            var isDirectory: ObjCBool = false
-            let file = FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) && isDirectory.boolValue
-                ? target.appendingPathComponent(GGUFAdapterFile.defaultFileName) : target
+            // Into a folder (a real one, not a link to one): its adapter.gguf.
+            try PathParam.check(params.path, field: "path")
+            let given = PathParam.url(params.path)
+            let file = try PathParam.output(FileType.of(given) == S_IFDIR ? given.appendingPathComponent(GGUFAdapterFile.defaultFileName).path : given.path,
+                                            field: "path", rule: .ggufFile)
             return try ErrorMapping.translating {
                 try GGUFAdapterFile.save(object.adapter, config: config, to: file, rule: .ggufFile)
                 return FilesResult(files: [file.path])

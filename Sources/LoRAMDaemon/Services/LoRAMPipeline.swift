@@ -15,7 +15,7 @@ import Runtime
 extension Daemon {
     func runPipeline(_ params: LoramRunParams, context: RequestContext, made: PipelineObjects) throws -> LoRAMRunResult {
         let quiet = context.withoutProgress()
-        let outDir = try PathParam.output(params.outDir, field: "outDir")
+        let outDir = try PathParam.output(params.outDir, field: "outDir", rule: .outputFolder)
         var timings: [(String, JSONValue)] = []
         var stageStart = Date()
         let train = try Self.object(params.train, field: "train")

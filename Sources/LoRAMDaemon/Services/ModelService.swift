@@ -64,7 +64,7 @@ struct ModelService {
         case let other: throw RPCError.invalidParams(field: "format", "must be huggingFace or gguf, got '\(other)'")
         }
         let dtype = try Daemon.weightDType(params.dtype)
-        let directory = try PathParam.output(params.path, field: "path")
+        let directory = try PathParam.output(params.path, field: "path", rule: .modelFolder)
         return try ErrorMapping.translating {
             // The folder appears whole or not at all, replacing an earlier model there (the
             // loaded one's own folder included: its files are read before the swap).
@@ -92,7 +92,7 @@ struct ModelService {
         guard let type = GGUFTensorType(name: typeName.uppercased()), type.isEncodable else {
             throw RPCError.invalidParams(field: "ggufType", "must be one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, got '\(typeName)'")
         }
-        let file = try PathParam.output(params.path, field: "path")
+        let file = try PathParam.output(params.path, field: "path", rule: .ggufFile)
         return try ErrorMapping.translating {
             var warnings: [String] = []
             var tokenizer = loaded.ggufTokenizerMetadata ?? []

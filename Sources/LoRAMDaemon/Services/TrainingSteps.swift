@@ -37,7 +37,7 @@ extension TrainingService {
         if let n = evalEvery, n < 1 { throw RPCError.invalidParams(field: "evalEvery", "must be at least 1") }
         if let n = saveEvery, n < 1 { throw RPCError.invalidParams(field: "saveEvery", "must be at least 1") }
         if saveEvery != nil && outDirPath == nil { throw RPCError.invalidParams(field: "outDir", "is required with saveEvery") }
-        let outDir = try outDirPath.map { try PathParam.output($0, field: "outDir") }
+        let outDir = try outDirPath.map { try PathParam.output($0, field: "outDir", rule: .outputFolder) }
         return try object.exclusively {
             let job = object.job
             let total = job.settings.steps
@@ -88,7 +88,7 @@ extension TrainingService {
 
     /// `train/save`: the job's state, as `save(_:to:field:)` writes it, at `path`.
     func save(_ object: TrainingJobObject, path: String) throws -> FilesResult {
-        let directory = try PathParam.output(path, field: "path")
+        let directory = try PathParam.output(path, field: "path", rule: .trainingState)
         return FilesResult(files: try object.exclusively { try save(object, to: directory) })
     }
 

@@ -17,7 +17,7 @@ import Foundation
 /// the destination's path.
 public enum AtomicDirectory {
     public static func write<T>(to destination: URL, rule: OutputRule, _ fill: (URL) throws -> T) throws -> T {
-        let target = AtomicFile.resolved(destination)
+        let target = destination.standardizedFileURL
         return try OutputLocks.withLock(target) {
             try rule.check(target)
             let parent = target.deletingLastPathComponent()

@@ -4,7 +4,8 @@ import Foundation
 /// renames it into place and syncs the folder, so a reader, or a daemon restarted after a crash,
 /// sees the old file or the whole new one, never half of one. One writer per path at a time
 /// (OutputLocks); missing parent folders are created, and removed again if the write fails.
-/// Failures of the file system are FileWriteError; `rule` says what an existing file may be.
+/// Failures of the file system are FileWriteError; `rule` says what an existing file may be (never
+/// a link: the rename replaces a link planted after the check, not what it points to).
 /// (Foundation's `.atomic` option on Linux leaves an empty `TemporaryDirectory.*` in /tmp behind
 /// on every write, and neither syncs.)
 public enum AtomicFile {
@@ -13,14 +14,14 @@ public enum AtomicFile {
     }
 
     public static func write(to url: URL, rule: OutputRule = .anyFile, _ body: (FileOutput) throws -> Void) throws {
-        let target = resolved(url)
+        let target = url.standardizedFileURL
         try OutputLocks.withLock(target) {
             try rule.check(target)
             let parent = target.deletingLastPathComponent()
             let created = try DurableFileSystem.makeDirectories(parent)
             TemporaryOutput.removeStale(in: parent)
             let temporary = TemporaryOutput.url(for: target)
-            let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
             guard fd >= 0 else {
                 let failure = FileWriteError.last("create", target.path)
                 DurableFileSystem.removeEmpty(created)
@@ -42,14 +43,5 @@ public enum AtomicFile {
             }
             DurableFileSystem.syncDirectory(parent)
         }
-    }
-
-    /// The path written: a symbolic link at the destination is followed (its target is replaced,
-    /// not the link).
-    static func resolved(_ url: URL) -> URL {
-        let url = url.standardizedFileURL
-        var status = stat()
-        if lstat(url.path, &status) == 0, status.st_mode & S_IFMT == S_IFLNK { return url.resolvingSymlinksInPath() }
-        return url
     }
 }

@@ -49,15 +49,7 @@ public enum RegularFile {
     static func requireRegular(_ status: stat, file: String, kind: String) throws {
         let type = status.st_mode & S_IFMT
         guard type != S_IFREG else { return }
-        let name: String
-        switch type {
-        case S_IFDIR: name = "a directory"
-        case S_IFIFO: name = "a FIFO"
-        case S_IFCHR: name = "a character device"
-        case S_IFBLK: name = "a block device"
-        case S_IFSOCK: name = "a socket"
-        default: name = "not a regular file"
-        }
+        let name = type == S_IFDIR ? "a directory" : FileType.describe(type)
         throw FormatError(file: file, "is \(name), not a regular \(kind)")
     }
 }

@@ -7,7 +7,7 @@ import Foundation
 /// llama.cpp's quantizer leaves it).
 extension LlamaModel {
     public func saveGGUF(to url: URL, type: GGUFTensorType, tokenizer: [(key: String, value: GGUFValue)] = [],
-                         name: String = "loramd", rule: OutputRule = .anyFile) throws {
+                         name: String = "loramd", rule: OutputRule = .ggufFile) throws {
         var writer = GGUFWriter()
         let c = config
         writer.set("general.architecture", .string("llama"))

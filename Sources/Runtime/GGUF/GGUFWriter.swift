@@ -78,7 +78,7 @@ public struct GGUFWriter {
     /// Writes the file (see the type's comment). FormatError naming the file for a tensor whose
     /// bytes do not match its shape, a name used twice, a malformed array value; FileWriteError
     /// when the file system refuses the write; OutputConflict when `rule` refuses what is at `url`.
-    public func write(to url: URL, rule: OutputRule = .anyFile) throws {
+    public func write(to url: URL, rule: OutputRule = .ggufFile) throws {
         let file = url.lastPathComponent
         var header = try encodeHeader(file: file)
         header.append(contentsOf: [UInt8](repeating: 0, count: padding(header.count)))

@@ -13,7 +13,7 @@ public enum GGUFAdapterFile {
     /// The name used when the target is a folder.
     public static let defaultFileName = "adapter.gguf"
 
-    public static func save(_ adapter: LoRAAdapter, config: LlamaConfig, to url: URL, name: String = "loramd adapter", rule: OutputRule = .anyFile) throws {
+    public static func save(_ adapter: LoRAAdapter, config: LlamaConfig, to url: URL, name: String = "loramd adapter", rule: OutputRule = .ggufFile) throws {
         if adapter.lmHead != nil && config.tiedEmbeddings {
             throw FormatError(file: url.lastPathComponent, "an adapter on lm_head of a model with tied embeddings has no tensor to attach to in llama.cpp (its base GGUF has no output.weight)")
         }
