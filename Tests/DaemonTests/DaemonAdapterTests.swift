@@ -185,6 +185,15 @@ final class DaemonAdapterTests: XCTestCase {
         XCTAssertEqual(format["data"]?["file"], .string("adapter_config.json"))
         XCTAssertTrue(format["data"]?["problem"]?.stringValue?.contains("DoRA") == true, "\(format)")
 
+        // A file without GGUF's magic: the FormatError model/load gives for the same bytes.
+        let text = dora.appendingPathComponent("notes.txt")
+        try Data("not a model".utf8).write(to: text)
+        let notGGUF = try XCTUnwrap(error(d, 38, "adapter/load", #"{"modelId":"\#(modelId)","path":"\#(text.path)"}"#))
+        let asModel = try XCTUnwrap(error(d, 39, "model/load", #"{"path":"\#(text.path)"}"#))
+        XCTAssertEqual(notGGUF["code"], .int(-31010), "\(notGGUF)")
+        XCTAssertEqual(notGGUF["data"], asModel["data"])
+        XCTAssertTrue(notGGUF["data"]?["problem"]?.stringValue?.hasPrefix("not a GGUF file") == true, "\(notGGUF)")
+
         // Nothing failed stays charged.
         let list = try result(d, 37, "model/list", "{}")
         XCTAssertEqual(list["adapters"], .array([]))

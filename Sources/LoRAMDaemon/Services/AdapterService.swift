@@ -42,7 +42,9 @@ struct AdapterService {
             // The header says what the tensors will cost; charged before they are read.
             let layerCount = loaded.model.config.layerCount
             let rank: Int, targets: Set<LoRATarget>, read: () throws -> LoRAAdapter
-            if GGUFFile.hasMagic(url) {
+            // A file is read as GGUF (one without its magic is a FormatError, as model/load says); a folder as PEFT's.
+            var isDirectory: ObjCBool = false
+            if !(FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue) {
                 let file = try GGUFFile(url: url)
                 let header = try GGUFAdapterFile.header(file, layerCount: layerCount)
                 (rank, targets, read) = (header.rank, header.targets, { try GGUFAdapterFile.load(file, model: loaded.model) })
