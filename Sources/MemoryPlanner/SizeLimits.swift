@@ -34,6 +34,13 @@ public enum SizeLimits {
     public static let gradAccum = 1 << 20
     /// LoRA rank.
     public static let loraRank = 1 << 16
+    /// Rows a measurement reads (`maxSamples`).
+    public static let samples = 1 << 30
+    /// Optimizer steps of one job, and step counts (`steps`, `warmupSteps`, `evalEvery`, `saveEvery`):
+    /// 16.7M, against about 1M for a large model's whole pre-training.
+    public static let steps = 1 << 24
+    /// Tokens one generate request makes (`maxTokens`).
+    public static let newTokens = 1_000_000
     /// Bytes of one plan's buffers together (4 EiB): far past any machine, and low enough that the
     /// placement's offsets and sums cannot overflow.
     public static let planBytes = 1 << 62

@@ -84,7 +84,7 @@ public enum ParamsCoding {
             return .invalidParams(field: path(context.codingPath), context.debugDescription)
         case .dataCorrupted(let context):
             // Enums with raw values land here: "Cannot initialize Schedule from invalid String value x".
-            let detail = context.debugDescription.hasPrefix("is ") ? context.debugDescription : "is invalid: \(context.debugDescription)"
+            let detail = context.debugDescription.hasPrefix("is ") || context.debugDescription.hasPrefix("must ") ? context.debugDescription : "is invalid: \(context.debugDescription)"
             return .invalidParams(field: path(context.codingPath), detail)
         @unknown default:
             return .invalidParams(field: "params", "could not be decoded: \(error)")

@@ -5,6 +5,12 @@ public enum JSONValueDecoder {
     public static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue) throws -> T {
         try ValueDecoder(value: value, codingPath: []).decodeValue(T.self)
     }
+
+    /// `value` decoded as the part of a larger request at `codingPath`, so a failure names the
+    /// field in the whole request ("train.seqLen").
+    public static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue, codingPath: [CodingKey]) throws -> T {
+        try ValueDecoder(value: value, codingPath: codingPath).decodeValue(T.self)
+    }
 }
 
 private struct IndexKey: CodingKey {

@@ -21,6 +21,17 @@ public struct RPCError: Error, Equatable, CustomStringConvertible {
     }
 
     /// Adds or replaces one `data` member.
+    /// The same error for a field of the part of a request at `prefix` ("train" makes
+    /// 'seqLen' 'train.seqLen', in the message, the hint and `data.field`).
+    public func within(_ prefix: String) -> RPCError {
+        guard let field = dataValue["field"]?.stringValue else { return self }
+        let named = field.isEmpty ? prefix : "\(prefix).\(field)"
+        var copy = RPCError(code, message.replacingOccurrences(of: "'\(field)'", with: "'\(named)'"),
+                            hint: hint.replacingOccurrences(of: "'\(field)'", with: "'\(named)'"), data: data)
+        copy = copy.with("field", .string(named))
+        return copy
+    }
+
     public func with(_ key: String, _ value: JSONValue) -> RPCError {
         var copy = self
         copy.data.removeAll { $0.0 == key }

@@ -175,6 +175,10 @@ public final class RPCServer: @unchecked Sendable {
         guard let handler = router.handler(for: method) else {
             return reply.fail(.methodNotFound(method))
         }
+        // Every method takes LSP's workDoneToken; one it cannot report to is refused, not ignored.
+        if let token = params?["workDoneToken"], !Self.isProgressToken(token) {
+            return reply.fail(.invalidParams(field: "workDoneToken", "must be a string or an integer (LSP's ProgressToken), got \(token.describedForError)"))
+        }
         let token = CancellationToken()
         lock.lock()
         if inFlight[id] != nil {
@@ -246,6 +250,14 @@ public final class RPCServer: @unchecked Sendable {
     public func sendNotification(_ method: String, _ params: JSONValue) {
         if case .exited = lifecycleState { return }
         writer.send(OutgoingMessage.notification(method: method, params: params))
+    }
+
+    /// LSP's ProgressToken: a string or an integer (null stands for none).
+    static func isProgressToken(_ value: JSONValue) -> Bool {
+        switch value {
+        case .string, .null: return true
+        default: return value.intValue != nil
+        }
     }
 
     private func progressReporter(for params: JSONValue?) -> ProgressReporter? {

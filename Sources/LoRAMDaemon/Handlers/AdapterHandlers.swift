@@ -13,13 +13,27 @@ import Runtime
 extension Daemon {
     struct AdapterCreateParams: Decodable {
         var modelId: String
-        var r: Int
+        @Size<SizeBounds.Rank> var r: Int
         var alpha: Double
         var dropout: Double?
         var targets: [String]
         var seed: UInt64?
         /// loramd's own: B ~ N(0, bInitStd) instead of PEFT's zero (tests, experiments).
         var bInitStd: Double?
+
+        /// The request's own rules (apart from the model).
+        func checked() throws -> (dropout: Double, targets: Set<LoRATarget>, b: LoRAAdapter.BInitialization) {
+            guard alpha > 0, alpha.isFinite else { throw RPCError.invalidParams(field: "alpha", "must be > 0, got \(alpha)") }
+            let dropout = dropout ?? 0
+            guard dropout >= 0, dropout < 1 else { throw RPCError.invalidParams(field: "dropout", "must be in [0, 1), got \(dropout)") }
+            let targets = try Daemon.targets(targets)
+            var b = LoRAAdapter.BInitialization.zero
+            if let std = bInitStd {
+                guard std >= 0, std.isFinite else { throw RPCError.invalidParams(field: "bInitStd", "must be >= 0, got \(std)") }
+                if std > 0 { b = .normal(std: Float(std)) }
+            }
+            return (dropout, targets, b)
+        }
     }
 
     struct AdapterLoadParams: Decodable {

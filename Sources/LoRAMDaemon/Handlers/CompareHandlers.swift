@@ -8,8 +8,8 @@ extension Daemon {
         var modelId: String
         var otherModelId: String
         var dataset: DatasetParam
-        var seqLen: Int?
-        var maxSamples: Int?
+        @SizeIfGiven<SizeBounds.SeqLen> var seqLen: Int?
+        @SizeIfGiven<SizeBounds.Samples> var maxSamples: Int?
     }
 
     /// A calibration sample's defaults: 8 rows of 128 tokens (about 2 s for SmolLM2 in a release build).

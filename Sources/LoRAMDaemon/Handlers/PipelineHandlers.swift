@@ -6,6 +6,9 @@ import Runtime
 /// `loram/run` (the pipeline itself is `runPipeline`, Services/LoRAMPipeline.swift): its params,
 /// and on failure everything the pipeline made is closed and unloaded again, newest first.
 extension Daemon {
+    /// Decoded in one pass (PipelineParams.swift): each stage's part is checked as its own method
+    /// decodes it, so an ill-typed or oversized field anywhere is InvalidParams naming it
+    /// (`eval.seqLen`, `train.lora.r`) before anything is loaded.
     struct LoramRunParams: Decodable {
         var path: String
         var dtype: String?

@@ -133,3 +133,136 @@ extension Daemon {
         }
     }
 }
+
+/// `loram/run`'s one decode: the top-level fields as typed, and every stage's part decoded by the
+/// type its own method decodes (with the ids the pipeline fills in), so nothing ill-typed reaches
+/// a stage that runs minutes later.
+extension Daemon.LoramRunParams {
+    enum CodingKeys: String, CodingKey {
+        case path, dtype, prune, carrier, align, diagnostics, stopIfFar, quantize, train, recover, eval, outDir
+    }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        path = try c.decode(String.self, forKey: .path)
+        dtype = try c.decodeIfPresent(String.self, forKey: .dtype)
+        stopIfFar = try c.decodeIfPresent(Bool.self, forKey: .stopIfFar)
+        outDir = try c.decode(String.self, forKey: .outDir)
+        train = try c.decode(JSONValue.self, forKey: .train)
+        prune = try c.decodeIfPresent(JSONValue.self, forKey: .prune)
+        carrier = try c.decodeIfPresent(JSONValue.self, forKey: .carrier)
+        align = try c.decodeIfPresent(JSONValue.self, forKey: .align)
+        diagnostics = try c.decodeIfPresent(JSONValue.self, forKey: .diagnostics)
+        quantize = try c.decodeIfPresent(JSONValue.self, forKey: .quantize)
+        recover = try c.decodeIfPresent(JSONValue.self, forKey: .recover)
+        eval = try c.decodeIfPresent(JSONValue.self, forKey: .eval)
+
+        let at = { (key: CodingKeys) in decoder.codingPath + [key] }
+        let id = JSONValue.string("")
+        // Types and sizes: each stage's part as its own method decodes it. The ids each method
+        // needs are the pipeline's, never the caller's.
+        let trainRequest = try Self.check(TrainingService.Request.self, train, at: at(.train), owned: [("modelId", id), ("adapterId", id)])
+        let trainMembers = try Daemon.object(train, field: "train")
+        let lora = try Self.check(Daemon.AdapterCreateParams.self, .object(try Daemon.loraParams(JSONValue.object(trainMembers)["lora"])),
+                                  at: at(.train) + [Key("lora")], owned: [("modelId", id)])
+        let prune = try prune.map { try Self.check(Daemon.PruneParams.self, $0, at: at(.prune), owned: [("modelId", id)]) }
+        if let carrier { _ = try JSONValueDecoder.decode(CarrierParam.self, from: carrier, codingPath: at(.carrier)) }
+        if let align, case .object = align {
+            _ = try JSONValueDecoder.decode(AlignOwnFields.self, from: align, codingPath: at(.align))
+        }
+        let alignRequest = try Daemon.alignParams(align, train: trainMembers).map {
+            // As the pipeline sends it: the defaults filled, the data the pipeline's own when none is given.
+            try Self.check(TrainingService.Request.self, .object($0.fields), at: at(.align), owned: [("modelId", id)],
+                           defaults: [("dataset", .object([("path", id), ("format", .string("text"))]))])
+        }
+        if let diagnostics, diagnostics != .bool(true), diagnostics != .bool(false) {
+            _ = try JSONValueDecoder.decode(DiagnosticsFields.self, from: diagnostics, codingPath: at(.diagnostics))
+        }
+        let quantizeRequest = try Daemon.quantizeParams(quantize).map {
+            try Self.check(Daemon.QuantizeParams.self, .object($0), at: at(.quantize), owned: [("modelId", id)])
+        }
+        let recoverRequest = try recover.map { try Self.check(Daemon.RecoverParams.self, $0, at: at(.recover), owned: [("adapterId", id), ("targetModelId", id)]) }
+        if let eval { _ = try JSONValueDecoder.decode(EvalFields.self, from: eval, codingPath: at(.eval)) }
+
+        // Values: each stage's own rules that need no model, so a bad value late in the request
+        // is refused before the first stage runs and writes anything.
+        try Self.within("train") { _ = try TrainingService.settings(trainRequest) }
+        try Self.within("train.lora") { _ = try lora.checked() }
+        try Self.within("prune") { _ = try prune?.checked() }
+        try Self.within("align") { _ = try alignRequest.map(TrainingService.settings) }
+        try Self.within("quantize") { _ = try quantizeRequest?.checked() }
+        try Self.within("recover") { _ = try recoverRequest?.checkedFill() }
+    }
+
+    static func within(_ prefix: String, _ body: () throws -> Void) throws {
+        do { try body() } catch let error as RPCError { throw error.within(prefix) }
+    }
+
+    /// `value` must be an object that decodes as `P` once `defaults` fill its missing fields and
+    /// `owned` replace the pipeline's.
+    static func check<P: Decodable>(_ type: P.Type, _ value: JSONValue, at path: [CodingKey], owned: [(String, JSONValue)],
+                                    defaults: [(String, JSONValue)] = []) throws -> P {
+        guard case .object(let members) = value else { throw mismatch(path, "must be an object, got \(value.kindName)") }
+        let filled = defaults.filter { d in !members.contains { $0.0 == d.0 } }
+        // A repeated key keeps its last value: the owned ids win.
+        return try JSONValueDecoder.decode(P.self, from: .object(filled + members + owned), codingPath: path)
+    }
+
+    static func mismatch(_ path: [CodingKey], _ problem: String) -> DecodingError {
+        .typeMismatch(JSONValue.self, .init(codingPath: path, debugDescription: problem))
+    }
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { return nil }
+    }
+
+    /// `carrier`: a saved carrier's folder, as a string or `{path, dtype?}`.
+    struct CarrierParam: Decodable {
+        var path: String
+        var dtype: String?
+        init(from decoder: Decoder) throws {
+            if let path = try? decoder.singleValueContainer().decode(String.self) { self.path = path; return }
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            path = try c.decode(String.self, forKey: .path)
+            dtype = try c.decodeIfPresent(String.self, forKey: .dtype)
+        }
+        enum CodingKeys: String, CodingKey { case path, dtype }
+    }
+
+    /// Alignment's own fields beside train/create's.
+    struct AlignOwnFields: Decodable {
+        var embeddings: String?
+        var dtype: String?
+        /// Taken and ignored (alignment freezes lm_head), but it must still be a list of names.
+        var freeze: [String]?
+    }
+
+    /// `diagnostics` as an object.
+    struct DiagnosticsFields: Decodable {
+        var dataset: DatasetParam?
+        @SizeIfGiven<SizeBounds.SeqLen> var seqLen: Int?
+        @SizeIfGiven<SizeBounds.Samples> var maxSamples: Int?
+    }
+
+    /// `eval`: a dataset, a list of them, or `{datasets, seqLen?, maxSamples?}`.
+    struct EvalFields: Decodable {
+        struct Group: Decodable {
+            var datasets: [DatasetParam]
+            @SizeIfGiven<SizeBounds.SeqLen> var seqLen: Int?
+            @SizeIfGiven<SizeBounds.Samples> var maxSamples: Int?
+        }
+        init(from decoder: Decoder) throws {
+            if (try? decoder.unkeyedContainer()) != nil {
+                _ = try [DatasetParam](from: decoder)
+            } else if let c = try? decoder.container(keyedBy: Key.self), c.contains(Key("datasets")) {
+                _ = try Group(from: decoder)
+            } else {
+                _ = try DatasetParam(from: decoder)
+            }
+        }
+    }
+}

@@ -14,7 +14,9 @@ extension Daemon {
         var layers: [Int]?
         var calibration: DatasetParam?
         var seed: UInt64?
-        var seqLen: Int?
+        @SizeIfGiven<SizeBounds.SeqLen> var seqLen: Int?
+
+        func checked() throws -> (method: PruningMethod, ratio: Double, window: Range<Int>?, seqLen: Int) { try Daemon.checked(self) }
     }
 
     struct QuantizeParams: Decodable {
@@ -22,6 +24,16 @@ extension Daemon {
         var format: String
         var blockSize: Int?
         var doubleQuant: Bool?
+
+        /// The request's own rules (apart from the model): block size and double quantization.
+        func checked() throws -> (blockSize: Int, doubleQuant: Bool) {
+            guard format.lowercased() == "nf4" else { throw RPCError.invalidParams(field: "format", "must be 'nf4', got '\(format)'") }
+            let blockSize = blockSize ?? 64
+            guard NF4Tensor.supportedBlockSizes.contains(blockSize) else {
+                throw RPCError.invalidParams(field: "blockSize", "must be a power of two from 32 to 4096, got \(blockSize)")
+            }
+            return (blockSize, doubleQuant ?? true)
+        }
     }
 
     struct QuantizeResult: Encodable {
@@ -36,6 +48,17 @@ extension Daemon {
         var targetModelId: String
         var fill: String?
         var seed: UInt64?
+
+        /// What the pruned rows and columns are filled with.
+        func checkedFill() throws -> LoRARecovery.Fill {
+            switch fill ?? "zero" {
+            case "zero":
+                if seed != nil { throw RPCError.invalidParams(field: "seed", "applies to fill normal only") }
+                return .zero
+            case "normal": return .normal(seed: seed ?? 0)
+            case let other: throw RPCError.invalidParams(field: "fill", "must be zero or normal, got '\(other)'")
+            }
+        }
     }
 
     /// The first difference between two shapes, in words.
@@ -73,6 +96,26 @@ extension Daemon {
         router.register("adapter/recover") { [unowned self] (params: RecoverParams, _) in
             try pruning.recover(params)
         }
+    }
+
+    /// The request's own rules (apart from the model): method, ratio, layer window, calibration.
+    static func checked(_ params: PruneParams) throws -> (method: PruningMethod, ratio: Double, window: Range<Int>?, seqLen: Int) {
+        let methods = PruningMethod.allCases.map(\.rawValue).joined(separator: ", ")
+        guard let method = PruningMethod(rawValue: params.method) else {
+            throw RPCError.invalidParams(field: "method", "must be one of \(methods), got '\(params.method)'")
+        }
+        let ratio = try pruneRatio(params, method: method)
+        let window = try pruneWindow(params, method: method)
+        if method == .taylor, params.calibration == nil {
+            throw RPCError.invalidParams(field: "calibration", "is required for taylor: its gradients score the heads and neurons")
+        }
+        if method != .taylor, params.calibration != nil || params.seqLen != nil {
+            throw RPCError.invalidParams(field: params.calibration != nil ? "calibration" : "seqLen", "applies to taylor only")
+        }
+        if method != .random, params.seed != nil { throw RPCError.invalidParams(field: "seed", "applies to random only") }
+        let seqLen = params.seqLen ?? defaultCalibrationSeqLen
+        guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2, got \(seqLen)") }
+        return (method, ratio, window, seqLen)
     }
 
     static func pruneRatio(_ params: PruneParams, method: PruningMethod) throws -> Double {

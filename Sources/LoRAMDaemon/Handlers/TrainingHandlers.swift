@@ -8,8 +8,13 @@ extension Daemon {
     /// `keepModel` (loramd's): a full-parameter job's trained weights stay as a new model.
     /// `dtype` (with keepModel): the kept model's storage (f32, bf16, f16); absent: as trained (f32).
     struct TrainCloseParams: Decodable { var jobId: String; var keepModel: Bool?; var dtype: String? }
-    struct TrainStepParams: Decodable { var jobId: String; var steps: Int? }
-    struct TrainRunParams: Decodable { var jobId: String; var evalEvery: Int?; var saveEvery: Int?; var outDir: String? }
+    struct TrainStepParams: Decodable { var jobId: String; @SizeIfGiven<SizeBounds.Steps> var steps: Int? }
+    struct TrainRunParams: Decodable {
+        var jobId: String
+        @SizeIfGiven<SizeBounds.Steps> var evalEvery: Int?
+        @SizeIfGiven<SizeBounds.Steps> var saveEvery: Int?
+        var outDir: String?
+    }
     struct TrainSaveParams: Decodable { var jobId: String; var path: String }
     struct TrainResumeParams: Decodable { var path: String; var modelId: String?; var adapterId: String? }
 

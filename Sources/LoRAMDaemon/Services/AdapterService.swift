@@ -12,16 +12,7 @@ struct AdapterService {
 
     func create(_ params: Daemon.AdapterCreateParams, context: RequestContext) throws -> AdapterSummary {
         let loaded = try registry.model(params.modelId)
-        guard (1...SizeLimits.loraRank).contains(params.r) else { throw RPCError.invalidParams(field: "r", "must be between 1 and \(SizeLimits.loraRank), got \(params.r)") }
-        guard params.alpha > 0, params.alpha.isFinite else { throw RPCError.invalidParams(field: "alpha", "must be > 0, got \(params.alpha)") }
-        let dropout = params.dropout ?? 0
-        guard dropout >= 0, dropout < 1 else { throw RPCError.invalidParams(field: "dropout", "must be in [0, 1), got \(dropout)") }
-        let targets = try Daemon.targets(params.targets)
-        var b = LoRAAdapter.BInitialization.zero
-        if let std = params.bInitStd {
-            guard std >= 0, std.isFinite else { throw RPCError.invalidParams(field: "bInitStd", "must be >= 0, got \(std)") }
-            if std > 0 { b = .normal(std: Float(std)) }
-        }
+        let (dropout, targets, b) = try params.checked()
         let config = loaded.model.config
         let handle = registry.newHandle(.adapter)
         let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: config, rank: params.r, targets: targets))

@@ -239,10 +239,10 @@ extension InferenceService {
         var adapterId: String?
         var prompt: String?
         var ids: [Int]?
-        var maxTokens: Int
+        @Size<SizeBounds.NewTokens> var maxTokens: Int
         var temperature: Double?
         var topP: Double?
-        var topK: Int?
+        @SizeIfGiven<SizeBounds.TopK> var topK: Int?
         var seed: UInt64?
         var stop: [String]?
         var addBos: Bool?
@@ -262,8 +262,8 @@ extension InferenceService {
         var modelId: String
         var adapterId: String?
         var dataset: DatasetParam
-        var seqLen: Int?
-        var maxSamples: Int?
+        @SizeIfGiven<SizeBounds.SeqLen> var seqLen: Int?
+        @SizeIfGiven<SizeBounds.Samples> var maxSamples: Int?
     }
 
     struct PerplexityResult: WireResult {

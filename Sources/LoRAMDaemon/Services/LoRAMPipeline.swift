@@ -51,7 +51,8 @@ extension Daemon {
                 throw tagged
             }
         }
-        /// A stage's part of the request as the method it is given to decodes it (InvalidParams naming the field).
+        /// A stage's part of the request as the method it is given to decodes it (InvalidParams naming
+        /// the field). The ids the pipeline fills in come last: a repeated key keeps its last value.
         func decode<P: Decodable>(_ type: P.Type, _ fields: [(String, JSONValue)]) throws -> P {
             try ParamsCoding.decode(P.self, from: .object(fields))
         }
@@ -80,7 +81,7 @@ extension Daemon {
         } else {
             try begin("prune", "pruning")
             let pruneParams = try Self.object(params.prune!, field: "prune")
-            let result = try stage("prune") { try pruning.prune(try decode(PruneParams.self, [("modelId", .string(originalId))] + pruneParams), context: quiet) }
+            let result = try stage("prune") { try pruning.prune(try decode(PruneParams.self, pruneParams + [("modelId", .string(originalId))]), context: quiet) }
             pruned = result
             carrierId = result.modelId
             made.models.append(carrierId)
@@ -135,7 +136,7 @@ extension Daemon {
             }
             let beforeJob = Jemalloc.allocatedBytes ?? 0
             let created = try stage("align") {
-                try training.create(try decode(TrainingService.Request.self, [("modelId", .string(carrierId))] + fields), context: quiet)
+                try training.create(try decode(TrainingService.Request.self, fields + [("modelId", .string(carrierId))]), context: quiet)
             }
             let jobId = created.result.jobId
             made.jobs.append(jobId)
@@ -197,7 +198,7 @@ extension Daemon {
         // 5. Quantize the frozen carrier to NF4 (QLoRAM); training needs only the quantized copy.
         if let quantize {
             try begin("quantize", "quantizing the carrier to NF4")
-            let quantized = try stage("quantize") { try pruning.quantize(try decode(QuantizeParams.self, [("modelId", .string(carrierId))] + quantize), context: quiet) }
+            let quantized = try stage("quantize") { try pruning.quantize(try decode(QuantizeParams.self, quantize + [("modelId", .string(carrierId))]), context: quiet) }
             let unquantized = carrierId
             carrierId = quantized.modelId
             made.models.append(carrierId)
@@ -209,12 +210,12 @@ extension Daemon {
         try begin("train", "training LoRA on the carrier")
         let lora = try Self.loraParams(JSONValue.object(train)["lora"])
         let beforeAdapter = Jemalloc.allocatedBytes ?? 0
-        let adapterFields = [("modelId", JSONValue.string(carrierId))] + lora
+        let adapterFields = lora + [("modelId", JSONValue.string(carrierId))]
         let createdAdapter = try stage("train") { try adapters.create(try decode(AdapterCreateParams.self, adapterFields), context: quiet) }
         let carrierAdapterId = createdAdapter.adapterId
         let adapterBytes = 4 * createdAdapter.parameters
         made.adapters.append(carrierAdapterId)
-        let jobFields = [("modelId", JSONValue.string(carrierId)), ("adapterId", .string(carrierAdapterId))] + train.filter { $0.0 != "lora" }
+        let jobFields = train.filter { $0.0 != "lora" } + [("modelId", JSONValue.string(carrierId)), ("adapterId", .string(carrierAdapterId))]
         let created = try stage("train") { try training.create(try decode(TrainingService.Request.self, jobFields), context: quiet) }
         let jobId = created.result.jobId
         made.jobs.append(jobId)
@@ -238,8 +239,8 @@ extension Daemon {
 
         // 7. Recover the adapter to the original's shapes.
         try begin("recover", "recovering the adapter to the original's shapes")
-        var recoverFields: [(String, JSONValue)] = [("adapterId", .string(carrierAdapterId)), ("targetModelId", .string(originalId))]
-        if let recover = params.recover { recoverFields += try Self.object(recover, field: "recover") }
+        let recoverFields = (try params.recover.map { try Self.object($0, field: "recover") } ?? [])
+            + [("adapterId", .string(carrierAdapterId)), ("targetModelId", .string(originalId))]
         let recovered = try stage("recover") { try pruning.recover(try decode(RecoverParams.self, recoverFields)) }
         let recoveredId = recovered.adapter.adapterId
         made.adapters.append(recoveredId)

@@ -76,23 +76,23 @@ struct PlanningService {
 
     /// The shape `model` names: {modelId} / "modelId", {path} of a config.json, its directory or a
     /// GGUF file (its header only: no tensor data is read), {preset}, or {config} inline.
-    func planShape(_ model: JSONValue) throws -> ModelShape {
+    func planShape(_ model: PlanModel) throws -> ModelShape {
         func shape(json data: Data, file: String) throws -> ModelShape {
             do { return try ModelShape(configJSON: data) } catch {
                 throw RPCError(.formatError, "Format error: \(file): \(error)", hint: "Give a LlamaForCausalLM config.json.",
                                data: [("file", .string(file)), ("problem", .string("\(error)"))])
             }
         }
-        if let id = model.stringValue ?? model["modelId"]?.stringValue {
+        if let id = model.modelId {
             return try registry.model(id, field: "model.modelId").model.config.modelShape
         }
-        if let name = model["preset"]?.stringValue {
+        if let name = model.preset {
             guard let preset = ModelShape.preset(named: name) else {
                 throw RPCError.invalidParams(field: "model.preset", "unknown preset '\(name)'; known: \(ModelShape.presets.map(\.name).joined(separator: ", "))")
             }
             return preset
         }
-        if let path = model["path"]?.stringValue {
+        if let path = model.path {
             var url = try PathParam.existingFile(path, field: "model.path")
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
@@ -105,7 +105,7 @@ struct PlanningService {
             }
             return try shape(json: data, file: url.lastPathComponent)
         }
-        if let config = model["config"], case .object = config {
+        if let config = model.config {
             return try shape(json: Data(config.serialized()), file: "config")
         }
         throw RPCError.invalidParams(field: "model", "must be a modelId, {modelId}, {path}, {preset} or {config}")
@@ -179,7 +179,7 @@ struct PlanningService {
 
 extension PlanningService {
     struct PlanParams: Decodable {
-        var model: JSONValue
+        var model: PlanModel
         var workload: WorkloadParam
         var hbmCapBytes: Int64?
         var search: Bool?
@@ -189,14 +189,38 @@ extension PlanningService {
         var svg: Bool?
     }
 
+    /// `model`: a modelId, or one of {modelId}, {path}, {preset}, {config}, each field typed.
+    struct PlanModel: Decodable {
+        var modelId: String?
+        var path: String?
+        var preset: String?
+        /// A config.json's object, inline.
+        var config: JSONValue?
+
+        enum CodingKeys: String, CodingKey { case modelId, path, preset, config }
+
+        init(from decoder: Decoder) throws {
+            if let id = try? decoder.singleValueContainer().decode(String.self) { modelId = id; return }
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            modelId = try c.decodeIfPresent(String.self, forKey: .modelId)
+            path = try c.decodeIfPresent(String.self, forKey: .path)
+            preset = try c.decodeIfPresent(String.self, forKey: .preset)
+            config = try c.decodeIfPresent(JSONValue.self, forKey: .config)
+            if let config, case .object = config {} else if let config {
+                throw DecodingError.typeMismatch(JSONValue.self, .init(codingPath: c.codingPath + [CodingKeys.config],
+                                                                       debugDescription: "must be a config.json object, got \(config.kindName)"))
+            }
+        }
+    }
+
     struct WorkloadParam: Decodable {
-        struct LoRAParam: Decodable { var r: Int; var targets: [String]? }
-        struct PruneParam: Decodable { var method: String; var ratio: Double; var layers: [Int]?; var calibrationSeqLen: Int? }
+        struct LoRAParam: Decodable { @Size<SizeBounds.Rank> var r: Int; var targets: [String]? }
+        struct PruneParam: Decodable { var method: String; var ratio: Double; var layers: [Int]?; @SizeIfGiven<SizeBounds.SeqLen> var calibrationSeqLen: Int? }
         var kind: String
-        var microBatch: Int?
-        var seqLen: Int
-        var gradAccum: Int?
-        var newTokens: Int?
+        @SizeIfGiven<SizeBounds.MicroBatch> var microBatch: Int?
+        @Size<SizeBounds.SeqLen> var seqLen: Int
+        @SizeIfGiven<SizeBounds.GradAccum> var gradAccum: Int?
+        @SizeIfGiven<SizeBounds.TokenCount> var newTokens: Int?
         var lora: LoRAParam?
         /// The contract's spelling; `baseDType` (loramd 0.4's first spelling) is accepted too.
         var baseDtype: String?

@@ -13,24 +13,10 @@ struct PruningService {
 
     func prune(_ params: Daemon.PruneParams, context: RequestContext) throws -> PruneResult {
         let loaded = try registry.model(params.modelId)
-        let methods = PruningMethod.allCases.map(\.rawValue).joined(separator: ", ")
-        guard let method = PruningMethod(rawValue: params.method) else {
-            throw RPCError.invalidParams(field: "method", "must be one of \(methods), got '\(params.method)'")
-        }
+        let (method, ratio, window, seqLen) = try params.checked()
         if let existing = loaded.model.pruning {
             throw RPCError.invalidParams(field: "modelId", "is already a pruned model (\(existing.method.rawValue)); prune the original")
         }
-        let ratio = try Daemon.pruneRatio(params, method: method)
-        let window = try Daemon.pruneWindow(params, method: method)
-        if method == .taylor, params.calibration == nil {
-            throw RPCError.invalidParams(field: "calibration", "is required for taylor: its gradients score the heads and neurons")
-        }
-        if method != .taylor, params.calibration != nil || params.seqLen != nil {
-            throw RPCError.invalidParams(field: params.calibration != nil ? "calibration" : "seqLen", "applies to taylor only")
-        }
-        if method != .random, params.seed != nil { throw RPCError.invalidParams(field: "seed", "applies to random only") }
-        let seqLen = params.seqLen ?? Daemon.defaultCalibrationSeqLen
-        guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2, got \(seqLen)") }
         // Taylor's scratch (the fp32 copy, its gradients, the step's activations) is planned
         // before anything is read or charged: a seqLen past the limits is refused here.
         let scratchBytes: Int
@@ -98,13 +84,7 @@ struct PruningService {
 
     func quantize(_ params: Daemon.QuantizeParams, context: RequestContext) throws -> Daemon.QuantizeResult {
         let loaded = try registry.model(params.modelId)
-        guard params.format.lowercased() == "nf4" else {
-            throw RPCError.invalidParams(field: "format", "must be 'nf4', got '\(params.format)'")
-        }
-        let blockSize = params.blockSize ?? 64, doubleQuant = params.doubleQuant ?? true
-        guard NF4Tensor.supportedBlockSizes.contains(blockSize) else {
-            throw RPCError.invalidParams(field: "blockSize", "must be a power of two from 32 to 4096, got \(blockSize)")
-        }
+        let (blockSize, doubleQuant) = try params.checked()
         guard !loaded.model.isQuantized else {
             throw RPCError.invalidParams(field: "modelId", "model \(params.modelId) is already NF4")
         }
@@ -137,14 +117,7 @@ struct PruningService {
             throw RPCError.invalidParams(field: "adapterId", "belongs to \(carrier.handle), which is not a pruned model; recover adapters trained on a 'model/prune' result")
         }
         let target = try registry.model(params.targetModelId, field: "targetModelId")
-        let fill: LoRARecovery.Fill
-        switch params.fill ?? "zero" {
-        case "zero":
-            if params.seed != nil { throw RPCError.invalidParams(field: "seed", "applies to fill normal only") }
-            fill = .zero
-        case "normal": fill = .normal(seed: params.seed ?? 0)
-        case let other: throw RPCError.invalidParams(field: "fill", "must be zero or normal, got '\(other)'")
-        }
+        let fill = try params.checkedFill()
         let expected = manifest.originalConfig(of: carrier.model.config).modelShape
         guard target.model.config.modelShape == expected else {
             throw RPCError.invalidParams(field: "targetModelId", "\(target.handle) does not have the shapes \(carrier.handle) was pruned from: \(Daemon.shapeDifference(target.model.config.modelShape, expected))",

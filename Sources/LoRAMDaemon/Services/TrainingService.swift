@@ -18,13 +18,13 @@ struct TrainingService {
         var freeze: [String]?
         var dataset: DatasetParam
         var evalDataset: DatasetParam?
-        var seqLen: Int
-        var microBatch: Int
-        var gradAccum: Int?
-        var steps: Int
+        @Size<SizeBounds.SeqLen> var seqLen: Int
+        @Size<SizeBounds.MicroBatch> var microBatch: Int
+        @SizeIfGiven<SizeBounds.GradAccum> var gradAccum: Int?
+        @Size<SizeBounds.Steps> var steps: Int
         var lr: Double
         var schedule: String?
-        var warmupSteps: Int?
+        @SizeIfGiven<SizeBounds.StepCount> var warmupSteps: Int?
         var weightDecay: Double?
         var maxGradNorm: Double?
         var checkpointing: String?
