@@ -6,33 +6,85 @@ public protocol ByteSink: AnyObject {
     func write(_ bytes: [UInt8])
 }
 
-/// Frames message bodies and writes each whole, under one lock, so two messages never
-/// interleave on the wire however many threads answer at once.
+/// Frames message bodies and writes each whole, one at a time, so two messages never interleave on
+/// the wire however many threads answer at once. Messages waiting for the wire go small first: a
+/// quick answer (a listing, an error, a progress report) is not queued behind multi-MB replies
+/// that are waiting too, though it still waits for the one being written. A large message is
+/// passed by at most `maxOvertakes` small ones, so it is never starved. The sending thread writes
+/// its own message and returns once it is written (a slow reader slows its writers, and their
+/// bytes stay charged meanwhile).
 public final class MessageWriter: @unchecked Sendable {
+    /// Bodies up to this size go ahead of larger ones waiting.
+    public static let smallMessageBytes = 1 << 16
+    static let maxOvertakes = 64
+
     private let sink: ByteSink
-    private let lock = NSLock()
+    private let condition = NSCondition()
     private var closed = false
+    private var writing = false
+    private var waiting: [Ticket] = []
+
+    private final class Ticket {
+        let small: Bool
+        var overtaken = 0
+        init(small: Bool) { self.small = small }
+    }
 
     public init(sink: ByteSink) { self.sink = sink }
 
     public func send(_ body: [UInt8]) { send(parts: [body]) }
 
-    /// One message whose body is the parts in order, each written as it is (no copy of a large one).
-    public func send(parts: [[UInt8]]) {
-        lock.lock(); defer { lock.unlock() }
-        guard !closed else { return }
+    /// One message whose body is the parts in order, each written as it is (no copy of a large
+    /// one). `beforeLastByte` runs once all but the message's last byte are written (or at once
+    /// when nothing will be written), so what it releases is released before the client can have
+    /// the whole message.
+    public func send(parts: [[UInt8]], beforeLastByte: (() -> Void)? = nil) {
         let length = parts.reduce(0) { $0 + $1.count }
-        if parts.count == 1 && length < 1 << 16 { sink.write(frame(parts[0])); return }
-        sink.write(Array("Content-Length: \(length)\r\n\r\n".utf8))
-        for part in parts where !part.isEmpty { sink.write(part) }
+        let ticket = Ticket(small: length <= Self.smallMessageBytes)
+        condition.lock()
+        waiting.append(ticket)
+        while !closed && (writing || next() !== ticket) { condition.wait() }
+        waiting.removeAll { $0 === ticket }
+        guard !closed else {
+            condition.unlock()
+            beforeLastByte?()
+            return
+        }
+        if ticket.small { for other in waiting where !other.small { other.overtaken += 1 } }
+        writing = true
+        condition.unlock()
+        defer {
+            condition.lock()
+            writing = false
+            condition.broadcast()
+            condition.unlock()
+        }
+        var pieces = parts.count == 1 && ticket.small ? [frame(parts[0])] : [Array("Content-Length: \(length)\r\n\r\n".utf8)] + parts.filter { !$0.isEmpty }
+        guard let beforeLastByte else { pieces.forEach(sink.write); return }
+        let last = pieces.removeLast()
+        pieces.forEach(sink.write)
+        sink.write(Array(last.dropLast()))
+        beforeLastByte()
+        sink.write([last[last.count - 1]])
+    }
+
+    /// Messages waiting for their turn (tests).
+    var waitingCount: Int { condition.lock(); defer { condition.unlock() }; return waiting.count }
+
+    /// Whose turn it is: the oldest small message, unless a large one has waited long enough.
+    private func next() -> Ticket? {
+        if let starved = waiting.first(where: { !$0.small && $0.overtaken >= Self.maxOvertakes }) { return starved }
+        return waiting.first { $0.small } ?? waiting.first
     }
 
     /// Stops all further writes and runs `body` (the process exit) with no write in progress.
     public func close(then body: () -> Void) {
-        lock.lock()
+        condition.lock()
         closed = true
+        condition.broadcast()
+        while writing { condition.wait() }
         body()
-        lock.unlock()
+        condition.unlock()
     }
 }
 

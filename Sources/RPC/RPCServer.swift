@@ -94,7 +94,7 @@ public final class RPCServer: @unchecked Sendable {
         if case .array(let entries) = value {
             handleBatch(entries)
         } else {
-            handle(IncomingMessage(value), inBatch: false) { [writer] in writer.send(parts: $0) }
+            handle(IncomingMessage(value), inBatch: false) { [writer] in writer.send(parts: $0, beforeLastByte: $1) }
         }
     }
 
@@ -110,16 +110,16 @@ public final class RPCServer: @unchecked Sendable {
             case .notification, .response: return false
             }
         }.count
-        let collector = BatchCollector(expected: answered) { [writer] in writer.send($0) }
+        let collector = BatchCollector(expected: answered) { [writer] in writer.send(parts: [$0], beforeLastByte: $1) }
         for message in messages { handle(message, inBatch: true, deliver: collector.add) }
     }
 
     // MARK: Dispatch
 
-    private func handle(_ message: IncomingMessage, inBatch: Bool, deliver: @escaping ([[UInt8]]) -> Void) {
+    private func handle(_ message: IncomingMessage, inBatch: Bool, deliver: @escaping Delivery) {
         switch message {
         case .invalid(let id, let error):
-            deliver([OutgoingMessage.error(id: id, error)])
+            deliver([OutgoingMessage.error(id: id, error)], nil)
         case .response:
             log("ignored a response; loramd sends no requests")
         case .notification(let method, let params):
@@ -208,11 +208,11 @@ public final class RPCServer: @unchecked Sendable {
                 lock.broadcast()
                 lock.unlock()
             }
-            // What the handler kept charged for its reply is released once the reply is written.
-            defer { context.answered() }
+            // What the handler kept charged for its reply is released just before the reply's last
+            // byte, so the client cannot have the reply while usedBytes still counts it.
             switch outcome {
-            case .success(let body): reply.succeed(resultBody: body); return true
-            case .failure(let error): reply.fail(error); return false
+            case .success(let body): reply.succeed(resultBody: body, written: context.answered); return true
+            case .failure(let error): reply.fail(error, written: context.answered); return false
             }
         }
         if method == "initialize" {

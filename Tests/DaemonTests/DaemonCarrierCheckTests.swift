@@ -164,9 +164,9 @@ final class DaemonCarrierCheckTests: XCTestCase {
         XCTAssertNil(second["seconds"]?["prune"])
         XCTAssertEqual(second["verdict"]?["heldOut"], .bool(false), "no eval data: measured on the training sample")
         // A folder that is not a carrier, and prune with carrier, are refused.
-        XCTAssertEqual(error(d, 3, "loram/run", #"{"path":"\#(DaemonModelTests.tiny)","outDir":"\#(again.path)","carrier":{"path":"\#(DaemonModelTests.tiny)"},"train":{}}"#)?["data"]?["field"],
+        XCTAssertEqual(error(d, 3, "loram/run", #"{"path":"\#(DaemonModelTests.tiny)","outDir":"\#(again.path)","carrier":{"path":"\#(DaemonModelTests.tiny)"},"train":{"dataset":\#(data),"seqLen":32,"microBatch":2,"steps":2,"lr":0.003}}"#)?["data"]?["field"],
                        .string("carrier.path"))
-        XCTAssertEqual(error(d, 4, "loram/run", #"{"path":"\#(DaemonModelTests.tiny)","outDir":"\#(again.path)","carrier":{"path":"\#(carrierDirectory)"},"prune":{"method":"l2","ratio":0.5},"train":{}}"#)?["data"]?["field"],
+        XCTAssertEqual(error(d, 4, "loram/run", #"{"path":"\#(DaemonModelTests.tiny)","outDir":"\#(again.path)","carrier":{"path":"\#(carrierDirectory)"},"prune":{"method":"l2","ratio":0.5},"train":{"dataset":\#(data),"seqLen":32,"microBatch":2,"steps":2,"lr":0.003}}"#)?["data"]?["field"],
                        .string("carrier"))
         d.closeInput()
         _ = d.exitCode()

@@ -81,7 +81,7 @@ final class DaemonOutputLinkTests: XCTestCase {
             ("train/save", #"{"jobId":"\#(job)","path":"\#(linkedFolder.path)/state"}"#, "path"),
             ("train/run", #"{"jobId":"\#(job)","outDir":"\#(p("folder"))","saveEvery":1}"#, "outDir"),
             ("train/run", #"{"jobId":"\#(job)","outDir":"\#(theirText.path)","saveEvery":1}"#, "outDir"),
-            ("loram/run", #"{"path":"\#(DaemonModelTests.tiny)","outDir":"\#(p("folder"))","train":{"dataset":{"path":"\#(data.path)","format":"tokens"},"steps":1}}"#, "outDir"),
+            ("loram/run", #"{"path":"\#(DaemonModelTests.tiny)","outDir":"\#(p("folder"))","train":{"dataset":{"path":"\#(data.path)","format":"tokens"},"seqLen":8,"microBatch":1,"steps":1,"lr":0.01}}"#, "outDir"),
         ]
         let before = paths.map { entry(shared.appendingPathComponent($0.0)) } + paths.map { entry($0.1) }
         let otherBefore = try snapshot(other)

@@ -159,39 +159,43 @@ extension Daemon.LoramRunParams {
 
         let at = { (key: CodingKeys) in decoder.codingPath + [key] }
         let id = JSONValue.string("")
-        // Types and sizes: each stage's part as its own method decodes it. The ids each method
-        // needs are the pipeline's, never the caller's.
-        let trainRequest = try Self.check(TrainingService.Request.self, train, at: at(.train), owned: [("modelId", id), ("adapterId", id)])
-        let trainMembers = try Daemon.object(train, field: "train")
-        let lora = try Self.check(Daemon.AdapterCreateParams.self, .object(try Daemon.loraParams(JSONValue.object(trainMembers)["lora"])),
-                                  at: at(.train) + [Key("lora")], owned: [("modelId", id)])
-        let prune = try prune.map { try Self.check(Daemon.PruneParams.self, $0, at: at(.prune), owned: [("modelId", id)]) }
+        // Each stage's part as its own method decodes it (types and sizes), then the stage's rules
+        // that need no model (values), stage by stage in the pipeline's order, so a bad value late
+        // in the request is refused before the first stage runs and writes anything. The ids each
+        // method needs are the pipeline's, never the caller's.
+        if let prune {
+            let request = try Self.check(Daemon.PruneParams.self, prune, at: at(.prune), owned: [("modelId", id)])
+            try Self.within("prune") { _ = try request.checked() }
+        }
         if let carrier { _ = try JSONValueDecoder.decode(CarrierParam.self, from: carrier, codingPath: at(.carrier)) }
-        if let align, case .object = align {
-            _ = try JSONValueDecoder.decode(AlignOwnFields.self, from: align, codingPath: at(.align))
-        }
-        let alignRequest = try Daemon.alignParams(align, train: trainMembers).map {
-            // As the pipeline sends it: the defaults filled, the data the pipeline's own when none is given.
-            try Self.check(TrainingService.Request.self, .object($0.fields), at: at(.align), owned: [("modelId", id)],
-                           defaults: [("dataset", .object([("path", id), ("format", .string("text"))]))])
-        }
         if let diagnostics, diagnostics != .bool(true), diagnostics != .bool(false) {
             _ = try JSONValueDecoder.decode(DiagnosticsFields.self, from: diagnostics, codingPath: at(.diagnostics))
         }
-        let quantizeRequest = try Daemon.quantizeParams(quantize).map {
-            try Self.check(Daemon.QuantizeParams.self, .object($0), at: at(.quantize), owned: [("modelId", id)])
+        guard case .object(let trainMembers) = train else { throw Self.mismatch(at(.train), "must be an object, got \(train.kindName)") }
+        // Train's types before align's, which takes train's seqLen and microBatch as its defaults.
+        let trainRequest = try Self.check(TrainingService.Request.self, train, at: at(.train), owned: [("modelId", id), ("adapterId", id)])
+        if let align, case .object = align {
+            _ = try JSONValueDecoder.decode(AlignOwnFields.self, from: align, codingPath: at(.align))
         }
-        let recoverRequest = try recover.map { try Self.check(Daemon.RecoverParams.self, $0, at: at(.recover), owned: [("adapterId", id), ("targetModelId", id)]) }
-        if let eval { _ = try JSONValueDecoder.decode(EvalFields.self, from: eval, codingPath: at(.eval)) }
-
-        // Values: each stage's own rules that need no model, so a bad value late in the request
-        // is refused before the first stage runs and writes anything.
-        try Self.within("train") { _ = try TrainingService.settings(trainRequest) }
+        if let settings = try Daemon.alignParams(align, train: trainMembers) {
+            // As the pipeline sends it: the defaults filled, the data the pipeline's own when none is given.
+            let request = try Self.check(TrainingService.Request.self, .object(settings.fields), at: at(.align), owned: [("modelId", id)],
+                                         defaults: [("dataset", .object([("path", id), ("format", .string("text"))]))])
+            try Self.within("align") { _ = try TrainingService.settings(request) }
+        }
+        if let fields = try Daemon.quantizeParams(quantize) {
+            let request = try Self.check(Daemon.QuantizeParams.self, .object(fields), at: at(.quantize), owned: [("modelId", id)])
+            try Self.within("quantize") { _ = try request.checked() }
+        }
+        let lora = try Self.check(Daemon.AdapterCreateParams.self, .object(try Daemon.loraParams(train["lora"])),
+                                  at: at(.train) + [Key("lora")], owned: [("modelId", id)])
         try Self.within("train.lora") { _ = try lora.checked() }
-        try Self.within("prune") { _ = try prune?.checked() }
-        try Self.within("align") { _ = try alignRequest.map(TrainingService.settings) }
-        try Self.within("quantize") { _ = try quantizeRequest?.checked() }
-        try Self.within("recover") { _ = try recoverRequest?.checkedFill() }
+        try Self.within("train") { _ = try TrainingService.settings(trainRequest) }
+        if let recover {
+            let request = try Self.check(Daemon.RecoverParams.self, recover, at: at(.recover), owned: [("adapterId", id), ("targetModelId", id)])
+            try Self.within("recover") { _ = try request.checkedFill() }
+        }
+        if let eval { _ = try JSONValueDecoder.decode(EvalFields.self, from: eval, codingPath: at(.eval)) }
     }
 
     static func within(_ prefix: String, _ body: () throws -> Void) throws {
