@@ -1,24 +1,26 @@
 #!/usr/bin/env python3
 """The quick lane under a flood of large replies: model/list latency while model/forward answers
-with multi-MB base64 logits.
+with multi-MB base64 logits (issue 25, item 6).
 
-    python3 bench/flood.py [--loramd .build/release/loramd] [--loramd OTHER] [--requests 400]
+    python3 bench/flood.py [--loramd .build/release/loramd] [--loramd OTHER] [--forwards 100]
 
-Each daemon loads make-model's `small` random model (vocab 4,096) and is sent ``--requests``
-requests back to back without waiting: every ``--every``-th a `model/forward` of ``--rows`` ids
-with ``logits: "all"`` in base64 (256 rows: 4.2 MB of logits, 5.6 MB on the wire), the rest
-`model/list`. A reader thread takes every byte off stdout as it comes and stamps each response.
-Prints, per daemon, model/list's latency (send to receipt) p50/p90/p99/max, the forwards' time,
-and the rounds whose model/list `usedBytes` counted more than the loaded weights. Pass
-``--loramd`` twice to run two builds side by side. Results quoted go to bench/results/.
+Each daemon loads the golden tiny model (vocab 512, cheap to run, so stdout is the bottleneck, not
+compute) and is kept busy with ``--inflight`` `model/forward` requests at a time, each of
+``--rows`` ids with ``logits: "all"`` in base64 (2,048 rows: 4 MB of logits, 5.6 MB on the wire),
+``--forwards`` in all; the reader parses each reply as a client would (its JSON, then the
+base64), which is what makes replies wait on stdout (``--no-parse``: a reader as fast as the
+pipe). Meanwhile a prober sends one `model/list` every ``--probe-ms`` and waits
+for its answer. A reader thread takes every byte off stdout as it comes and stamps each response
+when its last byte arrives. Prints, per daemon and round, model/list's latency (send to receipt)
+p50/p90/p99/max and the replies' throughput. Pass ``--loramd`` twice to run two builds side by
+side, alternated. Results quoted go to bench/results/.
 """
 import argparse
+import base64
 import json
 import os
 import re
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 
@@ -32,17 +34,20 @@ def frame(obj):
 
 
 class Reader(threading.Thread):
-    """Frames stdout and stamps each message with the time its last byte arrived."""
+    """Frames stdout; stamps each response with the time its last byte arrived."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, parse):
         super().__init__(daemon=True)
         self.stream = stream
+        self.parse = parse
         self.arrived = {}
         self.bodies = {}
+        self.received_bytes = 0
         self.cond = threading.Condition()
 
     def run(self):
         buffer = bytearray()
+        need = None  # (header length, body length) of the message being read
         fd = self.stream.fileno()
         while True:
             chunk = os.read(fd, 1 << 20)
@@ -50,20 +55,25 @@ class Reader(threading.Thread):
                 return
             buffer += chunk
             while True:
-                end = buffer.find(b"\r\n\r\n")
-                if end < 0:
+                if need is None:
+                    end = buffer.find(b"\r\n\r\n", 0, 1024)
+                    if end < 0:
+                        break
+                    need = (end + 4, int(bytes(buffer[:end]).split(b":")[1]))
+                if len(buffer) < need[0] + need[1]:
                     break
-                length = int(bytes(buffer[:end]).split(b":")[1])
-                if len(buffer) < end + 4 + length:
-                    break
-                body = bytes(buffer[end + 4:end + 4 + length])
-                del buffer[:end + 4 + length]
+                body = bytes(buffer[need[0]:need[0] + need[1]])
+                del buffer[:need[0] + need[1]]
+                need = None
                 now = time.perf_counter()
-                # Small bodies are parsed whole; a large reply's id is read from its head
-                # ({"jsonrpc":"2.0","id":N,"result":...), which is all the flood needs of it.
+                # A large reply's id is read from its head ({"jsonrpc":"2.0","id":N,"result":...);
+                # with `parse`, the reader then does what a client does with it (the JSON, the base64).
                 if len(body) > 1 << 16:
                     match = HEAD_ID.match(body)
                     msg_id, value = (int(match.group(1)) if match else None), None
+                    if self.parse:
+                        logits = json.loads(body)["result"]["logits"]
+                        base64.b64decode(logits if isinstance(logits, str) else logits.get("data", ""))
                 else:
                     value = json.loads(body)
                     msg_id = value.get("id")
@@ -71,6 +81,7 @@ class Reader(threading.Thread):
                     continue
                 with self.cond:
                     self.arrived[msg_id] = now
+                    self.received_bytes += len(body)
                     if value is not None:
                         self.bodies[msg_id] = value
                     self.cond.notify_all()
@@ -86,72 +97,79 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def flood(loramd, model, requests, every, rows):
+def flood(loramd, model, forwards, inflight, rows, probe_ms, parse):
     proc = subprocess.Popen([loramd], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    reader = Reader(proc.stdout)
+    reader = Reader(proc.stdout, parse)
     reader.start()
+    write_lock = threading.Lock()
 
-    def call(msg_id, method, params):
-        proc.stdin.write(frame({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}))
-        proc.stdin.flush()
-        return reader.wait(msg_id)
+    def send(msg):
+        with write_lock:
+            proc.stdin.write(frame(msg))
+            proc.stdin.flush()
 
-    call(0, "initialize", {"processId": None})
-    model_id = call(1, "model/load", {"path": model})["result"]["modelId"]
-    weights = call(2, "model/list", {})["result"]["memory"]["usedBytes"]
-    ids = [1 + (i % 4000) for i in range(rows)]
-    sent = {}
-    kinds = {}
+    send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"processId": None}})
+    reader.wait(0)
+    send({"jsonrpc": "2.0", "id": 1, "method": "model/load", "params": {"path": model}})
+    model_id = reader.wait(1)["result"]["modelId"]
+    ids = [1 + (i % 500) for i in range(rows)]
+    slots = threading.Semaphore(inflight)
+    forward_ids = []
+    done = threading.Event()
+
+    def sender():
+        for i in range(forwards):
+            slots.acquire()
+            msg_id = 1000 + i
+            forward_ids.append(msg_id)
+            send({"jsonrpc": "2.0", "id": msg_id, "method": "model/forward",
+                  "params": {"modelId": model_id, "ids": ids, "logits": "all", "logitsEncoding": "base64"}})
+            threading.Thread(target=lambda m=msg_id: (reader.wait(m), slots.release()), daemon=True).start()
+        for msg_id in list(forward_ids):
+            reader.wait(msg_id)
+        done.set()
+
     start = time.perf_counter()
-    for i in range(requests):
-        msg_id = 100 + i
-        if i % every == 0:
-            msg = {"jsonrpc": "2.0", "id": msg_id, "method": "model/forward",
-                   "params": {"modelId": model_id, "ids": ids, "logits": "all", "logitsEncoding": "base64"}}
-            kinds[msg_id] = "forward"
-        else:
-            msg = {"jsonrpc": "2.0", "id": msg_id, "method": "model/list", "params": {}}
-            kinds[msg_id] = "list"
-        sent[msg_id] = time.perf_counter()
-        proc.stdin.write(frame(msg))
-        proc.stdin.flush()
-    for msg_id in sent:
-        reader.wait(msg_id)
-    total = time.perf_counter() - start
-    lists = [reader.arrived[i] - sent[i] for i in sent if kinds[i] == "list"]
-    phantom = sum(1 for i in sent if kinds[i] == "list" and reader.bodies[i]["result"]["memory"]["usedBytes"] > weights)
-    proc.stdin.write(frame({"jsonrpc": "2.0", "id": 9, "method": "shutdown"}))
-    proc.stdin.write(frame({"jsonrpc": "2.0", "method": "exit"}))
+    threading.Thread(target=sender, daemon=True).start()
+    latencies = []
+    probe = 100000
+    while not done.is_set():
+        probe += 1
+        sent = time.perf_counter()
+        send({"jsonrpc": "2.0", "id": probe, "method": "model/list", "params": {}})
+        reader.wait(probe)
+        latencies.append(reader.arrived[probe] - sent)
+        time.sleep(probe_ms / 1000)
+    seconds = time.perf_counter() - start
+    send({"jsonrpc": "2.0", "id": 9, "method": "shutdown"})
+    send({"jsonrpc": "2.0", "method": "exit"})
     proc.stdin.close()
     proc.wait(timeout=60)
-    return {"loramd": loramd, "requests": requests, "forwards": sum(1 for k in kinds.values() if k == "forward"),
-            "listP50": percentile(lists, 0.5), "listP90": percentile(lists, 0.9), "listP99": percentile(lists, 0.99),
-            "listMax": max(lists), "seconds": total, "phantomRounds": phantom, "lists": len(lists)}
+    return {"loramd": loramd, "parse": parse, "forwards": forwards, "inflight": inflight, "rows": rows, "probes": len(latencies),
+            "listP50": percentile(latencies, 0.5), "listP90": percentile(latencies, 0.9), "listP99": percentile(latencies, 0.99),
+            "listMax": max(latencies), "seconds": seconds, "replyMBps": reader.received_bytes / seconds / 1e6}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--loramd", action="append")
-    parser.add_argument("--model", help="a model folder (default: make-model's small, made once)")
-    parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--every", type=int, default=4, help="every N-th request is a large forward")
-    parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--model", default=os.path.join(ROOT, "Tests", "Fixtures", "golden", "tiny"))
+    parser.add_argument("--forwards", type=int, default=100)
+    parser.add_argument("--inflight", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=2048)
+    parser.add_argument("--probe-ms", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds per daemon")
+    parser.add_argument("--no-parse", action="store_true", help="read the large replies without parsing them (a client as fast as the pipe)")
     args = parser.parse_args()
     daemons = args.loramd or [os.path.join(ROOT, ".build", "release", "loramd")]
-    model = args.model
-    if model is None:
-        model = os.path.join(tempfile.gettempdir(), "loramd-flood-small")
-        if not os.path.exists(os.path.join(model, "config.json")):
-            subprocess.run([daemons[0], "make-model", "--preset", "small", "--out", model], check=True, stdout=subprocess.DEVNULL)
     results = []
     for _ in range(args.rounds):
         for daemon in daemons:
-            results.append(flood(daemon, model, args.requests, args.every, args.rows))
-    print("%-40s %8s %8s %8s %8s %8s %8s" % ("loramd", "p50 ms", "p90 ms", "p99 ms", "max ms", "total s", "phantom"))
+            results.append(flood(daemon, args.model, args.forwards, args.inflight, args.rows, args.probe_ms, not args.no_parse))
+    print("%-32s %7s %8s %8s %8s %8s %8s %8s" % ("loramd", "probes", "p50 ms", "p90 ms", "p99 ms", "max ms", "total s", "MB/s"))
     for r in results:
-        print("%-40s %8.1f %8.1f %8.1f %8.1f %8.1f %5d/%d" % (r["loramd"][-40:], 1e3 * r["listP50"], 1e3 * r["listP90"],
-                                                          1e3 * r["listP99"], 1e3 * r["listMax"], r["seconds"], r["phantomRounds"], r["lists"]))
+        print("%-32s %7d %8.1f %8.1f %8.1f %8.1f %8.1f %8.0f" % (r["loramd"][-32:], r["probes"], 1e3 * r["listP50"], 1e3 * r["listP90"],
+                                                             1e3 * r["listP99"], 1e3 * r["listMax"], r["seconds"], r["replyMBps"]))
     print(json.dumps(results))
 
 

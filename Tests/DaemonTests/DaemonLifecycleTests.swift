@@ -58,6 +58,26 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertEqual(d.exitCode(), 1)
     }
 
+    /// What initialize cannot honour on this machine is said in its reply (and logged), not only
+    /// logged: a cap above physical memory, bf16 products without AMX.
+    func testInitializeSaysWhatThisMachineCannotDo() throws {
+        let d = try DaemonProcess()
+        let result = try XCTUnwrap(d.initialize(#"{"processId":null,"hbmCapBytes":\#(Int64(1) << 46),"matmulDtype":"bf16"}"#))
+        let warnings = result["warnings"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        XCTAssertEqual(result["device"]?["hbmCapBytes"], .int(Int64(1) << 46), "the cap is taken as given")
+        XCTAssertTrue(warnings.contains { $0.hasPrefix("hbmCapBytes 65536.0 GiB is more than this machine's") }, "\(warnings)")
+        let amx = try XCTUnwrap(result["device"]?["amx"]?.boolValue)
+        XCTAssertEqual(warnings.contains { $0.contains("needs Intel AMX") }, !amx, "\(warnings)")
+        XCTAssertEqual(result["device"]?["matmulDtype"], .string(amx ? "bf16" : "f32"))
+        XCTAssertTrue(d.wait { $0.contains { $0["method"] == .string("window/logMessage") && $0["params"]?["message"]?.stringValue?.hasPrefix("hbmCapBytes") == true } })
+        d.closeInput()
+        _ = d.exitCode()
+        let plain = try DaemonProcess()
+        XCTAssertNil(try XCTUnwrap(plain.initialize())["warnings"], "no warnings, no field")
+        plain.closeInput()
+        _ = plain.exitCode()
+    }
+
     func testBadInitializeParamsLeaveTheServerUninitialized() throws {
         let d = try DaemonProcess(arguments: [])
         d.request(1, "initialize", #"{"hbmCapBytes":-1}"#)

@@ -80,13 +80,34 @@ final class DaemonLoRAMRunTests: XCTestCase {
         let tiny = DaemonModelTests.tiny
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
+        // A dataset that is not there is found before the original is loaded: no stage ran.
+        d.request(5, "loram/run", #"""
+            {"path":"\#(tiny)","outDir":"\#(work.path)","prune":{"method":"l2","ratio":0.5},
+             "train":{"dataset":{"path":"\#(work.path)/data.jsonl","format":"text"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001},
+             "eval":[{"path":"/no/such/eval.jsonl","format":"text"}]}
+            """#)
+        let missing = try XCTUnwrap(d.response(id: 5, timeout: 60)?["error"], "\(d.received.last ?? .null)")
+        XCTAssertEqual(missing["code"], .int(-31001))
+        XCTAssertEqual(missing["data"]?["field"], .string("train.dataset.path"))
+        XCTAssertNil(missing["data"]?["stage"])
+        try Data("{\"text\":\"hello\"}\n".utf8).write(to: work.appendingPathComponent("data.jsonl"))
+        d.request(6, "loram/run", #"""
+            {"path":"\#(tiny)","outDir":"\#(work.path)","prune":{"method":"l2","ratio":0.5},
+             "train":{"dataset":{"path":"\#(work.path)/data.jsonl","format":"text"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001},
+             "eval":[{"path":"/no/such/eval.jsonl","format":"text"}]}
+            """#)
+        XCTAssertEqual(d.response(id: 6, timeout: 60)?["error"]?["data"]?["field"], .string("eval[0].path"))
+        // A dataset whose contents the model cannot take fails in the stage that reads it.
+        let badData = work.appendingPathComponent("bad.jsonl")
+        try Data(#"{"ids":[1,2,99999,4,5]}"#.utf8).write(to: badData)
         d.request(1, "loram/run", #"""
             {"path":"\#(tiny)","outDir":"\#(work.path)","prune":{"method":"l2","ratio":0.5},
-             "train":{"dataset":{"path":"/no/such/data.jsonl","format":"text"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001}}
+             "train":{"dataset":{"path":"\#(badData.path)","format":"tokens"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001}}
             """#)
         let error = try XCTUnwrap(d.response(id: 1, timeout: 60)?["error"], "\(d.received.last ?? .null)")
+        XCTAssertEqual(error["code"], .int(-31010))
         XCTAssertEqual(error["data"]?["stage"], .string("train"))
-        XCTAssertEqual(error["data"]?["field"], .string("train.dataset.path"))
+        XCTAssertEqual(error["data"]?["file"], .string("bad.jsonl"))
         d.request(2, "model/list")
         let list = try XCTUnwrap(d.response(id: 2)?["result"])
         XCTAssertEqual(list["models"], .array([]))

@@ -19,6 +19,9 @@ extension Daemon {
         var serverInfo: ServerInfo
         var capabilities: Capabilities
         var device: Device
+        /// What was asked for and does not hold on this machine (a cap above its memory, bf16
+        /// products without AMX), each also logged as a warning; absent when there is none.
+        var warnings: [String]?
         struct ServerInfo: Encodable { var name: String; var version: String; var contractVersion: Int }
         struct Capabilities: Encodable { var methods: [String]; var dtypes: [String]; var pruning: [String] }
         struct Device: Encodable {
@@ -46,7 +49,14 @@ extension Daemon {
                 throw RPCError.invalidParams(field: "threads", "must be between 1 and 1024, got \(threads)")
             }
             let matmul = try MatmulDTypeParam.parse(params.matmulDtype, field: "matmulDtype", fallback: .f32)
-            if let message = MatmulDTypeParam.warning(matmul) { context.log(.warning, message) }
+            var warnings: [String] = []
+            if let message = MatmulDTypeParam.warning(matmul) { warnings.append(message) }
+            if let cap = params.hbmCapBytes, cap > memory {
+                // Taken as given (a plan for a bigger machine is the point of a dry run), but said.
+                warnings.append(String(format: "hbmCapBytes %.1f GiB is more than this machine's %.1f GiB of memory: plans under it may not fit here",
+                                       Double(cap) / Double(1 << 30), Double(memory) / Double(1 << 30)))
+            }
+            warnings.forEach { context.log(.warning, $0) }
             if let cap = params.hbmCapBytes { ledger.setCap(cap) }
             MatmulDType.processDefault = matmul
             let threads = params.threads ?? ProcessInfo.processInfo.activeProcessorCount
@@ -57,7 +67,8 @@ extension Daemon {
                 capabilities: .init(methods: router.methods, dtypes: Self.weightDTypes.keys.sorted(), pruning: PruningMethod.allCases.map(\.rawValue)),
                 device: .init(kind: "cpu", threads: threads, memoryBytes: memory, hbmCapBytes: ledger.capBytes,
                               hbmCapFraction: params.hbmCapBytes == nil ? Self.defaultCapFraction : nil,
-                              blas: BLAS.configuration, matmulDtype: matmul.effective.rawValue, amx: MatmulDType.amxAvailable))
+                              blas: BLAS.configuration, matmulDtype: matmul.effective.rawValue, amx: MatmulDType.amxAvailable),
+                warnings: warnings.isEmpty ? nil : warnings)
         }
     }
 }

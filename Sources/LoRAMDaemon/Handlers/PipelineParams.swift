@@ -83,6 +83,20 @@ extension Daemon {
                                    fromTrain: object["dataset"] == nil)
     }
 
+    /// Every dataset file the request names exists (NotFound naming its field otherwise), checked
+    /// before the original is loaded: a typo in eval's path must not cost the load and the training.
+    static func requireDatasetFiles(_ params: LoramRunParams, train: [(String, JSONValue)]) throws {
+        var named: [(String, JSONValue?)] = [("train.dataset", JSONValue.object(train)["dataset"]), ("train.evalDataset", JSONValue.object(train)["evalDataset"]),
+                                             ("prune.calibration", params.prune?["calibration"]), ("align.dataset", params.align?["dataset"]),
+                                             ("diagnostics.dataset", params.diagnostics?["dataset"])]
+        for (index, item) in try evalDatasets(params.eval).enumerated() {
+            named.append((params.eval?["datasets"] != nil ? "eval.datasets[\(index)]" : params.eval?.arrayValue != nil ? "eval[\(index)]" : "eval", item.dataset))
+        }
+        for (field, dataset) in named {
+            if let path = dataset?["path"]?.stringValue { _ = try PathParam.existingFile(path, field: "\(field).path") }
+        }
+    }
+
     static func object(_ value: JSONValue, field: String) throws -> [(String, JSONValue)] {
         guard case .object(let members) = value else { throw RPCError.invalidParams(field: field, "must be an object, got \(value.kindName)") }
         return members

@@ -27,6 +27,7 @@ extension Daemon {
         case (.some, .some): throw RPCError.invalidParams(field: "carrier", "give prune or carrier, not both")
         default: break
         }
+        try Self.requireDatasetFiles(params, train: train)
         let plannedStages = ["load", params.carrier != nil ? "carrier" : "prune"] + (diagnostics != nil ? ["check"] : [])
             + (align != nil ? ["align"] : []) + (quantize != nil ? ["quantize"] : []) + ["train", "recover", "evaluate", "save"]
         var stageIndex = 0
