@@ -9,7 +9,7 @@ compute) and is kept busy with ``--inflight`` `model/forward` requests at a time
 ``--rows`` ids with ``logits: "all"`` in base64 (2,048 rows: 4 MB of logits, 5.6 MB on the wire),
 ``--forwards`` in all; the reader parses each reply as a client would (its JSON, then the
 base64), which is what makes replies wait on stdout (``--no-parse``: a reader as fast as the
-pipe). Meanwhile a prober sends one `model/list` every ``--probe-ms`` and waits
+pipe; ``--client-ms``: a client that also works that long on each, so replies queue). Meanwhile a prober sends one `model/list` every ``--probe-ms`` and waits
 for its answer. A reader thread takes every byte off stdout as it comes and stamps each response
 when its last byte arrives. Prints, per daemon and round, model/list's latency (send to receipt)
 p50/p90/p99/max and the replies' throughput. Pass ``--loramd`` twice to run two builds side by
@@ -36,10 +36,11 @@ def frame(obj):
 class Reader(threading.Thread):
     """Frames stdout; stamps each response with the time its last byte arrived."""
 
-    def __init__(self, stream, parse):
+    def __init__(self, stream, parse, client_ms):
         super().__init__(daemon=True)
         self.stream = stream
         self.parse = parse
+        self.client_ms = client_ms
         self.arrived = {}
         self.bodies = {}
         self.received_bytes = 0
@@ -74,6 +75,7 @@ class Reader(threading.Thread):
                     if self.parse:
                         logits = json.loads(body)["result"]["logits"]
                         base64.b64decode(logits if isinstance(logits, str) else logits.get("data", ""))
+                    time.sleep(self.client_ms / 1000)
                 else:
                     value = json.loads(body)
                     msg_id = value.get("id")
@@ -97,9 +99,9 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def flood(loramd, model, forwards, inflight, rows, probe_ms, parse):
+def flood(loramd, model, forwards, inflight, rows, probe_ms, parse, client_ms):
     proc = subprocess.Popen([loramd], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    reader = Reader(proc.stdout, parse)
+    reader = Reader(proc.stdout, parse, client_ms)
     reader.start()
     write_lock = threading.Lock()
 
@@ -145,7 +147,7 @@ def flood(loramd, model, forwards, inflight, rows, probe_ms, parse):
     send({"jsonrpc": "2.0", "method": "exit"})
     proc.stdin.close()
     proc.wait(timeout=60)
-    return {"loramd": loramd, "parse": parse, "forwards": forwards, "inflight": inflight, "rows": rows, "probes": len(latencies),
+    return {"loramd": loramd, "parse": parse, "clientMs": client_ms, "forwards": forwards, "inflight": inflight, "rows": rows, "probes": len(latencies),
             "listP50": percentile(latencies, 0.5), "listP90": percentile(latencies, 0.9), "listP99": percentile(latencies, 0.99),
             "listMax": max(latencies), "seconds": seconds, "replyMBps": reader.received_bytes / seconds / 1e6}
 
@@ -159,13 +161,14 @@ def main():
     parser.add_argument("--rows", type=int, default=2048)
     parser.add_argument("--probe-ms", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds per daemon")
+    parser.add_argument("--client-ms", type=float, default=0, help="the reader's own work after each large reply (a slow client: replies queue)")
     parser.add_argument("--no-parse", action="store_true", help="read the large replies without parsing them (a client as fast as the pipe)")
     args = parser.parse_args()
     daemons = args.loramd or [os.path.join(ROOT, ".build", "release", "loramd")]
     results = []
     for _ in range(args.rounds):
         for daemon in daemons:
-            results.append(flood(daemon, args.model, args.forwards, args.inflight, args.rows, args.probe_ms, not args.no_parse))
+            results.append(flood(daemon, args.model, args.forwards, args.inflight, args.rows, args.probe_ms, not args.no_parse, args.client_ms))
     print("%-32s %7s %8s %8s %8s %8s %8s %8s" % ("loramd", "probes", "p50 ms", "p90 ms", "p99 ms", "max ms", "total s", "MB/s"))
     for r in results:
         print("%-32s %7d %8.1f %8.1f %8.1f %8.1f %8.1f %8.0f" % (r["loramd"][-32:], r["probes"], 1e3 * r["listP50"], 1e3 * r["listP90"],
