@@ -30,7 +30,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
                       "lora":{"r":8,"alpha":16,"targets":["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj","lm_head"]}},
              "eval":{"datasets":[\#(eval)],"seqLen":64,"maxSamples":40}}
             """#)
-        let result = try XCTUnwrap(d.response(id: 1, timeout: 600)?["result"], "\(d.received.last ?? .null)")
+        let result = try XCTUnwrap(d.response(id: 1, timeout: DaemonProcess.hang)?["result"], "\(d.received.last ?? .null)")
         let report = try XCTUnwrap(result["report"])
         print("loram/run report: \(report)")
 
@@ -84,7 +84,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
             {"path":"\#(tiny)","outDir":"\#(work.path)","prune":{"method":"l2","ratio":0.5},
              "train":{"dataset":{"path":"/no/such/data.jsonl","format":"text"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001}}
             """#)
-        let error = try XCTUnwrap(d.response(id: 1, timeout: 60)?["error"], "\(d.received.last ?? .null)")
+        let error = try XCTUnwrap(d.response(id: 1, timeout: DaemonProcess.hang)?["error"], "\(d.received.last ?? .null)")
         XCTAssertEqual(error["data"]?["stage"], .string("train"))
         XCTAssertEqual(error["data"]?["field"], .string("train.dataset.path"))
         d.request(2, "model/list")
@@ -95,7 +95,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
         XCTAssertEqual(list["memory"]?["usedBytes"], .int(0))
         // A bad pruning ratio is the prune stage's.
         d.request(3, "loram/run", #"{"path":"\#(tiny)","outDir":"\#(work.path)","prune":{"method":"l2","ratio":1.5},"train":{}}"#)
-        let bad = try XCTUnwrap(d.response(id: 3, timeout: 60)?["error"])
+        let bad = try XCTUnwrap(d.response(id: 3, timeout: DaemonProcess.hang)?["error"])
         XCTAssertEqual(bad["data"]?["stage"], .string("prune"))
         XCTAssertEqual(bad["data"]?["field"], .string("prune.ratio"))
         d.closeInput()
@@ -121,7 +121,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
              "train":{"dataset":\#(train),"seqLen":32,"microBatch":2,"steps":6,"lr":0.003,"packing":true},
              "eval":{"datasets":[\#(eval)],"seqLen":32,"maxSamples":8}}
             """#)
-        let result = try XCTUnwrap(d.response(id: 1, timeout: 600)?["result"], "\(d.received.last ?? .null)")
+        let result = try XCTUnwrap(d.response(id: 1, timeout: DaemonProcess.hang)?["result"], "\(d.received.last ?? .null)")
         let files = try XCTUnwrap(result["report"]?["files"])
         let gguf = try XCTUnwrap(files["recoveredAdapterGGUF"]?.stringValue)
         XCTAssertTrue(FileManager.default.fileExists(atPath: gguf))

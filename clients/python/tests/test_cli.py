@@ -15,6 +15,7 @@ import pytest
 
 import loram_client as lc
 from loram_client.cli import parse_bytes
+from hang import HANG
 from test_api import text_data, tiny_model  # noqa: F401  (session fixtures)
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +26,7 @@ def loram_cli(loramd_path):
     def run(*args, check_rc=0):
         env = dict(os.environ, LORAMD=loramd_path, PYTHONPATH=PACKAGE_ROOT)
         done = subprocess.run([sys.executable, "-m", "loram_client", *map(str, args)], env=env,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=HANG)
         if check_rc is not None:
             assert done.returncode == check_rc, done.stdout + done.stderr
         return done
