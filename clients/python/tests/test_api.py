@@ -278,7 +278,7 @@ def test_train_run_async_cancel_keeps_the_job(loram, model, text_data):
     job = loram.train_create(model, text_data, adapter_id=adapter, steps=100000, lr=1e-3, seq_len=32)["jobId"]
     steps = []
     future = loram.train_run_async(job, on_progress=lambda v: steps.append(v.get("step")))
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HANG
     while not any(steps) and time.monotonic() < deadline:
         time.sleep(0.05)
     future.cancel_request()
