@@ -69,6 +69,19 @@ final class DaemonLoRAMRunTests: XCTestCase {
         let reports = d.received.filter { $0["method"] == .string("$/progress") }.compactMap { $0["params"]?["value"] }
         XCTAssertTrue(reports.contains { $0["stage"] == .string("train") && $0["step"] != nil })
         XCTAssertEqual(reports.last { $0["kind"] == .string("report") }?["percentage"], .int(100))
+        // The percentage never goes back, and each stage's share is its work (PipelineProgress, in
+        // forward-token equivalents): load 200, prune 50, check 3 x 8 x 64, align 4 x 4 x 64 x 3,
+        // quantize 700, train 24 x 4 x 64 x 3, recover 50, evaluate 4 x 40 x 64, save 50; so the
+        // training runs from 5558 / 34330 = 16.19% to 23990 / 34330 = 69.88% (equal shares had it at 62.5-75%).
+        // Reports are coalesced, so which ones arrive varies; their values do not (whole percents, rounded down).
+        let percentages = reports.compactMap { $0["percentage"]?.doubleValue }
+        XCTAssertEqual(percentages, percentages.sorted(), "the percentage never goes back")
+        for report in reports where report["stage"] == .string("train") {
+            let value = try XCTUnwrap(report["percentage"]?.doubleValue, "\(report)")
+            let step = Double(report["step"]?.intValue ?? 0)  // 0: the stage's begin
+            XCTAssertEqual(value, (100 * (5558 + 18432 * step / 24) / 34330).rounded(.down), "\(report)")
+        }
+        XCTAssertTrue(reports.contains { $0["stage"] == .string("evaluate") && ($0["percentage"]?.doubleValue ?? 0) > 70 }, "evaluate reports per arm")
         d.closeInput()
         _ = d.exitCode()
     }
