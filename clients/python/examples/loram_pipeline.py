@@ -149,13 +149,13 @@ def main(argv=None) -> dict:
         check = carrier_check(report, FLAGS)
         if check:
             print("check          %s" % check)
+        plain = plain_lora(loram, args, result, settings) if args.lora else None
         row = report["perplexity"][0]
         print("\nheld-out perplexity")
         print("  %-50s %8.2f" % ("original, untuned", row["original"]))
         print("  %-50s %8.2f" % ("carrier, untuned", row["carrier"]))
         print("  %-50s %8.2f" % ("carrier + its adapter (train small, infer small)", row["carrierWithAdapter"]))
         print("  %-50s %8.2f" % ("original + recovered adapter (LoRAM)", row["originalWithRecoveredAdapter"]))
-        plain = plain_lora(loram, args, result, settings) if args.lora else None
         if plain is None:
             print("  %-50s %8s" % ("original + LoRA trained on it (plain LoRA)", "not run") +
                   "   (--lora runs it: one more training run, on the original; it plans %s)" % mib(full["peakBytes"]))

@@ -59,8 +59,9 @@ def suggestion_flags(text: str, flags: Flags) -> str:
     return text
 
 
-def carrier_check(report: Mapping[str, Any], flags: Flags) -> Optional[str]:
-    """The carrier check in one line (level, KL, top-1 agreement, what to try), or None when close."""
+def carrier_check(report: Mapping[str, Any], flags: Flags, tries: int = 2) -> Optional[str]:
+    """The carrier check in one line (level, KL, top-1 agreement, the first ``tries`` things to
+    try), or None when close; the whole sentence and every suggestion stay in the report."""
     diagnostics = report.get("diagnostics") or {}
     compare = diagnostics.get("afterAlign") or diagnostics.get("afterPrune")
     if not isinstance(compare, Mapping) or not isinstance(compare.get("verdict"), Mapping):
@@ -70,11 +71,11 @@ def carrier_check(report: Mapping[str, Any], flags: Flags) -> Optional[str]:
     if level in (None, "close"):
         return None
     words = {"moderate": "moderately far from", "far": "far from"}.get(level, "%s from" % level)
-    tries = "; ".join(suggestion_flags(s, flags) for s in verdict.get("suggestions") or [])
+    tried = "; ".join(suggestion_flags(s, flags) for s in (verdict.get("suggestions") or [])[:tries])
     keep = "LoRAM may keep only part of LoRA's gain" if level == "moderate" else "the adapter may make the original worse"
     return "the carrier is %s the original (KL %.2f nats/token, top-1 agreement %.0f%%): %s%s" % (
         words, float(compare.get("klPerToken", float("nan"))), 100 * float(compare.get("top1Agreement", float("nan"))),
-        keep, "; try: " + tries if tries else "")
+        keep, "; try: " + tried if tried else "")
 
 
 def _verdict_text(verdict: Mapping[str, Any], flags: Flags) -> Optional[str]:

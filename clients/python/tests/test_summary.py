@@ -31,9 +31,9 @@ def test_the_carrier_check_is_one_short_line():
                               "afterAlign": None, "warnings": ["x" * 636]}}
     line = carrier_check(report, SCRIPT)
     assert line == ("the carrier is moderately far from the original (KL 1.61 nats/token, top-1 agreement 44%): LoRAM may keep "
-                    "only part of LoRA's gain; try: align the carrier first (--align 80); prune less (--prune 0.15); "
-                    "prune a narrower layer window (layers 8-24); another criterion (--method taylor)")
-    assert "align:" not in line and "ratio" not in line and len(line) < 300
+                    "only part of LoRA's gain; try: align the carrier first (--align 80); prune less (--prune 0.15)")
+    assert "align:" not in line and "ratio" not in line and len(line) <= 200  # the warning was 636 characters
+    assert carrier_check(report, SCRIPT, tries=4).endswith("prune a narrower layer window (layers 8-24); another criterion (--method taylor)")
     report["diagnostics"]["afterPrune"]["verdict"]["level"] = "close"
     assert carrier_check(report, SCRIPT) is None
 
