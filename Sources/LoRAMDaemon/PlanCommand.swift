@@ -5,7 +5,7 @@ import Runtime
 /// `loramd plan`: a memory-plan dry run from the command line, for people asking "will this model
 /// train on my card, and how?". The same planner as `memory/plan`; optionally the picture as SVG.
 /// Exit status: 0 planned (and fits, when --cap is given), 3 planned but DOES NOT FIT under --cap,
-/// 2 bad usage, 1 the model could not be read.
+/// 2 bad usage or an unreadable config, 1 a plan past loramd's limits.
 enum PlanCommand {
     static let doesNotFit: Int32 = 3
 
@@ -14,9 +14,9 @@ enum PlanCommand {
                        [--lora-r N] [--full] [--base f32|bf16|f16|nf4] [--nf4] [--prune RATIO] [--checkpointing]
                        [--activations f32|bf16] [--new-tokens N] [--cap SIZE] [--search] [--paper] [--svg FILE] [--json]
 
-    --config    a Hugging Face LLaMA config.json (or its model folder's config.json) or a GGUF model file
+    --config    a Hugging Face model's config.json (the file) or a GGUF model file
     --cap SIZE  bytes, or a number with K M G T (binary: 18G = 18 GiB), KiB MiB GiB TiB, or KB MB GB TB (decimal)
-    exit status 0 planned (fits, with --cap), 3 DOES NOT FIT under --cap, 2 bad usage, 1 the model could not be read
+    exit status 0 planned (fits, with --cap), 3 DOES NOT FIT under --cap, 2 bad usage or an unreadable config, 1 a plan past loramd's limits
     presets: \(ModelShape.presets.map(\.name).joined(separator: ", "))
     example: loramd plan --preset llama-3.1-70b --prune 0.85 --nf4 --seq 512 --cap 20GiB --search --svg plan.svg
     """
