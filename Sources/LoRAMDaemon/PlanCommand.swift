@@ -4,12 +4,19 @@ import Runtime
 
 /// `loramd plan`: a memory-plan dry run from the command line, for people asking "will this model
 /// train on my card, and how?". The same planner as `memory/plan`; optionally the picture as SVG.
+/// Exit status: 0 planned (and fits, when --cap is given), 3 planned but DOES NOT FIT under --cap,
+/// 2 bad usage or an unreadable config, 1 a plan past loramd's limits.
 enum PlanCommand {
+    static let doesNotFit: Int32 = 3
+
     static let usage = """
     usage: loramd plan (--preset NAME | --config FILE|MODEL.gguf) [--train | --generate] [--seq N] [--micro-batch N]
                        [--lora-r N] [--full] [--base f32|bf16|f16|nf4] [--nf4] [--prune RATIO] [--checkpointing]
-                       [--activations f32|bf16] [--new-tokens N] [--cap BYTES|20GiB] [--search] [--paper] [--svg FILE] [--json]
+                       [--activations f32|bf16] [--new-tokens N] [--cap SIZE] [--search] [--paper] [--svg FILE] [--json]
 
+    --config    a Hugging Face model's config.json (the file) or a GGUF model file
+    --cap SIZE  bytes, or a number with K M G T (binary: 18G = 18 GiB), KiB MiB GiB TiB, or KB MB GB TB (decimal)
+    exit status 0 planned (fits, with --cap), 3 DOES NOT FIT under --cap, 2 bad usage or an unreadable config, 1 a plan past loramd's limits
     presets: \(ModelShape.presets.map(\.name).joined(separator: ", "))
     example: loramd plan --preset llama-3.1-70b --prune 0.85 --nf4 --seq 512 --cap 20GiB --search --svg plan.svg
     """
@@ -58,16 +65,22 @@ enum PlanCommand {
                     workload.activationDType = a
                 case "--base": guard let b = Workload.BaseDType(rawValue: text) else { return fail("--base must be f32, bf16, f16 or nf4") }; workload.baseDType = b
                 case "--prune": guard let r = Double(text) else { return fail("--prune needs a ratio") }; pruning = .structured(ratio: r)
-                case "--cap": guard let c = parseBytes(text) else { return fail("--cap takes bytes or a size like 20GiB, 24GB") }; cap = c
+                case "--cap": guard let c = parseBytes(text) else { return fail("--cap takes bytes or a size like 18G, 20GiB, 24GB") }; cap = c
                 case "--svg": svg = text
                 default: return fail("unknown argument '\(flag)'")
                 }
             }
         }
         guard let shape else { return fail("give --preset or --config") }
+        if let cap, UInt64(cap) > ProcessInfo.processInfo.physicalMemory {
+            // Planning for another machine is fine; a cap this one cannot hold should not pass unnoticed.
+            FileHandle.standardError.write(Data(String(format: "loramd plan: note: --cap %.2f GiB is more than this machine's %.2f GiB of memory (planned as given)\n",
+                                                       Double(cap) / Double(1 << 30), Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30)).utf8))
+        }
         do {
             let plan = try MemoryPlan(original: shape, pruning: pruning, workload: workload)
             let peak = paper ? plan.paperBytes : plan.peakBytes
+            let status = cap.map { peak > $0 ? doesNotFit : 0 } ?? 0
             let suggestion = search && cap != nil && peak > cap! && !paper
                 ? PlanSearch.fit(original: shape, pruning: pruning, workload: workload, capBytes: cap!) : nil
             if let svg {
@@ -80,7 +93,7 @@ enum PlanCommand {
                 if let cap { object["fits"] = peak <= cap; object["capBytes"] = cap }
                 if let suggestion { object["suggestion"] = ["changes": Dictionary(uniqueKeysWithValues: suggestion.changes), "peakBytes": suggestion.plan.peakBytes] }
                 print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
-                return 0
+                return status
             }
             func gib(_ bytes: Int) -> String { String(format: "%8.2f GiB", Double(bytes) / Double(1 << 30)) }
             print("model      \(plan.accounting.original.formatted()) parameters; carrier \(plan.accounting.pruned.formatted())" +
@@ -105,19 +118,25 @@ enum PlanCommand {
                 print("suggestion none: no checkpointing, micro-batch, 4-bit or pruning change fits")
             }
             if let svg { print("picture    \(svg)") }
-            return 0
+            return status
         } catch {
             FileHandle.standardError.write(Data("loramd plan: \(error)\n".utf8))
             return 1
         }
     }
 
-    /// "21474836480", "20GiB", "24GB", "512MiB".
+    /// "21474836480", "18G" (= 18GiB: one letter is binary, as in ulimit, docker and qemu),
+    /// "20GiB", "24GB" (decimal), "512MiB", "1.5T"; units in any case. The Python CLI's
+    /// parse_bytes reads the same sizes.
     static func parseBytes(_ text: String) -> Int? {
-        let units: [(String, Double)] = [("GiB", 1_073_741_824), ("MiB", 1_048_576), ("KiB", 1024), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1)]
-        for (suffix, scale) in units where text.hasSuffix(suffix) {
+        let units: [(String, Double)] = [("TIB", 0x1p40), ("GIB", 0x1p30), ("MIB", 0x1p20), ("KIB", 0x1p10),
+                                         ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3),
+                                         ("T", 0x1p40), ("G", 0x1p30), ("M", 0x1p20), ("K", 0x1p10), ("B", 1)]
+        let upper = text.uppercased()
+        for (suffix, scale) in units where upper.hasSuffix(suffix) {
             // Past 2^62 bytes no cap means anything (and Int(_:) would trap past Int.max).
-            guard let number = Double(text.dropLast(suffix.count)), number > 0, number * scale < 0x1p62 else { return nil }
+            guard let number = Double(upper.dropLast(suffix.count)), number.isFinite, number > 0, number * scale < 0x1p62,
+                  Int(number * scale) > 0 else { return nil }
             return Int(number * scale)
         }
         return Int(text).flatMap { $0 > 0 ? $0 : nil }

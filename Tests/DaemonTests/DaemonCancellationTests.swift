@@ -19,7 +19,8 @@ final class DaemonCancellationTests: XCTestCase {
 
     /// Sends `method`, cancels it after `after` seconds, and checks the answer came quickly and
     /// left the daemon as it was.
-    func assertCancelsPromptly(_ d: DaemonProcess, _ method: String, _ params: String, after: TimeInterval, file: StaticString = #filePath, line: UInt = #line) {
+    /// `within` is well under what the uncancelled work has left, so only a cancel between units meets it.
+    func assertCancelsPromptly(_ d: DaemonProcess, _ method: String, _ params: String, after: TimeInterval, within: TimeInterval, file: StaticString = #filePath, line: UInt = #line) {
         d.request(10, "model/list")
         let before = d.response(id: 10)?["result"]
         d.request(11, method, params)
@@ -27,9 +28,9 @@ final class DaemonCancellationTests: XCTestCase {
         XCTAssertNil(d.received.first { $0["id"] == .int(11) }, "\(method) ended before it could be cancelled", file: file, line: line)
         let cancelledAt = Date()
         d.notify("$/cancelRequest", #"{"id":11}"#)
-        let answer = d.response(id: 11, timeout: 60)
+        let answer = d.response(id: 11)
         XCTAssertEqual(answer?["error"]?["code"], .int(-32800), "\(answer ?? .null)", file: file, line: line)
-        XCTAssertLessThan(Date().timeIntervalSince(cancelledAt), 1.5, "\(method) answered the cancel promptly", file: file, line: line)
+        XCTAssertLessThan(Date().timeIntervalSince(cancelledAt), within, "\(method) answered the cancel promptly", file: file, line: line)
         d.request(12, "model/list")
         let after = d.response(id: 12)?["result"]
         XCTAssertEqual(after?["models"]?.arrayValue?.count, before?["models"]?.arrayValue?.count, "nothing stays loaded", file: file, line: line)
@@ -41,8 +42,8 @@ final class DaemonCancellationTests: XCTestCase {
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
         let modelId = try XCTUnwrap(d.loadModel(model.path))
-        // Uncancelled this pass takes about 30 s.
-        assertCancelsPromptly(d, "model/prune", #"{"modelId":"\#(modelId)","method":"taylor","ratio":0.5,"calibration":{"path":"\#(calibration.path)","format":"tokens"},"seqLen":64}"#, after: 1.5)
+        // Uncancelled this pass takes about 30 s idle (0.3 s a batch); 10 s leaves room for a busy machine.
+        assertCancelsPromptly(d, "model/prune", #"{"modelId":"\#(modelId)","method":"taylor","ratio":0.5,"calibration":{"path":"\#(calibration.path)","format":"tokens"},"seqLen":64}"#, after: 1.5, within: 10)
         d.closeInput()
         _ = d.exitCode()
     }
@@ -52,8 +53,13 @@ final class DaemonCancellationTests: XCTestCase {
         let d = try DaemonProcess()
         XCTAssertNotNil(d.initialize())
         let modelId = try XCTUnwrap(d.loadModel(model.path))
-        // Uncancelled this takes about 3 s (56 tensors).
-        assertCancelsPromptly(d, "model/quantize", #"{"modelId":"\#(modelId)","format":"nf4"}"#, after: 0.5)
+        // Uncancelled this takes about 3 s idle (56 tensors): timed here first, so the bound scales
+        // with the machine's load; cancelled a sixth of the way in, it must answer within half of it.
+        let started = Date()
+        let whole = try result(d, 1, "model/quantize", #"{"modelId":"\#(modelId)","format":"nf4"}"#)
+        let seconds = Date().timeIntervalSince(started)
+        _ = try result(d, 2, "model/unload", #"{"modelId":"\#(try XCTUnwrap(whole["modelId"]?.stringValue))"}"#)
+        assertCancelsPromptly(d, "model/quantize", #"{"modelId":"\#(modelId)","format":"nf4"}"#, after: seconds / 6, within: seconds / 2)
         d.closeInput()
         _ = d.exitCode()
     }
@@ -72,7 +78,7 @@ final class DaemonCancellationTests: XCTestCase {
         try JSONSerialization.data(withJSONObject: config).write(to: configURL)
         let start = Date()
         let refused = try XCTUnwrap(error(d, 3, "adapter/load", #"{"modelId":"\#(modelId)","path":"\#(folder.path)"}"#))
-        XCTAssertLessThan(Date().timeIntervalSince(start), 2, "ICU's backtracking is cut off")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 60, "ICU's backtracking is cut off (uncut it runs for hours)")
         XCTAssertEqual(refused["code"], .int(-31010), "\(refused)")
         XCTAssertEqual(refused["data"]?["file"], .string("adapter_config.json"))
         XCTAssertTrue(refused["data"]?["problem"]?.stringValue?.contains("target_modules") == true)
@@ -92,13 +98,14 @@ final class DaemonCancellationTests: XCTestCase {
              "train":{"dataset":\#(dataset),"seqLen":64,"microBatch":1,"steps":2,"lr":0.001,"lora":{"r":4,"alpha":8,"targets":["q_proj"]}}}
             """#)
         // Wait until the prune stage has begun (its calibration pass alone takes about 30 s).
-        XCTAssertTrue(d.wait(timeout: 60) { $0.contains { $0["params"]?["value"]?["stage"] == .string("prune") } }, "\(d.received.suffix(3))")
+        XCTAssertTrue(d.wait(timeout: DaemonProcess.hang) { $0.contains { $0["params"]?["value"]?["stage"] == .string("prune") } }, "\(d.received.suffix(3))")
         Thread.sleep(forTimeInterval: 1)
         XCTAssertNil(d.received.first { $0["id"] == .int(1) })
         let cancelledAt = Date()
         d.notify("$/cancelRequest", #"{"id":1}"#)
-        XCTAssertEqual(d.response(id: 1, timeout: 60)?["error"]?["code"], .int(-32800))
-        XCTAssertLessThan(Date().timeIntervalSince(cancelledAt), 1.5, "the stage got the pipeline's token")
+        XCTAssertEqual(d.response(id: 1)?["error"]?["code"], .int(-32800))
+        // The pass had about 29 s left idle; 10 s leaves room for a busy machine.
+        XCTAssertLessThan(Date().timeIntervalSince(cancelledAt), 10, "the stage got the pipeline's token")
         d.request(2, "model/list")
         let list = d.response(id: 2)?["result"]
         XCTAssertEqual(list?["models"]?.arrayValue?.count, 0, "the pipeline unloads what it made, the half-pruned carrier included")

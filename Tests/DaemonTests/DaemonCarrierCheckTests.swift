@@ -106,7 +106,7 @@ final class DaemonCarrierCheckTests: XCTestCase {
              "train":{"dataset":\#(data),"seqLen":32,"microBatch":2,"steps":3,"lr":0.003},
              "eval":{"datasets":[\#(data)],"seqLen":32,"maxSamples":2}}
             """#)
-        let first = try XCTUnwrap(d.response(id: 1, timeout: 300)?["result"], "\(d.received.last ?? .null)")
+        let first = try XCTUnwrap(d.response(id: 1, timeout: DaemonProcess.hang)?["result"], "\(d.received.last ?? .null)")
         let report = try XCTUnwrap(first["report"])
 
         // Diagnostics after pruning and after alignment, with KL and a level.
@@ -154,7 +154,7 @@ final class DaemonCarrierCheckTests: XCTestCase {
              "diagnostics":{"seqLen":32,"maxSamples":2},
              "train":{"dataset":\#(data),"seqLen":32,"microBatch":2,"steps":2,"lr":0.003}}
             """#)
-        let second = try XCTUnwrap(d.response(id: 2, timeout: 300)?["result"]?["report"], "\(d.received.last ?? .null)")
+        let second = try XCTUnwrap(d.response(id: 2, timeout: DaemonProcess.hang)?["result"]?["report"], "\(d.received.last ?? .null)")
         XCTAssertEqual(try XCTUnwrap(second["reduction"]?.doubleValue), parameters, accuracy: 1e-12)
         // The saved carrier is exactly the aligned one as kept (bf16, norms included).
         let klSaved = try XCTUnwrap(second["diagnostics"]?["afterPrune"]?["klPerToken"]?.doubleValue)
@@ -192,7 +192,7 @@ final class DaemonCarrierCheckTests: XCTestCase {
                  "align":{"dataset":\#(data),"steps":2,"seqLen":32,"microBatch":2,"lr":0.001\#(embeddings)},
                  "train":{"dataset":\#(data),"seqLen":32,"microBatch":2,"steps":1,"lr":0.003}}
                 """#)
-            let run = try XCTUnwrap(d.response(id: 10 + index, timeout: 120)?["result"], "\(mode): \(d.received.last ?? .null)")
+            let run = try XCTUnwrap(d.response(id: 10 + index, timeout: DaemonProcess.hang)?["result"], "\(mode): \(d.received.last ?? .null)")
             let report = try XCTUnwrap(run["report"])
             XCTAssertEqual(report["align"]?["embeddings"], .string(mode == "default" ? "freeze" : mode))
             XCTAssertEqual(report["diagnostics"]?["afterPrune"], .null, "diagnostics: false")

@@ -72,7 +72,7 @@ final class DaemonDurabilityTests: XCTestCase {
                 // The last one resumes and saves again: no temporary stays, the save is whole.
                 d.request(2, "train/run", #"{"jobId":"\#(jobId)","outDir":"\#(outDir.path)","saveEvery":\#(saveEvery)}"#)
                 let goal = step + 2 * saveEvery
-                let deadline = Date(timeIntervalSinceNow: 10)
+                let deadline = Date(timeIntervalSinceNow: DaemonProcess.hang)
                 while !FileManager.default.fileExists(atPath: outDir.appendingPathComponent("checkpoint-\(goal)").path) && Date() < deadline {
                     Thread.sleep(forTimeInterval: 0.02)
                 }

@@ -191,7 +191,7 @@ final class DaemonNonRegularFileTests: XCTestCase {
             let failure = error(d, id, "model/load", #"{"path":"\#(folder.path)"}"#)
             XCTAssertEqual(failure?["code"]?.intValue, -31010, "\(name): \(String(describing: failure))")
             XCTAssertEqual(failure?["data"]?["file"]?.stringValue, name)
-            XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 60, "a FIFO is not opened (opening one blocks for ever)")
         }
         // Optional companions (generation settings, a chat template) that are FIFOs are skipped, not read.
         for name in ["generation_config.json", "chat_template.jinja"] {
@@ -202,7 +202,7 @@ final class DaemonNonRegularFileTests: XCTestCase {
             id += 1
             let started = Date()
             let loaded = try result(d, id, "model/load", #"{"path":"\#(folder.path)"}"#)
-            XCTAssertLessThan(Date().timeIntervalSince(started), 5, name)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 60, name)
             _ = try result(d, 50 + id, "model/unload", #"{"modelId":"\#(try XCTUnwrap(loaded["modelId"]?.stringValue))"}"#)
         }
         // A dataset that is a FIFO.

@@ -30,7 +30,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
                       "lora":{"r":8,"alpha":16,"targets":["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj","lm_head"]}},
              "eval":{"datasets":[\#(eval)],"seqLen":64,"maxSamples":40}}
             """#)
-        let result = try XCTUnwrap(d.response(id: 1, timeout: 600)?["result"], "\(d.received.last ?? .null)")
+        let result = try XCTUnwrap(d.response(id: 1, timeout: DaemonProcess.hang)?["result"], "\(d.received.last ?? .null)")
         let report = try XCTUnwrap(result["report"])
         print("loram/run report: \(report)")
 
@@ -69,6 +69,19 @@ final class DaemonLoRAMRunTests: XCTestCase {
         let reports = d.received.filter { $0["method"] == .string("$/progress") }.compactMap { $0["params"]?["value"] }
         XCTAssertTrue(reports.contains { $0["stage"] == .string("train") && $0["step"] != nil })
         XCTAssertEqual(reports.last { $0["kind"] == .string("report") }?["percentage"], .int(100))
+        // The percentage never goes back, and each stage's share is its work (PipelineProgress, in
+        // forward-token equivalents): load 200, prune 50, check 3 x 8 x 64, align 4 x 4 x 64 x 3,
+        // quantize 700, train 24 x 4 x 64 x 3, recover 50, evaluate 4 x 40 x 64, save 50; so the
+        // training runs from 5558 / 34330 = 16.19% to 23990 / 34330 = 69.88% (equal shares had it at 62.5-75%).
+        // Reports are coalesced, so which ones arrive varies; their values do not (whole percents, rounded down).
+        let percentages = reports.compactMap { $0["percentage"]?.doubleValue }
+        XCTAssertEqual(percentages, percentages.sorted(), "the percentage never goes back")
+        for report in reports where report["stage"] == .string("train") {
+            let value = try XCTUnwrap(report["percentage"]?.doubleValue, "\(report)")
+            let step = Double(report["step"]?.intValue ?? 0)  // 0: the stage's begin
+            XCTAssertEqual(value, (100 * (5558 + 18432 * step / 24) / 34330).rounded(.down), "\(report)")
+        }
+        XCTAssertTrue(reports.contains { $0["stage"] == .string("evaluate") && ($0["percentage"]?.doubleValue ?? 0) > 70 }, "evaluate reports per arm")
         d.closeInput()
         _ = d.exitCode()
     }
@@ -86,7 +99,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
              "train":{"dataset":{"path":"\#(work.path)/data.jsonl","format":"text"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001},
              "eval":[{"path":"/no/such/eval.jsonl","format":"text"}]}
             """#)
-        let missing = try XCTUnwrap(d.response(id: 5, timeout: 60)?["error"], "\(d.received.last ?? .null)")
+        let missing = try XCTUnwrap(d.response(id: 5, timeout: DaemonProcess.hang)?["error"], "\(d.received.last ?? .null)")
         XCTAssertEqual(missing["code"], .int(-31001))
         XCTAssertEqual(missing["data"]?["field"], .string("train.dataset.path"))
         XCTAssertNil(missing["data"]?["stage"])
@@ -96,7 +109,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
              "train":{"dataset":{"path":"\#(work.path)/data.jsonl","format":"text"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001},
              "eval":[{"path":"/no/such/eval.jsonl","format":"text"}]}
             """#)
-        XCTAssertEqual(d.response(id: 6, timeout: 60)?["error"]?["data"]?["field"], .string("eval[0].path"))
+        XCTAssertEqual(d.response(id: 6, timeout: DaemonProcess.hang)?["error"]?["data"]?["field"], .string("eval[0].path"))
         // A dataset whose contents the model cannot take fails in the stage that reads it.
         let badData = work.appendingPathComponent("bad.jsonl")
         try Data(#"{"ids":[1,2,99999,4,5]}"#.utf8).write(to: badData)
@@ -104,7 +117,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
             {"path":"\#(tiny)","outDir":"\#(work.path)","prune":{"method":"l2","ratio":0.5},
              "train":{"dataset":{"path":"\#(badData.path)","format":"tokens"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001}}
             """#)
-        let error = try XCTUnwrap(d.response(id: 1, timeout: 60)?["error"], "\(d.received.last ?? .null)")
+        let error = try XCTUnwrap(d.response(id: 1, timeout: DaemonProcess.hang)?["error"], "\(d.received.last ?? .null)")
         XCTAssertEqual(error["code"], .int(-31010))
         XCTAssertEqual(error["data"]?["stage"], .string("train"))
         XCTAssertEqual(error["data"]?["file"], .string("bad.jsonl"))
@@ -116,7 +129,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
         XCTAssertEqual(list["memory"]?["usedBytes"], .int(0))
         // A bad pruning ratio is refused by the decode, before any stage (so no data.stage), ahead of train's gaps.
         d.request(3, "loram/run", #"{"path":"\#(tiny)","outDir":"\#(work.path)","prune":{"method":"l2","ratio":1.5},"train":{}}"#)
-        let bad = try XCTUnwrap(d.response(id: 3, timeout: 60)?["error"])
+        let bad = try XCTUnwrap(d.response(id: 3, timeout: DaemonProcess.hang)?["error"])
         XCTAssertNil(bad["data"]?["stage"])
         XCTAssertEqual(bad["data"]?["field"], .string("prune.ratio"))
         d.closeInput()
@@ -142,7 +155,7 @@ final class DaemonLoRAMRunTests: XCTestCase {
              "train":{"dataset":\#(train),"seqLen":32,"microBatch":2,"steps":6,"lr":0.003,"packing":true},
              "eval":{"datasets":[\#(eval)],"seqLen":32,"maxSamples":8}}
             """#)
-        let result = try XCTUnwrap(d.response(id: 1, timeout: 600)?["result"], "\(d.received.last ?? .null)")
+        let result = try XCTUnwrap(d.response(id: 1, timeout: DaemonProcess.hang)?["result"], "\(d.received.last ?? .null)")
         let files = try XCTUnwrap(result["report"]?["files"])
         let gguf = try XCTUnwrap(files["recoveredAdapterGGUF"]?.stringValue)
         XCTAssertTrue(FileManager.default.fileExists(atPath: gguf))

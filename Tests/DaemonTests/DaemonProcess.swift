@@ -65,8 +65,12 @@ final class DaemonProcess {
 
     var received: [JSONValue] { lock.lock(); defer { lock.unlock() }; return messages }
 
+    /// How long a wait lasts before the test calls it a hang. Waits are about hangs, never speed: a
+    /// busy 2-core machine ran one debug training step in 21-23 s where an idle one takes 3 s.
+    static let hang: TimeInterval = 600
+
     @discardableResult
-    func wait(timeout: TimeInterval = 10, until predicate: ([JSONValue]) -> Bool) -> Bool {
+    func wait(timeout: TimeInterval = hang, until predicate: ([JSONValue]) -> Bool) -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeout)
         lock.lock(); defer { lock.unlock() }
         while !predicate(messages) {
@@ -75,7 +79,7 @@ final class DaemonProcess {
         return true
     }
 
-    func response(id: Int, timeout: TimeInterval = 10) -> JSONValue? {
+    func response(id: Int, timeout: TimeInterval = hang) -> JSONValue? {
         wait(timeout: timeout) { $0.contains { $0["id"] == .int(Int64(id)) } }
         return received.first { $0["id"] == .int(Int64(id)) }
     }
@@ -86,7 +90,7 @@ final class DaemonProcess {
     }
 
     /// Waits for the process to end; nil if it is still running after `timeout`.
-    func exitCode(timeout: TimeInterval = 10) -> Int32? {
+    func exitCode(timeout: TimeInterval = hang) -> Int32? {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         return process.isRunning ? nil : process.terminationStatus

@@ -28,7 +28,7 @@ final class DaemonSessionBudgetTests: XCTestCase {
         d.request(4, "generate", #"{"modelId":"\#(modelId)","ids":[1,2,3],"maxTokens":\#(maxTokens + 1)}"#)
         XCTAssertEqual(d.response(id: 4)?["error"]?["code"], .int(-31020))
         d.request(5, "generate", #"{"modelId":"\#(modelId)","ids":[1,2,3],"maxTokens":\#(maxTokens)}"#)
-        XCTAssertNotNil(d.response(id: 5, timeout: 120)?["result"]?["ids"], "\(d.received.last ?? .null)")
+        XCTAssertNotNil(d.response(id: 5, timeout: DaemonProcess.hang)?["result"]?["ids"], "\(d.received.last ?? .null)")
         d.closeInput()
         _ = d.exitCode()
     }
@@ -48,7 +48,7 @@ final class DaemonSessionBudgetTests: XCTestCase {
         let seqLen = try XCTUnwrap(error["data"]?["suggestion"]?["changes"]?["seqLen"]?.intValue, "\(error)")
         XCTAssertLessThan(seqLen, 3000)
         d.request(2, "eval/perplexity", "{\(params),\"seqLen\":\(seqLen)}")
-        XCTAssertNotNil(d.response(id: 2, timeout: 120)?["result"]?["perplexity"], "\(d.received.last ?? .null)")
+        XCTAssertNotNil(d.response(id: 2, timeout: DaemonProcess.hang)?["result"]?["perplexity"], "\(d.received.last ?? .null)")
         d.closeInput()
         _ = d.exitCode()
     }

@@ -160,7 +160,7 @@ final class DaemonSizeLimitTests: XCTestCase {
         try Data((0..<4).map { i in #"{"ids":[1,\#(3 + i),\#(5 + i),\#(7 + i)]}"# }.joined(separator: "\n").utf8).write(to: dataset)
         let data = #"{"path":"\#(dataset.path)","format":"tokens"}"#
         d.request(1, "loram/run", #"{"path":"\#(DaemonModelTests.tiny)","outDir":"\#(work.path)","prune":{"method":"taylor","ratio":0.3,"calibration":\#(data),"seqLen":\#(Self.huge)},"train":{"dataset":\#(data),"steps":1,"lr":0.01}}"#)
-        let error = try XCTUnwrap(d.response(id: 1, timeout: 60)?["error"])
+        let error = try XCTUnwrap(d.response(id: 1, timeout: DaemonProcess.hang)?["error"])
         XCTAssertEqual(error["code"], Self.invalidParams)
         XCTAssertNil(error["data"]?["stage"], "refused by the decode, before any stage runs")
         XCTAssertEqual(error["data"]?["field"], .string("prune.seqLen"))

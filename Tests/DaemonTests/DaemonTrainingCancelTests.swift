@@ -20,12 +20,17 @@ extension DaemonCancellationTests {
         XCTAssertNil(d.received.first { $0["id"] == .int(3) }, "the step ended before it could be cancelled")
         let cancelledAt = Date()
         d.notify("$/cancelRequest", #"{"id":3}"#)
-        let answer = d.response(id: 3, timeout: 60)
+        let answer = d.response(id: 3)
         XCTAssertEqual(answer?["error"]?["code"], .int(-32800), "\(answer ?? .null)")
-        XCTAssertLessThan(Date().timeIntervalSince(cancelledAt), 1.5, "answered between layers, not at the step's end")
+        let cancelSeconds = Date().timeIntervalSince(cancelledAt)
 
         let resumed = try result(d, 4, "train/step", #"{"jobId":"\#(first)"}"#)
+        let stepStarted = Date()
         let straight = try result(d, 5, "train/step", #"{"jobId":"\#(second)"}"#)
+        let stepSeconds = Date().timeIntervalSince(stepStarted)
+        // Between layers (8 of them, forward and backward), not at the step's end: against a whole
+        // step timed on the same machine, so a busy machine (21-23 s a step) slows both alike.
+        XCTAssertLessThan(cancelSeconds, stepSeconds / 2, "answered between layers, not at the step's end (step \(stepSeconds) s)")
         XCTAssertEqual(resumed["step"], .int(1))
         XCTAssertEqual(resumed["losses"], straight["losses"], "the cancelled step left no trace")
         d.closeInput()

@@ -244,7 +244,7 @@ extension DaemonTrainingTests {
         // The shorter plan still runs every step.
         let jobId = try XCTUnwrap(d.response(id: 1)?["result"]?["jobId"]?.stringValue)
         d.request(3, "train/step", #"{"jobId":"\#(jobId)","steps":2}"#)
-        XCTAssertEqual(d.response(id: 3, timeout: 60)?["result"]?["step"], .int(2), "\(d.received.last ?? .null)")
+        XCTAssertEqual(d.response(id: 3, timeout: DaemonProcess.hang)?["result"]?["step"], .int(2), "\(d.received.last ?? .null)")
         d.closeInput()
         _ = d.exitCode()
     }
@@ -261,7 +261,7 @@ extension DaemonTrainingTests {
         let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
         let jobId = try XCTUnwrap(create(d, id: 1, modelId: modelId, dataset: dataset, steps: 2)?["result"]?["jobId"]?.stringValue)
         d.request(2, "train/step", #"{"jobId":"\#(jobId)","steps":2}"#)
-        XCTAssertNotNil(d.response(id: 2, timeout: 60)?["result"])
+        XCTAssertNotNil(d.response(id: 2, timeout: DaemonProcess.hang)?["result"])
         d.request(3, "model/forward", #"{"modelId":"\#(modelId)","ids":[1,5,9]}"#)
         let before = d.response(id: 3)?["result"]?["logits"]
         d.request(4, "train/close", #"{"jobId":"\#(jobId)","keepModel":true}"#)

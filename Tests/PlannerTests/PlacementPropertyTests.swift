@@ -138,10 +138,11 @@ final class PlacementPropertyTests: XCTestCase {
         let placed = try XCTUnwrap(placement)
         print("planning \(program.buffers.count) buffers, \(program.ops.count) ops: \(elapsed) (order \(placed.order), "
               + "ratio \(placed.ratio)); trying all 8 orders: \(everyOrder)")
-        // 100 and 250 ms were the bounds until this VM's slow spells (2026-12-02, idle, debug build:
-        // every order 0.26-0.36 s for the best of three); twice them still catches a change in scaling.
-        XCTAssertLessThan(elapsed, .milliseconds(200))
-        XCTAssertLessThan(everyOrder, .milliseconds(500))
+        // Not speed bounds (a busy machine is many times slower): idle, in a debug build, the best of
+        // three took under 0.1 s and every order 0.26-0.36 s (2026-12-02); 3 s and 8 s catch only a
+        // change in how placement scales (quadratic in 2,500 buffers is ~100x).
+        XCTAssertLessThan(elapsed, .seconds(3))
+        XCTAssertLessThan(everyOrder, .seconds(8))
         assertSafe(placed)
     }
 }

@@ -87,7 +87,7 @@ final class FuzzTests: XCTestCase {
             offset += n
         }
         h.server.inputEnded()
-        guard let code = h.waitForExit(timeout: 10) else {
+        guard let code = h.waitForExit() else {
             XCTFail("\(label): the server did not end after end of input; stream \(stream)")
             return 0
         }

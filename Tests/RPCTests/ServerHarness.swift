@@ -93,9 +93,13 @@ final class ServerHarness {
         }
     }
 
+    /// How long a wait lasts before the test calls it a hang: waits are about hangs, never speed
+    /// (a busy 2-core machine is many times slower than an idle one).
+    static let hang: TimeInterval = 600
+
     /// Waits until `predicate` holds over the received messages.
     @discardableResult
-    func wait(timeout: TimeInterval = 5, until predicate: ([JSONValue]) -> Bool) -> Bool {
+    func wait(timeout: TimeInterval = hang, until predicate: ([JSONValue]) -> Bool) -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while Date() < deadline {
             drain()
@@ -106,14 +110,14 @@ final class ServerHarness {
         return predicate(received)
     }
 
-    func waitForResponse(id: Int, timeout: TimeInterval = 5) -> JSONValue? {
+    func waitForResponse(id: Int, timeout: TimeInterval = hang) -> JSONValue? {
         wait(timeout: timeout) { $0.contains { $0["id"] == .int(Int64(id)) } }
         return received.first { $0["id"] == .int(Int64(id)) }
     }
 
     func errorCode(id: Int) -> Int64? { waitForResponse(id: id)?["error"]?["code"]?.intValue }
 
-    func waitForExit(timeout: TimeInterval = 5) -> Int32? {
+    func waitForExit(timeout: TimeInterval = hang) -> Int32? {
         let deadline = Date(timeIntervalSinceNow: timeout)
         exitLock.lock(); defer { exitLock.unlock() }
         while exitCode == nil && exitLock.wait(until: deadline) {}

@@ -60,7 +60,8 @@ final class GGUFCorruptFileTests: XCTestCase {
             XCTAssertEqual(format.file, url.lastPathComponent, line: line)
             XCTAssertTrue(format.problem.contains(problem), "\"\(format.problem)\" should contain \"\(problem)\"", line: line)
         }
-        XCTAssertLessThan(Date().timeIntervalSince(start), 1, "refusing a bad file should be quick", line: line)
+        // Refused from the header, not after reading or allocating what it claims (GBs): a hang, not slowness.
+        XCTAssertLessThan(Date().timeIntervalSince(start), 60, "refusing a bad file should not read it", line: line)
     }
 
     func broken(_ change: (inout RawGGUF) -> Void) -> [UInt8] {

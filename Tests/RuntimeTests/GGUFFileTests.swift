@@ -148,7 +148,7 @@ final class GGUFDequantizationPerformanceTests: XCTestCase {
             }
             let seconds = Date().timeIntervalSince(start)
             print("\(type.name): \(count) elements in \(String(format: "%.3f", seconds)) s")
-            XCTAssertLessThan(seconds, 10, type.name)
+            XCTAssertLessThan(seconds, 60, type.name)  // a hang (4M elements), not a speed bound
         }
     }
 }

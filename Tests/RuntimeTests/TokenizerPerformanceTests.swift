@@ -17,7 +17,7 @@ final class TokenizerPerformanceTests: XCTestCase {
         let ids = tokenizer.encode(Self.text, addSpecialTokens: false)
         let seconds = Date().timeIntervalSince(start)
         print("\(label): 100 KB -> \(ids.count) ids in \(String(format: "%.3f", seconds)) s (\(Int(100_000 / seconds)) chars/s)")
-        XCTAssertLessThan(seconds, 10, label)
+        XCTAssertLessThan(seconds, 60, label)  // a hang (quadratic merging takes minutes), not a speed bound
         XCTAssertEqual(tokenizer.decode(ids), Self.text, label)
     }
 

@@ -31,15 +31,15 @@ extension Daemon {
         let plannedStages = ["load", params.carrier != nil ? "carrier" : "prune"] + (diagnostics != nil ? ["check"] : [])
             + (align != nil ? ["align"] : []) + (quantize != nil ? ["quantize"] : []) + ["train", "recover", "evaluate", "save"]
         var stageIndex = 0
-        /// The share of the whole a stage's own progress (0…1) maps to.
-        func overall(_ fraction: Double) -> Double {
-            100 * (Double(stageIndex - 1) + min(1, max(0, fraction))) / Double(plannedStages.count)
-        }
+        let progress = PipelineProgress(stages: plannedStages, train: train, align: align, prune: params.prune,
+                                        diagnostics: diagnostics, eval: (try? Self.evalDatasets(params.eval)) ?? [])
+        /// The share of the whole a stage's own progress (0…1) maps to: stages weighted by their work.
+        func overall(_ fraction: Double) -> Double { progress.percentage(stage: stageIndex - 1, fraction) }
         func begin(_ stage: String, _ message: String) throws {
             try context.checkCancelled()
             timings.append((plannedStages[max(0, stageIndex - 1)], .double(Date().timeIntervalSince(stageStart))))
             stageStart = Date()
-            context.progress?.report(message: message, percentage: 100 * Double(stageIndex) / Double(plannedStages.count),
+            context.progress?.report(message: message, percentage: progress.percentage(stage: stageIndex, 0),
                                      fields: [("stage", .string(stage))])
             stageIndex = min(plannedStages.count, stageIndex + 1)
         }
@@ -248,12 +248,18 @@ extension Daemon {
 
         // 8. Perplexity of the original, of the carrier with its adapter, and of the original with the recovered adapter.
         try begin("evaluate", "evaluating")
+        // Progress per arm: the stage is a sixth of the main job's time.
+        var armsDone = 0
+        let arms = Double(max(2, 4 * ((try? Self.evalDatasets(params.eval).count) ?? 0)))
         func perplexity(_ modelId: String, _ adapterId: String?, _ dataset: EvalDataset) throws -> JSONValue {
             var fields: [(String, JSONValue)] = [("modelId", .string(modelId)), ("dataset", dataset.dataset)]
             if let adapterId { fields.append(("adapterId", .string(adapterId))) }
             if let seqLen = dataset.seqLen { fields.append(("seqLen", .int(Int64(seqLen)))) }
             if let n = dataset.maxSamples { fields.append(("maxSamples", .int(Int64(n)))) }
             let perplexity = try stage("eval") { try inference.perplexity(try decode(InferenceService.PerplexityParams.self, fields), context: quiet).perplexity }
+            armsDone += 1
+            context.progress?.report(message: "evaluated \(armsDone) of \(Int(arms)) arms", percentage: overall(Double(armsDone) / arms),
+                                     fields: [("stage", .string("evaluate"))])
             // As the method's answer carries it: a perplexity past a double's range is null.
             return perplexity.isFinite ? .double(perplexity) : .null
         }

@@ -7,12 +7,16 @@
 3. ask ``memory/plan`` what LoRA on the original and on the pruned NF4 carrier would need;
 4. ``loram/run``: prune the model, check how far the carrier is from the original, quantize it to
    NF4, train LoRA on it, recover the adapter to the original's shapes, evaluate every arm;
-5. print the comparison and a before/after generation.
+5. print the comparison (with plain LoRA on the original when ``--lora`` asks for it: one more
+   training run, on the bigger model) and a before/after generation.
 
 Offline (no model in the cache and no registry), it falls back to a random 28M-parameter LLaMA
 that ``loramd make-model`` builds, with text from ``loramd make-dataset``.
 
-    python3 clients/python/examples/loram_pipeline.py [--out DIR] [--steps N] [--align N] [--random]
+    .venv/bin/python clients/python/examples/loram_pipeline.py [--out DIR] [--steps N] [--align N]
+        [--prune RATIO] [--method M] [--eval-samples N] [--lora] [--random]
+
+``--random --steps 2 --eval-samples 4`` is the quick check the tests run (under a minute).
 """
 import argparse
 import os
@@ -24,9 +28,12 @@ import time
 from loram_client import Loram
 from loram_client.corpora import python_stdlib_domain
 from loram_client.locate import find_daemon
+from loram_client.summary import carrier_check, suggestion_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+#: How this script spells the settings the daemon's carrier check suggests.
+FLAGS = {"align": "--align {}", "prune": "--prune {}", "method": "--method {}", "layers": None}
 
 
 def mib(n: float) -> str:
@@ -63,13 +70,13 @@ def real_job(args, path):
           % (record["train"]["bytes"], len(record["train"]["files"]), record["eval"]["examples"], record["stdlib"]))
     seq = 128
     settings = dict(
-        prune={"method": "random", "ratio": 0.3, "seed": 0},
+        prune={"method": args.method or "random", "ratio": args.prune or 0.3, "seed": 0},
         quantize="nf4",
         align=({"steps": args.align} if args.align else None),
         train={"dataset": train, "seqLen": seq, "microBatch": 4, "steps": args.steps, "lr": 5e-4, "schedule": "constant",
                "packing": True, "seed": 0, "checkpointing": "layer",
                "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "targets": TARGETS, "seed": 0}},
-        eval={"datasets": [held_out], "seqLen": seq, "maxSamples": 32},
+        eval={"datasets": [held_out], "seqLen": seq, "maxSamples": args.eval_samples or 32},
     )
     prompt = "def read_config(path):\n    \"\"\"Read a JSON configuration file and return it as a dict.\"\"\"\n"
     return path, "bf16", settings, prompt, {"kind": "train", "microBatch": 4, "seqLen": seq, "checkpointing": "layer",
@@ -84,12 +91,12 @@ def random_job(args, daemon):
     train = {"path": os.path.join(data_dir, "train.jsonl"), "format": "text"}
     held_out = {"path": os.path.join(data_dir, "eval.jsonl"), "format": "text"}
     settings = dict(
-        prune={"method": "l2", "ratio": 0.5, "layers": [1, 7]},
+        prune={"method": args.method or "l2", "ratio": args.prune or 0.5, "layers": [1, 7]},
         quantize="nf4",
-        align=None,
+        align=({"steps": args.align} if args.align else None),
         train={"dataset": train, "seqLen": 128, "microBatch": 4, "steps": args.steps, "lr": 3e-3, "packing": True,
                "lora": {"r": 8, "alpha": 16, "targets": TARGETS + ["lm_head"]}},
-        eval={"datasets": [held_out], "seqLen": 128, "maxSamples": 40},
+        eval={"datasets": [held_out], "seqLen": 128, "maxSamples": args.eval_samples or 40},
     )
     return model_dir, "f32", settings, "In Paris, the", {"kind": "train", "microBatch": 4, "seqLen": 128,
                                                         "lora": {"r": 8, "targets": TARGETS + ["lm_head"]}, "baseDtype": "f32"}
@@ -100,6 +107,10 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "loramd-pipeline"))
     parser.add_argument("--steps", type=int, default=40, help="LoRA steps on the carrier (default: %(default)s)")
     parser.add_argument("--align", type=int, default=0, help="alignment steps on general text before LoRA (default: none)")
+    parser.add_argument("--prune", type=float, help="pruning ratio (default: 0.3 on SmolLM2, 0.5 on the random model)")
+    parser.add_argument("--method", choices=("random", "l2", "taylor"), help="pruning criterion (default: random on SmolLM2, l2 on the random model)")
+    parser.add_argument("--eval-samples", type=int, help="held-out samples per arm (default: 32 on SmolLM2, 40 on the random model)")
+    parser.add_argument("--lora", action="store_true", help="also train plain LoRA on the original, to show what LoRAM kept of its gain")
     parser.add_argument("--random", action="store_true", help="the random model instead of the real one")
     return parser.parse_args(argv)
 
@@ -135,24 +146,57 @@ def main(argv=None) -> dict:
         print("training peak  planned %s, measured %s; LoRA on the original would plan %s (%.2fx more)"
               % (mib(memory["plannedPeakBytes"]), mib(memory["measuredPeakBytes"]), mib(memory["fullModelLoRAPlannedPeakBytes"]),
                  memory["savedOverFullModelLoRA"]))
-        for warning in (report.get("diagnostics") or {}).get("warnings") or []:
-            print("check          %s" % warning)
+        check = carrier_check(report, FLAGS)
+        if check:
+            print("check          %s" % check)
+        plain = plain_lora(loram, args, result, settings) if args.lora else None
         row = report["perplexity"][0]
         print("\nheld-out perplexity")
         print("  %-50s %8.2f" % ("original, untuned", row["original"]))
         print("  %-50s %8.2f" % ("carrier, untuned", row["carrier"]))
         print("  %-50s %8.2f" % ("carrier + its adapter (train small, infer small)", row["carrierWithAdapter"]))
         print("  %-50s %8.2f" % ("original + recovered adapter (LoRAM)", row["originalWithRecoveredAdapter"]))
+        if plain is None:
+            print("  %-50s %8s" % ("original + LoRA trained on it (plain LoRA)", "not run") +
+                  "   (--lora runs it: one more training run, on the original; it plans %s)" % mib(full["peakBytes"]))
+        else:
+            print("  %-50s %8.2f" % ("original + LoRA trained on it (plain LoRA)", plain))
+            gain, kept = row["original"] - plain, row["original"] - row["originalWithRecoveredAdapter"]
+            if gain > 0:
+                print("LoRAM kept     %.0f%% of plain LoRA's gain (perplexity %.2f of %.2f) in %.2fx less memory"
+                      % (100 * kept / gain, kept, gain, memory["savedOverFullModelLoRA"]))
         verdict = report.get("verdict") or {}
         if verdict.get("text"):
-            print("verdict        %s" % verdict["text"])
+            # (a "worse" verdict ends with the check's first suggestion, in RPC terms: said with this script's flags)
+            head, sep, tail = verdict["text"].partition("the original. ")
+            print("verdict        %s" % (head + sep + suggestion_flags(tail.rstrip("."), FLAGS) if sep and tail else verdict["text"]))
 
         print("\nprompt:\n%s" % prompt)
         for title, adapter in (("original, untuned", None), ("original + recovered adapter", result["adapterId"])):
             text = loram.generate(result["modelId"], prompt, adapter_id=adapter, max_tokens=48, temperature=0).text
             print("--- %s:\n%s%s" % (title, prompt, text))
     print("\nthe whole job took %.0f s" % (time.monotonic() - started))
-    return dict(result, real=path is not None)
+    return dict(result, real=path is not None, plainLoRA=plain)
+
+
+def plain_lora(loram, args, result, settings):
+    """Plain LoRA on the original, with loram/run's training settings: its held-out perplexity."""
+    train = settings["train"]
+    lora = train["lora"]
+    model = result["modelId"]
+    adapter = loram.create_adapter(model, r=lora["r"], alpha=lora["alpha"], targets=lora["targets"], dropout=lora.get("dropout"),
+                                   seed=lora.get("seed"))["adapterId"]
+    options = {k: train[k] for k in ("schedule", "packing", "seed", "checkpointing") if k in train}
+    job = loram.train_create(model, train["dataset"], adapter_id=adapter, steps=train["steps"], lr=train["lr"], seq_len=train["seqLen"],
+                             micro_batch=train["microBatch"], **options)["jobId"]
+    print("\nplain LoRA on the original, for comparison (%d steps)" % train["steps"])
+    loram.train_run(job, progress=True)
+    loram.train_close(job)
+    evaluation = settings["eval"]
+    value = loram.perplexity(model, evaluation["datasets"][0], adapter_id=adapter, seq_len=evaluation["seqLen"],
+                             max_samples=evaluation["maxSamples"])["perplexity"]
+    loram.unload_adapter(adapter)
+    return value
 
 
 if __name__ == "__main__":

@@ -475,10 +475,16 @@ def _training_bar(bar: ProgressBar) -> ProgressCallback:
 
 
 def _percentage_bar(bar: ProgressBar) -> ProgressCallback:
+    # The stage and the training step, not the message: a warning is 600 characters, and the
+    # result carries it (a report without a percentage, such as a warning, leaves the bar as it is).
     def show(value: Dict[str, Any]) -> None:
-        if value.get("kind") == "report":
-            postfix = {k: value[k] for k in ("message", "step", "loss") if k in value}
-            bar.update(float(value.get("percentage", 0)), postfix)
+        if value.get("kind") == "report" and "percentage" in value:
+            postfix: Dict[str, Any] = {"stage": value["stage"]} if "stage" in value else {}
+            if "step" in value:
+                postfix["step"] = "%s/%s" % (value["step"], value["steps"]) if "steps" in value else value["step"]
+            if "loss" in value:
+                postfix["loss"] = value["loss"]
+            bar.update(float(value["percentage"]), postfix)
 
     return show
 

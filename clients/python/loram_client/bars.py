@@ -31,7 +31,8 @@ class ProgressBar:
 
 
 class PlainBar(ProgressBar):
-    """``title [#######.......]  12/30  loss 2.31`` redrawn in place on one line."""
+    """``title [#######.......]  12/30  loss 2.31  eta 1m05s`` redrawn in place on one line (the
+    ETA, from the rate so far, once a second has passed)."""
 
     WIDTH = 24
 
@@ -41,12 +42,16 @@ class PlainBar(ProgressBar):
         self.stream = stream if stream is not None else sys.stderr
         self.min_interval = min_interval
         self._last_draw = 0.0
+        self._started = time.monotonic()
         self._line = ""
         self._closed = False
 
     def update(self, done: float, postfix: Optional[Mapping[str, Any]] = None) -> None:
         filled = int(self.WIDTH * min(max(done / self.total, 0.0), 1.0))
         numbers = "  ".join("%s %s" % (k, _short(v)) for k, v in (postfix or {}).items())
+        elapsed = time.monotonic() - self._started
+        if elapsed >= 1 and 0 < done < self.total:
+            numbers += "  eta %s" % _duration(elapsed * (self.total - done) / done)
         self._line = "%s[%s%s] %s/%s  %s" % (
             self.title + " " if self.title else "",
             "#" * filled,
@@ -103,6 +108,16 @@ def make_bar(total: float, title: str = "", stream: Optional[TextIO] = None, pla
         else:
             return _TqdmBar(tqdm, total, title, stream)
     return PlainBar(total, title, stream)
+
+
+def _duration(seconds: float) -> str:
+    """``"45s"``, ``"3m05s"``, ``"1h02m"``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%ds" % seconds
+    if seconds < 3600:
+        return "%dm%02ds" % divmod(seconds, 60)
+    return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
 
 
 def _short(value: Any) -> str:

@@ -1,14 +1,19 @@
 """``loram``: the command line for scripts and dry runs.
 
-    loram plan --preset llama-3.1-70b --prune 0.85 --nf4 --cap 20GiB [--svg plan.svg] [--json]
-    loram generate MODEL_DIR "Once upon a time" --max-tokens 64
-    loram train MODEL_DIR data.jsonl --steps 100 --lr 2e-4 --out adapter/
-    loram run MODEL_DIR data.jsonl --prune 0.5 --nf4 --steps 100 --lr 2e-4 --out run/
+    loram plan --preset llama-3.1-70b --prune 0.85 --nf4 --cap 20G [--svg plan.svg] [--json]
+    loram generate MODEL "Once upon a time" --max-tokens 64
+    loram train MODEL data.jsonl --steps 100 --lr 2e-4 --out adapter/
+    loram run MODEL data.jsonl --prune 0.5 --nf4 --steps 100 --lr 2e-4 --out run/
 
-Each subcommand starts loramd (``--loramd``, else ``$LORAMD``, else ``loramd`` on PATH, else
-the checkout's ``.build``), sends one piece of work, and shuts it down. ``--json`` prints the
-daemon's result objects instead of tables. Exit codes: 0 done, 2 bad usage, 1 the daemon said
-no (printed as ``error: <message> (code N)`` and ``hint: ...``) or could not be started.
+MODEL is a Hugging Face model folder (config.json, safetensors, tokenizer) or a GGUF file. Each
+subcommand starts loramd (``--loramd``, else ``$LORAMD``, else the one beside this Python, as
+scripts/setup links it in .venv/bin, else ``loramd`` on PATH, else the checkout's ``.build``,
+release before debug when it is newer), sends one piece of work, and shuts it down. ``--json``
+prints the daemon's result objects instead of tables. Sizes (``--cap``): bytes, or a number with
+K M G T (binary: 18G is 18 GiB), KiB MiB GiB TiB, or KB MB GB TB (decimal). Exit codes: 0 done,
+1 the daemon said no (printed as ``error: <message> (code N)`` and ``hint: ...``, over-budget
+hints in this command's flags) or could not be started, 2 bad usage (a missing model or dataset
+file is found here, before anything loads), 3 ``plan`` DOES NOT FIT under ``--cap``.
 """
 
 from __future__ import annotations
@@ -22,14 +27,22 @@ from typing import Any, Dict, Optional, Sequence
 
 from .api import DECODER_TARGETS, Loram, dataset
 from .errors import ClientError, LoramError
+from .errors import OverBudget
 from .plots import format_bytes, have_matplotlib, plot_plan
 from .results import BREAKDOWN_KINDS, MemoryPlan
+from .summary import CLI_FLAGS, human_sizes, over_budget_lines, run_summary
 
-__all__ = ["main", "parse_bytes", "plan_table"]
+__all__ = ["main", "parse_bytes", "plan_table", "DOES_NOT_FIT"]
 
 PRESETS = ("llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3.1-8b", "llama-3.1-70b")
+# One letter is binary (18G = 18 GiB, as ulimit, docker and qemu read it); "GB" is decimal.
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40,
+          "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+#: ``loram plan``'s exit status when the plan does not fit ``--cap`` (loramd plan's too).
+DOES_NOT_FIT = 3
+MODEL_HELP = "a Hugging Face model folder (config.json, safetensors, tokenizer) or a GGUF file"
+CAP_HELP = "bytes, or 18G (= GiB), 20GiB, 512M, 24GB (decimal)"
 
 
 class UsageError(Exception):
@@ -37,15 +50,49 @@ class UsageError(Exception):
 
 
 def parse_bytes(text: str) -> int:
-    """``"20GiB"`` -> 21474836480; also ``24GB``, ``512MiB``, ``1.5GiB``, plain bytes."""
+    """``"20GiB"`` and ``"20G"`` -> 21474836480; also ``24GB`` (decimal), ``512M``, ``1.5GiB``, plain bytes."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
     unit = match.group(2).upper() if match else None
     if match is None or unit not in _UNITS:
-        raise argparse.ArgumentTypeError("%r is not a size (bytes, or a number with KB MB GB TB KiB MiB GiB TiB)" % text)
+        raise argparse.ArgumentTypeError("%r is not a size (bytes, or a number with K M G T = KiB MiB GiB TiB, or KB MB GB TB)" % text)
     value = int(float(match.group(1)) * _UNITS[unit])
     if value <= 0:
         raise argparse.ArgumentTypeError("a size must be positive, got %r" % text)
+    if value >= 1 << 62:
+        raise argparse.ArgumentTypeError("%r is past any machine's memory (2^62 bytes)" % text)
     return value
+
+
+def physical_memory() -> Optional[int]:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_cap(args: argparse.Namespace) -> None:
+    """A cap above this machine's memory is said plainly: planning for another machine is fine,
+    a daemon budget this machine cannot hold is a mistake the planner cannot catch."""
+    cap, memory = getattr(args, "cap", None), physical_memory()
+    if cap is None or memory is None or cap <= memory:
+        return
+    if args.command == "plan":
+        print("note: --cap %s is more than this machine's %s of memory (planned as given)" % (format_bytes(cap), format_bytes(memory)), file=sys.stderr)
+    else:
+        print("warning: --cap %s is more than this machine's %s of memory: the daemon will plan to use what this "
+              "machine does not have, and the system may kill it instead of it saying 'over budget'" % (format_bytes(cap), format_bytes(memory)),
+              file=sys.stderr)
+
+
+def _check_files(args: argparse.Namespace) -> None:
+    """The model and every dataset exist, checked before the daemon loads anything."""
+    named = [("model", getattr(args, "model", None)), ("dataset", getattr(args, "dataset", None)),
+             ("--align-dataset", getattr(args, "align_dataset", None)), ("--adapter", getattr(args, "adapter", None))]
+    named += [("--eval", path) for path in getattr(args, "eval", None) or []]
+    for what, path in named:
+        if path is not None and not os.path.exists(path):
+            raise UsageError("%s %s does not exist" % (what, path))
 
 
 def _gib(n: float) -> str:
@@ -120,7 +167,7 @@ def _plan(loram: Loram, args: argparse.Namespace) -> int:
         print(plan_table(plan, workload))
         if picture:
             print("picture    %s" % picture)
-    return 0
+    return 0 if plan.fits else DOES_NOT_FIT
 
 
 def _generate(loram: Loram, args: argparse.Namespace) -> int:
@@ -188,9 +235,7 @@ def _run(loram: Loram, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print("pruned model   %s\nadapter        %s (recovered onto the original)" % (result.get("prunedModelId"), result.get("adapterId")))
-        for key, value in (result.get("report") or {}).items():
-            print("%-14s %s" % (key, json.dumps(value)))
+        print("\n".join(run_summary(result, CLI_FLAGS)))
     return 0
 
 
@@ -237,7 +282,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--prune", type=float, help="structured pruning ratio (LoRAM), e.g. 0.85")
     plan.add_argument("--checkpointing", action="store_true", help="layer checkpointing")
     plan.add_argument("--activations", choices=("f32", "bf16"), help="how the layers keep activations (training)")
-    plan.add_argument("--cap", type=parse_bytes, help="memory cap: bytes or 20GiB, 24GB (default: the daemon's budget)")
+    plan.add_argument("--cap", type=parse_bytes, help="memory cap: " + CAP_HELP + " (default: the daemon's budget)")
     plan.add_argument("--search", action=argparse.BooleanOptionalAction, default=True,
                       help="when it does not fit, suggest the cheapest change that does (default on)")
     plan.add_argument("--paper", action="store_true", help="count parameter storage only, as the paper does")
@@ -247,7 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.set_defaults(handler=_plan)
 
     gen = commands.add_parser("generate", help="stream a generation from a model directory")
-    gen.add_argument("model", help="a Hugging Face LLaMA directory")
+    gen.add_argument("model", help=MODEL_HELP)
     gen.add_argument("prompt")
     gen.add_argument("--adapter", help="a PEFT adapter directory to apply")
     gen.add_argument("--max-tokens", type=int, default=64)
@@ -257,13 +302,13 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int)
     gen.add_argument("--stop", action="append", help="a stop string (repeatable)")
     gen.add_argument("--dtype", choices=("f32", "bf16", "f16"))
-    gen.add_argument("--cap", type=parse_bytes, help="the daemon's memory budget")
+    gen.add_argument("--cap", type=parse_bytes, help="the daemon's memory budget: " + CAP_HELP)
     common(gen)
     matmul(gen)
     gen.set_defaults(handler=_generate)
 
     def training(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("model", help="a Hugging Face LLaMA directory")
+        sub.add_argument("model", help=MODEL_HELP)
         sub.add_argument("dataset", help="JSONL (or .txt) training data")
         sub.add_argument("--format", choices=("text", "prompt_completion", "tokens"), default="text")
         sub.add_argument("--steps", type=int, required=True)
@@ -280,7 +325,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--targets", nargs="+", default=list(DECODER_TARGETS), metavar="MODULE")
         sub.add_argument("--seed", type=int)
         sub.add_argument("--dtype", choices=("f32", "bf16", "f16"))
-        sub.add_argument("--cap", type=parse_bytes, help="the daemon's memory budget")
+        sub.add_argument("--cap", type=parse_bytes, help="the daemon's memory budget: " + CAP_HELP)
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         common(sub)
         matmul(sub)
@@ -306,6 +351,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)  # exits 2 on bad usage
+    try:
+        _check_files(args)
+    except UsageError as error:
+        parser.error(str(error))  # exits 2
+    _check_cap(args)
     init: Dict[str, Any] = {}
     if getattr(args, "cap", None) is not None and args.command != "plan":
         init["hbmCapBytes"] = args.cap
@@ -318,6 +368,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return int(args.handler(loram, args))
     except UsageError as error:
         parser.error(str(error))  # exits 2
+    except OverBudget as error:
+        # The daemon's hint names its RPC (hbmCapBytes in 'initialize') and counts bytes; say it as this command does.
+        print("error: %s (code %d)" % (human_sizes(error.message), error.code), file=sys.stderr)
+        for line in over_budget_lines(error.data, CLI_FLAGS):
+            print("hint: %s" % line, file=sys.stderr)
+        return 1
     except LoramError as error:
         print("error: %s (code %d)" % (error.message, error.code), file=sys.stderr)
         if error.hint:

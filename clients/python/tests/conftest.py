@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import pytest
+from hang import HANG  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parent
 PACKAGE_ROOT = TESTS_DIR.parent
@@ -76,7 +77,7 @@ def spawn(loramd_path: str) -> Iterator[Callable[..., LoramClient]]:
     Every client it made is closed at teardown, and the test fails if the daemon put
     anything on stdout that is not a protocol message.
     """
-    yield from _clients(check_protocol=True, command=loramd_path, debug_methods=True, lifecycle_timeout=15.0)
+    yield from _clients(check_protocol=True, command=loramd_path, debug_methods=True, lifecycle_timeout=HANG)
 
 
 @pytest.fixture
@@ -88,4 +89,4 @@ def client(spawn: Callable[..., LoramClient]) -> LoramClient:
 @pytest.fixture
 def spawn_fake() -> Iterator[Callable[..., LoramClient]]:
     """Factory for clients of tests/fake_daemon.py (no Swift build needed)."""
-    yield from _clients(check_protocol=False, command=FAKE_DAEMON, lifecycle_timeout=10.0)
+    yield from _clients(check_protocol=False, command=FAKE_DAEMON, lifecycle_timeout=HANG)

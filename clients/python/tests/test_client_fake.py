@@ -10,6 +10,7 @@ import time
 import pytest
 
 import loram_client as lc
+from hang import HANG
 
 
 def test_initialize_result_is_stored(spawn_fake):
@@ -24,20 +25,20 @@ def test_request_ids_are_integers_increasing_from_one(spawn_fake):
     client = spawn_fake(initialize=False)
     futures = [client.request_async("echo", {"n": n}) for n in range(5)]
     assert [f.request_id for f in futures] == [1, 2, 3, 4, 5]
-    assert [f.result(5) for f in futures] == [{"n": n} for n in range(5)]
+    assert [f.result(HANG) for f in futures] == [{"n": n} for n in range(5)]
 
 
 def test_crash_fails_pending_with_exit_code_and_stderr(spawn_fake):
     client = spawn_fake()
     hanging = client.request_async("never")
     with pytest.raises(lc.DaemonExited) as info:
-        client.request("crash", {"code": 3, "lines": ["warming up", "fatal: out of llamas"]}, timeout=10)
+        client.request("crash", {"code": 3, "lines": ["warming up", "fatal: out of llamas"]}, timeout=HANG)
     assert info.value.exit_code == 3
     assert info.value.stderr_lines[-1] == "fatal: out of llamas"
     with pytest.raises(lc.DaemonExited):
-        hanging.result(5)
+        hanging.result(HANG)
     with pytest.raises(lc.DaemonExited):  # later calls fail at once
-        client.request("echo", {}, timeout=5)
+        client.request("echo", {}, timeout=HANG)
     assert client.returncode == 3 and not client.running
 
 
@@ -45,14 +46,14 @@ def test_stderr_callback_sees_each_line(spawn_fake):
     lines = []
     client = spawn_fake(stderr=lines.append)
     with pytest.raises(lc.DaemonExited):
-        client.request("crash", {"code": 0, "lines": ["a", "b"]}, timeout=10)
-    client.wait(5)
+        client.request("crash", {"code": 0, "lines": ["a", "b"]}, timeout=HANG)
+    client.wait(HANG)
     assert lines == ["a", "b"] and client.stderr_lines == ["a", "b"]
 
 
 def test_junk_on_stdout_is_recorded_and_reading_resynchronises(spawn_fake):
     client = spawn_fake()
-    assert client.request("garbage", timeout=5) == "after garbage"
+    assert client.request("garbage", timeout=HANG) == "after garbage"
     assert len(client.protocol_errors) == 1
     assert "not a header" in str(client.protocol_errors[0])
     client.protocol_errors.clear()
@@ -60,7 +61,7 @@ def test_junk_on_stdout_is_recorded_and_reading_resynchronises(spawn_fake):
 
 def test_requests_from_the_daemon_get_method_not_found(spawn_fake):
     client = spawn_fake()
-    answer = client.request("ask", timeout=5)
+    answer = client.request("ask", timeout=HANG)
     assert answer["id"] == "srv-1" and answer["error"]["code"] == -32601
 
 
@@ -68,7 +69,7 @@ def test_progress_routed_by_token_and_seen_by_global_listeners(spawn_fake):
     client = spawn_fake()
     routed, seen = [], []
     client.on_notification("$/progress", seen.append)
-    assert client.request("progress", {}, on_progress=routed.append, timeout=5) == "done"
+    assert client.request("progress", {}, on_progress=routed.append, timeout=HANG) == "done"
     assert [v["kind"] for v in routed] == ["begin", "report", "end"]
     assert len(seen) == 3 and all(p["token"] == seen[0]["token"] for p in seen)
 
@@ -87,11 +88,11 @@ def test_blocking_from_a_callback_raises_instead_of_deadlocking(spawn_fake):
         # The async form works from a callback.
         client.request_async("echo", {"from": "callback"}).add_done_callback(lambda f: outcome.put(f.result()))
 
-    client.request("progress", {}, on_progress=callback, timeout=5)
-    first = outcome.get(timeout=5)
+    client.request("progress", {}, on_progress=callback, timeout=HANG)
+    first = outcome.get(timeout=HANG)
     assert isinstance(first, lc.CallbackDeadlock)
     # one CallbackDeadlock per progress value (3), then the async answers
-    results = [outcome.get(timeout=5) for _ in range(5)]
+    results = [outcome.get(timeout=HANG) for _ in range(5)]
     assert {"from": "callback"} in results
 
 
@@ -100,9 +101,9 @@ def test_timeout_raises_request_timeout_and_forgets_the_request(spawn_fake):
     start = time.monotonic()
     with pytest.raises(lc.RequestTimeout) as info:
         client.request("never", timeout=0.3)
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 60  # "never" never answers: the timeout ended the wait
     assert isinstance(info.value, TimeoutError) and info.value.method == "never"
-    assert client.request("echo", [1], timeout=5) == [1]
+    assert client.request("echo", [1], timeout=HANG) == [1]
 
 
 def test_local_cancel(spawn_fake):
@@ -116,7 +117,7 @@ def test_local_cancel(spawn_fake):
 def test_unmatched_responses_from_send_raw(spawn_fake):
     client = spawn_fake()
     client.send_raw(lc.encode_frame({"jsonrpc": "2.0", "id": 424242, "method": "echo", "params": {"raw": 1}}))
-    response = client.next_unmatched_response(timeout=5)
+    response = client.next_unmatched_response(timeout=HANG)
     assert response == {"jsonrpc": "2.0", "id": 424242, "result": {"raw": 1}}
     with pytest.raises(queue.Empty):
         client.next_unmatched_response(timeout=0.1)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import loram_client as lc
+from hang import HANG
 
 
 def test_initialize_result(client):
@@ -29,7 +30,7 @@ def test_hbm_cap_from_initialize_is_the_budget(spawn):
     cap = 1 << 30
     client = spawn(init_params={"hbmCapBytes": cap})
     assert client.device["hbmCapBytes"] == cap
-    assert client.request("model/list", timeout=10)["memory"]["capBytes"] == cap
+    assert client.request("model/list", timeout=HANG)["memory"]["capBytes"] == cap
 
 
 def test_shutdown_then_exit_is_code_0(client):
@@ -43,24 +44,24 @@ def test_exit_without_shutdown_is_code_1(client):
 
 def test_context_manager_shuts_down_cleanly(loramd_path):
     with lc.LoramClient(command=loramd_path) as client:
-        assert client.request("model/list", timeout=10)["models"] == []
+        assert client.request("model/list", timeout=HANG)["models"] == []
     assert client.returncode == 0
 
 
 def test_end_of_stdin_exits(client):
     client.close_stdin()
-    code = client.wait(5)
+    code = client.wait(HANG)
     assert code in (0, 1), code
 
 
 def test_request_before_initialize_is_server_not_initialized(spawn):
     client = spawn(initialize=False)
     with pytest.raises(lc.ServerNotInitialized) as info:
-        client.request("model/list", timeout=10)
+        client.request("model/list", timeout=HANG)
     assert info.value.code == -32002 and info.value.hint
     # and initialize still works afterwards
     assert client.initialize()["serverInfo"]["name"] == "loramd"
-    assert client.request("model/list", timeout=10)["jobs"] == []
+    assert client.request("model/list", timeout=HANG)["jobs"] == []
 
 
 def test_notifications_before_initialize_are_dropped(spawn):
@@ -69,14 +70,14 @@ def test_notifications_before_initialize_are_dropped(spawn):
     client.on_notification("window/logMessage", logs.append)
     client.notify("debug/log", {"message": "too early"})  # a notification, not a request
     client.initialize()
-    client.request("debug/log", {"message": "on time"}, timeout=10)
+    client.request("debug/log", {"message": "on time"}, timeout=HANG)
     assert [entry["message"] for entry in logs] == ["on time"]
 
 
 def test_requests_after_shutdown_are_invalid_request(client):
-    assert client.request("shutdown", timeout=10) is None
+    assert client.request("shutdown", timeout=HANG) is None
     with pytest.raises(lc.InvalidRequest) as info:
-        client.request("model/list", timeout=10)
+        client.request("model/list", timeout=HANG)
     assert info.value.hint
     assert client.exit() == 0
 
@@ -96,7 +97,7 @@ def test_daemon_exits_when_process_id_is_gone(spawn):
     finally:
         parent.kill()
         parent.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG
     while client.running and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not client.running, "loramd kept running after its processId %d exited" % parent.pid

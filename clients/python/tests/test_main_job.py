@@ -3,8 +3,9 @@ docs claim it: the recovered adapter improves SmolLM2-135M-Instruct's held-out p
 stdlib domain, beats the carrier with its own adapter, and the carrier trains in far less memory.
 
 Runs only with the optimized build (`scripts/setup --release`, which CI runs) and the model in the
-cache; about 3 minutes on 2 cores. Measured: 14.36 -> 13.72 (4.4 %), carrier + adapter 27.9,
-planned peak 205 vs 369 MiB."""
+cache; about 3 minutes on an idle 2-core machine. Measured (bench/results/main-job-2026-12-07.log,
+the stdlib of Debian's python3.11): 15.40 -> 14.67 (4.8 %), carrier + adapter 32.1, planned peak
+228 vs 391 MiB (1.72x)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import time
 import pytest
 
 import loram_client as lc
+from hang import HANG
 
 
 def kinds(values):
@@ -15,7 +16,7 @@ def kinds(values):
 
 def test_progress_begin_reports_end(client):
     values = []
-    assert client.request("debug/sleep", {"ms": 1200}, on_progress=values.append, timeout=10) == {"sleptMs": 1200}
+    assert client.request("debug/sleep", {"ms": 1200}, on_progress=values.append, timeout=HANG) == {"sleptMs": 1200}
     # every value sent before the response has been delivered when request() returns
     assert values, "no $/progress for a request with workDoneToken"
     assert values[0]["kind"] == "begin" and isinstance(values[0].get("title"), str)
@@ -29,7 +30,7 @@ def test_progress_begin_reports_end(client):
 
 def test_reports_are_coalesced(client):
     values = []
-    client.request("debug/sleep", {"ms": 1500}, on_progress=values.append, timeout=10)
+    client.request("debug/sleep", {"ms": 1500}, on_progress=values.append, timeout=HANG)
     reports = kinds(values).count("report")
     # "a few per second at most": allow up to ~6/s over 1.5 s plus a final one
     assert reports <= 10, reports
@@ -39,7 +40,7 @@ def test_explicit_token_and_global_listener(client):
     seen, routed = [], []
     client.on_notification("$/progress", seen.append)
     params = {"ms": 300}
-    client.request("debug/sleep", params, work_done_token="my-token-1", on_progress=routed.append, timeout=10)
+    client.request("debug/sleep", params, work_done_token="my-token-1", on_progress=routed.append, timeout=HANG)
     assert params == {"ms": 300}, "the caller's params are not modified"
     assert seen and all(p["token"] == "my-token-1" for p in seen)
     assert [p["value"] for p in seen] == routed
@@ -48,7 +49,7 @@ def test_explicit_token_and_global_listener(client):
 def test_token_without_callback_goes_to_global_listeners(client):
     seen = []
     client.on_notification("$/progress", seen.append)
-    client.request("debug/sleep", {"ms": 100}, work_done_token=42, timeout=10)
+    client.request("debug/sleep", {"ms": 100}, work_done_token=42, timeout=HANG)
     assert seen and {p["token"] for p in seen} == {42}
     assert kinds(p["value"] for p in seen)[0] == "begin"
 
@@ -58,7 +59,7 @@ def test_concurrent_requests_get_their_own_progress(client):
     fa = client.request_async("debug/sleep", {"ms": 600}, on_progress=a.append)
     fb = client.request_async("debug/sleep", {"ms": 300}, on_progress=b.append)
     assert fa.progress_token != fb.progress_token
-    fa.result(10), fb.result(10)
+    fa.result(HANG), fb.result(HANG)
     for values in (a, b):  # nothing crossed over: one begin and one end each
         assert values[0]["kind"] == "begin" and values[-1]["kind"] == "end"
         assert kinds(values).count("begin") == 1 and kinds(values).count("end") == 1
@@ -70,7 +71,7 @@ def test_cancelled_request_ends_its_progress(client):
     time.sleep(0.3)
     future.cancel_request()
     with pytest.raises(lc.RequestCancelled):
-        future.result(5)
+        future.result(HANG)
     assert values and values[0]["kind"] == "begin"
     assert values[-1]["kind"] == "end", "a cancelled request still closes its progress with end"
 
@@ -78,5 +79,5 @@ def test_cancelled_request_ends_its_progress(client):
 def test_no_progress_without_token(client):
     seen = []
     client.on_notification("$/progress", seen.append)
-    client.request("debug/sleep", {"ms": 100}, timeout=10)
+    client.request("debug/sleep", {"ms": 100}, timeout=HANG)
     assert seen == []

@@ -112,7 +112,7 @@ test('cancellation and timeouts end requests on the daemon', { skip: missing }, 
     controller.abort();
     await assert.rejects(aborted, (e) => e.code === ErrorCodes.RequestCancelled);
     await assert.rejects(client.request('debug/sleep', { ms: 60000 }, { timeoutMs: 100 }), RequestTimeout);
-    assert.ok(Date.now() - started < 10000);
+    assert.ok(Date.now() - started < 30000); // well before one 60 s sleep ends: a hang bound, not speed
     assert.deepEqual(await client.request('debug/echo', { still: 'serving' }), { still: 'serving' });
   });
 });
