@@ -23,7 +23,7 @@ final class MemoryLedger: @unchecked Sendable {
         let used = charges.values.reduce(0, +)
         guard used + bytes <= capBytes else {
             throw RPCError(.overBudget, "Over budget: \(owner) needs \(bytes) bytes, \(capBytes - used) of \(capBytes) are free",
-                           hint: "Unload a model or close a job, or raise hbmCapBytes in 'initialize'.",
+                           hint: "Unload a model or close a job, or raise the memory cap (hbmCapBytes in 'initialize'; --cap on loram's command line).",
                            data: [("needBytes", .int(used + bytes)), ("capBytes", .int(capBytes)),
                                   ("breakdown", breakdown), ("suggestion", .null)])
         }
