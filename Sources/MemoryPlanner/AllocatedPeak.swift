@@ -7,7 +7,8 @@ import Foundation
 /// What it includes: every allocation of every thread meanwhile, at its size class, and what
 /// jemalloc's thread caches hold (counted as allocated until flushed); not memory mapped outside
 /// jemalloc (OpenBLAS's own buffers, the model file's mapping). A peak shorter than `interval`
-/// between two samples can be missed.
+/// between two samples can be missed. A sample costs ~36 µs (a debug build; jemalloc's stats
+/// refresh walks every arena): at 1 ms, under 4% of one core while it runs.
 public final class AllocatedPeak: @unchecked Sendable {
     public let baseline: Int
     private let lock = NSLock()

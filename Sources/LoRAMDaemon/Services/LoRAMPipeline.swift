@@ -207,10 +207,12 @@ extension Daemon {
         // 6. LoRA on the carrier.
         try begin("train", "training LoRA on the carrier")
         let lora = try Self.loraParams(JSONValue.object(train)["lora"])
-        // Measured: the carrier's weights as held, plus the most bytes jemalloc counts allocated
-        // process-wide above the count before adapter/create, sampled every millisecond from then
-        // to the last step (AllocatedPeak says what that includes). Planned: the carrier, the
-        // adapter's tensors and the job's plan, each allocation at its jemalloc size class.
+        // Measured: the carrier's weights as held (`bytes`, loaded before the window), plus the
+        // most bytes jemalloc counts allocated process-wide above the count before adapter/create,
+        // sampled every millisecond from then to the last step (AllocatedPeak says what that
+        // includes: anything else the daemon does meanwhile, too). Planned: the same carrier bytes,
+        // the adapter's tensors and the job's plan (TrainingAllocations and the rows), each
+        // allocation at its jemalloc size class, the small ones under stated bounds.
         let jobPeak = AllocatedPeak()
         let adapterFields = [("modelId", JSONValue.string(carrierId))] + lora
         let createdAdapter = try stage("train") { try adapters.create(try decode(AdapterCreateParams.self, adapterFields), context: quiet) }
