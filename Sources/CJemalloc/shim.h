@@ -11,3 +11,8 @@ static inline int loram_mallocx_flags(size_t alignment, unsigned arena) {
 static inline int loram_dallocx_flags(unsigned arena) {
     return MALLOCX_ARENA(arena) | MALLOCX_TCACHE_NONE;
 }
+
+static inline int loram_nallocx_flags(size_t alignment) {
+    // MALLOCX_ALIGN(a): the size class nallocx reports for a request at that alignment.
+    return MALLOCX_ALIGN(alignment);
+}

@@ -1,4 +1,5 @@
 import COpenBLAS
+import MemoryPlanner
 
 /// The matmuls the runtime needs, through OpenBLAS. Row-major throughout, as HF stores weights.
 public enum BLAS {
@@ -41,4 +42,15 @@ public enum BLAS {
 
     /// OpenBLAS's build description ("OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64").
     public static var configuration: String { String(cString: openblas_get_config()) }
+
+    /// What a threaded level-3 call (sgemm on more than one thread) mallocs for itself and frees
+    /// before returning: OpenBLAS's job table (level3_thread.c, `USE_ALLOC_HEAP`), MAX_THREADS² ×
+    /// 128 bytes (512 KiB for Debian's MAX_THREADS=64), seen under gdb on every threaded sgemm of a
+    /// training step; the step makes one such call at a time. 0 on one thread.
+    public static var threadedCallHeapBytes: Int {
+        guard threads > 1 else { return 0 }
+        let maxThreads = configuration.split(separator: " ").first { $0.hasPrefix("MAX_THREADS=") }
+            .flatMap { Int($0.dropFirst("MAX_THREADS=".count)) } ?? 64
+        return Jemalloc.reservedBytes(maxThreads * maxThreads * 128)
+    }
 }

@@ -48,11 +48,13 @@ final class DaemonLoRAMRunTests: XCTestCase {
         XCTAssertLessThan(after, 0.5 * before, "the recovered adapter lowers the original's perplexity")
         XCTAssertLessThan(try XCTUnwrap(ppl["carrierWithAdapter"]?.doubleValue), try XCTUnwrap(ppl["carrier"]?.doubleValue))
 
-        // Memory: planned and measured peaks agree closely, and sit well under the full model's LoRA peak.
+        // Memory: the measured peak (jemalloc, every millisecond) stays under the plan, which is above
+        // it by no more than its stated bounds (~1.7 MB here, measured 1.5%), and well under the full model's LoRA peak.
         let planned = try XCTUnwrap(report["memory"]?["plannedPeakBytes"]?.doubleValue)
         let measured = try XCTUnwrap(report["memory"]?["measuredPeakBytes"]?.doubleValue)
         let full = try XCTUnwrap(report["memory"]?["fullModelLoRAPlannedPeakBytes"]?.doubleValue)
-        XCTAssertEqual(measured / planned, 1, accuracy: 0.1, "measured \(measured) vs planned \(planned)")
+        XCTAssertLessThanOrEqual(measured, planned, "measured \(measured) vs planned \(planned)")
+        XCTAssertLessThanOrEqual(planned, 1.05 * measured, "measured \(measured) vs planned \(planned)")
         XCTAssertLessThan(planned * 1.4, full, "the carrier trains in well under the full model's memory")
 
         // Files: the carrier loads back as a pruned model; the recovered adapter loads on the original.

@@ -41,7 +41,10 @@ final class DaemonTrainingRulesTests: XCTestCase {
             let created = try result(d, 10 + i, "train/create", #"{"modelId":"\#(modelId)","freeze":\#(freeze),"untieEmbeddings":\#(untie),"dataset":{"path":"\#(dataset.path)","format":"tokens"},"seqLen":16,"microBatch":1,"steps":1,"lr":0.001}"#)
             let parameters = try XCTUnwrap(created["parameters"]?.intValue, "\(created)")
             if let expected { XCTAssertEqual(parameters, expected, "freeze \(freeze), untie \(untie)") }
-            XCTAssertEqual(created["plan"]?["breakdown"]?["gradients"]?.intValue, 4 * parameters, "freeze \(freeze), untie \(untie): \(created)")
+            // One fp32 buffer per trainable tensor, each at its jemalloc size class (at most 25% over, 16 bytes for the smallest).
+            let gradients = try XCTUnwrap(created["plan"]?["breakdown"]?["gradients"]?.intValue, "\(created)")
+            XCTAssertGreaterThanOrEqual(gradients, 4 * parameters, "freeze \(freeze), untie \(untie): \(created)")
+            XCTAssertLessThanOrEqual(gradients, 4 * parameters * 5 / 4 + 1024, "freeze \(freeze), untie \(untie): \(created)")
             _ = try result(d, 30 + i, "train/close", #"{"jobId":"\#(created["jobId"]?.stringValue ?? "")"}"#)
         }
         d.closeInput()

@@ -198,8 +198,9 @@ extension DaemonTrainingTests {
         let work = try temporaryDirectory()
         let dataset = try tokensDataset(in: work)
         let d = try DaemonProcess()
-        // Room for the tiny model (~0.4 MB) and a small job, not for a big micro-batch.
-        XCTAssertNotNil(d.initialize(#"{"hbmCapBytes":8000000}"#))
+        // Room for the tiny model (~0.4 MB) and a small job, not for a big micro-batch (every job
+        // plans ~1.6 MB of runtime bounds besides its buffers).
+        XCTAssertNotNil(d.initialize(#"{"hbmCapBytes":10000000}"#))
         let modelId = try XCTUnwrap(d.loadModel(Self.tiny))
         d.request(1, "model/list")
         let used = d.response(id: 1)?["result"]?["memory"]?["usedBytes"]

@@ -135,16 +135,15 @@ extension Daemon {
             case "train": if tied { fields.removeAll { $0.0 == "freeze" } }  // the one tensor is both: trained
             default: break  // "freeze": a tied embedding is frozen with the head
             }
-            let beforeJob = Jemalloc.allocatedBytes ?? 0
+            // Measured as the train stage's is (below).
+            let jobPeak = AllocatedPeak()
             let created = try stage("align") {
                 try training.create(try decode(TrainingService.Request.self, fields + [("modelId", .string(carrierId))]), context: quiet)
             }
             let jobId = created.result.jobId
             made.jobs.append(jobId)
-            var jobAllocated = max(0, (Jemalloc.allocatedBytes ?? 0) - beforeJob)
-            let run = try runSteps(created.object, context: context, stageName: "align", percentage: overall) {
-                jobAllocated = max(jobAllocated, (Jemalloc.allocatedBytes ?? 0) - beforeJob)
-            }
+            let run = try runSteps(created.object, context: context, stageName: "align", percentage: overall, afterStep: jobPeak.sample)
+            let jobAllocated = jobPeak.stop()
             let jobPlanned = created.result.plan.peakBytes
             stagePeaks.append(("align", .object([("plannedPeakBytes", int(jobPlanned + carrierModel.bytes)),
                                                  ("measuredPeakBytes", int(carrierModel.bytes + jobAllocated))])))
@@ -210,23 +209,28 @@ extension Daemon {
         // 6. LoRA on the carrier.
         try begin("train", "training LoRA on the carrier")
         let lora = try Self.loraParams(JSONValue.object(train)["lora"])
-        let beforeAdapter = Jemalloc.allocatedBytes ?? 0
+        // Measured: the carrier's weights as held (`bytes`, loaded before the window), plus the
+        // most bytes jemalloc counts allocated process-wide above the count before adapter/create,
+        // sampled every millisecond from then to the last step (AllocatedPeak says what that
+        // includes: anything else the daemon does meanwhile, too). Planned: the same carrier bytes,
+        // the adapter's tensors and the job's plan (TrainingAllocations and the rows), each
+        // allocation at its jemalloc size class, the small ones under stated bounds.
+        let jobPeak = AllocatedPeak()
         let adapterFields = lora + [("modelId", JSONValue.string(carrierId))]
         let createdAdapter = try stage("train") { try adapters.create(try decode(AdapterCreateParams.self, adapterFields), context: quiet) }
         let carrierAdapterId = createdAdapter.adapterId
-        let adapterBytes = 4 * createdAdapter.parameters
+        // As allocated: each of the adapter's tensors at its jemalloc size class, and its small objects' bound.
+        let trainedAdapter = try registry.loadedAdapter(carrierAdapterId).adapter
+        let carrierShape = try model(carrierId).model.config.modelShape, adapterShape = Workload.LoRA(r: trainedAdapter.rank, targets: trainedAdapter.targets)
+        let adapterBytes = TrainingAllocations.adapterBytes(carrierShape, adapterShape) + TrainingAllocations.adapterBookkeepingBound(carrierShape, adapterShape)
         made.adapters.append(carrierAdapterId)
         let jobFields = train.filter { $0.0 != "lora" } + [("modelId", JSONValue.string(carrierId)), ("adapterId", .string(carrierAdapterId))]
         let created = try stage("train") { try training.create(try decode(TrainingService.Request.self, jobFields), context: quiet) }
         let jobId = created.result.jobId
         made.jobs.append(jobId)
-        // Measured: the carrier's weights as held, plus what jemalloc counts the adapter and the job
-        // allocating (the step's arena is one of those allocations), sampled after every step.
         let carrierModel = try model(carrierId)
-        var jobAllocated = max(0, (Jemalloc.allocatedBytes ?? 0) - beforeAdapter)
-        let trainingRun = try runSteps(created.object, context: context, stageName: "train", percentage: overall) {
-            jobAllocated = max(jobAllocated, (Jemalloc.allocatedBytes ?? 0) - beforeAdapter)
-        }
+        let trainingRun = try runSteps(created.object, context: context, stageName: "train", percentage: overall, afterStep: jobPeak.sample)
+        let jobAllocated = jobPeak.stop()
         let measuredPeak = carrierModel.bytes + jobAllocated
         let jobPlanned = created.result.plan.peakBytes
         let plannedPeak = jobPlanned + carrierModel.bytes + adapterBytes
@@ -234,7 +238,7 @@ extension Daemon {
         // The same LoRA job (its settings as planned: seqLen after the longest-sequence cut,
         // checkpointing as `auto` chose) planned on the original: what LoRAM saves.
         let fullPlan = try fullModelLoRAPlan(original: original, adapter: try registry.loadedAdapter(carrierAdapterId).adapter,
-                                             settings: created.object.job.settings)
+                                             settings: created.object.job.settings, dataBytes: created.result.plan.breakdown.data)
         _ = try training.close(jobId, keepModel: false, dtype: nil)
         made.jobs.removeAll { $0 == jobId }
 

@@ -103,9 +103,11 @@ extension Daemon {
     }
 
     /// The same LoRA job planned on the original model (no allocation): what LoRAM is measured against.
-    func fullModelLoRAPlan(original: LoadedModel, adapter: LoRAAdapter, settings: TrainingJob.Settings) throws -> Int {
+    /// `dataBytes`: the rows the job holds, the same on either model.
+    func fullModelLoRAPlan(original: LoadedModel, adapter: LoRAAdapter, settings: TrainingJob.Settings, dataBytes: Int) throws -> Int {
         let shape = LoRAAdapter(config: original.model.config, rank: adapter.rank, alpha: adapter.alpha, targets: adapter.targets)
-        return try training.plan(original, adapter: shape, settings: settings).total
-            + original.bytes + 4 * shape.parameterCount
+        return try training.plan(original, adapter: shape, settings: settings, dataBytes: dataBytes).total
+            + original.bytes + TrainingAllocations.adapterBytes(original.model.config.modelShape, Workload.LoRA(r: shape.rank, targets: shape.targets))
+            + TrainingAllocations.adapterBookkeepingBound(original.model.config.modelShape, Workload.LoRA(r: shape.rank, targets: shape.targets))
     }
 }

@@ -23,7 +23,7 @@ struct PlanningService {
         let cap = params.hbmCapBytes ?? ledger.capBytes
         let plan: MemoryPlan
         do {
-            plan = try Self.planSizes { try MemoryPlan(original: original, pruning: pruning, workload: workload) }
+            plan = try Self.planSizes { try MemoryPlan(original: original, pruning: pruning, workload: workload, libraries: BLAS.threadedCallHeapBytes) }
         } catch let error as PruningError {
             throw RPCError.invalidParams(field: "workload.prune", "\(error)")
         }
@@ -34,6 +34,7 @@ struct PlanningService {
                                 parameters: .init(original: accounting.original, carrier: accounting.pruned),
                                 reduction: workload.baseDType == .nf4 ? accounting.qloramReduction : accounting.loramReduction,
                                 accounting: paper ? "paper" : "full", peakOverLowerBound: plan.placement.ratio)
+        result.allocatedPeakBytes = paper ? nil : plan.allocatedPeakBytes
         if params.search == true && Int64(peak) > cap && !paper {
             if let suggestion = PlanSearch.fit(original: original, pruning: pruning, workload: workload, capBytes: Int(cap)) {
                 result.suggestion = .object([
@@ -255,6 +256,9 @@ struct PlanResult: WireResult {
     var buffers: [JSONValue]?
     var liveAtPeak: [String]?
     var svg: String?
+    /// The peak as jemalloc will count it (`MemoryPlan.allocatedPeakBytes`): size classes, the
+    /// runtime's own buffers and bounds; training's rows are train/create's to add.
+    var allocatedPeakBytes: Int?
 
     init(fits: Bool, peakBytes: Int, lowerBoundBytes: Int, capBytes: Int64, breakdown: JSONValue, parameters: ParameterCounts, reduction: Double,
          accounting: String, peakOverLowerBound: Double) {
@@ -264,12 +268,14 @@ struct PlanResult: WireResult {
 
     private enum CodingKeys: String, CodingKey {
         case fits, peakBytes, lowerBoundBytes, capBytes, breakdown, parameters, reduction, accounting, peakOverLowerBound, suggestion, phases, buffers, liveAtPeak, svg
+        case allocatedPeakBytes
     }
 
     func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(fits, forKey: .fits)
         try c.encode(peakBytes, forKey: .peakBytes)
+        try c.encodeIfPresent(allocatedPeakBytes, forKey: .allocatedPeakBytes)
         try c.encode(lowerBoundBytes, forKey: .lowerBoundBytes)
         try c.encode(capBytes, forKey: .capBytes)
         try c.encode(breakdown, forKey: .breakdown)

@@ -5,7 +5,9 @@ import RPC
 
 /// The bytes a job holds, by kind (memory/plan's and OverBudget's `breakdown`).
 struct TrainingBreakdown: WireResult {
-    var weights, adapter, gradients, optimizer, activations: Int
+    /// Each as jemalloc reserves it (`TrainingAllocations`): activations is the step arena's size
+    /// class, data the rows the job holds, runtime the norms, a step's batches and the bookkeeping bound.
+    var weights, adapter, gradients, optimizer, activations, data, runtime: Int
 }
 
 /// A job's plan as train/resume answers it.

@@ -75,12 +75,18 @@ struct TrainingService {
         }
         // Aligning a 2:4 or magnitude carrier keeps its zeros.
         settings.keepZeros = adapter == nil && loaded.model.pruning.map { !$0.method.isStructured } == true
-        let plan = try plan(loaded, adapter: adapter, settings: &settings, checkpointing: try CheckpointingChoice.parse(request.checkpointing))
+        // The rows the job holds, as allocated, and the datasets as read, which live until create
+        // returns (after the job's buffers are made); storage a row shares with its example counts once.
+        let dataBytes = Dataset.Example.heldBytes([examples, dataset.examples, rows] + (evalRows.map { [$0] } ?? []) + (evalDataset.map { [$0.examples] } ?? []),
+                                                  loaderOrders: 1)
+            + (evalRows.map { Dataset.Example.evaluationBytes($0, microBatch: settings.microBatch, seqLen: settings.seqLen) } ?? 0)
+        let plan = try plan(loaded, adapter: adapter, settings: &settings, checkpointing: try CheckpointingChoice.parse(request.checkpointing),
+                            dataBytes: dataBytes)
         let handle = registry.newHandle(.job)
         do {
             try ledger.charge(Int64(plan.total), to: handle, breakdown: plan.breakdown.json)
         } catch let error as RPCError where error.code == .overBudget {
-            throw error.with("suggestion", suggestion(loaded, adapter: adapter, settings: settings).json)
+            throw error.with("suggestion", suggestion(loaded, adapter: adapter, settings: settings, dataBytes: dataBytes).json)
         }
         let job: TrainingJob
         do {
@@ -140,7 +146,13 @@ struct TrainingService {
         try Self.requireTrainable(examples, of: dataset, field: "dataset", seqLen: settings.seqLen, packing: settings.packing)
         let adapterShape = state.adapter.map { LoRAAdapter(config: loaded.model.config, rank: $0.rank, alpha: $0.alpha, dropout: $0.dropout,
                                                             targets: Set($0.targets.compactMap(LoRATarget.init(rawValue:)))) }
-        let plan = try plan(loaded, adapter: adapterShape, settings: &settings, checkpointing: settings.checkpointing ? .layer : .none)
+        var plan = try plan(loaded, adapter: adapterShape, settings: &settings, checkpointing: settings.checkpointing ? .layer : .none,
+                            dataBytes: Dataset.Example.heldBytes([examples, dataset.examples], loaderOrders: 1))
+        // A resumed job makes its adapter itself (no adapter/create charged it).
+        if let adapterShape {
+            let lora = Workload.LoRA(r: adapterShape.rank, targets: adapterShape.targets), shape = loaded.model.config.modelShape
+            plan.adapter = TrainingAllocations.adapterBytes(shape, lora) + TrainingAllocations.adapterBookkeepingBound(shape, lora)
+        }
         let handle = registry.newHandle(.job)
         try ledger.charge(Int64(plan.total), to: handle, breakdown: plan.breakdown.json)
         do {

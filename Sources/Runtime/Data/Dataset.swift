@@ -1,4 +1,5 @@
 import Foundation
+import MemoryPlanner
 
 /// Turns text into token ids (the tokenizer conforms).
 public protocol TextEncoding {
@@ -114,5 +115,41 @@ public struct Dataset: Sendable {
             out.append(n)
         }
         return out
+    }
+}
+
+extension Dataset.Example {
+    /// The bytes `lists` of examples hold together (`TrainingData`): every distinct ids and labels
+    /// storage as allocated, at its real capacity, counted once however many examples share it (a
+    /// text example's labels are its ids; a row cut from an example no longer than the cut is that
+    /// example's), each list's array of examples, and, with `loaderOrders`, the epoch order of a
+    /// loader over each list.
+    public static func heldBytes(_ lists: [[Dataset.Example]], loaderOrders: Int = 0) -> Int {
+        var seen = Set<UnsafeRawPointer>()
+        var capacities: [Int] = []
+        func distinct(_ array: [Int]) {
+            array.withUnsafeBufferPointer { buffer in
+                if let base = buffer.baseAddress, array.capacity > 0, seen.insert(UnsafeRawPointer(base)).inserted { capacities.append(array.capacity) }
+            }
+        }
+        for list in lists { for example in list { distinct(example.ids); distinct(example.labels) } }
+        // The lists themselves, each distinct one once (the job's rows may be the dataset's examples).
+        let arrays = lists.reduce(0) { total, list in
+            list.withUnsafeBufferPointer { buffer in
+                guard let base = buffer.baseAddress, seen.insert(UnsafeRawPointer(base)).inserted else { return total }
+                return total + Jemalloc.arrayBytes(capacity: list.capacity, stride: MemoryLayout<Dataset.Example>.stride)
+            }
+        }
+        let orders = lists.prefix(loaderOrders).reduce(0) { $0 + 2 * Jemalloc.arrayBytes(capacity: $1.count, stride: 8) }
+        return TrainingData.tokenBytes(capacities: capacities) + arrays + orders
+    }
+
+    /// `evaluate`'s transient batches over `examples` (one pass, every micro-batch at once) as
+    /// `DataLoader.singlePass` makes them, with its loader's order.
+    public static func evaluationBytes(_ examples: [Dataset.Example], microBatch: Int, seqLen: Int) -> Int {
+        let batches = (examples.count + microBatch - 1) / microBatch
+        let batch = 2 * Jemalloc.arrayBytes(capacity: microBatch * seqLen, stride: 8) + Jemalloc.arrayBytes(capacity: microBatch, stride: 8)
+            + Jemalloc.arrayBytes(capacity: microBatch, stride: 9)
+        return batches * batch + Jemalloc.arrayBytes(capacity: batches, stride: MemoryLayout<DataLoader.Batch>.stride) + 2 * Jemalloc.arrayBytes(capacity: examples.count, stride: 8)
     }
 }
