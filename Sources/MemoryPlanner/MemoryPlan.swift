@@ -39,7 +39,7 @@ public struct MemoryPlan: Sendable {
     /// train/create adds them). Generation: `peakBytes`.
     public var allocatedPeakBytes: Int {
         guard let allocations else { return peakBytes }
-        let adapter = workload.lora.map { TrainingAllocations.adapterBytes(carrier, $0) + TrainingAllocations.adapterBookkeepingBound(carrier, $0) } ?? 0
+        let adapter = workload.lora.map { TrainingAllocations.adapterPlannedBytes(carrier, $0) } ?? 0
         let baseWeights = workload.lora == nil ? 0 : program.buffers.filter { $0.kind == .weight }.reduce(0) { $0 + $1.bytes }
         return baseWeights + adapter + allocations.jobBytes
     }

@@ -110,6 +110,11 @@ public struct TrainingAllocations: Sendable, Equatable {
         64 << 10 + 1024 * loraTensors(shape, lora).count
     }
 
+    /// The adapter as planned: its tensors as allocated and the bound on its small objects.
+    public static func adapterPlannedBytes(_ shape: ModelShape, _ lora: Workload.LoRA) -> Int {
+        adapterBytes(shape, lora) + adapterBookkeepingBound(shape, lora)
+    }
+
     /// Element counts of the adapter's tensors, A (r × in) then B (out × r) of each pair, in
     /// `LoRAAdapter.namedPairs`' order.
     public static func loraTensors(_ shape: ModelShape, _ lora: Workload.LoRA) -> [Int] {

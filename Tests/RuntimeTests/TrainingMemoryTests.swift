@@ -53,7 +53,7 @@ final class TrainingMemoryTests: XCTestCase {
             let allocations = TrainingAllocations(shape: shape, lora: lora, microBatch: settings.microBatch, seqLen: settings.seqLen,
                                                   arenaPeak: job.step.arena.peakBytes, frozen: FrozenTensors(settings.frozen),
                                                   libraries: BLAS.threadedCallHeapBytes)
-            let adapterBytes = lora.map { TrainingAllocations.adapterBytes(shape, $0) + TrainingAllocations.adapterBookkeepingBound(shape, $0) } ?? 0
+            let adapterBytes = lora.map { TrainingAllocations.adapterPlannedBytes(shape, $0) } ?? 0
             let planned = allocations.jobBytes + adapterBytes + Dataset.Example.heldBytes([rows, examples], loaderOrders: 1)
             print("\(test.name): planned \(planned), measured \(measured) (\(String(format: "%+.2f", 100 * (Double(planned) / Double(measured) - 1)))%), \(allocations)")
             XCTAssertLessThanOrEqual(measured, planned, test.name)

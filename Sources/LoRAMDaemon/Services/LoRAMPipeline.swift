@@ -222,7 +222,7 @@ extension Daemon {
         // As allocated: each of the adapter's tensors at its jemalloc size class, and its small objects' bound.
         let trainedAdapter = try registry.loadedAdapter(carrierAdapterId).adapter
         let carrierShape = try model(carrierId).model.config.modelShape, adapterShape = Workload.LoRA(r: trainedAdapter.rank, targets: trainedAdapter.targets)
-        let adapterBytes = TrainingAllocations.adapterBytes(carrierShape, adapterShape) + TrainingAllocations.adapterBookkeepingBound(carrierShape, adapterShape)
+        let adapterBytes = TrainingAllocations.adapterPlannedBytes(carrierShape, adapterShape)
         made.adapters.append(carrierAdapterId)
         let jobFields = train.filter { $0.0 != "lora" } + [("modelId", JSONValue.string(carrierId)), ("adapterId", .string(carrierAdapterId))]
         let created = try stage("train") { try training.create(try decode(TrainingService.Request.self, jobFields), context: quiet) }

@@ -107,7 +107,6 @@ extension Daemon {
     func fullModelLoRAPlan(original: LoadedModel, adapter: LoRAAdapter, settings: TrainingJob.Settings, dataBytes: Int) throws -> Int {
         let shape = LoRAAdapter(config: original.model.config, rank: adapter.rank, alpha: adapter.alpha, targets: adapter.targets)
         return try training.plan(original, adapter: shape, settings: settings, dataBytes: dataBytes).total
-            + original.bytes + TrainingAllocations.adapterBytes(original.model.config.modelShape, Workload.LoRA(r: shape.rank, targets: shape.targets))
-            + TrainingAllocations.adapterBookkeepingBound(original.model.config.modelShape, Workload.LoRA(r: shape.rank, targets: shape.targets))
+            + original.bytes + TrainingAllocations.adapterPlannedBytes(original.model.config.modelShape, Workload.LoRA(r: shape.rank, targets: shape.targets))
     }
 }

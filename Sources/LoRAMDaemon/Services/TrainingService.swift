@@ -151,7 +151,7 @@ struct TrainingService {
         // A resumed job makes its adapter itself (no adapter/create charged it).
         if let adapterShape {
             let lora = Workload.LoRA(r: adapterShape.rank, targets: adapterShape.targets), shape = loaded.model.config.modelShape
-            plan.adapter = TrainingAllocations.adapterBytes(shape, lora) + TrainingAllocations.adapterBookkeepingBound(shape, lora)
+            plan.adapter = TrainingAllocations.adapterPlannedBytes(shape, lora)
         }
         let handle = registry.newHandle(.job)
         try ledger.charge(Int64(plan.total), to: handle, breakdown: plan.breakdown.json)
