@@ -23,7 +23,8 @@ extension Daemon {
         var quantize: JSONValue?
         var train: JSONValue
         var recover: JSONValue?
-        var eval: JSONValue?
+        /// `eval`: a dataset, a list of them, or `{datasets, seqLen?, maxSamples?}`, as decoded.
+        var eval: [EvalDataset]
         var outDir: String
     }
 

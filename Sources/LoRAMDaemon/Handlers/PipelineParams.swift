@@ -89,9 +89,7 @@ extension Daemon {
         var named: [(String, JSONValue?)] = [("train.dataset", JSONValue.object(train)["dataset"]), ("train.evalDataset", JSONValue.object(train)["evalDataset"]),
                                              ("prune.calibration", params.prune?["calibration"]), ("align.dataset", params.align?["dataset"]),
                                              ("diagnostics.dataset", params.diagnostics?["dataset"])]
-        for (index, item) in try evalDatasets(params.eval).enumerated() {
-            named.append((params.eval?["datasets"] != nil ? "eval.datasets[\(index)]" : params.eval?.arrayValue != nil ? "eval[\(index)]" : "eval", item.dataset))
-        }
+        for item in params.eval { named.append((item.field, item.dataset)) }
         for (field, dataset) in named {
             if let path = dataset?["path"]?.stringValue { _ = try PathParam.existingFile(path, field: "\(field).path") }
         }
@@ -131,20 +129,8 @@ extension Daemon {
         var dataset: JSONValue
         var seqLen: Int?
         var maxSamples: Int?
-    }
-
-    /// `eval`: a dataset, a list of them, or `{datasets, seqLen?, maxSamples?}`.
-    static func evalDatasets(_ value: JSONValue?) throws -> [EvalDataset] {
-        guard let value, !value.isNull else { return [] }
-        switch value {
-        case .array(let items): return items.map { EvalDataset(dataset: $0) }
-        case .object where value["datasets"] != nil:
-            guard case .array(let items)? = value["datasets"] else { throw RPCError.invalidParams(field: "eval.datasets", "must be a list of datasets") }
-            let seqLen = value["seqLen"]?.intValue.map(Int.init), maxSamples = value["maxSamples"]?.intValue.map(Int.init)
-            return items.map { EvalDataset(dataset: $0, seqLen: seqLen, maxSamples: maxSamples) }
-        case .object: return [EvalDataset(dataset: value)]
-        default: throw RPCError.invalidParams(field: "eval", "must be a dataset, a list of datasets, or {datasets, seqLen?, maxSamples?}")
-        }
+        /// Where the request gave it (`eval`, `eval[1]`, `eval.datasets[0]`).
+        var field = "eval"
     }
 }
 
@@ -169,7 +155,7 @@ extension Daemon.LoramRunParams {
         diagnostics = try c.decodeIfPresent(JSONValue.self, forKey: .diagnostics)
         quantize = try c.decodeIfPresent(JSONValue.self, forKey: .quantize)
         recover = try c.decodeIfPresent(JSONValue.self, forKey: .recover)
-        eval = try c.decodeIfPresent(JSONValue.self, forKey: .eval)
+        eval = try c.decodeIfPresent(EvalFields.self, forKey: .eval)?.datasets ?? []
 
         let at = { (key: CodingKeys) in decoder.codingPath + [key] }
         let id = JSONValue.string("")
@@ -209,7 +195,6 @@ extension Daemon.LoramRunParams {
             let request = try Self.check(Daemon.RecoverParams.self, recover, at: at(.recover), owned: [("adapterId", id), ("targetModelId", id)])
             try Self.within("recover") { _ = try request.checkedFill() }
         }
-        if let eval { _ = try JSONValueDecoder.decode(EvalFields.self, from: eval, codingPath: at(.eval)) }
     }
 
     static func within(_ prefix: String, _ body: () throws -> Void) throws {
@@ -273,13 +258,18 @@ extension Daemon.LoramRunParams {
             @SizeIfGiven<SizeBounds.SeqLen> var seqLen: Int?
             @SizeIfGiven<SizeBounds.Samples> var maxSamples: Int?
         }
+        let datasets: [Daemon.EvalDataset]
+
         init(from decoder: Decoder) throws {
             if (try? decoder.unkeyedContainer()) != nil {
-                _ = try [DatasetParam](from: decoder)
+                datasets = try [DatasetParam](from: decoder).enumerated().map { .init(dataset: $1.json, field: "eval[\($0)]") }
             } else if let c = try? decoder.container(keyedBy: Key.self), c.contains(Key("datasets")) {
-                _ = try Group(from: decoder)
+                let group = try Group(from: decoder)
+                datasets = group.datasets.enumerated().map {
+                    .init(dataset: $1.json, seqLen: group.seqLen, maxSamples: group.maxSamples, field: "eval.datasets[\($0)]")
+                }
             } else {
-                _ = try DatasetParam(from: decoder)
+                datasets = [.init(dataset: try DatasetParam(from: decoder).json)]
             }
         }
     }

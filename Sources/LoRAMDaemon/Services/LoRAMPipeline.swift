@@ -32,7 +32,7 @@ extension Daemon {
             + (align != nil ? ["align"] : []) + (quantize != nil ? ["quantize"] : []) + ["train", "recover", "evaluate", "save"]
         var stageIndex = 0
         let progress = PipelineProgress(stages: plannedStages, train: train, align: align, prune: params.prune,
-                                        diagnostics: diagnostics, eval: (try? Self.evalDatasets(params.eval)) ?? [])
+                                        diagnostics: diagnostics, eval: params.eval)
         /// The share of the whole a stage's own progress (0…1) maps to: stages weighted by their work.
         func overall(_ fraction: Double) -> Double { progress.percentage(stage: stageIndex - 1, fraction) }
         func begin(_ stage: String, _ message: String) throws {
@@ -254,7 +254,7 @@ extension Daemon {
         try begin("evaluate", "evaluating")
         // Progress per arm: the stage is a sixth of the main job's time.
         var armsDone = 0
-        let arms = Double(max(2, 4 * ((try? Self.evalDatasets(params.eval).count) ?? 0)))
+        let arms = Double(max(2, 4 * params.eval.count))
         func perplexity(_ modelId: String, _ adapterId: String?, _ dataset: EvalDataset) throws -> JSONValue {
             var fields: [(String, JSONValue)] = [("modelId", .string(modelId)), ("dataset", dataset.dataset)]
             if let adapterId { fields.append(("adapterId", .string(adapterId))) }
@@ -268,7 +268,7 @@ extension Daemon {
             return perplexity.isFinite ? .double(perplexity) : .null
         }
         var evaluations: [JSONValue] = []
-        for (index, dataset) in try Self.evalDatasets(params.eval).enumerated() {
+        for (index, dataset) in params.eval.enumerated() {
             try context.checkCancelled()
             evaluations.append(.object([
                 ("dataset", dataset.dataset["path"] ?? .int(Int64(index))),
