@@ -16,7 +16,25 @@ extension Daemon {
         var seed: UInt64?
         @SizeIfGiven<SizeBounds.SeqLen> var seqLen: Int?
 
-        func checked() throws -> (method: PruningMethod, ratio: Double, window: Range<Int>?, seqLen: Int) { try Daemon.checked(self) }
+        /// The request's own rules (apart from the model): method, ratio, layer window, calibration.
+        func checked() throws -> (method: PruningMethod, ratio: Double, window: Range<Int>?, seqLen: Int) {
+            let methods = PruningMethod.allCases.map(\.rawValue).joined(separator: ", ")
+            guard let method = PruningMethod(rawValue: self.method) else {
+                throw RPCError.invalidParams(field: "method", "must be one of \(methods), got '\(self.method)'")
+            }
+            let ratio = try Daemon.pruneRatio(self, method: method)
+            let window = try Daemon.pruneWindow(self, method: method)
+            if method == .taylor, calibration == nil {
+                throw RPCError.invalidParams(field: "calibration", "is required for taylor: its gradients score the heads and neurons")
+            }
+            if method != .taylor, calibration != nil || seqLen != nil {
+                throw RPCError.invalidParams(field: calibration != nil ? "calibration" : "seqLen", "applies to taylor only")
+            }
+            if method != .random, seed != nil { throw RPCError.invalidParams(field: "seed", "applies to random only") }
+            let seqLen = self.seqLen ?? Daemon.defaultCalibrationSeqLen
+            guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2, got \(seqLen)") }
+            return (method, ratio, window, seqLen)
+        }
     }
 
     struct QuantizeParams: Decodable {
@@ -96,26 +114,6 @@ extension Daemon {
         router.register("adapter/recover") { [unowned self] (params: RecoverParams, _) in
             try pruning.recover(params)
         }
-    }
-
-    /// The request's own rules (apart from the model): method, ratio, layer window, calibration.
-    static func checked(_ params: PruneParams) throws -> (method: PruningMethod, ratio: Double, window: Range<Int>?, seqLen: Int) {
-        let methods = PruningMethod.allCases.map(\.rawValue).joined(separator: ", ")
-        guard let method = PruningMethod(rawValue: params.method) else {
-            throw RPCError.invalidParams(field: "method", "must be one of \(methods), got '\(params.method)'")
-        }
-        let ratio = try pruneRatio(params, method: method)
-        let window = try pruneWindow(params, method: method)
-        if method == .taylor, params.calibration == nil {
-            throw RPCError.invalidParams(field: "calibration", "is required for taylor: its gradients score the heads and neurons")
-        }
-        if method != .taylor, params.calibration != nil || params.seqLen != nil {
-            throw RPCError.invalidParams(field: params.calibration != nil ? "calibration" : "seqLen", "applies to taylor only")
-        }
-        if method != .random, params.seed != nil { throw RPCError.invalidParams(field: "seed", "applies to random only") }
-        let seqLen = params.seqLen ?? defaultCalibrationSeqLen
-        guard seqLen >= 2 else { throw RPCError.invalidParams(field: "seqLen", "must be at least 2, got \(seqLen)") }
-        return (method, ratio, window, seqLen)
     }
 
     static func pruneRatio(_ params: PruneParams, method: PruningMethod) throws -> Double {

@@ -207,9 +207,11 @@ extension PlanningService {
             path = try c.decodeIfPresent(String.self, forKey: .path)
             preset = try c.decodeIfPresent(String.self, forKey: .preset)
             config = try c.decodeIfPresent(JSONValue.self, forKey: .config)
-            if let config, case .object = config {} else if let config {
-                throw DecodingError.typeMismatch(JSONValue.self, .init(codingPath: c.codingPath + [CodingKeys.config],
-                                                                       debugDescription: "must be a config.json object, got \(config.kindName)"))
+            if let config {
+                guard case .object = config else {
+                    throw DecodingError.typeMismatch(JSONValue.self, .init(codingPath: c.codingPath + [CodingKeys.config],
+                                                                           debugDescription: "must be a config.json object, got \(config.kindName)"))
+                }
             }
         }
     }
