@@ -28,13 +28,8 @@ final class DaemonOutputLinkTests: XCTestCase {
 
     func testLinksAndFIFOsAtOutputPathsAreRefusedAndLeftAsTheyWere() throws {
         let work = try temporaryDirectory()
-        let d = try DaemonProcess()
-        XCTAssertNotNil(d.initialize())
-        let model = try XCTUnwrap(d.loadModel(DaemonModelTests.tiny, id: 1))
-        let adapter = try XCTUnwrap(try result(d, 2, "adapter/create", #"{"modelId":"\#(model)","r":2,"alpha":4,"targets":["q_proj"]}"#)["adapterId"]?.stringValue)
+        let (d, model, adapter, job) = try outputSession(work)
         let data = work.appendingPathComponent("train.jsonl")
-        try Data(#"{"ids":[1,5,9,13,17,21,25,29]}"#.utf8).write(to: data)
-        let job = try XCTUnwrap(try result(d, 3, "train/create", #"{"modelId":"\#(model)","adapterId":"\#(adapter)","dataset":{"path":"\#(data.path)","format":"tokens"},"seqLen":8,"microBatch":1,"steps":1,"lr":0.01}"#)["jobId"]?.stringValue)
 
         // Someone else's outputs of every kind, in their own folder.
         let other = work.appendingPathComponent("other")

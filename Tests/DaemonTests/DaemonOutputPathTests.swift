@@ -11,21 +11,9 @@ final class DaemonOutputPathTests: XCTestCase {
 
     func entries(_ url: URL) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []).sorted() }
 
-    /// A daemon with the tiny model, a LoRA adapter on it and a LoRA training job.
-    func session(_ work: URL) throws -> (DaemonProcess, model: String, adapter: String, job: String) {
-        let d = try DaemonProcess()
-        XCTAssertNotNil(d.initialize())
-        let model = try XCTUnwrap(d.loadModel(Self.tiny, id: 1))
-        let adapter = try XCTUnwrap(try result(d, 2, "adapter/create", #"{"modelId":"\#(model)","r":2,"alpha":4,"targets":["q_proj"]}"#)["adapterId"]?.stringValue)
-        let data = work.appendingPathComponent("train.jsonl")
-        try Data(#"{"ids":[1,5,9,13,17,21,25,29]}"#.utf8).write(to: data)
-        let job = try XCTUnwrap(try result(d, 3, "train/create", #"{"modelId":"\#(model)","adapterId":"\#(adapter)","dataset":{"path":"\#(data.path)","format":"tokens"},"seqLen":8,"microBatch":1,"steps":2,"lr":0.01}"#)["jobId"]?.stringValue)
-        return (d, model, adapter, job)
-    }
-
     func testSavesRefuseWhatIsNotAnEarlierOutputOfTheirKind() throws {
         let work = try temporaryDirectory()
-        let (d, model, adapter, job) = try session(work)
+        let (d, model, adapter, job) = try outputSession(work)
         // Someone's folder with a config.json of their own, and a plain file.
         let notes = work.appendingPathComponent("notes")
         try FileManager.default.createDirectory(at: notes, withIntermediateDirectories: true)
@@ -111,7 +99,7 @@ final class DaemonOutputPathTests: XCTestCase {
 
     func testAPathThroughAFileIsIOErrorNotInternalError() throws {
         let work = try temporaryDirectory()
-        let (d, model, adapter, job) = try session(work)
+        let (d, model, adapter, job) = try outputSession(work)
         let file = work.appendingPathComponent("plain")
         try Data("x".utf8).write(to: file)
         let under = file.appendingPathComponent("sub/out")
@@ -134,7 +122,7 @@ final class DaemonOutputPathTests: XCTestCase {
             throw XCTSkip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)")
         }
         addTeardownBlock { _ = Self.umount(mountPoint.path) }
-        let (d, model, adapter, job) = try session(work)
+        let (d, model, adapter, job) = try outputSession(work)
         // The tiny model's 632 kB do not fit in 256 kB.
         let full = mountPoint.appendingPathComponent("model")
         assertIOError(error(d, 10, "model/save", #"{"modelId":"\#(model)","path":"\#(full.path)"}"#), errno: ENOSPC, under: full)
@@ -166,7 +154,7 @@ final class DaemonOutputPathTests: XCTestCase {
     func testAFolderWithoutWritePermissionIsIOError() throws {
         guard geteuid() != 0 else { throw XCTSkip("running as root, where chmod 0555 does not stop writes (the tmpfs and ENOTDIR tests cover IOError)") }
         let work = try temporaryDirectory()
-        let (d, model, _, _) = try session(work)
+        let (d, model, _, _) = try outputSession(work)
         let locked = work.appendingPathComponent("locked")
         try FileManager.default.createDirectory(at: locked, withIntermediateDirectories: true)
         XCTAssertEqual(chmod(locked.path, 0o555), 0)

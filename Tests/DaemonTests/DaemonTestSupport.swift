@@ -13,6 +13,19 @@ extension XCTestCase {
         return url
     }
 
+    /// A daemon with the tiny model, a LoRA adapter on it and a LoRA training job on
+    /// `work`/train.jsonl: what the output-path tests save.
+    func outputSession(_ work: URL) throws -> (DaemonProcess, model: String, adapter: String, job: String) {
+        let d = try DaemonProcess()
+        XCTAssertNotNil(d.initialize())
+        let model = try XCTUnwrap(d.loadModel(DaemonModelTests.tiny, id: 1))
+        let adapter = try XCTUnwrap(try result(d, 2, "adapter/create", #"{"modelId":"\#(model)","r":2,"alpha":4,"targets":["q_proj"]}"#)["adapterId"]?.stringValue)
+        let data = work.appendingPathComponent("train.jsonl")
+        try Data(#"{"ids":[1,5,9,13,17,21,25,29]}"#.utf8).write(to: data)
+        let job = try XCTUnwrap(try result(d, 3, "train/create", #"{"modelId":"\#(model)","adapterId":"\#(adapter)","dataset":{"path":"\#(data.path)","format":"tokens"},"seqLen":8,"microBatch":1,"steps":2,"lr":0.01}"#)["jobId"]?.stringValue)
+        return (d, model, adapter, job)
+    }
+
     /// `method`'s result; an error response fails the test at the caller's line.
     func result(_ d: DaemonProcess, _ id: Int, _ method: String, _ params: String, file: StaticString = #filePath, line: UInt = #line) throws -> JSONValue {
         d.request(id, method, params)
