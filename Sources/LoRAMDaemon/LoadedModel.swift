@@ -7,7 +7,7 @@ import Runtime
 /// of requests may use one model at the same time, each with a session of its own.
 final class LoadedModel: LiveObject, @unchecked Sendable {
     let handle: String
-    let model: LlamaModel
+    let model: DecoderModel
     let tokenizer: Tokenizer?
     /// The folder or GGUF file it was loaded from.
     let source: URL
@@ -21,7 +21,7 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
 
     enum Format: String { case huggingFace, gguf }
 
-    init(handle: String, model: LlamaModel, tokenizer: Tokenizer?, source: URL, format: Format, chatTemplate: String?,
+    init(handle: String, model: DecoderModel, tokenizer: Tokenizer?, source: URL, format: Format, chatTemplate: String?,
          eosTokenIds: Set<Int>, bytes: Int, ggufTokenizerMetadata: [(key: String, value: GGUFValue)]? = nil) {
         self.ggufTokenizerMetadata = ggufTokenizerMetadata
         self.handle = handle
@@ -35,7 +35,7 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
     }
 
     /// A model made from this one (pruned, quantized, merged, trained): same tokenizer, origin and stop ids.
-    func derived(handle: String, model: LlamaModel, bytes: Int) -> LoadedModel {
+    func derived(handle: String, model: DecoderModel, bytes: Int) -> LoadedModel {
         LoadedModel(handle: handle, model: model, tokenizer: tokenizer, source: source, format: format, chatTemplate: chatTemplate,
                     eosTokenIds: eosTokenIds, bytes: bytes, ggufTokenizerMetadata: ggufTokenizerMetadata)
     }

@@ -52,7 +52,7 @@ enum PlanCommand {
                     guard let s = ModelShape.preset(named: text) else { return fail("unknown preset '\(text)'") }
                     shape = s
                 case "--config" where GGUFFile.hasMagic(URL(fileURLWithPath: text)):
-                    do { shape = try LlamaModel.config(gguf: try GGUFFile(url: URL(fileURLWithPath: text))).modelShape } catch { return fail("\(error)") }
+                    do { shape = try DecoderModel.config(gguf: try GGUFFile(url: URL(fileURLWithPath: text))).modelShape } catch { return fail("\(error)") }
                 case "--config":
                     guard let data = FileManager.default.contents(atPath: text) else { return fail("cannot read \(text)") }
                     do { shape = try ModelShape(configJSON: data) } catch { return fail("\(error)") }

@@ -53,7 +53,7 @@ extension ModelShape {
     /// Reads the widths from a Hugging Face LLaMA config.json: `hidden_size`, `intermediate_size`,
     /// `num_hidden_layers`, `num_attention_heads`, `vocab_size` (required); `num_key_value_heads`
     /// (default: the head count), `head_dim` (default: hidden / heads), `tie_word_embeddings`
-    /// (default false, as transformers' LlamaConfig). A pruned checkpoint written by loramd carries
+    /// (default false, as transformers' ModelConfig). A pruned checkpoint written by loramd carries
     /// `loram.layers`, one `{num_attention_heads, num_key_value_heads, intermediate_size}` per
     /// layer, which replaces the uniform widths.
     public init(configJSON data: Data) throws {

@@ -4,9 +4,9 @@ import XCTest
 @testable import Runtime
 
 /// `ModelComparison` (perplexities and KL(original ‖ carrier)), `CarrierDiagnosis` (the verdict and
-/// its suggestions), `LlamaModel.converted(to:)`, and alignment of a tied model untied.
+/// its suggestions), `DecoderModel.converted(to:)`, and alignment of a tied model untied.
 final class CarrierDiagnosticsTests: XCTestCase {
-    static func sessions(_ a: LlamaModel, _ b: LlamaModel, capacity: Int) throws -> (InferenceSession, InferenceSession) {
+    static func sessions(_ a: DecoderModel, _ b: DecoderModel, capacity: Int) throws -> (InferenceSession, InferenceSession) {
         (try InferenceSession(model: a, capacity: capacity, logitsRows: capacity), try InferenceSession(model: b, capacity: capacity, logitsRows: capacity))
     }
 

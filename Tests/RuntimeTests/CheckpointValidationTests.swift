@@ -14,7 +14,7 @@ final class CheckpointValidationTests: XCTestCase {
     }
 
     func expectFormatError(_ directory: URL, file: String, problem: String, line: UInt = #line) {
-        XCTAssertThrowsError(try LlamaModel.load(directory: directory), line: line) { error in
+        XCTAssertThrowsError(try DecoderModel.load(directory: directory), line: line) { error in
             guard let format = error as? FormatError else { return XCTFail("not a FormatError: \(error)", line: line) }
             XCTAssertEqual(format.file, file, line: line)
             XCTAssertTrue(format.problem.contains(problem), "\(format.problem) should contain \(problem)", line: line)
@@ -36,7 +36,7 @@ final class CheckpointValidationTests: XCTestCase {
     }
 
     func testTheIntactCopyLoads() throws {
-        XCTAssertNoThrow(try LlamaModel.load(directory: try copyOfTiny()))
+        XCTAssertNoThrow(try DecoderModel.load(directory: try copyOfTiny()))
     }
 
     func testTruncatedFile() throws {
@@ -171,7 +171,7 @@ final class CheckpointValidationTests: XCTestCase {
     /// Splits the tiny model into two shards with an index.
     func shardedTiny() throws -> URL {
         let directory = try copyOfTiny()
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         var first: [SafetensorsWriter.Entry] = [], second: [SafetensorsWriter.Entry] = []
         var map: [String: String] = [:]
         for (name, weight) in model.namedWeights() {
@@ -192,7 +192,7 @@ final class CheckpointValidationTests: XCTestCase {
     }
 
     func testShardedCheckpointGivesTheSameLogits() throws {
-        let sharded = try LlamaModel.load(directory: try shardedTiny())
+        let sharded = try DecoderModel.load(directory: try shardedTiny())
         let golden = try Fixtures.npy("tiny_logits.npy")
         let ids = try GoldenForwardTests.inputIds()
         var logits = [Float](repeating: 0, count: ids.count * 512)
@@ -227,14 +227,14 @@ final class CheckpointValidationTests: XCTestCase {
     // MARK: Storage dtypes
 
     func testBF16AndF16CheckpointsAndStorage() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let ids = try GoldenForwardTests.inputIds()
         let golden = try Fixtures.npy("tiny_logits.npy")
         for dtype in [TensorDType.bf16, .f16] {
             // Saved in dtype, loaded as stored: the weights are rounded once, the math is fp32.
             let directory = try temporaryDirectory("save\(dtype.rawValue)")
             try model.save(to: directory, dtype: dtype)
-            let reloaded = try LlamaModel.load(directory: directory)
+            let reloaded = try DecoderModel.load(directory: directory)
             XCTAssertEqual(reloaded.embedding.dtype, dtype)
             XCTAssertEqual(reloaded.byteCount, model.byteCount / 2 + reloaded.namedNorms().reduce(0) { $0 + $1.values.count } * 2)
             var logits = [Float](repeating: 0, count: ids.count * 512)
@@ -244,7 +244,7 @@ final class CheckpointValidationTests: XCTestCase {
             XCTAssertLessThan(diff, dtype == .bf16 ? 0.1 : 0.01, "\(dtype): \(diff)")
             XCTAssertGreaterThan(diff, 0, "\(dtype): rounding must show")
             // The same weights converted to f32 on load compute the same numbers as held in dtype.
-            let widened = try LlamaModel.load(directory: directory, dtype: .f32)
+            let widened = try DecoderModel.load(directory: directory, dtype: .f32)
             var widenedLogits = [Float](repeating: 0, count: ids.count * 512)
             try widenedLogits.withUnsafeMutableBufferPointer { try InferenceSession(model: widened, capacity: 64).forward(ids, logits: .all($0.baseAddress!)) }
             XCTAssertLessThanOrEqual(maxAbsDifference(logits, widenedLogits), 1e-5)

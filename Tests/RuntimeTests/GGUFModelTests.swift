@@ -5,17 +5,17 @@ import XCTest
 /// LLaMA models through GGUF: written as llama.cpp's converter lays them out (names, Q/K rotary row
 /// order, metadata) and read back to the same weights and the same logits.
 final class GGUFModelTests: XCTestCase {
-    func roundTrip(_ model: LlamaModel, type: GGUFTensorType = .f32, dtype: TensorDType = .f32) throws -> LlamaModel {
+    func roundTrip(_ model: DecoderModel, type: GGUFTensorType = .f32, dtype: TensorDType = .f32) throws -> DecoderModel {
         let url = try temporaryDirectory().appendingPathComponent("model.gguf")
         try model.saveGGUF(to: url, type: type)
         let file = try GGUFFile(url: url)
-        return try LlamaModel.load(gguf: file, config: try LlamaModel.config(gguf: file), dtype: dtype)
+        return try DecoderModel.load(gguf: file, config: try DecoderModel.config(gguf: file), dtype: dtype)
     }
 
     /// The golden tiny model (transformers' logits) through GGUF F32: the same logits within the
     /// golden tolerance, every weight bit-equal (so the Q/K row order is undone exactly).
     func testGoldenTinyThroughGGUFGivesTheGoldenLogits() throws {
-        let original = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let original = try DecoderModel.load(directory: Fixtures.tinyModel)
         let loaded = try roundTrip(original)
         XCTAssertEqual(loaded.config.layers, original.config.layers)
         XCTAssertEqual(loaded.config.hiddenSize, original.config.hiddenSize)
@@ -37,7 +37,7 @@ final class GGUFModelTests: XCTestCase {
     /// In the file, Q and K rows are in llama.cpp's interleaved order: GGUF row 2j + h of a head
     /// is Hugging Face row h·D/2 + j (convert_hf_to_gguf's permute).
     func testQAndKRowsAreStoredInLlamaCppOrder() throws {
-        let original = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let original = try DecoderModel.load(directory: Fixtures.tinyModel)
         let url = try temporaryDirectory().appendingPathComponent("model.gguf")
         try original.saveGGUF(to: url, type: .f32)
         let file = try GGUFFile(url: url)
@@ -93,7 +93,7 @@ final class GGUFModelTests: XCTestCase {
     /// LLaMA-3.1's rope scaling travels as rope_freqs (a divisor per frequency) and is recognised
     /// as the llama3 rule again; linear scaling travels as metadata.
     func testRopeScalingRoundTrips() throws {
-        for scaling in [LlamaConfig.RopeScaling.llama3(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192),
+        for scaling in [ModelConfig.RopeScaling.llama3(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192),
                         .linear(factor: 4)] {
             var config = PruningFixtures.config(heads: 8, kvHeads: 4)
             config.ropeTheta = 500_000
@@ -118,7 +118,7 @@ final class GGUFModelTests: XCTestCase {
         let ids = (0..<20).map { ($0 * 11) % config.vocabSize }
         XCTAssertLessThanOrEqual(maxAbsDifference(try allLogits(loaded, adapter: nil, ids: ids), try allLogits(model, adapter: nil, ids: ids)), 1e-5)
         // And a saved config.json says so, and reads back.
-        let back = try LlamaConfig(json: try loaded.config.jsonData())
+        let back = try ModelConfig(json: try loaded.config.jsonData())
         XCTAssertEqual(back.ropeScaling, loaded.config.ropeScaling)
     }
 
@@ -129,7 +129,7 @@ final class GGUFModelTests: XCTestCase {
         try PruningFixtures.gqaModel().saveGGUF(to: url, type: .f32)
         let file = try GGUFFile(url: url)
         let dims: (String) -> [Int]? = { file.tensors[$0]?.dimensions }
-        XCTAssertNoThrow(try LlamaConfig(ggufMetadata: file.metadata, dimensions: dims, fileName: "m.gguf"))
+        XCTAssertNoThrow(try ModelConfig(ggufMetadata: file.metadata, dimensions: dims, fileName: "m.gguf"))
         // Within SizeLimits (past them is refused before the tensors are looked at).
         for (key, value, tensor) in [("llama.attention.head_count", GGUFValue.uint32(16_000), "blk.0.attn_q.weight"),
                                      ("llama.block_count", .uint32(4_000), "blk.5.attn_norm.weight"),
@@ -137,7 +137,7 @@ final class GGUFModelTests: XCTestCase {
                                      ("llama.attention.head_count_kv", .uint32(2), "blk.0.attn_k.weight")] {
             var metadata = file.metadata
             metadata[key] = value
-            XCTAssertThrowsError(try LlamaConfig(ggufMetadata: metadata, dimensions: dims, fileName: "m.gguf"), key) { error in
+            XCTAssertThrowsError(try ModelConfig(ggufMetadata: metadata, dimensions: dims, fileName: "m.gguf"), key) { error in
                 XCTAssertTrue((error as? FormatError)?.problem.contains(tensor) == true, "\(key): \(error)")
             }
         }
@@ -157,7 +157,7 @@ final class GGUFModelTests: XCTestCase {
                                     ("llama.context_length", .uint64(1 << 40), SizeLimits.positions)] {
             var metadata = file.metadata
             metadata[key] = value
-            XCTAssertThrowsError(try LlamaConfig(ggufMetadata: metadata, dimensions: dims, fileName: "m.gguf"), key) { error in
+            XCTAssertThrowsError(try ModelConfig(ggufMetadata: metadata, dimensions: dims, fileName: "m.gguf"), key) { error in
                 XCTAssertTrue((error as? FormatError)?.problem.contains("\(key) is") == true, "\(key): \(error)")
                 XCTAssertTrue((error as? FormatError)?.problem.contains("between 1 and \(limit)") == true, "\(key): \(error)")
             }
@@ -169,10 +169,10 @@ final class GGUFModelTests: XCTestCase {
         let url = try temporaryDirectory().appendingPathComponent("model.gguf")
         try PruningFixtures.gqaModel().saveGGUF(to: url, type: .q8_0)
         let file = try GGUFFile(url: url)
-        let config = try LlamaModel.config(gguf: file)
+        let config = try DecoderModel.config(gguf: file)
         for dtype in [TensorDType.f32, .bf16, .f16] {
-            XCTAssertEqual(LlamaModel.plannedBytes(gguf: file, config: config, dtype: dtype),
-                           try LlamaModel.load(gguf: file, config: config, dtype: dtype).byteCount, "\(dtype)")
+            XCTAssertEqual(DecoderModel.plannedBytes(gguf: file, config: config, dtype: dtype),
+                           try DecoderModel.load(gguf: file, config: config, dtype: dtype).byteCount, "\(dtype)")
         }
     }
 }

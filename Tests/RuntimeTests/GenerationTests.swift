@@ -11,7 +11,7 @@ final class GenerationTests: XCTestCase {
     }
 
     func testGreedyGenerationMatchesTransformersTokenForToken() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let cases = try Fixtures.json("tiny_greedy_golden.json")["cases"] as! [[String: Any]]
         XCTAssertEqual(cases.count, 2)
         for (index, golden) in cases.enumerated() {
@@ -28,7 +28,7 @@ final class GenerationTests: XCTestCase {
     }
 
     func testEOSEndsGenerationAndIsNotText() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let golden = (try Fixtures.json("tiny_greedy_golden.json")["cases"] as! [[String: Any]])[0]
         let prompt = golden["prompt_ids"] as! [Int], expected = golden["generated_ids"] as! [Int]
         var options = TextGenerator.Options(maxTokens: 20)
@@ -41,7 +41,7 @@ final class GenerationTests: XCTestCase {
     }
 
     func testStopStringCutsTheTextAndNothingPastItStreams() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let golden = (try Fixtures.json("tiny_greedy_golden.json")["cases"] as! [[String: Any]])[0]
         let prompt = golden["prompt_ids"] as! [Int], expected = golden["generated_ids"] as! [Int]
         let full = expected.map { "<\($0)>" }.joined()
@@ -60,7 +60,7 @@ final class GenerationTests: XCTestCase {
     }
 
     func testSamplingIsReproducibleAndRespectsTopK() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let prompt = [1, 5, 9, 42]
         func run(seed: UInt64, topK: Int? = nil, topP: Double? = nil) throws -> [Int] {
             var options = TextGenerator.Options(maxTokens: 12)

@@ -13,7 +13,7 @@ final class GoldenForwardTests: XCTestCase {
     }
 
     func testLogitsOfEveryPosition() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let ids = try Self.inputIds()
         let golden = try Fixtures.npy("tiny_logits.npy")
         XCTAssertEqual(golden.shape, [ids.count, 512])
@@ -27,7 +27,7 @@ final class GoldenForwardTests: XCTestCase {
     }
 
     func testHiddenStates() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let ids = try Self.inputIds()
         let golden = try Fixtures.npy("tiny_hidden_states.npy")
         XCTAssertEqual(golden.shape, [3, ids.count, 64])
@@ -46,7 +46,7 @@ final class GoldenForwardTests: XCTestCase {
 
     func testIncrementalDecodingMatchesTheFullForward() throws {
         // Prefill part of the prompt, then one token at a time (the sgemv path): same logits.
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let ids = try Self.inputIds()
         let golden = try Fixtures.npy("tiny_logits.npy")
         let session = try InferenceSession(model: model, capacity: 64)
@@ -61,7 +61,7 @@ final class GoldenForwardTests: XCTestCase {
     }
 
     func testBadTokensAndAFullCacheAreErrors() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let session = try InferenceSession(model: model, capacity: 4)
         XCTAssertThrowsError(try session.forward([1, 512])) { error in
             XCTAssertEqual(error as? InferenceSession.Failure, .tokenOutOfRange(index: 1, id: 512, vocabSize: 512))
@@ -77,7 +77,7 @@ extension GoldenForwardTests {
     /// The golden README's loss for the base model is not given, but the LoRA one is; the base
     /// loss is recomputed here from the golden logits in double and must match ours.
     func testPerplexityAgreesWithTheGoldenLogits() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let ids = try Self.inputIds()
         let golden = try Fixtures.npy("tiny_logits.npy")
         var expected = 0.0

@@ -9,12 +9,12 @@ import XCTest
 final class LayoutFixtureTests: XCTestCase {
     static let root = Fixtures.root.appendingPathComponent("layouts")
 
-    func check(_ name: String, dtype: TensorDType? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> LlamaModel {
+    func check(_ name: String, dtype: TensorDType? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> DecoderModel {
         let directory = Self.root.appendingPathComponent(name)
         let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("reference.json"))) as! [String: Any]
         let ids = reference["ids"] as! [Int]
         let expected = (reference["logits"] as! [[Double]]).flatMap { $0.map(Float.init) }
-        let model = try LlamaModel.load(directory: directory, dtype: dtype)
+        let model = try DecoderModel.load(directory: directory, dtype: dtype)
         let vocab = model.config.vocabSize
         for chunk in [256, 5] {
             var logits = [Float](repeating: 0, count: ids.count * vocab)

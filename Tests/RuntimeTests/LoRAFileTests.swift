@@ -7,7 +7,7 @@ import XCTest
 final class LoRAFileTests: XCTestCase {
     static let golden = LoRAGoldenTests.adapterDirectory
 
-    func tinyModel() throws -> LlamaModel { try LlamaModel.load(directory: Fixtures.tinyModel) }
+    func tinyModel() throws -> DecoderModel { try DecoderModel.load(directory: Fixtures.tinyModel) }
 
     func goldenConfig() throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(contentsOf: Self.golden.appendingPathComponent("adapter_config.json"))) as! [String: Any]
@@ -124,14 +124,14 @@ final class LoRAFileTests: XCTestCase {
 
     func testAnAdapterForAnotherModelIsAShapeMismatch() throws {
         // The golden adapter on a model with another MLP width.
-        let other = ModelMaker.randomModel(config: LlamaConfig(hiddenSize: 64, intermediateSize: 128, layerCount: 2, headCount: 4,
+        let other = ModelMaker.randomModel(config: ModelConfig(hiddenSize: 64, intermediateSize: 128, layerCount: 2, headCount: 4,
                                                                kvHeadCount: 2, headDim: 16, vocabSize: 512))
         XCTAssertThrowsError(try PEFTAdapterFile.load(directory: Self.golden, model: other)) { error in
             XCTAssertEqual(error as? AdapterShapeMismatch,
                            AdapterShapeMismatch(tensor: "base_model.model.model.layers.0.mlp.gate_proj.lora_B.weight", expected: [128, 8], found: [176, 8]))
         }
         // ... and on a model with fewer layers: tensors for layers it does not have.
-        let shallow = ModelMaker.randomModel(config: LlamaConfig(hiddenSize: 64, intermediateSize: 176, layerCount: 1, headCount: 4,
+        let shallow = ModelMaker.randomModel(config: ModelConfig(hiddenSize: 64, intermediateSize: 176, layerCount: 1, headCount: 4,
                                                                  kvHeadCount: 2, headDim: 16, vocabSize: 512))
         XCTAssertThrowsError(try PEFTAdapterFile.load(directory: Self.golden, model: shallow)) { error in
             let mismatch = error as? AdapterShapeMismatch

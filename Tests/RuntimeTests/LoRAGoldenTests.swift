@@ -8,8 +8,8 @@ import XCTest
 final class LoRAGoldenTests: XCTestCase {
     static let adapterDirectory = Fixtures.golden.appendingPathComponent("tiny_lora")
 
-    func loadGolden() throws -> (LlamaModel, LoRAAdapter) {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+    func loadGolden() throws -> (DecoderModel, LoRAAdapter) {
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         return (model, try PEFTAdapterFile.load(directory: Self.adapterDirectory, model: model))
     }
 
@@ -94,7 +94,7 @@ final class LoRAGoldenTests: XCTestCase {
 
     func testMergingKeepsTheBaseDTypeAndUntiesAnAdaptedTiedHead() throws {
         // A bf16, tied model with an adapter on q_proj and lm_head.
-        let config = LlamaConfig(hiddenSize: 32, intermediateSize: 48, layerCount: 2, headCount: 4, kvHeadCount: 2,
+        let config = ModelConfig(hiddenSize: 32, intermediateSize: 48, layerCount: 2, headCount: 4, kvHeadCount: 2,
                                  vocabSize: 64, tiedEmbeddings: true)
         let model = ModelMaker.randomModel(config: config, initialization: .init(seed: 3, std: 0.1), dtype: .bf16)
         XCTAssertEqual(model.embedding.dtype, .bf16)
@@ -116,7 +116,7 @@ final class LoRAGoldenTests: XCTestCase {
 }
 
 /// Every position's logits of `model` (with `adapter`) for `ids`.
-func allLogits(_ model: LlamaModel, adapter: LoRAAdapter?, ids: [Int], chunkSize: Int = 256) throws -> [Float] {
+func allLogits(_ model: DecoderModel, adapter: LoRAAdapter?, ids: [Int], chunkSize: Int = 256) throws -> [Float] {
     let session = try InferenceSession(model: model, capacity: 64, chunkSize: chunkSize, adapter: adapter)
     var out = [Float](repeating: 0, count: ids.count * model.config.vocabSize)
     try out.withUnsafeMutableBufferPointer { try session.forward(ids, logits: .all($0.baseAddress!)) }

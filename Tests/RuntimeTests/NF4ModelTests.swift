@@ -5,14 +5,14 @@ import XCTest
 /// dequantize(quantize(W)) weights, the bitsandbytes checkpoint round trip, LoRA training on the
 /// frozen NF4 base and generation.
 final class NF4ModelTests: XCTestCase {
-    func quantizedTiny() throws -> LlamaModel {
-        try LlamaModel.load(directory: Fixtures.tinyModel).quantized()
+    func quantizedTiny() throws -> DecoderModel {
+        try DecoderModel.load(directory: Fixtures.tinyModel).quantized()
     }
 
     /// The NF4 forward equals the fp32 forward over the dequantized weights (so inference reads
     /// NF4 through the same kernels), and moves the logits by about what NF4 does to this model.
     func testLogitsEqualTheFP32ForwardOverDequantizedWeights() throws {
-        let base = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let base = try DecoderModel.load(directory: Fixtures.tinyModel)
         let model = try base.quantized()
         XCTAssertTrue(model.isQuantized)
         XCTAssertTrue(model.embedding === base.embedding && model.lmHead === base.lmHead, "embeddings and lm_head stay as they are")
@@ -21,8 +21,8 @@ final class NF4ModelTests: XCTestCase {
             w.toArray().withUnsafeBufferPointer { copy.assign($0.baseAddress!) }
             return copy
         }
-        let reference = LlamaModel(config: model.config, embedding: model.embedding, layers: model.layers.map { l in
-            LlamaModel.DecoderLayer(shape: l.shape, inputNorm: l.inputNorm, postAttentionNorm: l.postAttentionNorm,
+        let reference = DecoderModel(config: model.config, embedding: model.embedding, layers: model.layers.map { l in
+            DecoderModel.DecoderLayer(shape: l.shape, inputNorm: l.inputNorm, postAttentionNorm: l.postAttentionNorm,
                                     q: dequantized(l.q), k: dequantized(l.k), v: dequantized(l.v), o: dequantized(l.o),
                                     gate: dequantized(l.gate), up: dequantized(l.up), down: dequantized(l.down))
         }, finalNorm: model.finalNorm, lmHead: model.lmHead)
@@ -45,7 +45,7 @@ final class NF4ModelTests: XCTestCase {
     }
 
     func testBlockSizesAndPlainAbsmax() throws {
-        let base = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let base = try DecoderModel.load(directory: Fixtures.tinyModel)
         XCTAssertThrowsError(try base.quantized(blockSize: 48)) { XCTAssertEqual(($0 as? QuantizationError)?.field, "blockSize") }
         XCTAssertThrowsError(try base.quantized(blockSize: 8192))
         XCTAssertThrowsError(try base.quantized().quantized()) { XCTAssertEqual(($0 as? QuantizationError)?.field, "modelId") }
@@ -93,10 +93,10 @@ final class NF4ModelTests: XCTestCase {
         XCTAssertEqual(state["blocksize"] as? Int, 64)
         XCTAssertEqual(file.tensors["model.embed_tokens.weight"]?.dtype, .f32)
 
-        let loaded = try LlamaModel.load(directory: directory)
+        let loaded = try DecoderModel.load(directory: directory)
         XCTAssertTrue(loaded.isQuantized)
         XCTAssertEqual(loaded.byteCount, model.byteCount)
-        XCTAssertEqual(LlamaModel.plannedBytes(config: loaded.config, checkpoint: try CheckpointDirectory(url: directory), dtype: nil), model.byteCount)
+        XCTAssertEqual(DecoderModel.plannedBytes(config: loaded.config, checkpoint: try CheckpointDirectory(url: directory), dtype: nil), model.byteCount)
         for (a, b) in zip(model.namedWeights(), loaded.namedWeights()) {
             XCTAssertEqual(a.weight.toArray().map(\.bitPattern), b.weight.toArray().map(\.bitPattern), a.name)
         }
@@ -114,7 +114,7 @@ final class NF4ModelTests: XCTestCase {
             return SafetensorsWriter.Entry(name: info.name, dtype: info.dtype, shape: shape) { $0.copyBytes(from: bytes) }
         }
         try SafetensorsWriter().write(entries, to: directory.appendingPathComponent("model.safetensors"))
-        XCTAssertThrowsError(try LlamaModel.load(directory: directory)) { error in
+        XCTAssertThrowsError(try DecoderModel.load(directory: directory)) { error in
             XCTAssertTrue((error as? FormatError)?.problem.contains("shape") ?? false, "\(error)")
         }
     }

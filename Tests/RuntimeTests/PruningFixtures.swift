@@ -6,23 +6,23 @@ import XCTest
 /// Small random models for the pruning and recovery tests: GQA (8 heads over 4 kv heads) and MHA
 /// (8 and 8), 5 layers, so the default window [1, 4) leaves a whole layer at each end.
 enum PruningFixtures {
-    static func config(heads: Int, kvHeads: Int, layers: Int = 5) -> LlamaConfig {
-        LlamaConfig(hiddenSize: 64, intermediateSize: 96, layerCount: layers, headCount: heads, kvHeadCount: kvHeads,
+    static func config(heads: Int, kvHeads: Int, layers: Int = 5) -> ModelConfig {
+        ModelConfig(hiddenSize: 64, intermediateSize: 96, layerCount: layers, headCount: heads, kvHeadCount: kvHeads,
                     headDim: 8, vocabSize: 128, rmsNormEps: 1e-5)
     }
 
-    static func gqaModel(seed: UInt64 = 1, dtype: TensorDType = .f32) -> LlamaModel {
+    static func gqaModel(seed: UInt64 = 1, dtype: TensorDType = .f32) -> DecoderModel {
         ModelMaker.randomModel(config: config(heads: 8, kvHeads: 4), initialization: .init(seed: seed, std: 0.1), dtype: dtype)
     }
 
-    static func mhaModel(seed: UInt64 = 2) -> LlamaModel {
+    static func mhaModel(seed: UInt64 = 2) -> DecoderModel {
         ModelMaker.randomModel(config: config(heads: 8, kvHeads: 8), initialization: .init(seed: seed, std: 0.1))
     }
 
     static let ids = [1, 17, 5, 99, 42, 8, 63, 120, 3, 77, 31, 2, 56, 91]
 
     /// Every position's logits of `model` (with `adapter`) for `ids`.
-    static func logits(_ model: LlamaModel, adapter: LoRAAdapter? = nil, ids: [Int] = ids) throws -> [Float] {
+    static func logits(_ model: DecoderModel, adapter: LoRAAdapter? = nil, ids: [Int] = ids) throws -> [Float] {
         let session = try InferenceSession(model: model, capacity: ids.count, adapter: adapter)
         var out = [Float](repeating: 0, count: ids.count * model.config.vocabSize)
         try out.withUnsafeMutableBufferPointer { try session.forward(ids, logits: .all($0.baseAddress!)) }
@@ -30,8 +30,8 @@ enum PruningFixtures {
     }
 
     /// `model` with `target` of layer `layer` replaced by `transform` of its values ([rows, cols], row-major).
-    static func replacing(_ model: LlamaModel, layer l: Int, _ target: LoRATarget,
-                          _ transform: (_ values: inout [Float], _ rows: Int, _ cols: Int) -> Void) -> LlamaModel {
+    static func replacing(_ model: DecoderModel, layer l: Int, _ target: LoRATarget,
+                          _ transform: (_ values: inout [Float], _ rows: Int, _ cols: Int) -> Void) -> DecoderModel {
         var layers = model.layers
         let weight = layers[l].weight(target)
         var values = weight.toArray()
@@ -48,7 +48,7 @@ enum PruningFixtures {
         case .down: layers[l].down = replaced
         case .lmHead: preconditionFailure()
         }
-        return LlamaModel(config: model.config, embedding: model.embedding, layers: layers, finalNorm: model.finalNorm,
+        return DecoderModel(config: model.config, embedding: model.embedding, layers: layers, finalNorm: model.finalNorm,
                           lmHead: model.config.tiedEmbeddings ? nil : model.lmHead, pruning: model.pruning)
     }
 

@@ -11,7 +11,7 @@ final class PruningManifestTests: XCTestCase {
             let directory = try temporaryDirectory()
             try pruned.save(to: directory)
             XCTAssertTrue(FileManager.default.fileExists(atPath: directory.appendingPathComponent("loram_pruning.json").path))
-            let loaded = try LlamaModel.load(directory: directory)
+            let loaded = try DecoderModel.load(directory: directory)
             XCTAssertEqual(loaded.pruning, pruned.pruning)
             XCTAssertEqual(loaded.config.layers, pruned.config.layers)
             XCTAssertEqual(try PruningFixtures.logits(loaded), try PruningFixtures.logits(pruned))
@@ -20,14 +20,14 @@ final class PruningManifestTests: XCTestCase {
         let directory = try temporaryDirectory()
         try StructuredPruner.prune(PruningFixtures.gqaModel(), ratio: 0.5, importance: .l2).save(to: directory)
         try PruningFixtures.gqaModel().save(to: directory)
-        XCTAssertNil(try LlamaModel.load(directory: directory).pruning)
+        XCTAssertNil(try DecoderModel.load(directory: directory).pruning)
     }
 
     func testSparseManifestRoundTrips() throws {
         let pruned = try SparsityPruner.prune(PruningFixtures.gqaModel(), method: .magnitude, ratio: 0.55)
         let directory = try temporaryDirectory()
         try pruned.save(to: directory)
-        let loaded = try LlamaModel.load(directory: directory)
+        let loaded = try DecoderModel.load(directory: directory)
         XCTAssertEqual(loaded.pruning?.method, .magnitude)
         XCTAssertEqual(loaded.pruning?.ratio, 0.55)
         XCTAssertEqual(loaded.pruning?.kept, Array(repeating: nil, count: 5))
@@ -55,12 +55,12 @@ final class PruningManifestTests: XCTestCase {
 
         for (label, text) in [("not JSON", "{"), ("missing key", #"{"format": "loramd-pruning", "version": 1}"#)] {
             try Data(text.utf8).write(to: url)
-            XCTAssertThrowsError(try LlamaModel.load(directory: directory), label) {
+            XCTAssertThrowsError(try DecoderModel.load(directory: directory), label) {
                 XCTAssertEqual(($0 as? FormatError)?.file, "loram_pruning.json", label)
             }
         }
         try good.write(to: url)
-        XCTAssertNoThrow(try LlamaModel.load(directory: directory))
+        XCTAssertNoThrow(try DecoderModel.load(directory: directory))
     }
 
     /// Original widths past SizeLimits are a FormatError before anything is sized by them: heads
@@ -84,12 +84,12 @@ final class PruningManifestTests: XCTestCase {
 
     /// Writes `pruned`'s manifest changed by `change` into `directory` and checks the load is a
     /// FormatError of loram_pruning.json whose problem mentions `text`.
-    func assertManifestRefused(_ pruned: LlamaModel, in directory: URL, _ label: String, _ change: (inout PruningManifest) -> Void,
+    func assertManifestRefused(_ pruned: DecoderModel, in directory: URL, _ label: String, _ change: (inout PruningManifest) -> Void,
                                mentioning text: String, file: StaticString = #filePath, line: UInt = #line) throws {
         var manifest = pruned.pruning!
         change(&manifest)
         try manifest.jsonData().write(to: directory.appendingPathComponent(PruningManifest.fileName))
-        XCTAssertThrowsError(try LlamaModel.load(directory: directory), label, file: file, line: line) { error in
+        XCTAssertThrowsError(try DecoderModel.load(directory: directory), label, file: file, line: line) { error in
             guard let format = error as? FormatError else { return XCTFail("\(label): \(error)", file: file, line: line) }
             XCTAssertEqual(format.file, "loram_pruning.json", label, file: file, line: line)
             XCTAssertTrue(format.problem.contains(text), "\(label): \(format.problem)", file: file, line: line)

@@ -67,7 +67,7 @@ final class PruningSparsityTests: XCTestCase {
     /// steps while the others move; without it they fill in (so the check can fail).
     func testFullParameterTrainingKeepsZerosWhenAsked() throws {
         let carrier = try SparsityPruner.prune(PruningFixtures.gqaModel(), method: .semi, ratio: 0.5)
-        func train(keepZeros: Bool) throws -> LlamaModel {
+        func train(keepZeros: Bool) throws -> DecoderModel {
             var settings = TrainingJob.Settings(seqLen: 12, microBatch: 2, steps: 3, lr: 1e-2)
             settings.frozen = ["lm_head"]
             settings.keepZeros = keepZeros

@@ -8,7 +8,7 @@ import XCTest
 /// three importance criteria.
 final class PruningStructuredTests: XCTestCase {
     func testKeptCountsAreThePlannersForTinyGQAAndMHA() throws {
-        let tiny = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let tiny = try DecoderModel.load(directory: Fixtures.tinyModel)
         for model in [tiny, PruningFixtures.gqaModel(), PruningFixtures.mhaModel()] {
             for ratio in [0.3, 0.5, 0.85] {
                 let pruned = try StructuredPruner.prune(model, ratio: ratio, importance: .l2)
@@ -48,7 +48,7 @@ final class PruningStructuredTests: XCTestCase {
     /// scores still give a uniform softmax, so the head would still add the mean of v.
     func testPrunedForwardEqualsOriginalWithPrunedStructuresZeroed() throws {
         for (name, model) in [("gqa", PruningFixtures.gqaModel()), ("mha", PruningFixtures.mhaModel()),
-                              ("tiny", try LlamaModel.load(directory: Fixtures.tinyModel))] {
+                              ("tiny", try DecoderModel.load(directory: Fixtures.tinyModel))] {
             let pruned = try StructuredPruner.prune(model, ratio: 0.5, importance: .random(seed: 11))
             let manifest = try XCTUnwrap(pruned.pruning)
             let d = model.config.headDim

@@ -10,8 +10,8 @@ final class RecoveryTests: XCTestCase {
     static let allTargets: Set<LoRATarget> = [.q, .k, .v, .o, .gate, .up, .down, .lmHead]
 
     /// A carrier of `model` and an adapter on it with non-zero B (as if trained).
-    func carrierAndAdapter(_ model: LlamaModel, ratio: Double = 0.5, b: LoRAAdapter.BInitialization = .normal(std: 0.2))
-        throws -> (LlamaModel, LoRAAdapter) {
+    func carrierAndAdapter(_ model: DecoderModel, ratio: Double = 0.5, b: LoRAAdapter.BInitialization = .normal(std: 0.2))
+        throws -> (DecoderModel, LoRAAdapter) {
         let carrier = try StructuredPruner.prune(model, ratio: ratio, importance: .random(seed: 4))
         let adapter = LoRAAdapter.create(config: carrier.config, rank: 4, alpha: 8, targets: Self.allTargets, seed: 9, b: b)
         return (carrier, adapter)

@@ -8,16 +8,16 @@ import XCTest
 /// so losses and gradients are those of a step that kept them.
 final class RemadeActivationsTests: XCTestCase {
     /// 3 layers, hidden 64, GQA 4/2, MLP 96 and 176 (a pruned-looking middle layer), vocab 256.
-    static let config: LlamaConfig = {
-        var config = LlamaConfig(hiddenSize: 64, intermediateSize: 176, layerCount: 3, headCount: 4, kvHeadCount: 2, headDim: 16,
+    static let config: ModelConfig = {
+        var config = ModelConfig(hiddenSize: 64, intermediateSize: 176, layerCount: 3, headCount: 4, kvHeadCount: 2, headDim: 16,
                                  vocabSize: 256, maxPositionEmbeddings: 256)
         config.layers[1].intermediate = 96
         return config
     }()
 
-    static func model() -> LlamaModel { ModelMaker.randomModel(config: config, initialization: .init(seed: 11, std: 0.08)) }
+    static func model() -> DecoderModel { ModelMaker.randomModel(config: config, initialization: .init(seed: 11, std: 0.08)) }
 
-    static func adapter(_ model: LlamaModel, targets: Set<LoRATarget>) -> LoRAAdapter {
+    static func adapter(_ model: DecoderModel, targets: Set<LoRATarget>) -> LoRAAdapter {
         let adapter = LoRAAdapter(config: model.config, rank: 4, alpha: 8, dropout: 0.1, targets: targets)
         adapter.initialize(seed: 5, b: .normal(std: 0.05))
         return adapter

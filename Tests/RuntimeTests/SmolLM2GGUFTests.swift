@@ -15,15 +15,15 @@ final class SmolLM2GGUFTests: XCTestCase {
     }
 
     /// Loaded once for the whole suite (about 2 s): the model as fp32, as transformers holds it.
-    nonisolated(unsafe) static var shared: (file: GGUFFile, model: LlamaModel)?
+    nonisolated(unsafe) static var shared: (file: GGUFFile, model: DecoderModel)?
 
-    func smolLM2() throws -> (file: GGUFFile, model: LlamaModel) {
+    func smolLM2() throws -> (file: GGUFFile, model: DecoderModel) {
         guard FileManager.default.fileExists(atPath: Self.modelURL.path) else {
             throw XCTSkip("SmolLM2-135M-Instruct is not cached; run scripts/fetch-model smollm2")
         }
         if let shared = Self.shared { return shared }
         let file = try GGUFFile(url: Self.modelURL)
-        let model = try LlamaModel.load(gguf: file, config: try LlamaModel.config(gguf: file), dtype: .f32)
+        let model = try DecoderModel.load(gguf: file, config: try DecoderModel.config(gguf: file), dtype: .f32)
         Self.shared = (file, model)
         return (file, model)
     }

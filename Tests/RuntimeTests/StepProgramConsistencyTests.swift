@@ -6,7 +6,7 @@ import XCTest
 /// same numbers: one description, two uses.
 final class StepProgramConsistencyTests: XCTestCase {
     func testTrainingProgramMatchesTheStepsAllocation() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let config = model.config
         let shape = config.modelShape
         XCTAssertEqual(try shape.parameterCount, model.parameterCount)
@@ -36,7 +36,7 @@ extension StepProgramConsistencyTests {
     /// A generation inside its planned arena gives transformers' greedy tokens; the session uses
     /// every planned byte (PlannedBuffers checks) and nothing else.
     func testGenerationRunsInItsPlannedArena() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let golden = (try Fixtures.json("tiny_greedy_golden.json")["cases"] as! [[String: Any]])[0]
         let prompt = golden["prompt_ids"] as! [Int], expected = golden["generated_ids"] as! [Int]
         let capacity = prompt.count + expected.count
@@ -66,7 +66,7 @@ extension StepProgramConsistencyTests {
     func testAllRowLogitsAndPerplexityRunInThePlannedArena() throws {
         let ids = Array(try Fixtures.json("tiny_golden.json")["input_ids"] as! [Int])
         for dtype in [TensorDType.f32, .bf16] {
-            let model = try LlamaModel.load(directory: Fixtures.tinyModel, dtype: dtype)
+            let model = try DecoderModel.load(directory: Fixtures.tinyModel, dtype: dtype)
             XCTAssertEqual(model.baseDType, dtype == .f32 ? .f32 : .bf16)
             let vocab = model.config.vocabSize, chunk = 8
             func arena(rows: Int) throws -> PlannedBuffers {

@@ -7,7 +7,7 @@ import XCTest
 /// less memory, with next to nothing allocated outside the arena while it runs.
 final class TrainingArenaTests: XCTestCase {
     func testTheStepRunsInItsPlannedArena() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let ids = try GoldenForwardTests.inputIds()
         let examples = [Dataset.Example(ids: ids, labels: ids)]
         var settings = TrainingJob.Settings(seqLen: ids.count, microBatch: 1, steps: 3, lr: 1e-2)
@@ -76,7 +76,7 @@ extension TrainingArenaTests {
         BLAS.setThreads(1)
         defer { BLAS.setThreads(ProcessInfo.processInfo.activeProcessorCount) }
         try Self.skipWhereOpenBLASAllocatesPerCall()
-        let tiny = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let tiny = try DecoderModel.load(directory: Fixtures.tinyModel)
         let small = ModelMaker.randomModel(config: ModelMaker.Preset.small.config)
         for (name, model) in [("tiny", tiny), ("small", small)] {
             let seqLen = 64

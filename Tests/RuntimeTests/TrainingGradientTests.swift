@@ -6,7 +6,7 @@ import XCTest
 /// Gradients against PEFT (golden) and against finite differences.
 final class TrainingGradientTests: XCTestCase {
     /// The golden adapter (r 8, alpha 16, all 7 projections), read tensor by tensor.
-    static func goldenAdapter(config: LlamaConfig) throws -> LoRAAdapter {
+    static func goldenAdapter(config: ModelConfig) throws -> LoRAAdapter {
         let adapter = LoRAAdapter(config: config, rank: 8, alpha: 16, targets: Set(LoRATarget.layerTargets))
         let file = try SafetensorsFile(url: Fixtures.golden.appendingPathComponent("tiny_lora/adapter_model.safetensors"))
         for (path, pair) in adapter.namedPairs {
@@ -34,7 +34,7 @@ final class TrainingGradientTests: XCTestCase {
     /// The golden LoRA step on the tiny model, no checkpointing, with the given activation and
     /// matmul dtypes: its gradients and summed loss.
     static func goldenStep(activations: Workload.ActivationDType = .f32, matmul: MatmulDType = .f32) throws -> (GradientBuffers, Double) {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let adapter = try goldenAdapter(config: model.config)
         let ids = try GoldenForwardTests.inputIds()
         let gradients = GradientBuffers(adapter: adapter)
@@ -54,7 +54,7 @@ final class TrainingGradientTests: XCTestCase {
     }
 
     func loraStep(checkpointing: Bool) throws -> (GradientBuffers, Double, Int) {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let adapter = try Self.goldenAdapter(config: model.config)
         let ids = try GoldenForwardTests.inputIds()
         let gradients = GradientBuffers(adapter: adapter)
@@ -99,7 +99,7 @@ extension TrainingGradientTests {
     /// Full-parameter gradients (embeddings, norms, every linear, lm_head) against central
     /// differences of the loss, on 300 coordinates drawn across all tensors.
     func testFullParameterGradientsAgainstFiniteDifferences() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let ids = Array(try GoldenForwardTests.inputIds().prefix(24))
         let weights = StepWeights(model: model, copy: true)
         let gradients = GradientBuffers(weights: weights, frozen: [])
@@ -143,7 +143,7 @@ extension TrainingGradientTests {
     /// same bit for bit, with and without checkpointing, LoRA with dropout and full-parameter, fp32
     /// and bf16 activations (the poison is NaN read either way).
     func testTheStepUsesEachBufferOnlyWithinItsPlannedLifetime() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let ids = (0..<30).map { ($0 * 7 + 3) % model.config.vocabSize }
         for (checkpointing, activations) in [(false, Workload.ActivationDType.f32), (true, .f32), (false, .bf16)] {
             for rank: Int? in [nil, 4] {

@@ -6,7 +6,7 @@ import XCTest
 /// The training loop: one AdamW step as PyTorch takes it, resume equivalence, and learning.
 final class TrainingJobTests: XCTestCase {
     func testOneStepMatchesTorchAdamW() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let adapter = try TrainingGradientTests.goldenAdapter(config: model.config)
         let ids = try GoldenForwardTests.inputIds()
         var settings = TrainingJob.Settings(seqLen: ids.count, microBatch: 1, steps: 1, lr: 1e-2)
@@ -56,7 +56,7 @@ final class TrainingJobTests: XCTestCase {
     }
 
     func testResumeContinuesBitForBit() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         func freshAdapter() -> LoRAAdapter {
             let adapter = LoRAAdapter(config: model.config, rank: 4, alpha: 8, dropout: 0.1, targets: [.q, .v, .gate, .down, .lmHead])
             var rng = Xoshiro256StarStar(seed: 1)
@@ -83,7 +83,7 @@ final class TrainingJobTests: XCTestCase {
     }
 
     func testLossFallsOnARepeatedDataset() throws {
-        let model = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let model = try DecoderModel.load(directory: Fixtures.tinyModel)
         let data = Array(examples(count: 4))
         // LoRA on every target (B starts at zero, as PEFT's init), and full-parameter with lm_head frozen.
         let adapter = LoRAAdapter(config: model.config, rank: 8, alpha: 16, targets: Set(LoRATarget.allCases))
@@ -108,7 +108,7 @@ final class TrainingJobTests: XCTestCase {
             XCTAssertLessThan(after, before * 0.6, "\(name): \(before) -> \(after)")
         }
         // Full-parameter training never touched the frozen lm_head nor the loaded model.
-        let reloaded = try LlamaModel.load(directory: Fixtures.tinyModel)
+        let reloaded = try DecoderModel.load(directory: Fixtures.tinyModel)
         XCTAssertEqual(model.layers[0].q.toArray(), reloaded.layers[0].q.toArray())
     }
 }

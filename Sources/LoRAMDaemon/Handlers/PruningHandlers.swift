@@ -141,7 +141,7 @@ extension Daemon {
     }
 
     /// Per layer, what the pruned model keeps.
-    static func layerReport(_ model: LlamaModel) -> JSONValue {
+    static func layerReport(_ model: DecoderModel) -> JSONValue {
         .array(model.config.layers.enumerated().map { index, shape in
             .object([("layer", .int(Int64(index))), ("heads", .int(Int64(shape.heads))), ("kvHeads", .int(Int64(shape.kvHeads))),
                      ("neurons", .int(Int64(shape.intermediate))), ("pruned", .bool(model.pruning?.kept[index] != nil))])

@@ -70,7 +70,7 @@ struct ModelService {
             // loaded one's own folder included: its files are read before the swap).
             let files = try AtomicDirectory.write(to: directory, rule: .modelFolder) { folder -> [String] in
                 try loaded.model.save(to: folder, dtype: dtype)
-                var files = [LlamaConfig.fileName, CheckpointDirectory.singleFileName]
+                var files = [ModelConfig.fileName, CheckpointDirectory.singleFileName]
                 if loaded.model.pruning != nil { files.append(PruningManifest.fileName) }
                 // The tokenizer and generation settings travel with the weights.
                 for (name, data) in try loaded.companionFiles() {

@@ -99,7 +99,7 @@ struct PlanningService {
             if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
                 url = url.appendingPathComponent("config.json")
             } else if GGUFFile.hasMagic(url) {
-                return try ErrorMapping.translating { try LlamaModel.config(gguf: try GGUFFile(url: url)).modelShape }
+                return try ErrorMapping.translating { try DecoderModel.config(gguf: try GGUFFile(url: url)).modelShape }
             }
             guard let data = FileManager.default.contents(atPath: url.path) else {
                 throw RPCError(.notFound, "Not found: \(url.path)", hint: "Check 'model.path'.", data: [("field", .string("model.path"))])

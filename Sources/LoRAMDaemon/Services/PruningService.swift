@@ -48,7 +48,7 @@ struct PruningService {
         let handle = registry.newHandle(.model)
         try ledger.charge(Int64(bytes), to: handle, breakdown: .object([("weights", .int(Int64(bytes)))]))
         do {
-            let pruned: LlamaModel
+            let pruned: DecoderModel
             var calibrationReport: JSONValue = .null
             switch method {
             // Long work checks for cancellation between layers (and calibration batches); a
@@ -93,7 +93,7 @@ struct PruningService {
         try ledger.charge(Int64(bytes), to: handle, breakdown: .object([("weights", .int(Int64(bytes)))]))
         do {
             try context.checkCancelled()
-            let quantized: LlamaModel
+            let quantized: DecoderModel
             do {
                 // Cancellable between tensors; a cancelled quantize registers nothing and releases its charge.
                 quantized = try loaded.model.quantized(blockSize: blockSize, doubleQuant: doubleQuant, checkpoint: context.checkCancelled)

@@ -108,7 +108,7 @@ extension TrainingService {
                 } else {
                     let modelDirectory = folder.appendingPathComponent("model")
                     try object.job.weights.snapshot().save(to: modelDirectory)
-                    names += [LlamaConfig.fileName, CheckpointDirectory.singleFileName].map { "model/" + $0 }
+                    names += [ModelConfig.fileName, CheckpointDirectory.singleFileName].map { "model/" + $0 }
                     // The tokenizer travels with the weights (a GGUF original's, translated), so model/load of it reads text.
                     for (name, data) in try object.model.companionFiles() {
                         try AtomicFile.write(data, to: modelDirectory.appendingPathComponent(name))

@@ -1,7 +1,7 @@
 import Foundation
 import MemoryPlanner
 
-extension LlamaConfig {
+extension ModelConfig {
     /// The config a GGUF file of architecture `llama` describes (llama.cpp's `llama.*` keys), checked
     /// against its tensors' shapes (every layer's, before anything is planned or allocated).
     /// `dimensions` gives a tensor's GGUF dimensions (ne0 first), nil

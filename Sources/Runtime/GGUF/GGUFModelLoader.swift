@@ -3,11 +3,11 @@ import Foundation
 /// Loading a LLaMA model from a GGUF file: llama.cpp's tensor names, every tensor type the reader
 /// dequantizes widened to fp32 a block of rows at a time and stored as the requested dtype, and
 /// Q/K rows put back in Hugging Face's order (see `GGUFLlamaNames`).
-extension LlamaModel {
+extension DecoderModel {
     /// The config of `file`, with LLaMA-3.1's `rope_freqs` tensor applied.
-    public static func config(gguf file: GGUFFile) throws -> LlamaConfig {
+    public static func config(gguf file: GGUFFile) throws -> ModelConfig {
         let name = file.url.lastPathComponent
-        var config = try LlamaConfig(ggufMetadata: file.metadata, dimensions: { file.tensors[$0]?.dimensions }, fileName: name)
+        var config = try ModelConfig(ggufMetadata: file.metadata, dimensions: { file.tensors[$0]?.dimensions }, fileName: name)
         if let info = file.tensors[GGUFLlamaNames.ropeFrequencies] {
             guard info.dimensions.count == 1, info.elementCount == config.headDim / 2 else {
                 throw FormatError(file: name, "tensor \(info.name) has dimensions \(info.dimensions); expected [\(config.headDim / 2)]")
@@ -21,7 +21,7 @@ extension LlamaModel {
 
     /// Bytes the weights of `file` take once loaded as `dtype` (norms, the 1-D tensors, fp32), from
     /// the tensor infos: what is charged before reading.
-    public static func plannedBytes(gguf file: GGUFFile, config: LlamaConfig, dtype: TensorDType) -> Int {
+    public static func plannedBytes(gguf file: GGUFFile, config: ModelConfig, dtype: TensorDType) -> Int {
         var names = [GGUFLlamaNames.embedding, GGUFLlamaNames.finalNorm] + (config.tiedEmbeddings ? [] : [GGUFLlamaNames.output])
         for i in 0..<config.layerCount {
             names += [GGUFLlamaNames.inputNorm(i), GGUFLlamaNames.postAttentionNorm(i)] + GGUFLlamaNames.linears.map { GGUFLlamaNames.layer(i, $0.gguf) }
@@ -32,7 +32,7 @@ extension LlamaModel {
         }
     }
 
-    public static func load(gguf file: GGUFFile, config: LlamaConfig, dtype: TensorDType) throws -> LlamaModel {
+    public static func load(gguf file: GGUFFile, config: ModelConfig, dtype: TensorDType) throws -> DecoderModel {
         let c = config.hiddenSize, d = config.headDim
         let loader = GGUFWeightLoader(file: file, dtype: dtype)
         let embedding = try loader.matrix(GGUFLlamaNames.embedding, rows: config.vocabSize, cols: c)
@@ -56,7 +56,7 @@ extension LlamaModel {
         }
         let finalNorm = try loader.vector(GGUFLlamaNames.finalNorm, count: c)
         let lmHead = config.tiedEmbeddings ? nil : try loader.matrix(GGUFLlamaNames.output, rows: config.vocabSize, cols: c)
-        return LlamaModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead)
+        return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead)
     }
 }
 

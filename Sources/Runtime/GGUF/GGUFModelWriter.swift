@@ -5,7 +5,7 @@ import Foundation
 /// writes, its tensor names, Q/K rows in its rotary order, norms in F32, and the decoder linears
 /// and embeddings in `type` (a tensor whose rows are not whole blocks of `type` stays F32, as
 /// llama.cpp's quantizer leaves it).
-extension LlamaModel {
+extension DecoderModel {
     public func saveGGUF(to url: URL, type: GGUFTensorType, tokenizer: [(key: String, value: GGUFValue)] = [],
                          name: String = "loramd", rule: OutputRule = .ggufFile) throws {
         var writer = GGUFWriter()

@@ -1,6 +1,6 @@
 import MemoryPlanner
 
-/// Runs a `LlamaModel` over tokens with a KV cache: prefill in chunks of `chunkSize` tokens
+/// Runs a `DecoderModel` over tokens with a KV cache: prefill in chunks of `chunkSize` tokens
 /// (sgemm), decoding one token at a time (sgemv), through the same `DecoderBlock` forward
 /// training uses. Every buffer a forward pass touches is a buffer of the session's placed
 /// generation program (`StepProgramBuilder.generation`), taken by name; nothing is allocated per token.
@@ -45,7 +45,7 @@ public final class InferenceSession: @unchecked Sendable {
     /// Prefill chunk: bigger chunks make bigger, more efficient matmuls but a bigger workspace.
     public static let defaultChunkSize = StepProgramBuilder.inferenceChunk
 
-    public let model: LlamaModel
+    public let model: DecoderModel
     public let cache: KVCache
     public let chunkSize: Int
     /// The LoRA adapter applied on top of the weights, if any.
@@ -70,7 +70,7 @@ public final class InferenceSession: @unchecked Sendable {
     public var logitsRow: UnsafeMutablePointer<Float> { logits }
 
     /// The generation program of a session: its transient part is what the arena holds.
-    public static func program(model: LlamaModel, capacity: Int, chunkSize: Int = defaultChunkSize, adapter: LoRAAdapter? = nil,
+    public static func program(model: DecoderModel, capacity: Int, chunkSize: Int = defaultChunkSize, adapter: LoRAAdapter? = nil,
                                logitsRows: Int = 1) throws -> StepProgram {
         try StepProgramBuilder.generation(model.config.modelShape, Workload(
             kind: .generate, seqLen: max(1, capacity), lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },
@@ -80,7 +80,7 @@ public final class InferenceSession: @unchecked Sendable {
     /// `adapter` must fit `model` (`LoRAAdapter.checkFits`). `arena`: the session's program
     /// (`program(…)` for the same settings) already placed; nil places it here. `matmul`: how
     /// prefill's products are computed. Throws when the program cannot be placed or its arena made.
-    public init(model: LlamaModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize, adapter: LoRAAdapter? = nil,
+    public init(model: DecoderModel, capacity: Int, chunkSize: Int = InferenceSession.defaultChunkSize, adapter: LoRAAdapter? = nil,
                 logitsRows: Int = 1, arena: PlannedBuffers? = nil, matmul: MatmulDType = .processDefault) throws {
         let config = model.config
         let arena = try arena ?? PlannedBuffers(Self.program(model: model, capacity: capacity, chunkSize: chunkSize, adapter: adapter,

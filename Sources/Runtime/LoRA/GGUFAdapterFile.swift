@@ -8,12 +8,12 @@ import MemoryPlanner
 /// - per adapted linear `blk.N.<name>.weight.lora_a` with GGUF dimensions [in, r] (PEFT's A [r, in])
 ///   and `.lora_b` [r, out] (PEFT's B [out, r]), F32;
 /// - B's rows of q_proj and k_proj in llama.cpp's rotary order, as its converter permutes them, so
-///   the adapter matches a base GGUF made by that converter (and `LlamaModel.saveGGUF`).
+///   the adapter matches a base GGUF made by that converter (and `DecoderModel.saveGGUF`).
 public enum GGUFAdapterFile {
     /// The name used when the target is a folder.
     public static let defaultFileName = "adapter.gguf"
 
-    public static func save(_ adapter: LoRAAdapter, config: LlamaConfig, to url: URL, name: String = "loramd adapter", rule: OutputRule = .ggufFile) throws {
+    public static func save(_ adapter: LoRAAdapter, config: ModelConfig, to url: URL, name: String = "loramd adapter", rule: OutputRule = .ggufFile) throws {
         if adapter.lmHead != nil && config.tiedEmbeddings {
             throw FormatError(file: url.lastPathComponent, "an adapter on lm_head of a model with tied embeddings has no tensor to attach to in llama.cpp (its base GGUF has no output.weight)")
         }
@@ -111,7 +111,7 @@ public enum GGUFAdapterFile {
 
     /// Reads a GGUF LoRA adapter for `model` (B's q/k rows back from llama.cpp's rotary order).
     /// A factor whose model-side size differs from the model's is AdapterShapeMismatch.
-    public static func load(_ file: GGUFFile, model: LlamaModel) throws -> LoRAAdapter {
+    public static func load(_ file: GGUFFile, model: DecoderModel) throws -> LoRAAdapter {
         let header = try header(file, layerCount: model.config.layerCount)
         let adapter = LoRAAdapter(config: model.config, rank: header.rank, alpha: header.alpha, targets: header.targets)
         for entry in header.tensors {

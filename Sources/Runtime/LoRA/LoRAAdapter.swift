@@ -44,7 +44,7 @@ public final class LoRAAdapter: @unchecked Sendable {
     public var scaling: Float { Float(alpha / Double(rank)) }
 
     /// Zero-filled pairs shaped for `config` (per-layer widths included, so pruned models work).
-    public init(config: LlamaConfig, rank: Int, alpha: Double, dropout: Double = 0, targets: Set<LoRATarget>) {
+    public init(config: ModelConfig, rank: Int, alpha: Double, dropout: Double = 0, targets: Set<LoRATarget>) {
         precondition(rank > 0)
         self.rank = rank
         self.alpha = alpha

@@ -24,7 +24,7 @@ public struct AdapterShapeMismatch: Error, Equatable, CustomStringConvertible {
 extension LoRAAdapter {
     /// Parameters of an adapter of `rank` on `targets` of a model shaped by `config`, before any
     /// is allocated (what the memory budget is charged).
-    public static func parameterCount(config: LlamaConfig, rank: Int, targets: Set<LoRATarget>) -> Int {
+    public static func parameterCount(config: ModelConfig, rank: Int, targets: Set<LoRATarget>) -> Int {
         var count = 0
         for layer in config.layers {
             for target in LoRATarget.layerTargets where targets.contains(target) {
@@ -38,7 +38,7 @@ extension LoRAAdapter {
 
     /// Throws `AdapterShapeMismatch` unless every pair fits the linear it sits on in `model`
     /// (same layer count, A [r, in], B [out, r]).
-    public func checkFits(_ model: LlamaModel) throws {
+    public func checkFits(_ model: DecoderModel) throws {
         if layers.count > model.layers.count, let (target, pair) = layers[model.layers.count].first {
             throw AdapterShapeMismatch(tensor: PEFTAdapterFile.tensorName(target.modulePath(layer: model.layers.count), .a),
                                        expected: nil, found: [pair.a.rows, pair.a.cols])

@@ -14,7 +14,7 @@ extension LoRAAdapter {
     }
 
     /// A new adapter on `targets` of a model shaped by `config`, initialised as PEFT does.
-    public static func create(config: LlamaConfig, rank: Int, alpha: Double, dropout: Double = 0, targets: Set<LoRATarget>,
+    public static func create(config: ModelConfig, rank: Int, alpha: Double, dropout: Double = 0, targets: Set<LoRATarget>,
                               seed: UInt64, b: BInitialization = .zero) -> LoRAAdapter {
         let adapter = LoRAAdapter(config: config, rank: rank, alpha: alpha, dropout: dropout, targets: targets)
         adapter.initialize(seed: seed, b: b)

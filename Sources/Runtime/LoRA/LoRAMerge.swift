@@ -4,7 +4,7 @@ import Foundation
 /// in fp32 and stored in W's own dtype. The result is a new model; the original is untouched
 /// (its weights, borrowed from a memory mapping or not, are only read, and the linears the
 /// adapter does not target are shared with it, as weights are immutable).
-extension LlamaModel {
+extension DecoderModel {
     /// Bytes the merged model's weights occupy: the same as this model's, plus a separate
     /// lm_head when the embeddings are tied and the adapter targets lm_head (merging unties them,
     /// since only the output projection is adapted).
@@ -19,7 +19,7 @@ extension LlamaModel {
         return byteCount + widened + (config.tiedEmbeddings && adapter.lmHead != nil ? embedding.byteCount : 0)
     }
 
-    public func merged(with adapter: LoRAAdapter) throws -> LlamaModel {
+    public func merged(with adapter: LoRAAdapter) throws -> DecoderModel {
         try adapter.checkFits(self)
         let scaling = adapter.scaling
         let newLayers = layers.enumerated().map { i, layer -> DecoderLayer in
@@ -45,7 +45,7 @@ extension LlamaModel {
             head = Self.merge(lmHead, pair, scaling: scaling)
             newConfig.tiedEmbeddings = false
         }
-        return LlamaModel(config: newConfig, embedding: embedding, layers: newLayers, finalNorm: finalNorm, lmHead: head, pruning: pruning)
+        return DecoderModel(config: newConfig, embedding: embedding, layers: newLayers, finalNorm: finalNorm, lmHead: head, pruning: pruning)
     }
 
     /// W + scaling·B·A as a new weight of W's dtype (fp32 for an NF4 W), a block of rows at a time.

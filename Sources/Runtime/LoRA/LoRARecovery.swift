@@ -47,7 +47,7 @@ public enum LoRARecovery {
 
     /// A new adapter on `target` (the original's config) carrying `adapter` (trained on the
     /// carrier `manifest` describes).
-    public static func recover(adapter: LoRAAdapter, manifest: PruningManifest, target: LlamaConfig, fill: Fill = .zero) throws -> LoRAAdapter {
+    public static func recover(adapter: LoRAAdapter, manifest: PruningManifest, target: ModelConfig, fill: Fill = .zero) throws -> LoRAAdapter {
         let original = manifest.original.map(\.shape)
         guard target.layers == original else {
             let layer = zip(target.layers, original).enumerated().first { $0.element.0 != $0.element.1 }?.offset

@@ -86,7 +86,7 @@ public struct PEFTAdapterConfig: Equatable, Sendable {
         let fields = ConfigFields(object, file: file)
         let r = try fields.optionalPositiveInt("r") ?? 8
         // The rank sizes every factor and the budget's charge: within SizeLimits before either.
-        try LlamaConfig.sizeChecked(file: file) { try SizeLimits.check(r, atMost: SizeLimits.loraRank, "r") }
+        try ModelConfig.sizeChecked(file: file) { try SizeLimits.check(r, atMost: SizeLimits.loraRank, "r") }
         rank = r
         alpha = try fields.optionalDouble("lora_alpha") ?? 8
         let dropoutValue = try fields.number("lora_dropout") ?? 0

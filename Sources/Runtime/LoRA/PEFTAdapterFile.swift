@@ -26,7 +26,7 @@ public enum PEFTAdapterFile {
     }
 
     /// Reads the adapter in `directory` for `model`.
-    public static func load(directory: URL, model: LlamaModel) throws -> LoRAAdapter {
+    public static func load(directory: URL, model: DecoderModel) throws -> LoRAAdapter {
         let config = try PEFTAdapterConfig(directory: directory)
         let targets = try config.resolveTargets(layerCount: model.config.layerCount)
         let weightsURL = directory.appendingPathComponent(weightsFileName)
@@ -110,7 +110,7 @@ public enum PEFTAdapterFile {
     /// The file's LoRA factors by their saved name (`.default` removed), after checking every
     /// other tensor: only lm_head's `base_layer.weight` (PEFT saves it whenever lm_head is a
     /// target) may be there, and only if it is the model's own output projection.
-    private static func classify(_ file: SafetensorsFile, model: LlamaModel) throws -> [String: SafetensorsFile.TensorInfo] {
+    private static func classify(_ file: SafetensorsFile, model: DecoderModel) throws -> [String: SafetensorsFile.TensorInfo] {
         var lora: [String: SafetensorsFile.TensorInfo] = [:]
         let layerCount = model.config.layerCount
         for (name, info) in file.tensors.sorted(by: { $0.key < $1.key }) {
@@ -151,7 +151,7 @@ public enum PEFTAdapterFile {
     /// PEFT saves lm_head's base weight beside its factors (for resized vocabularies); loramd
     /// applies the adapter to the model's own weight, so the two must agree (compared at the
     /// coarser of the two dtypes).
-    private static func checkBaseLayer(_ info: SafetensorsFile.TensorInfo, file: SafetensorsFile, model: LlamaModel) throws {
+    private static func checkBaseLayer(_ info: SafetensorsFile.TensorInfo, file: SafetensorsFile, model: DecoderModel) throws {
         let expected = [model.lmHead.rows, model.lmHead.cols]
         guard info.shape == expected else { throw AdapterShapeMismatch(tensor: info.name, expected: expected, found: info.shape) }
         guard info.dtype.isWeightType else {

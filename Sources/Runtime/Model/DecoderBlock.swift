@@ -41,7 +41,7 @@ struct DecoderBlock {
         var act, gate, up, mlpNorm, attention, q, k, v, scores, attentionNorm: UnsafeMutablePointer<Float>
     }
 
-    init(layer: StepWeights.Layer, index: Int, adapter: LoRAAdapter?, dropoutSeed: UInt64?, config: LlamaConfig, rope: RotaryEmbedding) {
+    init(layer: StepWeights.Layer, index: Int, adapter: LoRAAdapter?, dropoutSeed: UInt64?, config: ModelConfig, rope: RotaryEmbedding) {
         func linear(_ target: LoRATarget) -> LoRALinear {
             LoRALinear(weight: layer.weight(target), pair: adapter?.pair(target, layer: index), scaling: adapter?.scaling ?? 0,
                        dropout: LoRADropout(rate: adapter?.dropout ?? 0, seed: dropoutSeed, layer: index, target: target))

@@ -1,6 +1,6 @@
 import MemoryPlanner
 
-/// The seven linears of a decoder layer, as a loaded model (`LlamaModel.DecoderLayer`) and a
+/// The seven linears of a decoder layer, as a loaded model (`DecoderModel.DecoderLayer`) and a
 /// step's weights (`StepWeights.Layer`) both hold them.
 public protocol LayerLinears {
     var q: Weight { get }

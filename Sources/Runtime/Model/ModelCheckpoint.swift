@@ -5,8 +5,8 @@ import Foundation
 /// validates the headers only; `plannedBytes` is what loading will hold, so it can be charged
 /// before any tensor is read.
 public enum ModelCheckpoint {
-    case huggingFace(directory: URL, config: LlamaConfig, weights: CheckpointDirectory)
-    case gguf(GGUFFile, config: LlamaConfig)
+    case huggingFace(directory: URL, config: ModelConfig, weights: CheckpointDirectory)
+    case gguf(GGUFFile, config: ModelConfig)
 
     /// A folder is a Hugging Face checkpoint; a regular file must be GGUF. Anything else (a FIFO,
     /// a device) is refused before it is opened, so a load can never block on it.
@@ -16,13 +16,13 @@ public enum ModelCheckpoint {
             throw FormatError(file: url.lastPathComponent, "does not exist")
         }
         if isDirectory.boolValue {
-            let config = try LlamaConfig(directory: url), weights = try CheckpointDirectory(url: url)
+            let config = try ModelConfig(directory: url), weights = try CheckpointDirectory(url: url)
             // The files must hold the config's tensors before anything is planned from its widths.
-            try LlamaModel.checkTensorShapes(config: config, checkpoint: weights)
+            try DecoderModel.checkTensorShapes(config: config, checkpoint: weights)
             return .huggingFace(directory: url, config: config, weights: weights)
         }
         let file = try GGUFFile(url: url)
-        return .gguf(file, config: try LlamaModel.config(gguf: file))
+        return .gguf(file, config: try DecoderModel.config(gguf: file))
     }
 
     public var url: URL {
@@ -32,7 +32,7 @@ public enum ModelCheckpoint {
         }
     }
 
-    public var config: LlamaConfig {
+    public var config: ModelConfig {
         switch self {
         case .huggingFace(_, let config, _), .gguf(_, let config): return config
         }
@@ -53,18 +53,18 @@ public enum ModelCheckpoint {
     public func plannedBytes(dtype requested: TensorDType?) -> Int {
         switch self {
         case .huggingFace(_, let config, let weights):
-            return LlamaModel.plannedBytes(config: config, checkpoint: weights, dtype: requested)
+            return DecoderModel.plannedBytes(config: config, checkpoint: weights, dtype: requested)
         case .gguf(let file, let config):
-            return LlamaModel.plannedBytes(gguf: file, config: config, dtype: storageDType(requested)!)
+            return DecoderModel.plannedBytes(gguf: file, config: config, dtype: storageDType(requested)!)
         }
     }
 
-    public func loadModel(dtype requested: TensorDType?) throws -> LlamaModel {
+    public func loadModel(dtype requested: TensorDType?) throws -> DecoderModel {
         switch self {
         case .huggingFace(_, let config, let weights):
-            return try LlamaModel.load(config: config, checkpoint: weights, dtype: requested)
+            return try DecoderModel.load(config: config, checkpoint: weights, dtype: requested)
         case .gguf(let file, let config):
-            return try LlamaModel.load(gguf: file, config: config, dtype: storageDType(requested)!)
+            return try DecoderModel.load(gguf: file, config: config, dtype: storageDType(requested)!)
         }
     }
 

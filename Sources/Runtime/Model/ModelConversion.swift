@@ -1,12 +1,12 @@
 import Foundation
 
-extension LlamaModel {
+extension DecoderModel {
     /// The same model with every weight held as `dtype` (f32, bf16 or f16): weights already in it
     /// are shared, the others are narrowed (or widened) into new owned weights. NF4 weights are
     /// kept as they are. Norms stay fp32 arrays but take `dtype`'s values (rounded through it), as
     /// `save` writes them: the converted model is exactly the one that loads back from its files.
     /// The pruning manifest travels along.
-    public func converted(to dtype: TensorDType) -> LlamaModel {
+    public func converted(to dtype: TensorDType) -> DecoderModel {
         precondition(dtype.isWeightType && dtype != .u8, "convert to f32, bf16 or f16")
         var done: [ObjectIdentifier: Weight] = [:]
         func convert(_ w: Weight) -> Weight {
@@ -36,7 +36,7 @@ extension LlamaModel {
                          q: convert(l.q), k: convert(l.k), v: convert(l.v), o: convert(l.o),
                          gate: convert(l.gate), up: convert(l.up), down: convert(l.down))
         }
-        return LlamaModel(config: config, embedding: embedding, layers: layers, finalNorm: round(finalNorm),
+        return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: round(finalNorm),
                           lmHead: config.tiedEmbeddings ? nil : convert(lmHead), pruning: pruning)
     }
 

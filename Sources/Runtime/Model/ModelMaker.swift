@@ -10,13 +10,13 @@ public enum ModelMaker {
         /// Big enough to measure: 8 layers, hidden 512, GQA 8/4, MLP 1408, vocab 4096 (~28M parameters).
         case small
 
-        public var config: LlamaConfig {
+        public var config: ModelConfig {
             switch self {
             case .tiny:
-                return LlamaConfig(hiddenSize: 64, intermediateSize: 176, layerCount: 2, headCount: 4, kvHeadCount: 2,
+                return ModelConfig(hiddenSize: 64, intermediateSize: 176, layerCount: 2, headCount: 4, kvHeadCount: 2,
                                    headDim: 16, vocabSize: 512, rmsNormEps: 1e-5, maxPositionEmbeddings: 2048)
             case .small:
-                return LlamaConfig(hiddenSize: 512, intermediateSize: 1408, layerCount: 8, headCount: 8, kvHeadCount: 4,
+                return ModelConfig(hiddenSize: 512, intermediateSize: 1408, layerCount: 8, headCount: 8, kvHeadCount: 4,
                                    headDim: 64, vocabSize: 4096, rmsNormEps: 1e-5, maxPositionEmbeddings: 4096)
             }
         }
@@ -35,8 +35,8 @@ public enum ModelMaker {
         }
     }
 
-    public static func randomModel(config: LlamaConfig, initialization: Initialization = .init(),
-                                   dtype: TensorDType = .f32) -> LlamaModel {
+    public static func randomModel(config: ModelConfig, initialization: Initialization = .init(),
+                                   dtype: TensorDType = .f32) -> DecoderModel {
         var random = GaussianSource(seed: initialization.seed)
         let c = config.hiddenSize, d = config.headDim
         func weight(_ rows: Int, _ cols: Int) -> Weight {
@@ -49,7 +49,7 @@ public enum ModelMaker {
         func norm() -> [Float] { (0..<c).map { _ in 1 + random.next() * initialization.normStd } }
         let embedding = weight(config.vocabSize, c)
         let layers = config.layers.map { shape in
-            LlamaModel.DecoderLayer(
+            DecoderModel.DecoderLayer(
                 shape: shape, inputNorm: norm(), postAttentionNorm: norm(),
                 q: weight(shape.heads * d, c), k: weight(shape.kvHeads * d, c), v: weight(shape.kvHeads * d, c),
                 o: weight(c, shape.heads * d),
@@ -57,11 +57,11 @@ public enum ModelMaker {
         }
         let finalNorm = norm()
         let lmHead = config.tiedEmbeddings ? nil : weight(config.vocabSize, c)
-        return LlamaModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead)
+        return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead)
     }
 
     /// Writes `model` and its tokenizer into `directory` as a complete HF checkpoint.
-    public static func write(_ model: LlamaModel, tokenizerJSON: Data, to directory: URL) throws {
+    public static func write(_ model: DecoderModel, tokenizerJSON: Data, to directory: URL) throws {
         try model.save(to: directory)
         let config = model.config
         var generation: [String: Any] = ["_from_model_config": true, "transformers_version": "4.46.0"]
@@ -78,7 +78,7 @@ public enum ModelMaker {
             ("tokenizer.json", tokenizerJSON),
         ]
         for (name, data) in files {
-            try LlamaModel.writeAtomically(data, to: directory.appendingPathComponent(name))
+            try DecoderModel.writeAtomically(data, to: directory.appendingPathComponent(name))
         }
     }
 }

@@ -11,7 +11,7 @@ public final class StepWeights: @unchecked Sendable {
         public let q, k, v, o, gate, up, down: Weight
     }
 
-    public let config: LlamaConfig
+    public let config: ModelConfig
     public let embedding: Weight
     public let layers: [Layer]
     public let finalNorm: UnsafeMutablePointer<Float>
@@ -24,7 +24,7 @@ public final class StepWeights: @unchecked Sendable {
     /// `untie` (with `copy`, on a tied model): the input embedding becomes an fp32 copy of its own
     /// and the output head stays the model's embedding as held (read-only, never trained), so
     /// alignment can train the embeddings while the head stays the original's (LoRAM §1.2).
-    public init(model: LlamaModel, copy: Bool, untie: Bool = false) {
+    public init(model: DecoderModel, copy: Bool, untie: Bool = false) {
         let untying = copy && untie && model.config.tiedEmbeddings
         var config = model.config
         var pruning = model.pruning
@@ -61,9 +61,9 @@ public final class StepWeights: @unchecked Sendable {
         finalNorm = norm(model.finalNorm)
     }
 
-    /// A LlamaModel over these weights as they are now (norms copied), for evaluation and saving.
+    /// A DecoderModel over these weights as they are now (norms copied), for evaluation and saving.
     /// `alignment`: training to add to a carrier's manifest (the steps and tokens just taken).
-    public func snapshot(alignment: PruningManifest.Alignment? = nil) -> LlamaModel {
+    public func snapshot(alignment: PruningManifest.Alignment? = nil) -> DecoderModel {
         var pruning = self.pruning
         if let alignment, pruning != nil {
             let before = pruning?.alignment
@@ -71,8 +71,8 @@ public final class StepWeights: @unchecked Sendable {
         }
         let c = config.hiddenSize
         func array(_ p: UnsafeMutablePointer<Float>) -> [Float] { Array(UnsafeBufferPointer(start: p, count: c)) }
-        return LlamaModel(config: config, embedding: embedding, layers: layers.map { l in
-            LlamaModel.DecoderLayer(shape: l.shape, inputNorm: array(l.inputNorm), postAttentionNorm: array(l.postAttentionNorm),
+        return DecoderModel(config: config, embedding: embedding, layers: layers.map { l in
+            DecoderModel.DecoderLayer(shape: l.shape, inputNorm: array(l.inputNorm), postAttentionNorm: array(l.postAttentionNorm),
                                     q: l.q, k: l.k, v: l.v, o: l.o, gate: l.gate, up: l.up, down: l.down)
         }, finalNorm: array(finalNorm), lmHead: config.tiedEmbeddings ? nil : lmHead, pruning: pruning)
     }

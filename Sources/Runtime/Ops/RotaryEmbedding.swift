@@ -9,7 +9,7 @@ public struct RotaryEmbedding: Sendable {
     public let headDim: Int
     public let inverseFrequencies: [Float]
 
-    public init(headDim: Int, theta: Double, scaling: LlamaConfig.RopeScaling?) {
+    public init(headDim: Int, theta: Double, scaling: ModelConfig.RopeScaling?) {
         self.headDim = headDim
         let half = headDim / 2
         // 1 / theta^(2j/D) with the exponent in fp32, as torch computes arange(0, D, 2).float() / D.

@@ -85,7 +85,7 @@ public struct PruningManifest: Codable, Equatable, Sendable {
     }
 
     /// The original model's config: the pruned one with the original widths back.
-    public func originalConfig(of pruned: LlamaConfig) -> LlamaConfig {
+    public func originalConfig(of pruned: ModelConfig) -> ModelConfig {
         var config = pruned
         config.layers = original.map(\.shape)
         if let tied = originalTiedEmbeddings { config.tiedEmbeddings = tied }
@@ -98,7 +98,7 @@ public struct PruningManifest: Codable, Equatable, Sendable {
     /// per layer; kept counts equal the config's widths; indices in range, sorted, unique; q heads
     /// exactly the heads their kept kv heads serve (whole GQA groups go together); untouched
     /// layers as wide as the original.
-    public func validate(against config: LlamaConfig) throws {
+    public func validate(against config: ModelConfig) throws {
         func fail(_ problem: String) -> FormatError { FormatError(file: Self.fileName, problem) }
         guard format == Self.formatName, version == 1 else { throw fail("not a loramd pruning manifest of version 1") }
         guard ratio.isFinite, ratio >= 0, ratio < 1 else { throw fail("ratio \(ratio) is outside [0, 1)") }
@@ -152,7 +152,7 @@ public struct PruningManifest: Codable, Equatable, Sendable {
     // MARK: Files
 
     /// The manifest in `directory`, checked against `config`; nil when there is none.
-    public static func load(directory: URL, config: LlamaConfig) throws -> PruningManifest? {
+    public static func load(directory: URL, config: ModelConfig) throws -> PruningManifest? {
         let url = directory.appendingPathComponent(fileName)
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         let data = try RegularFile.contents(url)

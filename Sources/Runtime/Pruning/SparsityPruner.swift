@@ -18,8 +18,8 @@ public enum SparsityPruner {
 
     /// Throws `PruningError.ratioOutOfRange` for a sparsity outside [0, 1) (magnitude only).
     /// `checkpoint` runs before each layer; what it throws (a cancellation) ends the pruning.
-    public static func prune(_ model: LlamaModel, method: PruningMethod, ratio: Double,
-                             checkpoint: () throws -> Void = {}) throws -> LlamaModel {
+    public static func prune(_ model: DecoderModel, method: PruningMethod, ratio: Double,
+                             checkpoint: () throws -> Void = {}) throws -> DecoderModel {
         precondition(model.pruning == nil, "prune the original model, not a pruned one")
         let zeroing: (UnsafeMutableBufferPointer<Float>, Int) -> Void
         let sparsity: Double
@@ -43,13 +43,13 @@ public enum SparsityPruner {
         }
         let layers = try model.layers.map { layer in
             try checkpoint()
-            return LlamaModel.DecoderLayer(shape: layer.shape, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
+            return DecoderModel.DecoderLayer(shape: layer.shape, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
                                     q: sparsified(layer.q), k: sparsified(layer.k), v: sparsified(layer.v), o: sparsified(layer.o),
                                     gate: sparsified(layer.gate), up: sparsified(layer.up), down: sparsified(layer.down))
         }
         let manifest = PruningManifest(method: method, ratio: sparsity, pattern: method == .semi ? "\(semiZeros):\(semiGroup)" : nil,
                                        original: model.config.layers, kept: Array(repeating: nil, count: model.config.layerCount))
-        return LlamaModel(config: model.config, embedding: model.embedding, layers: layers, finalNorm: model.finalNorm,
+        return DecoderModel(config: model.config, embedding: model.embedding, layers: layers, finalNorm: model.finalNorm,
                           lmHead: model.config.tiedEmbeddings ? nil : model.lmHead, pruning: manifest)
     }
 
@@ -97,5 +97,5 @@ public enum SparsityPruner {
 
     /// Bytes the pruned model holds: its decoder linears are new, the rest is shared with the
     /// original but counted, as it outlives the original's unloading.
-    public static func plannedBytes(_ model: LlamaModel) -> Int { model.byteCount }
+    public static func plannedBytes(_ model: DecoderModel) -> Int { model.byteCount }
 }

@@ -35,7 +35,7 @@ public enum StructuredImportance {
         func draw(_ count: Int) -> [Double] { (0..<count).map { _ in random.nextUnitDouble() } }
     }
 
-    func scores(layer l: Int, of model: LlamaModel, random: RandomScores?) -> LayerScores {
+    func scores(layer l: Int, of model: DecoderModel, random: RandomScores?) -> LayerScores {
         let layer = model.layers[l], shape = layer.shape, d = model.config.headDim
         let isMHA = shape.heads == shape.kvHeads
         let groups = isMHA ? shape.heads : shape.kvHeads

@@ -19,8 +19,8 @@ public enum StructuredPruner {
     /// `layers`: the window (nil: `ModelShape.defaultPrunedLayers`). Throws `PruningError` for a
     /// ratio or window the shape rules refuse. `model` must be an original (no manifest).
     /// `checkpoint` runs before each layer; what it throws (a cancellation) ends the pruning.
-    public static func prune(_ model: LlamaModel, ratio: Double, layers window: Range<Int>? = nil,
-                             importance: StructuredImportance, checkpoint: () throws -> Void = {}) throws -> LlamaModel {
+    public static func prune(_ model: DecoderModel, ratio: Double, layers window: Range<Int>? = nil,
+                             importance: StructuredImportance, checkpoint: () throws -> Void = {}) throws -> DecoderModel {
         precondition(model.pruning == nil, "prune the original model, not a pruned one")
         let config = model.config
         let prunedShape = try config.modelShape.structurallyPruned(ratio: ratio, layers: window)
@@ -63,16 +63,16 @@ public enum StructuredPruner {
         }
         let manifest = PruningManifest(method: method, ratio: ratio, layers: window, seed: seed,
                                        original: config.layers, kept: kept)
-        return LlamaModel(config: prunedConfig, embedding: model.embedding, layers: layers, finalNorm: model.finalNorm,
+        return DecoderModel(config: prunedConfig, embedding: model.embedding, layers: layers, finalNorm: model.finalNorm,
                           lmHead: config.tiedEmbeddings ? nil : model.lmHead, pruning: manifest)
     }
 
     /// `layer` cut down to the kept heads and neurons.
-    static func slice(_ layer: LlamaModel.DecoderLayer, keeping kept: PruningManifest.KeptIndices,
-                      shape: ModelShape.Layer, headDim d: Int) -> LlamaModel.DecoderLayer {
+    static func slice(_ layer: DecoderModel.DecoderLayer, keeping kept: PruningManifest.KeptIndices,
+                      shape: ModelShape.Layer, headDim d: Int) -> DecoderModel.DecoderLayer {
         let q = contiguousRanges(kept.qHeads, width: d), kv = contiguousRanges(kept.kvHeads, width: d)
         let neurons = contiguousRanges(kept.neurons)
-        return LlamaModel.DecoderLayer(
+        return DecoderModel.DecoderLayer(
             shape: shape, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
             q: layer.q.keepingRows(q), k: layer.k.keepingRows(kv), v: layer.v.keepingRows(kv), o: layer.o.keepingColumns(q),
             gate: layer.gate.keepingRows(neurons), up: layer.up.keepingRows(neurons), down: layer.down.keepingColumns(neurons))
@@ -80,7 +80,7 @@ public enum StructuredPruner {
 
     /// Bytes the pruned model holds, before anything is cut: what the memory budget is charged.
     /// The tensors shared with the original count too, since they outlive its unloading.
-    public static func plannedBytes(_ model: LlamaModel, ratio: Double, layers window: Range<Int>? = nil) throws -> Int {
+    public static func plannedBytes(_ model: DecoderModel, ratio: Double, layers window: Range<Int>? = nil) throws -> Int {
         let config = model.config
         let shape = try config.modelShape.structurallyPruned(ratio: ratio, layers: window)
         let c = config.hiddenSize, d = config.headDim

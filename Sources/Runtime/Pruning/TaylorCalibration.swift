@@ -20,19 +20,19 @@ public final class TaylorCalibration: @unchecked Sendable {
     /// What the calibration holds beside the model, from MemoryPlanner's `ImportancePlan` (the
     /// plan `memory/plan` shows as the "prune" phase): the fp32 copy, one gradient per decoder
     /// linear, and the step's arena. The step runs in that very plan.
-    public static func plan(config: LlamaConfig, seqLen: Int, microBatch: Int = 1) throws -> ImportancePlan {
+    public static func plan(config: ModelConfig, seqLen: Int, microBatch: Int = 1) throws -> ImportancePlan {
         try ImportancePlan(original: config.modelShape, microBatch: microBatch, seqLen: seqLen)
     }
 
     /// Throws `SizeError` for a seqLen or micro-batch past `SizeLimits`, or whose plan overflows.
-    public static func plannedBytes(config: LlamaConfig, seqLen: Int, microBatch: Int = 1) throws -> Int {
+    public static func plannedBytes(config: ModelConfig, seqLen: Int, microBatch: Int = 1) throws -> Int {
         try plan(config: config, seqLen: seqLen, microBatch: microBatch).peakBytes
     }
 
     /// `checkpoint` runs before each calibration batch and between layers; what it throws (a
     /// cancellation) ends the pass, and the fp32 copy and its gradients go with it. Throws as well
     /// when the plan cannot be placed or its arena made.
-    public init(model: LlamaModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1,
+    public init(model: DecoderModel, examples: [Dataset.Example], seqLen: Int, microBatch: Int = 1,
                 checkpoint: () throws -> Void = {}) throws {
         weights = StepWeights(model: model, copy: true)
         gradients = GradientBuffers(weights: weights, frozen: ["embed_tokens", "lm_head", "norm"])

@@ -43,7 +43,7 @@ extension TrainingJob.Settings {
 extension TrainingJob.SavedState {
     /// What only the model resumed on can tell: an adapter rank past the model's widest
     /// projection is no LoRA this model trained (and its factors would be sized from it).
-    public func problem(model config: LlamaConfig) -> String? {
+    public func problem(model config: ModelConfig) -> String? {
         // Untied for training, a tied model's head stays its embedding as held (StepWeights): never trained.
         if settings.untieEmbeddings && config.tiedEmbeddings && !FrozenTensors(settings.frozen).contains("lm_head.weight") {
             return "settings.untieEmbeddings keeps the output head as it was, but settings.frozen does not name lm_head"

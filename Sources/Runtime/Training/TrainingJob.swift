@@ -113,7 +113,7 @@ public final class TrainingJob: @unchecked Sendable {
     /// of an fp32 copy of the model otherwise. `placement`: the step program's transient part
     /// already placed (the daemon places it to charge the budget); nil places it here. Throws when
     /// the program cannot be placed or its arena made.
-    public init(model: LlamaModel, adapter: LoRAAdapter?, examples: [Dataset.Example], settings: Settings,
+    public init(model: DecoderModel, adapter: LoRAAdapter?, examples: [Dataset.Example], settings: Settings,
                 placement: BestFitPlacement? = nil) throws {
         self.settings = settings
         self.adapter = adapter
@@ -136,7 +136,7 @@ public final class TrainingJob: @unchecked Sendable {
     }
 
     /// The description of one step of this job, which the planner places and the step runs in.
-    public static func stepProgram(config: LlamaConfig, adapter: LoRAAdapter?, settings: Settings) throws -> StepProgram {
+    public static func stepProgram(config: ModelConfig, adapter: LoRAAdapter?, settings: Settings) throws -> StepProgram {
         try StepProgramBuilder.trainingStep(config.modelShape, Workload(
             kind: .train, microBatch: settings.microBatch, seqLen: settings.seqLen,
             lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) }, checkpointing: settings.checkpointing,
@@ -298,7 +298,7 @@ public final class TrainingJob: @unchecked Sendable {
 
     /// A job continuing the one saved in `directory`, on `model` (the same base it trained on)
     /// and `examples` (the same dataset).
-    public static func resume(from directory: URL, model: LlamaModel, examples: [Dataset.Example]) throws -> TrainingJob {
+    public static func resume(from directory: URL, model: DecoderModel, examples: [Dataset.Example]) throws -> TrainingJob {
         let state = try readState(directory)
         var adapter: LoRAAdapter?
         if let shape = state.adapter {

@@ -41,7 +41,7 @@ public final class TrainingStep: @unchecked Sendable {
     public var workspaceBytes: Int { arena.peakBytes }
 
     /// The transient part of the step program for these settings: what the step's arena holds.
-    public static func program(config: LlamaConfig, adapter: LoRAAdapter?, microBatch: Int, seqLen: Int,
+    public static func program(config: ModelConfig, adapter: LoRAAdapter?, microBatch: Int, seqLen: Int,
                                checkpointing: Bool, activations: Workload.ActivationDType = .f32) throws -> StepProgram {
         try StepProgramBuilder.trainingStep(config.modelShape, Workload(
             kind: .train, microBatch: microBatch, seqLen: seqLen, lora: adapter.map { Workload.LoRA(r: $0.rank, targets: $0.targets) },

@@ -4,12 +4,12 @@ import Foundation
 /// Small valid files the fuzz tests start from, made with the project's own writers.
 enum FuzzModels {
     /// Two layers, hidden 16, GQA 2/1, head_dim 8, vocabulary 40: a whole checkpoint in ~20 kB.
-    static var microConfig: LlamaConfig {
-        LlamaConfig(hiddenSize: 16, intermediateSize: 24, layerCount: 2, headCount: 2, kvHeadCount: 1,
+    static var microConfig: ModelConfig {
+        ModelConfig(hiddenSize: 16, intermediateSize: 24, layerCount: 2, headCount: 2, kvHeadCount: 1,
                     headDim: 8, vocabSize: 40, maxPositionEmbeddings: 64)
     }
 
-    static func microModel(_ config: LlamaConfig = microConfig, seed: UInt64 = 1) -> LlamaModel {
+    static func microModel(_ config: ModelConfig = microConfig, seed: UInt64 = 1) -> DecoderModel {
         ModelMaker.randomModel(config: config, initialization: .init(seed: seed))
     }
 

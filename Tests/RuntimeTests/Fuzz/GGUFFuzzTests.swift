@@ -19,8 +19,8 @@ final class GGUFFuzzTests: XCTestCase {
     }
 
     /// Hidden 32 so the linears are whole Q8_0 / Q4_0 blocks.
-    static var config: LlamaConfig {
-        LlamaConfig(hiddenSize: 32, intermediateSize: 64, layerCount: 2, headCount: 2, kvHeadCount: 1,
+    static var config: ModelConfig {
+        ModelConfig(hiddenSize: 32, intermediateSize: 64, layerCount: 2, headCount: 2, kvHeadCount: 1,
                     headDim: 16, vocabSize: 40, maxPositionEmbeddings: 64)
     }
 

@@ -25,9 +25,9 @@ final class ModelConfigFuzzTests: XCTestCase {
 
     func testMutatedConfigsParseOrAreFormatErrors() throws {
         let configs = try Self.validConfigs()
-        for data in configs { XCTAssertNoThrow(try LlamaConfig(json: data)) }
+        for data in configs { XCTAssertNoThrow(try ModelConfig(json: data)) }
         fuzz("config-json", cases: 3000) { random, _ in
-            let config = try LlamaConfig(json: JSONMutator.mutate(configs[Int(random.next() % UInt64(configs.count))], &random))
+            let config = try ModelConfig(json: JSONMutator.mutate(configs[Int(random.next() % UInt64(configs.count))], &random))
             XCTAssertEqual(config.layers.count, config.layerCount)
             XCTAssertEqual(config.headDim % 2, 0)
         }
@@ -46,7 +46,7 @@ final class ModelConfigFuzzTests: XCTestCase {
         fuzz("model-folder", cases: 800) { random, _ in
             var mutated = files
             let choice = random.next() % 4
-            if choice != 1 { mutated[LlamaConfig.fileName] = JSONMutator.mutate(files[LlamaConfig.fileName]!, &random) }
+            if choice != 1 { mutated[ModelConfig.fileName] = JSONMutator.mutate(files[ModelConfig.fileName]!, &random) }
             if choice != 0 {
                 mutated[CheckpointDirectory.singleFileName] = Data(random.next() % 2 == 0
                     ? ByteMutator.mutate(weights, &random, fields: [0])

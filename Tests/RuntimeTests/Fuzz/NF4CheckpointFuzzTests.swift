@@ -56,7 +56,7 @@ final class NF4CheckpointFuzzTests: XCTestCase {
             case 1:
                 files[weights] = Data(SafetensorsFuzzTests.mutateHeader([UInt8](files[weights]!), &random))
             case 2:
-                files[LlamaConfig.fileName] = JSONMutator.mutate(files[LlamaConfig.fileName]!, &random)
+                files[ModelConfig.fileName] = JSONMutator.mutate(files[ModelConfig.fileName]!, &random)
             default:  // one quant state, or one of its tensors, rewritten
                 var tensors = source.tensors
                 let states = tensors.indices.filter { tensors[$0].name.hasSuffix(NF4Checkpoint.stateSuffix) }

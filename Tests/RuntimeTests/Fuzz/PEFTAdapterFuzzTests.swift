@@ -9,7 +9,7 @@ import XCTest
 final class PEFTAdapterFuzzTests: XCTestCase {
     /// Saved by loramd (a list of targets), and the same weights with a regex target_modules
     /// and PEFT's in-memory tensor names.
-    static func validFolders(model: LlamaModel) throws -> [[String: Data]] {
+    static func validFolders(model: DecoderModel) throws -> [[String: Data]] {
         let adapter = LoRAAdapter(config: model.config, rank: 2, alpha: 4, targets: [.q, .v, .down])
         for (_, pair) in adapter.namedPairs {
             let values = (0..<pair.b.elementCount).map { Float($0 % 7) / 10 }

@@ -13,10 +13,10 @@ final class PruningManifestFuzzTests: XCTestCase {
         try SparsityPruner.prune(PruningFixtures.gqaModel(), method: .magnitude, ratio: 0.5).save(to: sparse)
         let sources = [structured, sparse]
         let originals = try sources.map { directory in
-            (config: try Data(contentsOf: directory.appendingPathComponent(LlamaConfig.fileName)),
+            (config: try Data(contentsOf: directory.appendingPathComponent(ModelConfig.fileName)),
              manifest: try Data(contentsOf: directory.appendingPathComponent(PruningManifest.fileName)))
         }
-        for directory in sources { XCTAssertNotNil(try LlamaModel.load(directory: directory).pruning) }
+        for directory in sources { XCTAssertNotNil(try DecoderModel.load(directory: directory).pruning) }
         fuzz("pruning-manifest", cases: 1000) { random, _ in
             let k = Int(random.next() % 2)
             let directory = sources[k]
@@ -26,20 +26,20 @@ final class PruningManifestFuzzTests: XCTestCase {
             case 1: manifestData = Data(ByteMutator.mutate([UInt8](manifestData), &random))
             default: manifestData = JSONMutator.mutate(manifestData, &random)
             }
-            try FileFuzzing.write(configData, to: directory.appendingPathComponent(LlamaConfig.fileName))
+            try FileFuzzing.write(configData, to: directory.appendingPathComponent(ModelConfig.fileName))
             try FileFuzzing.write(manifestData, to: directory.appendingPathComponent(PruningManifest.fileName))
-            let config = try LlamaConfig(json: configData)
+            let config = try ModelConfig(json: configData)
             guard let manifest = try PruningManifest.load(directory: directory, config: config) else {
                 return XCTFail("the manifest was not read")
             }
             XCTAssertEqual(manifest.originalConfig(of: config).layers.count, config.layerCount)
             if random.next() % 4 == 0 {
-                let model = try LlamaModel.load(directory: directory)
+                let model = try DecoderModel.load(directory: directory)
                 XCTAssertEqual(model.pruning, manifest)
             }
         }
         for (directory, original) in zip(sources, originals) {
-            try FileFuzzing.write(original.config, to: directory.appendingPathComponent(LlamaConfig.fileName))
+            try FileFuzzing.write(original.config, to: directory.appendingPathComponent(ModelConfig.fileName))
             try FileFuzzing.write(original.manifest, to: directory.appendingPathComponent(PruningManifest.fileName))
         }
     }

@@ -1,6 +1,6 @@
 /// QLoRAM's carrier: the decoder linears (q, k, v, o, gate, up, down) in NF4; embeddings, norms
 /// and lm_head stay as they are, as transformers + bitsandbytes quantize a LLaMA.
-extension LlamaModel {
+extension DecoderModel {
     /// True when any decoder linear is NF4 (the model is then a frozen base: LoRA only).
     public var isQuantized: Bool {
         layers.contains { layer in layer.linears.contains { $0.weight.nf4 != nil } }
@@ -23,7 +23,7 @@ extension LlamaModel {
     /// is shared with this one. Throws QuantizationError for a bad block size, an already
     /// quantized model or non-finite weights. `checkpoint` runs before each tensor; what it
     /// throws (a cancellation) ends the quantization.
-    public func quantized(blockSize: Int = 64, doubleQuant: Bool = true, checkpoint: () throws -> Void = {}) throws -> LlamaModel {
+    public func quantized(blockSize: Int = 64, doubleQuant: Bool = true, checkpoint: () throws -> Void = {}) throws -> DecoderModel {
         guard NF4Tensor.supportedBlockSizes.contains(blockSize) else {
             throw QuantizationError(field: "blockSize", "must be a power of two from 32 to 4096, got \(blockSize)")
         }
@@ -47,7 +47,7 @@ extension LlamaModel {
                          gate: try quantize(layer.gate), up: try quantize(layer.up), down: try quantize(layer.down))
         }
         // A quantized carrier is still the pruned model it came from: the manifest travels with it.
-        return LlamaModel(config: config, embedding: embedding, layers: newLayers, finalNorm: finalNorm,
+        return DecoderModel(config: config, embedding: embedding, layers: newLayers, finalNorm: finalNorm,
                           lmHead: config.tiedEmbeddings ? nil : lmHead, pruning: pruning)
     }
 }

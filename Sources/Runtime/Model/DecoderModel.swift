@@ -4,7 +4,7 @@ import MemoryPlanner
 /// The weights of a LLaMA-family decoder: token embeddings, one `DecoderLayer` per layer, the
 /// final RMSNorm and the output projection (the embedding matrix itself when tied). Layers carry
 /// their own widths, so a structurally pruned model is the same type.
-public final class LlamaModel: @unchecked Sendable {
+public final class DecoderModel: @unchecked Sendable {
     public struct DecoderLayer: LayerLinears {
         public var shape: ModelShape.Layer
         public var inputNorm: [Float]
@@ -18,7 +18,7 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
-    public let config: LlamaConfig
+    public let config: ModelConfig
     public let embedding: Weight
     public let layers: [DecoderLayer]
     public let finalNorm: [Float]
@@ -28,7 +28,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// config.json as `loram_pruning.json`.
     public let pruning: PruningManifest?
 
-    public init(config: LlamaConfig, embedding: Weight, layers: [DecoderLayer], finalNorm: [Float], lmHead: Weight?,
+    public init(config: ModelConfig, embedding: Weight, layers: [DecoderLayer], finalNorm: [Float], lmHead: Weight?,
                 pruning: PruningManifest? = nil) {
         self.config = config
         self.pruning = pruning
@@ -91,14 +91,14 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Loads config.json and the safetensors weights of `directory`. `dtype` is the storage type in
     /// memory (nil: as stored in the files). Nothing is kept if any tensor is missing or misshapen.
-    public static func load(directory: URL, dtype: TensorDType? = nil) throws -> LlamaModel {
-        let config = try LlamaConfig(directory: directory)
+    public static func load(directory: URL, dtype: TensorDType? = nil) throws -> DecoderModel {
+        let config = try ModelConfig(directory: directory)
         return try load(config: config, checkpoint: try CheckpointDirectory(url: directory), dtype: dtype)
     }
 
     /// Bytes the weights of `checkpoint` will occupy once loaded as `dtype` (nil: as stored),
     /// from the headers alone: what the memory budget is charged before anything is read.
-    public static func plannedBytes(config: LlamaConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) -> Int {
+    public static func plannedBytes(config: ModelConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) -> Int {
         var names = ["model.embed_tokens.weight", "model.norm.weight"]
         if !config.tiedEmbeddings { names.append("lm_head.weight") }
         for i in 0..<config.layerCount {
@@ -117,7 +117,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// Throws FormatError unless `checkpoint` holds every tensor `config` implies, of its shape
     /// (NF4-quantized ones are checked when read): from the headers alone, so a config whose widths
     /// the files do not have is refused before anything is charged or allocated for it.
-    public static func checkTensorShapes(config: LlamaConfig, checkpoint: CheckpointDirectory) throws {
+    public static func checkTensorShapes(config: ModelConfig, checkpoint: CheckpointDirectory) throws {
         let c = config.hiddenSize, d = config.headDim
         func require(_ name: String, _ expected: [Int]) throws {
             if NF4Checkpoint.isQuantized(name, in: checkpoint) { return }
@@ -140,7 +140,7 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// A `loram_pruning.json` beside the weights is read and checked against `config` first.
-    public static func load(config: LlamaConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) throws -> LlamaModel {
+    public static func load(config: ModelConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) throws -> DecoderModel {
         try checkTensorShapes(config: config, checkpoint: checkpoint)
         let pruning = try PruningManifest.load(directory: checkpoint.url, config: config)
         let c = config.hiddenSize, d = config.headDim
@@ -170,7 +170,7 @@ public final class LlamaModel: @unchecked Sendable {
         }
         let finalNorm = try norm("model.norm.weight")
         let lmHead = config.tiedEmbeddings ? nil : try weight("lm_head.weight", config.vocabSize, c)
-        return LlamaModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead, pruning: pruning)
+        return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead, pruning: pruning)
     }
 
     /// Writes config.json and model.safetensors (weights as `dtype`, norms fp32 as transformers does
@@ -204,7 +204,7 @@ public final class LlamaModel: @unchecked Sendable {
                                                                             computeDType: config.declaredDType ?? "float32")
         }
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
-        try Self.writeAtomically(data, to: directory.appendingPathComponent(LlamaConfig.fileName))
+        try Self.writeAtomically(data, to: directory.appendingPathComponent(ModelConfig.fileName))
         let manifestURL = directory.appendingPathComponent(PruningManifest.fileName)
         if let pruning {
             try Self.writeAtomically(try pruning.jsonData(), to: manifestURL)

@@ -4,7 +4,7 @@ import MemoryPlanner
 /// What the runtime needs of a LLaMA-family config.json (`LlamaForCausalLM`), validated: every
 /// required field present, every size positive and consistent. Anything we do not compute
 /// correctly (biases, other activations, other architectures) is a FormatError, never a wrong answer.
-public struct LlamaConfig: Equatable, Sendable {
+public struct ModelConfig: Equatable, Sendable {
     public var hiddenSize: Int
     public var intermediateSize: Int
     public var layerCount: Int
@@ -293,7 +293,7 @@ struct ConfigFields {
     }
 }
 
-extension LlamaConfig {
+extension ModelConfig {
     /// The widths the memory planner needs, per layer.
     public var modelShape: ModelShape {
         ModelShape(hidden: hiddenSize, headDim: headDim, vocab: vocabSize, tiedEmbeddings: tiedEmbeddings,
