@@ -49,13 +49,15 @@ enum PlanCommand {
                 guard let text = value(flag) else { return fail("\(flag) needs a value") }
                 switch flag {
                 case "--preset":
-                    guard let s = ModelShape.preset(named: text) else { return fail("unknown preset '\(text)'") }
+                    guard let s = try? ModelRegistry.presetShape(named: text) else {
+                        return fail("unknown preset '\(text)'; known: \(ModelRegistry.presetNames.joined(separator: ", "))")
+                    }
                     shape = s
                 case "--config" where GGUFFile.hasMagic(URL(fileURLWithPath: text)):
                     do { shape = try DecoderModel.config(gguf: try GGUFFile(url: URL(fileURLWithPath: text))).modelShape } catch { return fail("\(error)") }
                 case "--config":
                     guard let data = FileManager.default.contents(atPath: text) else { return fail("cannot read \(text)") }
-                    do { shape = try ModelShape(configJSON: data) } catch { return fail("\(error)") }
+                    do { shape = try ModelConfig(json: data).modelShape } catch { return fail("\(error)") }
                 case "--seq": guard let n = Int(text), n > 0 else { return fail("--seq needs a positive integer") }; workload.seqLen = n
                 case "--micro-batch": guard let n = Int(text), n > 0 else { return fail("--micro-batch needs a positive integer") }; workload.microBatch = n
                 case "--new-tokens": guard let n = Int(text), n >= 0 else { return fail("--new-tokens needs an integer") }; workload.newTokens = n

@@ -14,20 +14,19 @@ public struct FrozenTensors: Sendable {
         contains("model.embed_tokens.weight") || (tied && contains("lm_head.weight"))
     }
 
-    /// The base tensors a model of `shape` trains with, by name and element count; `tied`: as
-    /// trained (a tied model untied for training has a head of its own).
+    /// The base tensors a model of `shape` trains with, by name and element count; `tied`: as trained (a tied model untied for training has a head of its own).
     public static func tensors(_ shape: ModelShape, tied: Bool) -> [(name: String, count: Int)] {
-        let c = shape.hidden, d = shape.headDim
-        var out: [(name: String, count: Int)] = [("model.embed_tokens.weight", shape.vocab * c)]
-        for (i, s) in shape.layers.enumerated() {
-            let p = "model.layers.\(i)."
-            out += [("self_attn.q_proj", s.heads * d * c), ("self_attn.k_proj", s.kvHeads * d * c), ("self_attn.v_proj", s.kvHeads * d * c),
-                    ("self_attn.o_proj", c * s.heads * d), ("mlp.gate_proj", s.intermediate * c), ("mlp.up_proj", s.intermediate * c),
-                    ("mlp.down_proj", c * s.intermediate), ("input_layernorm", c), ("post_attention_layernorm", c)]
-                .map { (p + $0.0 + ".weight", $0.1) }
+        // The shape is a loaded model's, within SizeLimits: the products cannot overflow.
+        func count(_ spec: TensorSpec, _ layer: ModelShape.Layer) -> Int { (try? shape.elements(spec, layer).value) ?? 0 }
+        let globals = shape.layout.globals(tied: tied)
+        let first = shape.layers.first ?? .init(heads: 0, kvHeads: 0, intermediate: 0)
+        var out: [(name: String, count: Int)] = globals.filter { $0.role == .embedding }.map { ($0.hf, count($0, first)) }
+        for (i, layer) in shape.layers.enumerated() {
+            // A layer's linears, then its vectors (norms, biases): the order gradients are made in.
+            let specs = shape.layout.layer.filter { !$0.isVector } + shape.layout.layer.filter(\.isVector)
+            out += specs.map { (ModelLayout.hfName($0, layer: i), count($0, layer)) }
         }
-        out.append(("model.norm.weight", c))
-        if !tied { out.append(("lm_head.weight", shape.vocab * c)) }
+        out += globals.filter { $0.role != .embedding }.map { ($0.hf, count($0, first)) }
         return out
     }
 

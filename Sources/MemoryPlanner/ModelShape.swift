@@ -1,6 +1,6 @@
 /// Everything about a model that memory depends on, and nothing else: widths per layer, vocab,
-/// head dim, tied embeddings. Built from a config.json alone, a preset, or a loaded (possibly
-/// pruned) model, so plans need no weights.
+/// head dim, tied embeddings, and the family's tensors (`layout`). Built from a config.json alone,
+/// a preset, or a loaded (possibly pruned) model, so plans need no weights.
 public struct ModelShape: Codable, Equatable, Sendable {
     /// A decoder layer's widths (a pruned layer has fewer heads and neurons).
     public struct Layer: Codable, Equatable, Sendable {
@@ -19,38 +19,69 @@ public struct ModelShape: Codable, Equatable, Sendable {
     public var vocab: Int
     public var tiedEmbeddings: Bool
     public var layers: [Layer]
+    /// The family's tensors (`ModelLayout.decoder` for LLaMA and Mistral).
+    public var layout: ModelLayout
 
-    public init(hidden: Int, headDim: Int, vocab: Int, tiedEmbeddings: Bool, layers: [Layer]) {
+    public init(hidden: Int, headDim: Int, vocab: Int, tiedEmbeddings: Bool, layers: [Layer], layout: ModelLayout = .decoder) {
         self.hidden = hidden
         self.headDim = headDim
         self.vocab = vocab
         self.tiedEmbeddings = tiedEmbeddings
         self.layers = layers
+        self.layout = layout
     }
 
     /// A model whose layers all have the same widths.
     public init(hidden: Int, intermediate: Int, layerCount: Int, heads: Int, kvHeads: Int, headDim: Int? = nil,
-                vocab: Int, tiedEmbeddings: Bool = false) {
+                vocab: Int, tiedEmbeddings: Bool = false, layout: ModelLayout = .decoder) {
         self.init(hidden: hidden, headDim: headDim ?? hidden / heads, vocab: vocab, tiedEmbeddings: tiedEmbeddings,
-                  layers: Array(repeating: Layer(heads: heads, kvHeads: kvHeads, intermediate: intermediate), count: layerCount))
+                  layers: Array(repeating: Layer(heads: heads, kvHeads: kvHeads, intermediate: intermediate), count: layerCount),
+                  layout: layout)
     }
 
-    /// Weights of one layer's seven linears.
+    private enum CodingKeys: String, CodingKey { case hidden, headDim, vocab, tiedEmbeddings, layers, layout }
+
+    /// A shape encoded without `layout` (before families had one) is LLaMA's.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(hidden: try c.decode(Int.self, forKey: .hidden), headDim: try c.decode(Int.self, forKey: .headDim),
+                  vocab: try c.decode(Int.self, forKey: .vocab), tiedEmbeddings: try c.decode(Bool.self, forKey: .tiedEmbeddings),
+                  layers: try c.decode([Layer].self, forKey: .layers),
+                  layout: try c.decodeIfPresent(ModelLayout.self, forKey: .layout) ?? .decoder)
+    }
+
+    /// Elements of tensor `spec` in a layer of `layer`'s widths.
+    public func elements(_ spec: TensorSpec, _ layer: Layer) throws -> CheckedSize {
+        try spec.shape(layer, hidden: hidden, headDim: headDim, vocab: vocab).reduce(CheckedSize(1)) { try $0 * $1 }
+    }
+
+    /// Weights of one layer's linears (what its dtype sizes; the vectors stay fp32).
     public func linearParameters(_ layer: Layer) throws -> Int {
         try CheckedSize.named("one layer's parameters") {
-            let h = CheckedSize(hidden), d = headDim
-            return try 2 * h * layer.heads * d + 2 * h * layer.kvHeads * d + 3 * h * layer.intermediate
+            try CheckedSize.sum(try layout.layer.filter { !$0.isVector }.map { try elements($0, layer) })
         }
     }
 
-    /// Every parameter: embeddings, lm_head (unless tied), linears, norms (2 per layer + final).
+    /// One layer's 1-D tensors: norms, biases, per-head norms.
+    public func vectorParameters(_ layer: Layer) throws -> Int {
+        try CheckedSize.named("one layer's parameters") {
+            try CheckedSize.sum(try layout.layer.filter(\.isVector).map { try elements($0, layer) })
+        }
+    }
+
+    /// Every parameter: each tensor of `layout`, per layer and global (the head only when untied).
     public var parameterCount: Int {
         get throws {
             try CheckedSize.named("the model's parameters") {
-                let linears = try CheckedSize.sum(layers.map { CheckedSize(try linearParameters($0)) })
-                return try linears + (tiedEmbeddings ? 1 : 2) * CheckedSize(vocab) * hidden + (2 * layers.count + 1) * CheckedSize(hidden)
+                let perLayer = try CheckedSize.sum(layers.map { try elements(ofLayer: $0) })
+                let first = layers.first ?? Layer(heads: 0, kvHeads: 0, intermediate: 0)
+                return try perLayer + CheckedSize.sum(try layout.globals(tied: tiedEmbeddings).map { try elements($0, first) })
             }
         }
+    }
+
+    private func elements(ofLayer layer: Layer) throws -> CheckedSize {
+        try CheckedSize.sum(try layout.layer.map { try elements($0, layer) })
     }
 
     /// Throws `SizeError.overLimit` naming the config.json field of the first width past its

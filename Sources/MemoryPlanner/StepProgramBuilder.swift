@@ -13,13 +13,14 @@ public enum StepProgramBuilder {
     public static let inferenceChunk = 256
     public static let attentionBlockRows = 128
 
-    /// The weights held for `base`: decoder linears in its dtype, the rest in 16 bits (fp32 for f32).
+    /// The weights held for `base`: decoder linears in its dtype, the rest (a layer's norms and
+    /// biases too) in 16 bits (fp32 for f32).
     static func addWeights(_ program: inout StepProgram, _ shape: ModelShape, base: Workload.BaseDType) throws {
         let c = CheckedSize(shape.hidden), other = base.otherBytesPerParameter
         try program.buffer("weights.embed_tokens", kind: .weight, persistent: true) { try shape.vocab * c * other }
         for (l, layer) in shape.layers.enumerated() {
             try program.buffer("layers.\(l).weights", kind: .weight, persistent: true) {
-                try CheckedSize(try base.linearBytes(try shape.linearParameters(layer))) + 2 * c * other
+                try CheckedSize(try base.linearBytes(try shape.linearParameters(layer))) + CheckedSize(try shape.vectorParameters(layer)) * other
             }
         }
         try program.buffer("weights.norm", kind: .weight, persistent: true) { try c * other }

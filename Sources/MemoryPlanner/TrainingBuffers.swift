@@ -24,6 +24,9 @@ public struct TrainingBuffers: Sendable {
         case gate, up
         /// x·Aᵀ of the LoRA pair on a target (T, r), kept for its backward.
         case loraU(LoRATarget)
+        /// Families with per-head norms (Qwen3): q (T, H·D) and k (T, KV·D) as projected, before
+        /// the norm, and 1/rms of each head's row (T·H, T·KV), for the norms' backward.
+        case qPreNorm, kPreNorm, qNormRMS, kNormRMS
 
         public var name: String {
             switch self {
@@ -38,6 +41,10 @@ public struct TrainingBuffers: Sendable {
             case .gate: return "mlp.gate"
             case .up: return "mlp.up"
             case .loraU(let target): return "lora.\(target.rawValue).u"
+            case .qPreNorm: return "attn.q_pre_norm"
+            case .kPreNorm: return "attn.k_pre_norm"
+            case .qNormRMS: return "attn.q_norm.rms"
+            case .kNormRMS: return "attn.k_norm.rms"
             }
         }
 
@@ -130,6 +137,8 @@ public struct TrainingBuffers: Sendable {
     public let lmHeadTargeted: Bool
     /// The `in16Bits` slots are kept in bf16 (bf16 activations without checkpointing).
     public let narrowed: Bool
+    /// The family normalises each head of q and k (`ModelLayout.hasHeadNorms`).
+    public let headNorms: Bool
 
     public init(_ shape: ModelShape, microBatch: Int, seqLen: Int, lora: Workload.LoRA?,
                 activations: Workload.ActivationDType = .f32, checkpointing: Bool = false) throws {
@@ -144,6 +153,7 @@ public struct TrainingBuffers: Sendable {
         layerTargets = LoRATarget.layerTargets.filter { lora?.targets.contains($0) ?? false }
         lmHeadTargeted = lora?.targets.contains(.lmHead) ?? false
         narrowed = activations == .bf16 && !checkpointing
+        headNorms = shape.layout.hasHeadNorms
     }
 
     /// The slots kept in bf16 (none unless `narrowed`).
@@ -156,8 +166,8 @@ public struct TrainingBuffers: Sendable {
 
     /// The slots a layer's forward fills, in the order it fills them.
     public var slots: [Slot] {
-        [.attentionNormRMS, .q, .k, .v, .probs, .attention, .residual, .mlpNormRMS, .gate, .up]
-            + layerTargets.map(Slot.loraU)
+        [.attentionNormRMS] + (headNorms ? [.qPreNorm, .kPreNorm, .qNormRMS, .kNormRMS] : [])
+            + [.q, .k, .v, .probs, .attention, .residual, .mlpNormRMS, .gate, .up] + layerTargets.map(Slot.loraU)
     }
 
     public func floats(_ slot: Slot, _ layer: ModelShape.Layer) throws -> CheckedSize {
@@ -170,6 +180,10 @@ public struct TrainingBuffers: Sendable {
         case .probs: return try b * h * Self.probsFloats(seqLen: s.value)
         case .gate, .up: return try t * i
         case .loraU: return try t * r
+        case .qPreNorm: return try t * h * d
+        case .kPreNorm: return try t * kv * d
+        case .qNormRMS: return try t * h
+        case .kNormRMS: return try t * kv
         }
     }
 

@@ -95,7 +95,7 @@ final class DaemonGGUFTests: XCTestCase {
         let b = try peftValues(prefix + ".lora_B.weight"), stored = try ggufValues("blk.1.attn_k.weight.lora_b")
         XCTAssertNotEqual(b, stored, "k's B rows are permuted")
         for g in 0..<32 {
-            let hf = GGUFLlamaNames.hfRow(ofGGUFRow: g, headDim: 16)
+            let hf = GGUFRotaryOrder.hfRow(ofGGUFRow: g, headDim: 16)
             XCTAssertEqual(Array(stored[g * 4..<(g + 1) * 4]), Array(b[hf * 4..<(hf + 1) * 4]))
         }
         XCTAssertEqual(try ggufValues("blk.1.ffn_down.weight.lora_b"), try peftValues("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"))

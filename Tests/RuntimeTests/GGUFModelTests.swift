@@ -54,7 +54,7 @@ final class GGUFModelTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual((0..<64).map { GGUFLlamaNames.hfRow(ofGGUFRow: GGUFLlamaNames.ggufRow(ofHFRow: $0, headDim: 16), headDim: 16) }, Array(0..<64))
+        XCTAssertEqual((0..<64).map { GGUFRotaryOrder.hfRow(ofGGUFRow: GGUFRotaryOrder.ggufRow(ofHFRow: $0, headDim: 16), headDim: 16) }, Array(0..<64))
         XCTAssertEqual(file.metadata["llama.attention.head_count_kv"]?.intValue, 2)
         XCTAssertEqual(file.metadata["general.architecture"]?.stringValue, "llama")
     }

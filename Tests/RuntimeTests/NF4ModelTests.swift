@@ -22,9 +22,7 @@ final class NF4ModelTests: XCTestCase {
             return copy
         }
         let reference = DecoderModel(config: model.config, embedding: model.embedding, layers: model.layers.map { l in
-            DecoderModel.DecoderLayer(shape: l.shape, inputNorm: l.inputNorm, postAttentionNorm: l.postAttentionNorm,
-                                    q: dequantized(l.q), k: dequantized(l.k), v: dequantized(l.v), o: dequantized(l.o),
-                                    gate: dequantized(l.gate), up: dequantized(l.up), down: dequantized(l.down))
+            l.mapLinears { dequantized($1) }
         }, finalNorm: model.finalNorm, lmHead: model.lmHead)
         let ids = try GoldenForwardTests.inputIds()
         let expected = try allLogits(reference, adapter: nil, ids: ids)

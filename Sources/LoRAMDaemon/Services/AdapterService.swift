@@ -37,7 +37,7 @@ struct AdapterService {
             var isDirectory: ObjCBool = false
             if !(FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue) {
                 let file = try GGUFFile(url: url)
-                let header = try GGUFAdapterFile.header(file, layerCount: layerCount)
+                let header = try GGUFAdapterFile.header(file, layerCount: layerCount, family: loaded.model.config.family)
                 (rank, targets, read) = (header.rank, header.targets, { try GGUFAdapterFile.load(file, model: loaded.model) })
             } else {
                 let directory = try PathParam.existingDirectory(params.path, field: "path")

@@ -79,17 +79,19 @@ struct PlanningService {
     /// GGUF file (its header only: no tensor data is read), {preset}, or {config} inline.
     func planShape(_ model: PlanModel) throws -> ModelShape {
         func shape(json data: Data, file: String) throws -> ModelShape {
-            do { return try ModelShape(configJSON: data) } catch {
-                throw RPCError(.formatError, "Format error: \(file): \(error)", hint: "Give a LlamaForCausalLM config.json.",
-                               data: [("file", .string(file)), ("problem", .string("\(error)"))])
+            // The one config parser model/load uses: a family it refuses is refused here too.
+            do { return try ModelConfig(json: data).modelShape } catch let error as FormatError {
+                throw RPCError(.formatError, "Format error: \(file): \(error.problem)",
+                               hint: "Give the config.json of a supported family (\(ModelRegistry.supportedNames)).",
+                               data: [("file", .string(file)), ("problem", .string(error.problem))])
             }
         }
         if let id = model.modelId {
             return try registry.model(id, field: "model.modelId").model.config.modelShape
         }
         if let name = model.preset {
-            guard let preset = ModelShape.preset(named: name) else {
-                throw RPCError.invalidParams(field: "model.preset", "unknown preset '\(name)'; known: \(ModelShape.presets.map(\.name).joined(separator: ", "))")
+            guard let preset = try ErrorMapping.translating({ try ModelRegistry.presetShape(named: name) }) else {
+                throw RPCError.invalidParams(field: "model.preset", "unknown preset '\(name)'; known: \(ModelRegistry.presetNames.joined(separator: ", "))")
             }
             return preset
         }

@@ -1,14 +1,15 @@
 import Foundation
+import MemoryPlanner
 
-/// Loading a LLaMA model from a GGUF file: llama.cpp's tensor names, every tensor type the reader
+/// Loading a model of any family from a GGUF file: its layout's GGUF names, every tensor type the reader
 /// dequantizes widened to fp32 a block of rows at a time and stored as the requested dtype, and
-/// Q/K rows put back in Hugging Face's order (see `GGUFLlamaNames`).
+/// Q/K rows put back in Hugging Face's order where the family permutes them (see `GGUFRotaryOrder`).
 extension DecoderModel {
     /// The config of `file`, with LLaMA-3.1's `rope_freqs` tensor applied.
     public static func config(gguf file: GGUFFile) throws -> ModelConfig {
         let name = file.url.lastPathComponent
         var config = try ModelConfig(ggufMetadata: file.metadata, dimensions: { file.tensors[$0]?.dimensions }, fileName: name)
-        if let info = file.tensors[GGUFLlamaNames.ropeFrequencies] {
+        if let info = file.tensors[GGUFRotaryOrder.ropeFrequencies] {
             guard info.dimensions.count == 1, info.elementCount == config.headDim / 2 else {
                 throw FormatError(file: name, "tensor \(info.name) has dimensions \(info.dimensions); expected [\(config.headDim / 2)]")
             }
@@ -19,44 +20,33 @@ extension DecoderModel {
         return config
     }
 
-    /// Bytes the weights of `file` take once loaded as `dtype` (norms, the 1-D tensors, fp32), from
-    /// the tensor infos: what is charged before reading.
+    /// Bytes the weights of `file` take once loaded as `dtype` (norms and biases, the 1-D tensors,
+    /// fp32), from the tensor infos: what is charged before reading.
     public static func plannedBytes(gguf file: GGUFFile, config: ModelConfig, dtype: TensorDType) -> Int {
-        var names = [GGUFLlamaNames.embedding, GGUFLlamaNames.finalNorm] + (config.tiedEmbeddings ? [] : [GGUFLlamaNames.output])
-        for i in 0..<config.layerCount {
-            names += [GGUFLlamaNames.inputNorm(i), GGUFLlamaNames.postAttentionNorm(i)] + GGUFLlamaNames.linears.map { GGUFLlamaNames.layer(i, $0.gguf) }
-        }
-        return names.reduce(0) { total, name in
-            guard let info = file.tensors[name] else { return total }
-            return total + info.elementCount * (info.dimensions.count == 1 ? 4 : dtype.byteSize)
+        let layout = config.family.layout
+        var specs = layout.globals(tied: config.tiedEmbeddings).map { ($0, $0.gguf) }
+        for i in 0..<config.layerCount { specs += layout.layer.map { ($0, ModelLayout.ggufName($0, layer: i)) } }
+        return specs.reduce(0) { total, entry in
+            guard let info = file.tensors[entry.1] else { return total }
+            return total + info.elementCount * (entry.0.isVector ? 4 : dtype.byteSize)
         }
     }
 
+    /// q and k (and their biases) come back from llama.cpp's interleaved rotary order where the
+    /// family's converter permuted them.
     public static func load(gguf file: GGUFFile, config: ModelConfig, dtype: TensorDType) throws -> DecoderModel {
-        let c = config.hiddenSize, d = config.headDim
         let loader = GGUFWeightLoader(file: file, dtype: dtype)
-        let embedding = try loader.matrix(GGUFLlamaNames.embedding, rows: config.vocabSize, cols: c)
-        var layers: [DecoderLayer] = []
-        for (i, shape) in config.layers.enumerated() {
-            let h = shape.heads, kv = shape.kvHeads, inter = shape.intermediate
-            func linear(_ hf: String, _ rows: Int, _ cols: Int, permuted: Bool = false) throws -> Weight {
-                try loader.matrix(GGUFLlamaNames.linear(i, hf: hf)!, rows: rows, cols: cols, headDim: permuted ? d : nil)
-            }
-            layers.append(DecoderLayer(
-                shape: shape,
-                inputNorm: try loader.vector(GGUFLlamaNames.inputNorm(i), count: c),
-                postAttentionNorm: try loader.vector(GGUFLlamaNames.postAttentionNorm(i), count: c),
-                q: try linear("self_attn.q_proj", h * d, c, permuted: true),
-                k: try linear("self_attn.k_proj", kv * d, c, permuted: true),
-                v: try linear("self_attn.v_proj", kv * d, c),
-                o: try linear("self_attn.o_proj", c, h * d),
-                gate: try linear("mlp.gate_proj", inter, c),
-                up: try linear("mlp.up_proj", inter, c),
-                down: try linear("mlp.down_proj", c, inter)))
+        func permuted(_ spec: TensorSpec) -> Int? {
+            guard config.family.ggufPermutesQK else { return nil }
+            return [.linear(.q), .linear(.k), .bias(.q), .bias(.k)].contains(spec.role) ? config.headDim : nil
         }
-        let finalNorm = try loader.vector(GGUFLlamaNames.finalNorm, count: c)
-        let lmHead = config.tiedEmbeddings ? nil : try loader.matrix(GGUFLlamaNames.output, rows: config.vocabSize, cols: c)
-        return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead)
+        func name(_ spec: TensorSpec, _ layer: Int?) -> String { layer.map { ModelLayout.ggufName(spec, layer: $0) } ?? spec.gguf }
+        return try assemble(config: config, matrix: { spec, layer, rows, cols in
+            try loader.matrix(name(spec, layer), rows: rows, cols: cols, headDim: permuted(spec))
+        }, vector: { spec, layer, count in
+            let values = try loader.vector(name(spec, layer), count: count)
+            return permuted(spec).map { GGUFRotaryOrder.permutedRows(values, rows: count, cols: 1, headDim: $0, toGGUF: false) } ?? values
+        })
     }
 }
 
@@ -104,7 +94,7 @@ struct GGUFWeightLoader {
             let n = min(blockRows, rows - row)
             try file.dequantize(info, elements: (row * cols)..<((row + n) * cols), into: buffer)
             for local in 0..<n {
-                let target = headDim.map { GGUFLlamaNames.hfRow(ofGGUFRow: row + local, headDim: $0) } ?? (row + local)
+                let target = headDim.map { GGUFRotaryOrder.hfRow(ofGGUFRow: row + local, headDim: $0) } ?? (row + local)
                 DTypeConversion.fromFloat32(buffer + local * cols, count: cols, to: dtype, into: weight.storage + target * rowBytes)
             }
             row += n

@@ -1,18 +1,18 @@
 import MemoryPlanner
 import Foundation
 
-/// Writing a LLaMA model as a GGUF file llama.cpp loads: the `llama.*` metadata its converter
-/// writes, its tensor names, Q/K rows in its rotary order, norms in F32, and the decoder linears
-/// and embeddings in `type` (a tensor whose rows are not whole blocks of `type` stays F32, as
+/// Writing a model as a GGUF file llama.cpp loads: the metadata its converter writes under the
+/// family's architecture, the layout's GGUF names, Q/K rows in its rotary order where the family
+/// permutes them, norms and biases in F32, and the decoder linears and embeddings in `type` (a tensor whose rows are not whole blocks of `type` stays F32, as
 /// llama.cpp's quantizer leaves it).
 extension DecoderModel {
     public func saveGGUF(to url: URL, type: GGUFTensorType, tokenizer: [(key: String, value: GGUFValue)] = [],
                          name: String = "loramd", rule: OutputRule = .ggufFile) throws {
         var writer = GGUFWriter()
         let c = config
-        writer.set("general.architecture", .string("llama"))
+        writer.set("general.architecture", .string(c.family.ggufArchitecture))
         writer.set("general.name", .string(name))
-        let a = "llama."
+        let a = c.family.ggufArchitecture + "."
         writer.set(a + "context_length", .uint32(UInt32(c.maxPositionEmbeddings)))
         writer.set(a + "embedding_length", .uint32(UInt32(c.hiddenSize)))
         writer.set(a + "block_count", .uint32(UInt32(c.layerCount)))
@@ -47,7 +47,7 @@ extension DecoderModel {
         func add(_ name: String, _ weight: Weight, headDim: Int? = nil) throws {
             var values = weight.toArray()
             if let headDim {
-                values = GGUFLlamaNames.permutedRows(values, rows: weight.rows, cols: weight.cols, headDim: headDim, toGGUF: true)
+                values = GGUFRotaryOrder.permutedRows(values, rows: weight.rows, cols: weight.cols, headDim: headDim, toGGUF: true)
             }
             let storeAs = weight.cols % type.blockSize == 0 ? type : .f32
             try writer.addTensor(name, dimensions: [weight.cols, weight.rows], values: values, as: storeAs)
@@ -55,18 +55,27 @@ extension DecoderModel {
         func addNorm(_ name: String, _ values: [Float]) throws {
             try writer.addTensor(name, dimensions: [values.count], values: values, as: .f32)
         }
-        try add(GGUFLlamaNames.embedding, embedding)
-        if let ropeDivisors { try addNorm(GGUFLlamaNames.ropeFrequencies, ropeDivisors) }
+        let layout = c.family.layout
+        func rotaryOrder(_ role: TensorSpec.Role) -> Int? {
+            c.family.ggufPermutesQK && [.linear(.q), .linear(.k), .bias(.q), .bias(.k)].contains(role) ? c.headDim : nil
+        }
+        try add(layout.globalSpec(.embedding)!.gguf, embedding)
+        if let ropeDivisors { try addNorm(GGUFRotaryOrder.ropeFrequencies, ropeDivisors) }
         for (i, layer) in layers.enumerated() {
-            try addNorm(GGUFLlamaNames.inputNorm(i), layer.inputNorm)
-            try addNorm(GGUFLlamaNames.postAttentionNorm(i), layer.postAttentionNorm)
-            for (hf, weight) in layer.linears {
-                let rotary = hf == "self_attn.q_proj" || hf == "self_attn.k_proj"
-                try add(GGUFLlamaNames.linear(i, hf: hf)!, weight, headDim: rotary ? c.headDim : nil)
+            for spec in layout.layer {
+                let name = ModelLayout.ggufName(spec, layer: i)
+                if case .linear(let target) = spec.role {
+                    try add(name, layer.weight(target), headDim: rotaryOrder(spec.role))
+                } else {
+                    let values = layer.vectors[spec.role]!
+                    try addNorm(name, rotaryOrder(spec.role).map {
+                        GGUFRotaryOrder.permutedRows(values, rows: values.count, cols: 1, headDim: $0, toGGUF: true)
+                    } ?? values)
+                }
             }
         }
-        try addNorm(GGUFLlamaNames.finalNorm, finalNorm)
-        if !c.tiedEmbeddings { try add(GGUFLlamaNames.output, lmHead) }
+        try addNorm(layout.globalSpec(.finalNorm)!.gguf, finalNorm)
+        if !c.tiedEmbeddings { try add(layout.globalSpec(.outputHead)!.gguf, lmHead) }
         try writer.write(to: url, rule: rule)
     }
 }

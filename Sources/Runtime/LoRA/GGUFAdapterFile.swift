@@ -3,12 +3,13 @@ import MemoryPlanner
 
 /// A LoRA adapter as a GGUF file that llama.cpp loads beside its base model (`--lora`), laid out as
 /// llama.cpp's convert_lora_to_gguf.py writes it:
-/// - metadata `general.architecture` llama, `general.type` adapter, `adapter.type` lora,
+/// - metadata `general.architecture` the base's (`llama`, `qwen2`, ...), `general.type` adapter, `adapter.type` lora,
 ///   `adapter.lora.alpha` (llama.cpp scales by alpha / r, r read off lora_a);
 /// - per adapted linear `blk.N.<name>.weight.lora_a` with GGUF dimensions [in, r] (PEFT's A [r, in])
 ///   and `.lora_b` [r, out] (PEFT's B [out, r]), F32;
-/// - B's rows of q_proj and k_proj in llama.cpp's rotary order, as its converter permutes them, so
-///   the adapter matches a base GGUF made by that converter (and `DecoderModel.saveGGUF`).
+/// - tensor names from the family's layout; B's rows of q_proj and k_proj in llama.cpp's rotary
+///   order where its converter permutes them (LLaMA), so the adapter matches a base GGUF made by
+///   that converter (and `DecoderModel.saveGGUF`).
 public enum GGUFAdapterFile {
     /// The name used when the target is a folder.
     public static let defaultFileName = "adapter.gguf"
@@ -18,7 +19,8 @@ public enum GGUFAdapterFile {
             throw FormatError(file: url.lastPathComponent, "an adapter on lm_head of a model with tied embeddings has no tensor to attach to in llama.cpp (its base GGUF has no output.weight)")
         }
         var writer = GGUFWriter()
-        writer.set("general.architecture", .string("llama"))
+        let family = config.family
+        writer.set("general.architecture", .string(family.ggufArchitecture))
         writer.set("general.type", .string("adapter"))
         writer.set("general.name", .string(name))
         writer.set("adapter.type", .string("lora"))
@@ -28,7 +30,7 @@ public enum GGUFAdapterFile {
             let a = pair.a.toArray()
             var b = pair.b.toArray()
             if let headDim = permuteHeadDim {
-                b = GGUFLlamaNames.permutedRows(b, rows: pair.b.rows, cols: pair.b.cols, headDim: headDim, toGGUF: true)
+                b = GGUFRotaryOrder.permutedRows(b, rows: pair.b.rows, cols: pair.b.cols, headDim: headDim, toGGUF: true)
             }
             try writer.addTensor(base + ".lora_a", dimensions: [pair.a.cols, pair.a.rows], values: a, as: .f32)
             try writer.addTensor(base + ".lora_b", dimensions: [pair.b.cols, pair.b.rows], values: b, as: .f32)
@@ -36,11 +38,12 @@ public enum GGUFAdapterFile {
         for (i, pairs) in adapter.layers.enumerated() {
             for target in LoRATarget.layerTargets {
                 guard let pair = pairs[target] else { continue }
-                let hf = target.modulePath(layer: i).replacingOccurrences(of: "model.layers.\(i).", with: "")
-                try add(GGUFLlamaNames.linear(i, hf: hf)!, pair, permuteHeadDim: target == .q || target == .k ? config.headDim : nil)
+                let rotary = family.ggufPermutesQK && (target == .q || target == .k)
+                try add(ModelLayout.ggufName(family.layout.layerSpec(.linear(target))!, layer: i), pair,
+                        permuteHeadDim: rotary ? config.headDim : nil)
             }
         }
-        if let lmHead = adapter.lmHead { try add(GGUFLlamaNames.output, lmHead, permuteHeadDim: nil) }
+        if let lmHead = adapter.lmHead { try add(family.layout.globalSpec(.outputHead)!.gguf, lmHead, permuteHeadDim: nil) }
         try writer.write(to: url, rule: rule)
     }
 
@@ -54,31 +57,38 @@ public enum GGUFAdapterFile {
         let tensors: [(layer: Int?, target: LoRATarget, a: GGUFFile.TensorInfo, b: GGUFFile.TensorInfo)]
     }
 
-    public static func header(_ file: GGUFFile, layerCount: Int) throws -> Header {
+    /// The header of an adapter for a model of `family` with `layerCount` layers.
+    public static func header(_ file: GGUFFile, layerCount: Int, family: ModelFamily) throws -> Header {
         let name = file.fileName
         let keys = GGUFMetadataReader(metadata: file.metadata, file: name)
         guard try keys.optionalString("general.type") == "adapter", try keys.optionalString("adapter.type") == "lora" else {
             throw FormatError(file: name, "not a LoRA adapter (general.type must be adapter and adapter.type lora)")
         }
         let architecture = try keys.string("general.architecture")
-        guard architecture == "llama" else { throw FormatError(file: name, "general.architecture is '\(architecture)'; loramd adapts 'llama'") }
+        guard architecture == family.ggufArchitecture else {
+            throw FormatError(file: name, "general.architecture is '\(architecture)'; the model is '\(family.ggufArchitecture)'")
+        }
         guard let alpha = try keys.optionalPositiveDouble("adapter.lora.alpha") else {
             throw FormatError(file: name, "missing metadata key adapter.lora.alpha")
         }
-        let byGGUF = Dictionary(uniqueKeysWithValues: GGUFLlamaNames.linears.map { ($0.gguf, $0.hf) })
+        // "attn_q" → q: the layout's GGUF names of the linears, without `.weight`.
+        let byGGUF = Dictionary(uniqueKeysWithValues: family.layout.layer.compactMap { spec -> (String, LoRATarget)? in
+            guard case .linear(let target) = spec.role else { return nil }
+            return (String(spec.gguf.dropLast(".weight".count)), target)
+        })
         var found: [(Int?, LoRATarget, GGUFFile.TensorInfo, GGUFFile.TensorInfo)] = []
         var rank: Int?
         for tensor in file.tensorNames where tensor.hasSuffix(".lora_a") {
             let base = String(tensor.dropLast(".lora_a".count))
             let location: (Int?, LoRATarget)
             let parts = base.split(separator: ".")
-            if base == GGUFLlamaNames.output {
+            if base == family.layout.globalSpec(.outputHead)!.gguf {
                 location = (nil, .lmHead)
             } else if parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]), layer >= 0, layer < layerCount, parts[3] == "weight",
-                      let hf = byGGUF[String(parts[2])], let target = LoRATarget(rawValue: String(hf.split(separator: ".")[1])) {
+                      let target = byGGUF[String(parts[2])] {
                 location = (layer, target)
             } else {
-                throw FormatError(file: name, "tensor \(tensor) is not a LoRA factor of a LLaMA linear with \(layerCount) layers")
+                throw FormatError(file: name, "tensor \(tensor) is not a LoRA factor of a \(family.name) linear with \(layerCount) layers")
             }
             guard let a = file.tensors[tensor], let b = file.tensors[base + ".lora_b"] else {
                 throw FormatError(file: name, "tensor \(tensor) has no \(base).lora_b")
@@ -112,7 +122,7 @@ public enum GGUFAdapterFile {
     /// Reads a GGUF LoRA adapter for `model` (B's q/k rows back from llama.cpp's rotary order).
     /// A factor whose model-side size differs from the model's is AdapterShapeMismatch.
     public static func load(_ file: GGUFFile, model: DecoderModel) throws -> LoRAAdapter {
-        let header = try header(file, layerCount: model.config.layerCount)
+        let header = try header(file, layerCount: model.config.layerCount, family: model.config.family)
         let adapter = LoRAAdapter(config: model.config, rank: header.rank, alpha: header.alpha, targets: header.targets)
         for entry in header.tensors {
             let pair = adapter.pair(entry.target, layer: entry.layer ?? 0)!
@@ -123,8 +133,8 @@ public enum GGUFAdapterFile {
                 guard info.type.isDequantizable else { throw FormatError(file: file.fileName, "tensor \(info.name) has type \(info.type.name), which loramd cannot read") }
                 try file.dequantize(info, elements: 0..<info.elementCount, into: weight.float32!)
             }
-            if entry.target == .q || entry.target == .k {
-                let b = GGUFLlamaNames.permutedRows(pair.b.toArray(), rows: pair.b.rows, cols: pair.b.cols,
+            if model.config.family.ggufPermutesQK && (entry.target == .q || entry.target == .k) {
+                let b = GGUFRotaryOrder.permutedRows(pair.b.toArray(), rows: pair.b.rows, cols: pair.b.cols,
                                                     headDim: model.config.headDim, toGGUF: false)
                 b.withUnsafeBufferPointer { pair.b.assign($0.baseAddress!) }
             }

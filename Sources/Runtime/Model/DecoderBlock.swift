@@ -1,10 +1,14 @@
 import MemoryPlanner
 
-/// One decoder layer as LLaMA defines it, the one forward inference and training share, with
-/// each block's backward beside its forward:
+/// One decoder layer of any family, the one forward inference and training share, with each
+/// block's backward beside its forward:
 ///
-///     attention block: residual = x + o(attention(rope(q(n)), rope(k(n)), v(n))),  n = rmsnorm(x)
-///     MLP block:       output = residual + down(silu(gate(m)) · up(m)),            m = rmsnorm(residual)
+///     attention block: residual = x + o(attention(rope(q'), rope(k'), v')),  n = rmsnorm(x)
+///                      q' = headnorm(q(n) + b_q), k' = headnorm(k(n) + b_k), v' = v(n) + b_v
+///     MLP block:       output = residual + down(silu(gate(m)) · up(m)),    m = rmsnorm(residual)
+///
+/// The biases (Qwen2) and the per-head RMSNorms over D (Qwen3) are stages a family's layout
+/// turns on by having the tensors; without them the layer is LLaMA's.
 ///
 /// Buffers are the caller's. Inference passes one set every layer reuses (the residual stream
 /// updated in place, one norm buffer, act written over gate, no rms kept); training passes the
@@ -14,17 +18,25 @@ import MemoryPlanner
 struct DecoderBlock {
     let q, k, v, o, gate, up, down: LoRALinear
     let inputNorm, postAttentionNorm: UnsafeMutablePointer<Float>
+    /// Added to q, k and v's outputs where the family has them.
+    let qBias, kBias, vBias: UnsafeMutablePointer<Float>?
+    /// RMSNorm weights (D) over each head of q and k before RoPE, where the family has them.
+    let qNorm, kNorm: UnsafeMutablePointer<Float>?
     let heads, kvHeads, intermediate, hidden: Int
     let eps: Float
     let rope: RotaryEmbedding
+    /// Each query sees only this many latest keys (Mistral's sliding_window); nil: all.
+    let window: Int?
 
-    /// A layer's buffers. Training only: `attentionNormRMS`/`mlpNormRMS` (1/rms per row) and
-    /// `probs` (B, H, S, S). `loraU`: x·Aᵀ per targeted linear (training keeps each; inference
+    /// A layer's buffers. Training only: `attentionNormRMS`/`mlpNormRMS` (1/rms per row),
+    /// `probs` (B, H, S, S), and with per-head norms q and k before them (`qPreNorm`, `kPreNorm`)
+    /// with their 1/rms per head (`qNormRMS` (T·H), `kNormRMS` (T·KV)). `loraU`: x·Aᵀ per targeted linear (training keeps each; inference
     /// points them all at one workspace). `attentionNorm`, `mlpNorm` and `act` are only read
     /// within the op that writes them: the backward remakes them first.
     struct Activations {
         var input, attentionNorm, q, k, v, attention, residual, mlpNorm, gate, up, act: UnsafeMutablePointer<Float>
         var attentionNormRMS, mlpNormRMS, probs: UnsafeMutablePointer<Float>?
+        var qPreNorm, kPreNorm, qNormRMS, kNormRMS: UnsafeMutablePointer<Float>?
         var loraU: [LoRATarget: UnsafeMutablePointer<Float>] = [:]
     }
 
@@ -49,10 +61,13 @@ struct DecoderBlock {
         (q, k, v, o, gate, up, down) = (linear(.q), linear(.k), linear(.v), linear(.o), linear(.gate), linear(.up), linear(.down))
         inputNorm = layer.inputNorm
         postAttentionNorm = layer.postAttentionNorm
+        (qBias, kBias, vBias) = (layer.vector(.bias(.q)), layer.vector(.bias(.k)), layer.vector(.bias(.v)))
+        (qNorm, kNorm) = (layer.vector(.headNorm(.q)), layer.vector(.headNorm(.k)))
         (heads, kvHeads, intermediate) = (layer.shape.heads, layer.shape.kvHeads, layer.shape.intermediate)
         hidden = config.hiddenSize
         eps = config.rmsNormEps
         self.rope = rope
+        window = config.slidingWindow
     }
 
     // MARK: Attention block
@@ -61,24 +76,31 @@ struct DecoderBlock {
                           workspace: LoRALinear.Workspace) {
         let d = rope.headDim
         RMSNorm.forward(a.input, weight: inputNorm, out: a.attentionNorm, rows: t, cols: hidden, eps: eps, inverse: a.attentionNormRMS)
+        // Training keeps q and k as projected for the per-head norms' backward; inference normalises in place.
+        let qOut = qNorm != nil ? a.qPreNorm ?? a.q : a.q, kOut = kNorm != nil ? a.kPreNorm ?? a.k : a.k
         if t == 1, Linear.readsInPlace(q.weight), Linear.readsInPlace(k.weight), Linear.readsInPlace(v.weight) {
             // Decode: one parallel region for the three products on the one input.
-            Linear.oneRow(a.attentionNorm, (q.weight, a.q), (k.weight, a.k), (v.weight, a.v))
-            q.addPair(a.attentionNorm, rows: 1, out: a.q, u: a.loraU[.q], workspace: workspace)
-            k.addPair(a.attentionNorm, rows: 1, out: a.k, u: a.loraU[.k], workspace: workspace)
+            Linear.oneRow(a.attentionNorm, (q.weight, qOut), (k.weight, kOut), (v.weight, a.v))
+            q.addPair(a.attentionNorm, rows: 1, out: qOut, u: a.loraU[.q], workspace: workspace)
+            k.addPair(a.attentionNorm, rows: 1, out: kOut, u: a.loraU[.k], workspace: workspace)
             v.addPair(a.attentionNorm, rows: 1, out: a.v, u: a.loraU[.v], workspace: workspace)
         } else {
-            q.forward(a.attentionNorm, rows: t, out: a.q, u: a.loraU[.q], workspace: workspace)
-            k.forward(a.attentionNorm, rows: t, out: a.k, u: a.loraU[.k], workspace: workspace)
+            q.forward(a.attentionNorm, rows: t, out: qOut, u: a.loraU[.q], workspace: workspace)
+            k.forward(a.attentionNorm, rows: t, out: kOut, u: a.loraU[.k], workspace: workspace)
             v.forward(a.attentionNorm, rows: t, out: a.v, u: a.loraU[.v], workspace: workspace)
         }
+        if let qBias { Bias.forward(qOut, bias: qBias, rows: t, cols: heads * d) }
+        if let kBias { Bias.forward(kOut, bias: kBias, rows: t, cols: kvHeads * d) }
+        if let vBias { Bias.forward(a.v, bias: vBias, rows: t, cols: kvHeads * d) }
+        if let qNorm { RMSNorm.forward(qOut, weight: qNorm, out: a.q, rows: t * heads, cols: d, eps: eps, inverse: a.qNormRMS) }
+        if let kNorm { RMSNorm.forward(kOut, weight: kNorm, out: a.k, rows: t * kvHeads, cols: d, eps: eps, inverse: a.kNormRMS) }
         rope.apply(a.q, tokens: t, heads: heads, rowStride: heads * d, table: ropeTable)
         rope.apply(a.k, tokens: t, heads: kvHeads, rowStride: kvHeads * d, table: ropeTable)
         switch attention {
         case let .cached(cache, layer, position, scores, capacity):
             cache.store(layer: layer, k: a.k, v: a.v, tokens: t, position: position)
             CausalAttention.forward(q: a.q, out: a.attention, tokens: t, position: position, heads: heads, kvHeads: kvHeads,
-                                    layer: layer, cache: cache, scores: scores, scoreCapacity: capacity)
+                                    layer: layer, cache: cache, scores: scores, scoreCapacity: capacity, window: window)
         case let .sequences(shape):
             SequenceAttention.forward(q: a.q, k: a.k, v: a.v, probs: a.probs!, out: a.attention, shape: shape)
         }
@@ -99,6 +121,18 @@ struct DecoderBlock {
                                    dScores: g.scores, shape: shape)
         rope.applyBackward(g.q, tokens: t, heads: heads, rowStride: heads * d, table: ropeTable)
         rope.applyBackward(g.k, tokens: t, heads: kvHeads, rowStride: kvHeads * d, table: ropeTable)
+        // Through the per-head norms (g.q becomes the gradient of q as projected), then the biases'.
+        if let qNorm {
+            RMSNorm.backwardInPlace(g.q, x: a.qPreNorm!, weight: qNorm, inverse: a.qNormRMS!, weightGrad: gradients.gradient(forNorm: qNorm),
+                                    rows: t * heads, cols: d)
+        }
+        if let kNorm {
+            RMSNorm.backwardInPlace(g.k, x: a.kPreNorm!, weight: kNorm, inverse: a.kNormRMS!, weightGrad: gradients.gradient(forNorm: kNorm),
+                                    rows: t * kvHeads, cols: d)
+        }
+        for (bias, dy, cols) in [(qBias, g.q, heads * d), (kBias, g.k, kvHeads * d), (vBias, g.v, kvHeads * d)] {
+            if let bias, let gradient = gradients.gradient(forNorm: bias) { Bias.backward(dy: dy, gradient: gradient, rows: t, cols: cols) }
+        }
         let normGradient = inputGradient ? g.attentionNorm : nil
         normGradient?.update(repeating: 0, count: t * hidden)
         if q.backwardReadsInput(gradients) || k.backwardReadsInput(gradients) || v.backwardReadsInput(gradients) {

@@ -1,20 +1,59 @@
 import Foundation
 import MemoryPlanner
 
-/// The weights of a LLaMA-family decoder: token embeddings, one `DecoderLayer` per layer, the
-/// final RMSNorm and the output projection (the embedding matrix itself when tied). Layers carry
-/// their own widths, so a structurally pruned model is the same type.
+/// The weights of a decoder of any family (`ModelRegistry`): token embeddings, one
+/// `DecoderLayer` per layer, the final RMSNorm and the output projection (the embedding matrix
+/// itself when tied). Layers carry their own widths, so a structurally pruned model is the same
+/// type. Which tensors a layer has is the family's `layout`.
 public final class DecoderModel: @unchecked Sendable {
     public struct DecoderLayer: LayerLinears {
         public var shape: ModelShape.Layer
-        public var inputNorm: [Float]
-        public var postAttentionNorm: [Float]
+        /// Every 1-D tensor of the layer (norms, biases, per-head norms) by role, fp32.
+        public var vectors: [TensorSpec.Role: [Float]]
         public var q, k, v, o: Weight
         public var gate, up, down: Weight
 
+        public init(shape: ModelShape.Layer, vectors: [TensorSpec.Role: [Float]], q: Weight, k: Weight, v: Weight, o: Weight,
+                    gate: Weight, up: Weight, down: Weight) {
+            self.shape = shape
+            self.vectors = vectors
+            (self.q, self.k, self.v, self.o, self.gate, self.up, self.down) = (q, k, v, o, gate, up, down)
+        }
+
+        /// The RMSNorm before attention and the one before the MLP, which every family has.
+        public var inputNorm: [Float] { vectors[.norm(.attentionInput)]! }
+        public var postAttentionNorm: [Float] { vectors[.norm(.mlpInput)]! }
+
+        /// The linears by their path in transformers' layer (`self_attn.q_proj`), for `layout`'s names.
         public var linears: [(name: String, weight: Weight)] {
-            [("self_attn.q_proj", q), ("self_attn.k_proj", k), ("self_attn.v_proj", v), ("self_attn.o_proj", o),
-             ("mlp.gate_proj", gate), ("mlp.up_proj", up), ("mlp.down_proj", down)]
+            LoRATarget.layerTargets.map { (LoRATarget.modulePath($0), weight($0)) }
+        }
+
+        /// The same layer with each linear replaced by `transform`'s (the vectors kept).
+        public func mapLinears(_ transform: (LoRATarget, Weight) throws -> Weight) rethrows -> DecoderLayer {
+            DecoderLayer(shape: shape, vectors: vectors, q: try transform(.q, q), k: try transform(.k, k), v: try transform(.v, v),
+                         o: try transform(.o, o), gate: try transform(.gate, gate), up: try transform(.up, up),
+                         down: try transform(.down, down))
+        }
+
+        public mutating func setWeight(_ weight: Weight, for target: LoRATarget) {
+            switch target {
+            case .q: q = weight
+            case .k: k = weight
+            case .v: v = weight
+            case .o: o = weight
+            case .gate: gate = weight
+            case .up: up = weight
+            case .down: down = weight
+            case .lmHead: preconditionFailure("lm_head is not a decoder-layer linear")
+            }
+        }
+
+        /// The same layer with each vector replaced by `transform`'s.
+        public func mapVectors(_ transform: (TensorSpec.Role, [Float]) throws -> [Float]) rethrows -> DecoderLayer {
+            var copy = self
+            for (role, values) in vectors { copy.vectors[role] = try transform(role, values) }
+            return copy
         }
     }
 
@@ -41,17 +80,17 @@ public final class DecoderModel: @unchecked Sendable {
     public var parameterCount: Int {
         var count = embedding.elementCount + finalNorm.count + (config.tiedEmbeddings ? 0 : lmHead.elementCount)
         for layer in layers {
-            count += layer.inputNorm.count + layer.postAttentionNorm.count
+            count += layer.vectors.values.reduce(0) { $0 + $1.count }
             count += layer.linears.reduce(0) { $0 + $1.weight.elementCount }
         }
         return count
     }
 
-    /// Bytes the weights occupy in memory (norms are always fp32).
+    /// Bytes the weights occupy in memory (norms and biases are always fp32).
     public var byteCount: Int {
         var bytes = embedding.byteCount + finalNorm.count * 4 + (config.tiedEmbeddings ? 0 : lmHead.byteCount)
         for layer in layers {
-            bytes += (layer.inputNorm.count + layer.postAttentionNorm.count) * 4
+            bytes += layer.vectors.values.reduce(0) { $0 + $1.count } * 4
             bytes += layer.linears.reduce(0) { $0 + $1.weight.byteCount }
         }
         return bytes
@@ -71,21 +110,25 @@ public final class DecoderModel: @unchecked Sendable {
 
     /// Every weight under its Hugging Face name, in the order transformers saves them.
     public func namedWeights() -> [(name: String, weight: Weight)] {
-        var out: [(String, Weight)] = [("model.embed_tokens.weight", embedding)]
+        var out: [(String, Weight)] = [(config.family.layout.globalSpec(.embedding)!.hf, embedding)]
         for (i, layer) in layers.enumerated() {
-            for (name, weight) in layer.linears { out.append(("model.layers.\(i).\(name).weight", weight)) }
+            for spec in config.family.layout.layer {
+                if case .linear(let target) = spec.role { out.append((ModelLayout.hfName(spec, layer: i), layer.weight(target))) }
+            }
         }
-        if !config.tiedEmbeddings { out.append(("lm_head.weight", lmHead)) }
+        if !config.tiedEmbeddings { out.append((config.family.layout.globalSpec(.outputHead)!.hf, lmHead)) }
         return out
     }
 
+    /// Every 1-D tensor (norms, biases, per-head norms) under its Hugging Face name.
     public func namedNorms() -> [(name: String, values: [Float])] {
         var out: [(String, [Float])] = []
         for (i, layer) in layers.enumerated() {
-            out.append(("model.layers.\(i).input_layernorm.weight", layer.inputNorm))
-            out.append(("model.layers.\(i).post_attention_layernorm.weight", layer.postAttentionNorm))
+            for spec in config.family.layout.layer where spec.isVector {
+                out.append((ModelLayout.hfName(spec, layer: i), layer.vectors[spec.role]!))
+            }
         }
-        out.append(("model.norm.weight", finalNorm))
+        out.append((config.family.layout.globalSpec(.finalNorm)!.hf, finalNorm))
         return out
     }
 
@@ -96,21 +139,26 @@ public final class DecoderModel: @unchecked Sendable {
         return try load(config: config, checkpoint: try CheckpointDirectory(url: directory), dtype: dtype)
     }
 
+    /// Every tensor `config` implies, by transformers' name, with its shape.
+    static func expectedTensors(_ config: ModelConfig) -> [(name: String, spec: TensorSpec, shape: [Int])] {
+        let layout = config.family.layout
+        var out = layout.globals(tied: config.tiedEmbeddings).filter { $0.role == .embedding }
+            .map { ($0.hf, $0, config.shape(of: $0, layer: config.layers[0])) }
+        for (i, layer) in config.layers.enumerated() {
+            out += layout.layer.map { (ModelLayout.hfName($0, layer: i), $0, config.shape(of: $0, layer: layer)) }
+        }
+        out += layout.globals(tied: config.tiedEmbeddings).filter { $0.role != .embedding }
+            .map { ($0.hf, $0, config.shape(of: $0, layer: config.layers[0])) }
+        return out
+    }
+
     /// Bytes the weights of `checkpoint` will occupy once loaded as `dtype` (nil: as stored),
     /// from the headers alone: what the memory budget is charged before anything is read.
     public static func plannedBytes(config: ModelConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) -> Int {
-        var names = ["model.embed_tokens.weight", "model.norm.weight"]
-        if !config.tiedEmbeddings { names.append("lm_head.weight") }
-        for i in 0..<config.layerCount {
-            names += ["input_layernorm", "post_attention_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                      "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"].map { "model.layers.\(i).\($0).weight" }
-        }
-        return names.reduce(0) { total, name in
-            if NF4Checkpoint.isQuantized(name, in: checkpoint) { return total + NF4Checkpoint.plannedBytes(name, in: checkpoint) }
-            guard let info = checkpoint.info(name) else { return total }
-            let isNorm = name.hasSuffix("norm.weight")
-            let size = isNorm ? 4 : (dtype ?? info.dtype).byteSize
-            return total + info.elementCount * size
+        expectedTensors(config).reduce(0) { total, tensor in
+            if NF4Checkpoint.isQuantized(tensor.name, in: checkpoint) { return total + NF4Checkpoint.plannedBytes(tensor.name, in: checkpoint) }
+            guard let info = checkpoint.info(tensor.name) else { return total }
+            return total + info.elementCount * (tensor.spec.isVector ? 4 : (dtype ?? info.dtype).byteSize)
         }
     }
 
@@ -118,58 +166,53 @@ public final class DecoderModel: @unchecked Sendable {
     /// (NF4-quantized ones are checked when read): from the headers alone, so a config whose widths
     /// the files do not have is refused before anything is charged or allocated for it.
     public static func checkTensorShapes(config: ModelConfig, checkpoint: CheckpointDirectory) throws {
-        let c = config.hiddenSize, d = config.headDim
-        func require(_ name: String, _ expected: [Int]) throws {
-            if NF4Checkpoint.isQuantized(name, in: checkpoint) { return }
+        for (name, _, expected) in expectedTensors(config) where !NF4Checkpoint.isQuantized(name, in: checkpoint) {
             guard let info = checkpoint.info(name) else { throw FormatError(file: checkpoint.fileName(of: name), "missing tensor \(name)") }
             guard info.shape == expected else {
                 throw FormatError(file: checkpoint.fileName(of: name), "tensor \(name) has shape \(info.shape), the config implies \(expected)")
             }
         }
-        try require("model.embed_tokens.weight", [config.vocabSize, c])
-        for (i, shape) in config.layers.enumerated() {
-            let p = "model.layers.\(i).", q = shape.heads * d, kv = shape.kvHeads * d, inter = shape.intermediate
-            for (name, expected) in [("input_layernorm", [c]), ("post_attention_layernorm", [c]), ("self_attn.q_proj", [q, c]),
-                                     ("self_attn.k_proj", [kv, c]), ("self_attn.v_proj", [kv, c]), ("self_attn.o_proj", [c, q]),
-                                     ("mlp.gate_proj", [inter, c]), ("mlp.up_proj", [inter, c]), ("mlp.down_proj", [c, inter])] {
-                try require(p + name + ".weight", expected)
-            }
-        }
-        try require("model.norm.weight", [c])
-        if !config.tiedEmbeddings { try require("lm_head.weight", [config.vocabSize, c]) }
     }
 
     /// A `loram_pruning.json` beside the weights is read and checked against `config` first.
     public static func load(config: ModelConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) throws -> DecoderModel {
         try checkTensorShapes(config: config, checkpoint: checkpoint)
         let pruning = try PruningManifest.load(directory: checkpoint.url, config: config)
-        let c = config.hiddenSize, d = config.headDim
-        func weight(_ name: String, _ rows: Int, _ cols: Int) throws -> Weight {
-            try Weight.load(name, from: checkpoint, rows: rows, cols: cols, dtype: dtype)
+        return try assemble(config: config, pruning: pruning, matrix: { spec, layer, rows, cols in
+            try Weight.load(Self.hfName(spec, layer: layer), from: checkpoint, rows: rows, cols: cols, dtype: dtype)
+        }, vector: { spec, layer, count in
+            try Weight.load(Self.hfName(spec, layer: layer), from: checkpoint, rows: 1, cols: count, dtype: .f32, isVector: true).toArray()
+        })
+    }
+
+    /// transformers' full name of `spec`: in layer `layer`, or global (nil).
+    public static func hfName(_ spec: TensorSpec, layer: Int?) -> String {
+        layer.map { ModelLayout.hfName(spec, layer: $0) } ?? spec.hf
+    }
+
+    /// A model of `config` from its tensors: `matrix` reads a [rows, cols] weight, `vector` a 1-D
+    /// tensor (fp32), each given the layout's entry and its layer (nil: global). The one walk of
+    /// the layout every loader (safetensors, GGUF) shares.
+    static func assemble(config: ModelConfig, pruning: PruningManifest? = nil,
+                         matrix: (_ spec: TensorSpec, _ layer: Int?, _ rows: Int, _ cols: Int) throws -> Weight,
+                         vector: (_ spec: TensorSpec, _ layer: Int?, _ count: Int) throws -> [Float]) throws -> DecoderModel {
+        let layout = config.family.layout
+        func read(_ spec: TensorSpec, _ layer: Int?, _ shape: [Int]) throws -> Weight { try matrix(spec, layer, shape[0], shape[1]) }
+        let embeddingSpec = layout.globalSpec(.embedding)!
+        let embedding = try read(embeddingSpec, nil, config.shape(of: embeddingSpec, layer: config.layers[0]))
+        let layers = try config.layers.enumerated().map { i, shape in
+            var linears: [LoRATarget: Weight] = [:]
+            var vectors: [TensorSpec.Role: [Float]] = [:]
+            for spec in layout.layer {
+                let dims = config.shape(of: spec, layer: shape)
+                if case .linear(let target) = spec.role { linears[target] = try read(spec, i, dims) } else { vectors[spec.role] = try vector(spec, i, dims[0]) }
+            }
+            return DecoderLayer(shape: shape, vectors: vectors, q: linears[.q]!, k: linears[.k]!, v: linears[.v]!, o: linears[.o]!,
+                                gate: linears[.gate]!, up: linears[.up]!, down: linears[.down]!)
         }
-        func norm(_ name: String) throws -> [Float] {
-            let w = try Weight.load(name, from: checkpoint, rows: 1, cols: c, dtype: .f32, isVector: true)
-            return w.toArray()
-        }
-        let embedding = try weight("model.embed_tokens.weight", config.vocabSize, c)
-        var layers: [DecoderLayer] = []
-        for (i, shape) in config.layers.enumerated() {
-            let p = "model.layers.\(i)."
-            let h = shape.heads, kv = shape.kvHeads, inter = shape.intermediate
-            layers.append(DecoderLayer(
-                shape: shape,
-                inputNorm: try norm(p + "input_layernorm.weight"),
-                postAttentionNorm: try norm(p + "post_attention_layernorm.weight"),
-                q: try weight(p + "self_attn.q_proj.weight", h * d, c),
-                k: try weight(p + "self_attn.k_proj.weight", kv * d, c),
-                v: try weight(p + "self_attn.v_proj.weight", kv * d, c),
-                o: try weight(p + "self_attn.o_proj.weight", c, h * d),
-                gate: try weight(p + "mlp.gate_proj.weight", inter, c),
-                up: try weight(p + "mlp.up_proj.weight", inter, c),
-                down: try weight(p + "mlp.down_proj.weight", c, inter)))
-        }
-        let finalNorm = try norm("model.norm.weight")
-        let lmHead = config.tiedEmbeddings ? nil : try weight("lm_head.weight", config.vocabSize, c)
+        let finalNorm = try vector(layout.globalSpec(.finalNorm)!, nil, config.hiddenSize)
+        let head = layout.globalSpec(.outputHead)!
+        let lmHead = config.tiedEmbeddings ? nil : try read(head, nil, config.shape(of: head, layer: config.layers[0]))
         return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead, pruning: pruning)
     }
 

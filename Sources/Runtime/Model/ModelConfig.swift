@@ -1,10 +1,14 @@
 import Foundation
 import MemoryPlanner
 
-/// What the runtime needs of a LLaMA-family config.json (`LlamaForCausalLM`), validated: every
-/// required field present, every size positive and consistent. Anything we do not compute
-/// correctly (biases, other activations, other architectures) is a FormatError, never a wrong answer.
+/// What the runtime needs of a decoder's config.json, validated: every required field present,
+/// every size positive and consistent. The fields every family shares are read here, the rest by
+/// the family's description (`ModelRegistry`). Anything we do not compute correctly (other
+/// activations, other architectures) is a FormatError, never a wrong answer. The one config
+/// parser: `memory/plan` and `loramd plan` read config.json through it too.
 public struct ModelConfig: Equatable, Sendable {
+    /// The family (`ModelRegistry`): its tensors and its own fields.
+    public var family: ModelFamily
     public var hiddenSize: Int
     public var intermediateSize: Int
     public var layerCount: Int
@@ -23,6 +27,9 @@ public struct ModelConfig: Equatable, Sendable {
     public var declaredDType: String?
     /// Per-layer shapes; uniform for an original model, varying for a pruned one.
     public var layers: [ModelShape.Layer]
+    /// Each query attends to at most this many latest keys (itself included); nil: all (Mistral's
+    /// `sliding_window`).
+    public var slidingWindow: Int?
 
     public enum RopeScaling: Equatable, Sendable {
         case linear(factor: Double)
@@ -37,7 +44,9 @@ public struct ModelConfig: Equatable, Sendable {
     public init(hiddenSize: Int, intermediateSize: Int, layerCount: Int, headCount: Int, kvHeadCount: Int,
                 headDim: Int? = nil, vocabSize: Int, rmsNormEps: Float = 1e-5, ropeTheta: Double = 10000,
                 ropeScaling: RopeScaling? = nil, tiedEmbeddings: Bool = false, maxPositionEmbeddings: Int = 2048,
-                bosTokenId: Int? = 1, eosTokenIds: [Int] = [2], declaredDType: String? = "float32") {
+                bosTokenId: Int? = 1, eosTokenIds: [Int] = [2], declaredDType: String? = "float32",
+                family: ModelFamily = ModelFamily(Llama.self)) {
+        self.family = family
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
         self.layerCount = layerCount
@@ -65,19 +74,8 @@ public struct ModelConfig: Equatable, Sendable {
         let file = Self.fileName
         let object = try FormatError.jsonObject(data, file: file)
         let fields = ConfigFields(object, file: file)
-
-        if let architectures = object["architectures"] as? [String], !architectures.contains("LlamaForCausalLM") {
-            throw FormatError(file: file, "architecture \(architectures.joined(separator: ", ")) is not supported; loramd runs LlamaForCausalLM")
-        }
-        if let modelType = object["model_type"] as? String, modelType != "llama" {
-            throw FormatError(file: file, "model_type '\(modelType)' is not supported; loramd runs 'llama'")
-        }
-        if let act = object["hidden_act"] as? String, act != "silu" {
-            throw FormatError(file: file, "hidden_act '\(act)' is not supported; LLaMA uses silu")
-        }
-        for biasField in ["attention_bias", "mlp_bias"] where object[biasField].map(ConfigFields.isBoolean) == true && (object[biasField] as! Bool) {
-            throw FormatError(file: file, "\(biasField) true is not supported; LLaMA linears have no bias")
-        }
+        family = try ModelRegistry.family(architectures: object["architectures"] as? [String], modelType: object["model_type"] as? String,
+                                          file: file)
 
         hiddenSize = try fields.positiveInt("hidden_size")
         intermediateSize = try fields.positiveInt("intermediate_size")
@@ -121,6 +119,7 @@ public struct ModelConfig: Equatable, Sendable {
         }
         layers = try Self.parseLayerShapes(object, file: file, layerCount: layerCount,
                                            uniform: ModelShape.Layer(heads: headCount, kvHeads: kvHeadCount, intermediate: intermediateSize))
+        try family.type.readConfig(fields, into: &self)
         try checkSizes(file: file)
     }
 
@@ -190,14 +189,14 @@ public struct ModelConfig: Equatable, Sendable {
     /// config.json in the transformers layout (what `model/save` and `make-model` write).
     public func jsonObject() -> [String: Any] {
         var object: [String: Any] = [
-            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
-            "attention_bias": false, "mlp_bias": false, "attention_dropout": 0.0,
+            "architectures": [family.hfArchitecture], "model_type": family.modelType, "hidden_act": "silu", "attention_dropout": 0.0,
             "hidden_size": hiddenSize, "intermediate_size": intermediateSize, "num_hidden_layers": layerCount,
             "num_attention_heads": headCount, "num_key_value_heads": kvHeadCount, "head_dim": headDim,
             "vocab_size": vocabSize, "rms_norm_eps": Double(rmsNormEps), "rope_theta": ropeTheta,
             "tie_word_embeddings": tiedEmbeddings, "max_position_embeddings": maxPositionEmbeddings,
-            "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": true,
+            "initializer_range": 0.02, "use_cache": true,
         ]
+        family.type.writeConfig(self, into: &object)
         if let bosTokenId { object["bos_token_id"] = bosTokenId }
         object["eos_token_id"] = eosTokenIds.count == 1 ? eosTokenIds[0] as Any : eosTokenIds as Any
         if let declaredDType { object["torch_dtype"] = declaredDType }
@@ -225,9 +224,9 @@ public struct ModelConfig: Equatable, Sendable {
 }
 
 /// Typed reads of config fields with errors that name the field.
-struct ConfigFields {
-    let object: [String: Any]
-    let file: String
+public struct ConfigFields {
+    public let object: [String: Any]
+    public let file: String
     var prefix = ""
 
     init(_ object: [String: Any], file: String, prefix: String = "") {
@@ -260,7 +259,22 @@ struct ConfigFields {
         return value
     }
 
-    func optionalPositiveInt(_ key: String) throws -> Int? {
+    /// FormatError unless `key` is absent or `expected` (an activation the family computes).
+    public func requireActivation(_ key: String, _ expected: String) throws {
+        guard let value = object[key], !(value is NSNull) else { return }
+        guard let text = value as? String, text == expected else {
+            throw FormatError(file: file, "\(prefix)\(key) \(value) is not supported; this family uses \(expected)")
+        }
+    }
+
+    /// FormatError when `key` is true: a variant loramd does not compute (`supported` says what is).
+    public func refuseTrue(_ key: String, _ supported: String) throws {
+        if let value = object[key], Self.isBoolean(value), value as! Bool {
+            throw FormatError(file: file, "\(prefix)\(key) true is not supported; \(supported)")
+        }
+    }
+
+    public func optionalPositiveInt(_ key: String) throws -> Int? {
         guard let d = try number(key) else { return nil }
         guard d.rounded() == d, d > 0, d < 1e12 else { throw FormatError(file: file, "\(prefix)\(key) must be a positive integer, got \(d)") }
         return Int(d)
@@ -294,9 +308,15 @@ struct ConfigFields {
 }
 
 extension ModelConfig {
+    /// transformers' shape of tensor `spec` in a layer of `layer`'s widths.
+    public func shape(of spec: TensorSpec, layer: ModelShape.Layer) -> [Int] {
+        spec.shape(layer, hidden: hiddenSize, headDim: headDim, vocab: vocabSize)
+    }
+
     /// The widths the memory planner needs, per layer.
     public var modelShape: ModelShape {
         ModelShape(hidden: hiddenSize, headDim: headDim, vocab: vocabSize, tiedEmbeddings: tiedEmbeddings,
-                   layers: layers.map { .init(heads: $0.heads, kvHeads: $0.kvHeads, intermediate: $0.intermediate) })
+                   layers: layers.map { .init(heads: $0.heads, kvHeads: $0.kvHeads, intermediate: $0.intermediate) },
+                   layout: family.layout)
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 extension DecoderModel {
     /// The same model with every weight held as `dtype` (f32, bf16 or f16): weights already in it
     /// are shared, the others are narrowed (or widened) into new owned weights. NF4 weights are
-    /// kept as they are. Norms stay fp32 arrays but take `dtype`'s values (rounded through it), as
+    /// kept as they are. Norms and biases stay fp32 arrays but take `dtype`'s values (rounded through it), as
     /// `save` writes them: the converted model is exactly the one that loads back from its files.
     /// The pruning manifest travels along.
     public func converted(to dtype: TensorDType) -> DecoderModel {
@@ -32,9 +32,7 @@ extension DecoderModel {
         }
         let embedding = convert(self.embedding)
         let layers = self.layers.map { l in
-            DecoderLayer(shape: l.shape, inputNorm: round(l.inputNorm), postAttentionNorm: round(l.postAttentionNorm),
-                         q: convert(l.q), k: convert(l.k), v: convert(l.v), o: convert(l.o),
-                         gate: convert(l.gate), up: convert(l.up), down: convert(l.down))
+            l.mapLinears { convert($1) }.mapVectors { round($1) }
         }
         return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: round(finalNorm),
                           lmHead: config.tiedEmbeddings ? nil : convert(lmHead), pruning: pruning)

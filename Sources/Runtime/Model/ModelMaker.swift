@@ -46,16 +46,23 @@ public enum ModelMaker {
             values.withUnsafeBufferPointer { w.assign($0.baseAddress!) }
             return w
         }
-        func norm() -> [Float] { (0..<c).map { _ in 1 + random.next() * initialization.normStd } }
+        func norm(_ count: Int) -> [Float] { (0..<count).map { _ in 1 + random.next() * initialization.normStd } }
+        func bias(_ count: Int) -> [Float] { (0..<count).map { _ in random.next() * initialization.std } }
         let embedding = weight(config.vocabSize, c)
         let layers = config.layers.map { shape in
-            DecoderModel.DecoderLayer(
-                shape: shape, inputNorm: norm(), postAttentionNorm: norm(),
+            // The seven linears in the order LLaMA's maker always drew them, then the family's vectors.
+            var layer = DecoderModel.DecoderLayer(
+                shape: shape, vectors: [.norm(.attentionInput): norm(c), .norm(.mlpInput): norm(c)],
                 q: weight(shape.heads * d, c), k: weight(shape.kvHeads * d, c), v: weight(shape.kvHeads * d, c),
                 o: weight(c, shape.heads * d),
                 gate: weight(shape.intermediate, c), up: weight(shape.intermediate, c), down: weight(c, shape.intermediate))
+            for spec in config.family.layout.layer where spec.isVector && layer.vectors[spec.role] == nil {
+                let count = config.shape(of: spec, layer: shape)[0]
+                if case .bias = spec.role { layer.vectors[spec.role] = bias(count) } else { layer.vectors[spec.role] = norm(count) }
+            }
+            return layer
         }
-        let finalNorm = norm()
+        let finalNorm = norm(c)
         let lmHead = config.tiedEmbeddings ? nil : weight(config.vocabSize, c)
         return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm, lmHead: lmHead)
     }

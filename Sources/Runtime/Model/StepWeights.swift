@@ -2,13 +2,17 @@ import MemoryPlanner
 
 /// The weights a step reads, training or inference. For LoRA and inference they are the loaded model's own (read-only, in
 /// whatever dtype it holds); for full-parameter training they are an owned fp32 copy the job
-/// updates in place. Norm weights always live in owned buffers so they can be trained.
+/// updates in place. Norms and biases always live in owned buffers so they can be trained.
 public final class StepWeights: @unchecked Sendable {
     public struct Layer: LayerLinears {
         public let shape: ModelShape.Layer
-        public let inputNorm: UnsafeMutablePointer<Float>
-        public let postAttentionNorm: UnsafeMutablePointer<Float>
+        /// Every 1-D tensor of the layer (norms, biases, per-head norms) by role, with its length.
+        public let vectors: [TensorSpec.Role: (pointer: UnsafeMutablePointer<Float>, count: Int)]
         public let q, k, v, o, gate, up, down: Weight
+
+        public func vector(_ role: TensorSpec.Role) -> UnsafeMutablePointer<Float>? { vectors[role]?.pointer }
+        public var inputNorm: UnsafeMutablePointer<Float> { vectors[.norm(.attentionInput)]!.pointer }
+        public var postAttentionNorm: UnsafeMutablePointer<Float> { vectors[.norm(.mlpInput)]!.pointer }
     }
 
     public let config: ModelConfig
@@ -44,17 +48,16 @@ public final class StepWeights: @unchecked Sendable {
             values.withUnsafeBufferPointer { owned.assign($0.baseAddress!) }
             return owned
         }
-        let c = model.config.hiddenSize
         let norms = self.norms as FloatBuffers
         func norm(_ values: [Float]) -> UnsafeMutablePointer<Float> {
-            let buffer = norms.make(c)
-            buffer.update(from: values, count: c)
+            let buffer = norms.make(values.count)
+            buffer.update(from: values, count: values.count)
             return buffer
         }
         embedding = take(model.embedding)
         lmHead = untying ? model.embedding : model.config.tiedEmbeddings ? embedding : take(model.lmHead)
         layers = model.layers.map { layer in
-            Layer(shape: layer.shape, inputNorm: norm(layer.inputNorm), postAttentionNorm: norm(layer.postAttentionNorm),
+            Layer(shape: layer.shape, vectors: layer.vectors.mapValues { (norm($0), $0.count) },
                   q: take(layer.q), k: take(layer.k), v: take(layer.v), o: take(layer.o),
                   gate: take(layer.gate), up: take(layer.up), down: take(layer.down))
         }
@@ -69,11 +72,10 @@ public final class StepWeights: @unchecked Sendable {
             let before = pruning?.alignment
             pruning?.alignment = .init(steps: (before?.steps ?? 0) + alignment.steps, tokens: (before?.tokens ?? 0) + alignment.tokens)
         }
-        let c = config.hiddenSize
-        func array(_ p: UnsafeMutablePointer<Float>) -> [Float] { Array(UnsafeBufferPointer(start: p, count: c)) }
+        func array(_ p: UnsafeMutablePointer<Float>, _ count: Int) -> [Float] { Array(UnsafeBufferPointer(start: p, count: count)) }
         return DecoderModel(config: config, embedding: embedding, layers: layers.map { l in
-            DecoderModel.DecoderLayer(shape: l.shape, inputNorm: array(l.inputNorm), postAttentionNorm: array(l.postAttentionNorm),
+            DecoderModel.DecoderLayer(shape: l.shape, vectors: l.vectors.mapValues { array($0.pointer, $0.count) },
                                     q: l.q, k: l.k, v: l.v, o: l.o, gate: l.gate, up: l.up, down: l.down)
-        }, finalNorm: array(finalNorm), lmHead: config.tiedEmbeddings ? nil : lmHead, pruning: pruning)
+        }, finalNorm: array(finalNorm, config.hiddenSize), lmHead: config.tiedEmbeddings ? nil : lmHead, pruning: pruning)
     }
 }

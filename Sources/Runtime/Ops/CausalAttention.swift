@@ -14,19 +14,21 @@ enum CausalAttention {
     /// Few enough rows that little of the masked triangle is computed.
     static let maxBlockRows = StepProgramBuilder.attentionBlockRows
 
+    /// `window`: each query sees only that many latest keys (`WindowedSoftmax`); nil: all.
     static func forward(q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, tokens: Int, position: Int,
                         heads: Int, kvHeads: Int, layer: Int, cache: KVCache,
-                        scores: UnsafeMutablePointer<Float>, scoreCapacity: Int) {
+                        scores: UnsafeMutablePointer<Float>, scoreCapacity: Int, window: Int? = nil) {
         let d = cache.headDim, total = position + tokens
         let group = heads / kvHeads
         let scale = 1 / Float(d).squareRoot()
         let stride = heads * d
         if tokens == 1 {
             // Decode: each head in one pass over its cache, all heads in one parallel region.
-            Parallel.ranges(heads, costPerItem: total * d * 2) { range in
+            let first = WindowedSoftmax.firstKey(position: total - 1, window: window), seen = total - first
+            Parallel.ranges(heads, costPerItem: seen * d * 2) { range in
                 for h in range {
-                    lk_attend_one(q + h * d, cache.keys(layer: layer, head: h / group), cache.values(layer: layer, head: h / group),
-                                  d, total, scale, scores + h * total, out + h * d)
+                    lk_attend_one(q + h * d, cache.keys(layer: layer, head: h / group) + first * d,
+                                  cache.values(layer: layer, head: h / group) + first * d, d, seen, scale, scores + h * total, out + h * d)
                 }
             }
             return
@@ -50,7 +52,8 @@ enum CausalAttention {
                 var index = range.lowerBound
                 while index < range.upperBound {
                     let h = index / rows, r0 = index % rows, r1 = min(rows, r0 + (range.upperBound - index))
-                    lk_softmax_causal(scores + h * headScores, visible, r0, r1, position + start + 1)
+                    WindowedSoftmax.rows(scores + h * headScores, width: visible, rows: r0..<r1, firstPosition: position + start,
+                                         window: window)
                     index += r1 - r0
                 }
             }

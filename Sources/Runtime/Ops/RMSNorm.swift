@@ -47,6 +47,30 @@ public enum RMSNorm {
         }
     }
 
+    /// `backward` writing the input gradient over `dy` (dx = … rather than dx += …): each row's
+    /// reduction is taken before the row is written, so nothing is read after it changes. For the
+    /// per-head norms of q and k (rows T·H of D), whose gradient has no other use.
+    public static func backwardInPlace(_ dy: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                       inverse: UnsafePointer<Float>, weightGrad: UnsafeMutablePointer<Float>?, rows: Int, cols: Int) {
+        if let weightGrad {
+            Parallel.ranges(cols, costPerItem: rows) { columns in
+                for t in 0..<rows {
+                    let g = dy + t * cols, xr = x + t * cols, r = inverse[t]
+                    for i in columns { weightGrad[i] += g[i] * xr[i] * r }
+                }
+            }
+        }
+        Parallel.ranges(rows, costPerItem: cols * 2) { range in
+            for t in range {
+                let g = dy + t * cols, xr = x + t * cols, r = inverse[t]
+                var dot: Float = 0
+                for i in 0..<cols { dot += xr[i] * g[i] * weight[i] }
+                let coefficient = r * r * r * dot / Float(cols)
+                for i in 0..<cols { g[i] = r * g[i] * weight[i] - coefficient * xr[i] }
+            }
+        }
+    }
+
     /// Backward of y = x·r·w with r = 1/sqrt(mean(x²) + eps):
     /// dx += r·(dy⊙w) − x·r³·mean(x⊙dy⊙w); dw += Σ_t dy⊙x·r (when `weightGrad` is given).
     /// Shapes: dy, x, dx (T, C); w, weightGrad (C); inverse (T).

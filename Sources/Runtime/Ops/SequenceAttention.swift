@@ -12,6 +12,8 @@ import MemoryPlanner
 enum SequenceAttention {
     struct Shape {
         let rows, seqLen, heads, kvHeads, headDim: Int
+        /// Each query sees only this many latest keys (`WindowedSoftmax`); nil: all.
+        var window: Int? = nil
         var group: Int { heads / kvHeads }
         var scale: Float { 1 / Float(headDim).squareRoot() }
     }
@@ -47,8 +49,8 @@ enum SequenceAttention {
                         let (r0, rows, visible) = (block.lowerBound, block.count, block.upperBound)
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
                                     shape.scale, qh + r0 * h * d, Int32(h * d), kh, Int32(kv * d), 0, p, Int32(visible))
-                        // Row r sees keys 0...r; the rest of the block's row becomes 0.
-                        lk_softmax_causal(p, visible, 0, rows, r0 + 1)
+                        // Row r sees keys 0...r (within the window); the rest of the block's row becomes 0.
+                        WindowedSoftmax.rows(p, width: visible, rows: 0..<rows, firstPosition: r0, window: shape.window)
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
                                     1, p, Int32(visible), vh, Int32(kv * d), 0, o + r0 * h * d, Int32(h * d))
                         p += rows * visible

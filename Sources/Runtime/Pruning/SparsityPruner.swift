@@ -43,9 +43,7 @@ public enum SparsityPruner {
         }
         let layers = try model.layers.map { layer in
             try checkpoint()
-            return DecoderModel.DecoderLayer(shape: layer.shape, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
-                                    q: sparsified(layer.q), k: sparsified(layer.k), v: sparsified(layer.v), o: sparsified(layer.o),
-                                    gate: sparsified(layer.gate), up: sparsified(layer.up), down: sparsified(layer.down))
+            return layer.mapLinears { sparsified($1) }
         }
         let manifest = PruningManifest(method: method, ratio: sparsity, pattern: method == .semi ? "\(semiZeros):\(semiGroup)" : nil,
                                        original: model.config.layers, kept: Array(repeating: nil, count: model.config.layerCount))

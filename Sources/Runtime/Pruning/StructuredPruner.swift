@@ -3,8 +3,10 @@ import MemoryPlanner
 
 /// Structured pruning of real weights (LoRAM-Rand / LoRAM-Stru): in each layer of the window,
 /// whole attention groups and MLP neurons are scored (`StructuredImportance`), the best kept, and
-/// the matrices cut down to them: q rows of the kept q heads, k and v rows of the kept kv heads,
-/// o columns of the kept q heads, gate and up rows and down columns of the kept neurons. How many
+/// every tensor of the family's layout cut along its axes' slice rules (`TensorSpec.slices`): q
+/// rows (and q's bias) of the kept q heads, k and v rows (and biases) of the kept kv heads, o
+/// columns of the kept q heads, gate and up rows and down columns of the kept neurons; norms over
+/// the hidden width or the head dimension stay whole. How many
 /// are kept comes from `ModelShape.structurallyPruned`, the planner's own rules, so a plan made
 /// from the config alone and the pruned model always agree.
 ///
@@ -59,7 +61,7 @@ public enum StructuredPruner {
             kept[l] = indices
             let shape = ModelShape.Layer(heads: target.heads, kvHeads: target.kvHeads, intermediate: target.intermediate)
             prunedConfig.layers[l] = shape
-            layers[l] = slice(original, keeping: indices, shape: shape, headDim: d)
+            layers[l] = slice(original, keeping: indices, shape: shape, headDim: d, layout: config.family.layout)
         }
         let manifest = PruningManifest(method: method, ratio: ratio, layers: window, seed: seed,
                                        original: config.layers, kept: kept)
@@ -67,15 +69,33 @@ public enum StructuredPruner {
                           lmHead: config.tiedEmbeddings ? nil : model.lmHead, pruning: manifest)
     }
 
-    /// `layer` cut down to the kept heads and neurons.
+    /// `layer` cut down to the kept heads and neurons, each tensor along its slice rules.
     static func slice(_ layer: DecoderModel.DecoderLayer, keeping kept: PruningManifest.KeptIndices,
-                      shape: ModelShape.Layer, headDim d: Int) -> DecoderModel.DecoderLayer {
-        let q = contiguousRanges(kept.qHeads, width: d), kv = contiguousRanges(kept.kvHeads, width: d)
-        let neurons = contiguousRanges(kept.neurons)
-        return DecoderModel.DecoderLayer(
-            shape: shape, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
-            q: layer.q.keepingRows(q), k: layer.k.keepingRows(kv), v: layer.v.keepingRows(kv), o: layer.o.keepingColumns(q),
-            gate: layer.gate.keepingRows(neurons), up: layer.up.keepingRows(neurons), down: layer.down.keepingColumns(neurons))
+                      shape: ModelShape.Layer, headDim d: Int, layout: ModelLayout) -> DecoderModel.DecoderLayer {
+        func ranges(_ slice: TensorSpec.Slice) -> [Range<Int>]? {
+            switch slice {
+            case .queryHeads: return contiguousRanges(kept.qHeads, width: d)
+            case .kvGroups: return contiguousRanges(kept.kvHeads, width: d)
+            case .neurons: return contiguousRanges(kept.neurons)
+            case .none: return nil
+            }
+        }
+        var result = layer
+        result.shape = shape
+        for spec in layout.layer {
+            let rows = ranges(spec.slices[0]), cols = spec.slices.count > 1 ? ranges(spec.slices[1]) : nil
+            switch spec.role {
+            case .linear(let target):
+                var weight = layer.weight(target)
+                if let rows { weight = weight.keepingRows(rows) }
+                if let cols { weight = weight.keepingColumns(cols) }
+                result.setWeight(weight, for: target)
+            default:
+                guard let rows, let values = layer.vectors[spec.role] else { continue }
+                result.vectors[spec.role] = rows.flatMap { values[$0] }
+            }
+        }
+        return result
     }
 
     /// Bytes the pruned model holds, before anything is cut: what the memory budget is charged.
@@ -83,11 +103,9 @@ public enum StructuredPruner {
     public static func plannedBytes(_ model: DecoderModel, ratio: Double, layers window: Range<Int>? = nil) throws -> Int {
         let config = model.config
         let shape = try config.modelShape.structurallyPruned(ratio: ratio, layers: window)
-        let c = config.hiddenSize, d = config.headDim
         var bytes = model.embedding.byteCount + model.finalNorm.count * 4 + (config.tiedEmbeddings ? 0 : model.lmHead.byteCount)
         for (l, layer) in shape.layers.enumerated() {
-            let size = model.layers[l].q.dtype.byteSize
-            bytes += 2 * c * 4 + size * (2 * layer.heads * d * c + 2 * layer.kvHeads * d * c + 3 * layer.intermediate * c)
+            bytes += try shape.vectorParameters(layer) * 4 + model.layers[l].q.dtype.byteSize * shape.linearParameters(layer)
         }
         return bytes
     }

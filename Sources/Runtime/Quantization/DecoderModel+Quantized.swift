@@ -42,9 +42,7 @@ extension DecoderModel {
             return Weight(rows: weight.rows, cols: weight.cols, nf4: tensor)
         }
         let newLayers = try layers.map { layer in
-            DecoderLayer(shape: layer.shape, inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm,
-                         q: try quantize(layer.q), k: try quantize(layer.k), v: try quantize(layer.v), o: try quantize(layer.o),
-                         gate: try quantize(layer.gate), up: try quantize(layer.up), down: try quantize(layer.down))
+            try layer.mapLinears { try quantize($1) }
         }
         // A quantized carrier is still the pruned model it came from: the manifest travels with it.
         return DecoderModel(config: config, embedding: embedding, layers: newLayers, finalNorm: finalNorm,

@@ -10,7 +10,7 @@ public final class GradientBuffers: @unchecked Sendable {
         public let parameter: UnsafeMutablePointer<Float>
         public let gradient: UnsafeMutablePointer<Float>
         public let count: Int
-        /// Norm weights (and biases, which LLaMA has none of) get no weight decay, as in transformers' Trainer.
+        /// Norm weights and biases get no weight decay, as in transformers' Trainer.
         public let decays: Bool
     }
 
@@ -36,22 +36,24 @@ public final class GradientBuffers: @unchecked Sendable {
         // The planner's rule (FrozenTensors), so the plan counts exactly the gradients made here.
         let rule = FrozenTensors(frozen)
         func isFrozen(_ name: String) -> Bool { rule.contains(name) }
-        let c = config.hiddenSize
-        if !rule.embeddingFrozen(tied: config.tiedEmbeddings) { add(weight: weights.embedding, name: "model.embed_tokens.weight") }
+        let c = config.hiddenSize, layout = config.family.layout
+        let embeddingName = layout.globalSpec(.embedding)!.hf, headName = layout.globalSpec(.outputHead)!.hf
+        if !rule.embeddingFrozen(tied: config.tiedEmbeddings) { add(weight: weights.embedding, name: embeddingName) }
         for (i, layer) in weights.layers.enumerated() {
-            let p = "model.layers.\(i)."
-            for (name, weight) in [("self_attn.q_proj", layer.q), ("self_attn.k_proj", layer.k), ("self_attn.v_proj", layer.v),
-                                   ("self_attn.o_proj", layer.o), ("mlp.gate_proj", layer.gate), ("mlp.up_proj", layer.up),
-                                   ("mlp.down_proj", layer.down)] where !isFrozen(p + name + ".weight") {
-                add(weight: weight, name: p + name + ".weight")
-            }
-            for (name, norm) in [("input_layernorm", layer.inputNorm), ("post_attention_layernorm", layer.postAttentionNorm)]
-            where !isFrozen(p + name + ".weight") {
-                add(norm: norm, count: c, name: p + name + ".weight")
+            // FrozenTensors.tensors' order (linears, then vectors), which the plan counts.
+            for spec in layout.layer.filter({ !$0.isVector }) + layout.layer.filter(\.isVector) {
+                let name = ModelLayout.hfName(spec, layer: i)
+                guard !isFrozen(name) else { continue }
+                if case .linear(let target) = spec.role {
+                    add(weight: layer.weight(target), name: name)
+                } else if let vector = layer.vectors[spec.role] {
+                    add(norm: vector.pointer, count: vector.count, name: name)
+                }
             }
         }
-        if !isFrozen("model.norm.weight") { add(norm: weights.finalNorm, count: c, name: "model.norm.weight") }
-        if !config.tiedEmbeddings && !isFrozen("lm_head.weight") { add(weight: weights.lmHead, name: "lm_head.weight") }
+        let finalName = layout.globalSpec(.finalNorm)!.hf
+        if !isFrozen(finalName) { add(norm: weights.finalNorm, count: c, name: finalName) }
+        if !config.tiedEmbeddings && !isFrozen(headName) { add(weight: weights.lmHead, name: headName) }
     }
 
     private func add(weight: Weight, name: String) {

@@ -93,6 +93,9 @@ public final class TrainingStep: @unchecked Sendable {
                 attention: slot(.attention), residual: slot(.residual), mlpNorm: norm, gate: slot(.gate), up: slot(.up),
                 act: arena.require(Names.act), attentionNormRMS: slot(.attentionNormRMS), mlpNormRMS: slot(.mlpNormRMS), probs: slot(.probs))
             for target in targets { a.loraU[target] = slot(.loraU(target)) }
+            if config.family.layout.hasHeadNorms {
+                (a.qPreNorm, a.kPreNorm, a.qNormRMS, a.kNormRMS) = (slot(.qPreNorm), slot(.kPreNorm), slot(.qNormRMS), slot(.kNormRMS))
+            }
             return a
         }
         kept = layers.map { set($0, transient: false) }
@@ -143,7 +146,8 @@ public final class TrainingStep: @unchecked Sendable {
         let ropeTable = arena.require(TrainingBuffers.rope)
         let hidden = arena.require(TrainingBuffers.hiddenGradient)
         func shape(_ l: Int) -> SequenceAttention.Shape {
-            SequenceAttention.Shape(rows: rows, seqLen: seqLen, heads: blocks[l].heads, kvHeads: blocks[l].kvHeads, headDim: config.headDim)
+            SequenceAttention.Shape(rows: rows, seqLen: seqLen, heads: blocks[l].heads, kvHeads: blocks[l].kvHeads, headDim: config.headDim,
+                                    window: blocks[l].window)
         }
         var result: (lossSum: Double, tokens: Int) = (0, 0)
         for task in tasks {

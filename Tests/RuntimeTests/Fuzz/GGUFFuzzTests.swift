@@ -78,7 +78,7 @@ final class GGUFFuzzTests: XCTestCase {
         fuzz("gguf-adapter", cases: 2000, allowing: [AdapterShapeMismatch.self]) { random, _ in
             try FileFuzzing.write(Data(ByteMutator.mutate(bytes, &random, fields: fields)), to: url)
             let file = try GGUFFile(url: url)
-            let header = try GGUFAdapterFile.header(file, layerCount: model.config.layerCount)
+            let header = try GGUFAdapterFile.header(file, layerCount: model.config.layerCount, family: model.config.family)
             let loaded = try GGUFAdapterFile.load(file, model: model)
             XCTAssertEqual(loaded.rank, header.rank)
         }

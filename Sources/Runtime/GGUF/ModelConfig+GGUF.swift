@@ -2,18 +2,18 @@ import Foundation
 import MemoryPlanner
 
 extension ModelConfig {
-    /// The config a GGUF file of architecture `llama` describes (llama.cpp's `llama.*` keys), checked
-    /// against its tensors' shapes (every layer's, before anything is planned or allocated).
+    /// The config a GGUF file describes (its family from `general.architecture`, the keys under
+    /// that prefix, `llama.*` for LLaMA), checked against its tensors' shapes (every layer's,
+    /// before anything is planned or allocated).
     /// `dimensions` gives a tensor's GGUF dimensions (ne0 first), nil
     /// when the file has no such tensor. What loramd would compute differently from llama.cpp
     /// (partial rotary, YaRN scaling, experts, other architectures) is a FormatError naming the key.
     public init(ggufMetadata metadata: [String: GGUFValue], dimensions: (String) -> [Int]?, fileName file: String) throws {
         let keys = GGUFMetadataReader(metadata: metadata, file: file)
         let architecture = try keys.string("general.architecture")
-        guard architecture == "llama" else {
-            throw FormatError(file: file, "general.architecture is '\(architecture)'; loramd runs 'llama'")
-        }
-        let a = "llama."
+        let family = try ModelRegistry.family(ggufArchitecture: architecture, file: file)
+        let a = architecture + "."
+        let embeddingName = family.layout.globalSpec(.embedding)!.gguf, outputName = family.layout.globalSpec(.outputHead)!.gguf
         if let experts = try keys.optionalInt(a + "expert_count"), experts > 0 {
             throw FormatError(file: file, "\(a)expert_count is \(experts): mixture-of-experts models are not supported")
         }
@@ -44,28 +44,29 @@ extension ModelConfig {
             throw FormatError(file: file, "layer \(i): \(heads[i]) attention heads is not a multiple of \(kvHeads[i]) key/value heads")
         }
 
-        guard let embedding = dimensions(GGUFLlamaNames.embedding), embedding.count == 2 else {
-            throw FormatError(file: file, "missing tensor \(GGUFLlamaNames.embedding) (2-D)")
+        guard let embedding = dimensions(embeddingName), embedding.count == 2 else {
+            throw FormatError(file: file, "missing tensor \(embeddingName) (2-D)")
         }
         guard embedding[0] == hidden else {
-            throw FormatError(file: file, "tensor \(GGUFLlamaNames.embedding) has rows of \(embedding[0]); \(a)embedding_length is \(hidden)")
+            throw FormatError(file: file, "tensor \(embeddingName) has rows of \(embedding[0]); \(a)embedding_length is \(hidden)")
         }
         let vocab = try keys.optionalPositiveInt(a + "vocab_size", limit: SizeLimits.vocab) ?? embedding[1]
         guard vocab == embedding[1] else {
-            throw FormatError(file: file, "\(a)vocab_size \(vocab) differs from \(GGUFLlamaNames.embedding)'s \(embedding[1]) rows")
+            throw FormatError(file: file, "\(a)vocab_size \(vocab) differs from \(embeddingName)'s \(embedding[1]) rows")
         }
 
         self.init(hiddenSize: hidden, intermediateSize: intermediates[0], layerCount: layerCount, headCount: heads[0],
                   kvHeadCount: kvHeads[0], headDim: headDim, vocabSize: vocab,
                   rmsNormEps: Float(try keys.optionalPositiveDouble(a + "attention.layer_norm_rms_epsilon") ?? 1e-5),
                   ropeTheta: try keys.optionalPositiveDouble(a + "rope.freq_base") ?? 10000,
-                  tiedEmbeddings: dimensions(GGUFLlamaNames.output) == nil,
+                  tiedEmbeddings: dimensions(outputName) == nil,
                   maxPositionEmbeddings: try keys.optionalPositiveInt(a + "context_length", limit: SizeLimits.positions) ?? 2048,
                   bosTokenId: try keys.optionalInt("tokenizer.ggml.bos_token_id"),
                   eosTokenIds: try keys.optionalInt("tokenizer.ggml.eos_token_id").map { [$0] } ?? [],
-                  declaredDType: nil)
+                  declaredDType: nil, family: family)
         layers = (0..<layerCount).map { ModelShape.Layer(heads: heads[$0], kvHeads: kvHeads[$0], intermediate: intermediates[$0]) }
         ropeScaling = try Self.ggufRopeScaling(keys, prefix: a)
+        try family.type.readGGUF(keys, into: &self)
         try checkSizes(file: file)
         try checkGGUFTensors(dimensions: dimensions, file: file)
     }
@@ -79,18 +80,15 @@ extension ModelConfig {
                 throw FormatError(file: file, "tensor \(name) has dimensions \(found) (ne0 first); the metadata implies \(expected)")
             }
         }
-        let c = hiddenSize, d = headDim
+        // GGUF dimensions list ne0 (transformers' last axis) first.
         for (i, layer) in layers.enumerated() {
-            let h = layer.heads * d, kv = layer.kvHeads * d, f = layer.intermediate
-            try require(GGUFLlamaNames.inputNorm(i), [c])
-            try require(GGUFLlamaNames.postAttentionNorm(i), [c])
-            for (hf, shape) in [("self_attn.q_proj", [c, h]), ("self_attn.k_proj", [c, kv]), ("self_attn.v_proj", [c, kv]),
-                                ("self_attn.o_proj", [h, c]), ("mlp.gate_proj", [c, f]), ("mlp.up_proj", [c, f]), ("mlp.down_proj", [f, c])] {
-                try require(GGUFLlamaNames.linear(i, hf: hf)!, shape)
+            for spec in family.layout.layer {
+                try require(ModelLayout.ggufName(spec, layer: i), shape(of: spec, layer: layer).reversed())
             }
         }
-        try require(GGUFLlamaNames.finalNorm, [c])
-        if !tiedEmbeddings { try require(GGUFLlamaNames.output, [c, vocabSize]) }
+        for spec in family.layout.globals(tied: tiedEmbeddings) where spec.role != .embedding {
+            try require(spec.gguf, shape(of: spec, layer: layers[0]).reversed())
+        }
     }
 
     static func ggufRopeScaling(_ keys: GGUFMetadataReader, prefix a: String) throws -> RopeScaling? {
@@ -112,10 +110,10 @@ extension ModelConfig {
     /// `rope_type: llama3`) and otherwise keeps the divisors as they are.
     public mutating func applyGGUFFrequencyDivisors(_ divisors: [Float], file: String) throws {
         guard divisors.count == headDim / 2 else {
-            throw FormatError(file: file, "tensor \(GGUFLlamaNames.ropeFrequencies) has \(divisors.count) values for \(headDim / 2) rotary frequencies")
+            throw FormatError(file: file, "tensor \(GGUFRotaryOrder.ropeFrequencies) has \(divisors.count) values for \(headDim / 2) rotary frequencies")
         }
         guard divisors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
-            throw FormatError(file: file, "tensor \(GGUFLlamaNames.ropeFrequencies) holds a value that is not a positive number")
+            throw FormatError(file: file, "tensor \(GGUFRotaryOrder.ropeFrequencies) holds a value that is not a positive number")
         }
         if divisors.allSatisfy({ $0 == 1 }) { return }
         let plain = RotaryEmbedding(headDim: headDim, theta: ropeTheta, scaling: nil).inverseFrequencies

@@ -1,0 +1,56 @@
+import Foundation
+import MemoryPlanner
+
+/// What a model family is to loramd, written once in its own file (`Llama.swift`, `Qwen2.swift`,
+/// ...): the names config.json and GGUF files give it, its tensors (`layout`: names, shapes,
+/// roles and slice rules, which loading, saving, planning, training, pruning and the adapters'
+/// names all read), and the config fields it has beyond the ones every decoder shares. The layer
+/// itself is `DecoderBlock`: the stages a layout's tensors imply (a bias after its linear, an
+/// RMSNorm per head of q and k) run where the family has them, each op's backward beside its
+/// forward, so a family adds a file of data and, where it is the first to need one, an op.
+public protocol ModelFamilyDescription {
+    /// The registry key users see ("llama", "qwen2").
+    static var name: String { get }
+    /// config.json `architectures` entries it answers to; the first is written.
+    static var hfArchitectures: [String] { get }
+    /// config.json `model_type` values it answers to; the first is written.
+    static var modelTypes: [String] { get }
+    /// GGUF `general.architecture` (also the prefix of its metadata keys).
+    static var ggufArchitecture: String { get }
+    static var layout: ModelLayout { get }
+    /// llama.cpp's converter reorders q_proj/k_proj rows into ggml's interleaved rotary order
+    /// (LLaMA's rope); families with NEOX rope (Qwen2, Qwen3, Gemma 3) keep transformers' order.
+    static var ggufPermutesQK: Bool { get }
+    /// Reads and checks the family's own config.json fields into `config`; what loramd would
+    /// compute differently from transformers is a FormatError naming the field.
+    static func readConfig(_ fields: ConfigFields, into config: inout ModelConfig) throws
+    /// The same from GGUF metadata (keys under `ggufArchitecture.`).
+    static func readGGUF(_ keys: GGUFMetadataReader, into config: inout ModelConfig) throws
+    /// The family's own fields of a config.json loramd writes.
+    static func writeConfig(_ config: ModelConfig, into object: inout [String: Any])
+    /// Published configs of its big members, for plans by name (`memory/plan {model: {preset}}`).
+    static var presets: [(name: String, config: [String: Any])] { get }
+}
+
+extension ModelFamilyDescription {
+    public static func readGGUF(_ keys: GGUFMetadataReader, into config: inout ModelConfig) throws {}
+    public static func writeConfig(_ config: ModelConfig, into object: inout [String: Any]) {}
+    public static var presets: [(name: String, config: [String: Any])] { [] }
+}
+
+/// A family as a value a config carries: equal when the names are.
+public struct ModelFamily: Equatable, Sendable, CustomStringConvertible {
+    public let type: any ModelFamilyDescription.Type
+
+    public init(_ description: any ModelFamilyDescription.Type) { type = description }
+
+    public var name: String { type.name }
+    public var description: String { name }
+    public var layout: ModelLayout { type.layout }
+    public var ggufPermutesQK: Bool { type.ggufPermutesQK }
+    public var hfArchitecture: String { type.hfArchitectures[0] }
+    public var modelType: String { type.modelTypes[0] }
+    public var ggufArchitecture: String { type.ggufArchitecture }
+
+    public static func == (a: ModelFamily, b: ModelFamily) -> Bool { a.name == b.name }
+}
