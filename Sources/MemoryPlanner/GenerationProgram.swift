@@ -11,6 +11,10 @@ public enum GenerationBuffers: String, CaseIterable, Sendable {
     /// Every head's attention scores for a block of query rows against every cached key.
     case scores = "session.scores"
     case rope = "session.rope"
+    /// The sliding layers' angles where they have a rope of their own (Gemma 3).
+    case ropeLocal = "session.rope_local"
+    /// A block's output before its output norm (T, C), for families with one (Gemma 3).
+    case blockOutput = "session.block_output"
     /// Non-fp32 weights widened block by block; none for an fp32 model.
     case weightScratch = "session.weight_scratch"
     /// x·Aᵀ of the LoRA pair being applied (T, r); with an adapter only.
@@ -33,6 +37,8 @@ public enum GenerationBuffers: String, CaseIterable, Sendable {
         case .scores:
             return max(try h * positions, min(try h * min(t, CheckedSize(StepProgramBuilder.attentionBlockRows)) * positions, CheckedSize(16 << 20)))
         case .rope: return try t * d
+        case .ropeLocal: return shape.localRope ? try t * d : CheckedSize(0)
+        case .blockOutput: return shape.layout.normSites.contains(.attentionOutput) || shape.layout.normSites.contains(.mlpOutput) ? try t * c : CheckedSize(0)
         case .weightScratch: return CheckedSize(StepProgramBuilder.inferenceScratchFloats(base: workload.baseDType))
         case .loraU: return try t * (workload.lora?.r ?? 0)
         case .logits: return try workload.logitsRows * CheckedSize(shape.vocab)

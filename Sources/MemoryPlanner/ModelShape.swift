@@ -21,14 +21,18 @@ public struct ModelShape: Codable, Equatable, Sendable {
     public var layers: [Layer]
     /// The family's tensors (`ModelLayout.decoder` for LLaMA and Mistral).
     public var layout: ModelLayout
+    /// Sliding layers rotate with a rope of their own (Gemma 3): a second table of angles.
+    public var localRope: Bool
 
-    public init(hidden: Int, headDim: Int, vocab: Int, tiedEmbeddings: Bool, layers: [Layer], layout: ModelLayout = .decoder) {
+    public init(hidden: Int, headDim: Int, vocab: Int, tiedEmbeddings: Bool, layers: [Layer], layout: ModelLayout = .decoder,
+                localRope: Bool = false) {
         self.hidden = hidden
         self.headDim = headDim
         self.vocab = vocab
         self.tiedEmbeddings = tiedEmbeddings
         self.layers = layers
         self.layout = layout
+        self.localRope = localRope
     }
 
     /// A model whose layers all have the same widths.
@@ -39,7 +43,7 @@ public struct ModelShape: Codable, Equatable, Sendable {
                   layout: layout)
     }
 
-    private enum CodingKeys: String, CodingKey { case hidden, headDim, vocab, tiedEmbeddings, layers, layout }
+    private enum CodingKeys: String, CodingKey { case hidden, headDim, vocab, tiedEmbeddings, layers, layout, localRope }
 
     /// A shape encoded without `layout` (before families had one) is LLaMA's.
     public init(from decoder: Decoder) throws {
@@ -47,7 +51,8 @@ public struct ModelShape: Codable, Equatable, Sendable {
         self.init(hidden: try c.decode(Int.self, forKey: .hidden), headDim: try c.decode(Int.self, forKey: .headDim),
                   vocab: try c.decode(Int.self, forKey: .vocab), tiedEmbeddings: try c.decode(Bool.self, forKey: .tiedEmbeddings),
                   layers: try c.decode([Layer].self, forKey: .layers),
-                  layout: try c.decodeIfPresent(ModelLayout.self, forKey: .layout) ?? .decoder)
+                  layout: try c.decodeIfPresent(ModelLayout.self, forKey: .layout) ?? .decoder,
+                  localRope: try c.decodeIfPresent(Bool.self, forKey: .localRope) ?? false)
     }
 
     /// Elements of tensor `spec` in a layer of `layer`'s widths.

@@ -27,6 +27,9 @@ public struct TrainingBuffers: Sendable {
         /// Families with per-head norms (Qwen3): q (T, H·D) and k (T, KV·D) as projected, before
         /// the norm, and 1/rms of each head's row (T·H, T·KV), for the norms' backward.
         case qPreNorm, kPreNorm, qNormRMS, kNormRMS
+        /// Families with norms on the blocks' outputs (Gemma 3): o's and down's outputs before
+        /// them (T, C) and their 1/rms (T).
+        case attentionOutput, attentionOutputRMS, mlpOutput, mlpOutputRMS
 
         public var name: String {
             switch self {
@@ -45,6 +48,10 @@ public struct TrainingBuffers: Sendable {
             case .kPreNorm: return "attn.k_pre_norm"
             case .qNormRMS: return "attn.q_norm.rms"
             case .kNormRMS: return "attn.k_norm.rms"
+            case .attentionOutput: return "attn.o_out"
+            case .attentionOutputRMS: return "attn.post_norm.rms"
+            case .mlpOutput: return "mlp.down_out"
+            case .mlpOutputRMS: return "mlp.post_norm.rms"
             }
         }
 
@@ -62,7 +69,7 @@ public struct TrainingBuffers: Sendable {
         /// Made by the MLP block (else by the attention block).
         public var inMLP: Bool {
             switch self {
-            case .mlpNormRMS, .gate, .up: return true
+            case .mlpNormRMS, .gate, .up, .mlpOutput, .mlpOutputRMS: return true
             case .loraU(let target): return [.gate, .up, .down].contains(target)
             default: return false
             }
@@ -105,6 +112,8 @@ public struct TrainingBuffers: Sendable {
 
     // Step-long and loss buffers.
     public static let rope = "workspace.rope", scratch = "workspace.scratch"
+    /// The sliding layers' angles where they have a rope of their own (`ModelShape.localRope`).
+    public static let ropeLocal = "workspace.rope_local"
     /// One layer's normed input or residual (T, C) and silu(gate)·up (T, max I): the forward writes
     /// them for its products and drops them; the backward remakes them where its LoRA (or weight)
     /// gradients read them, from the kept input or residual and 1/rms, and from gate and up, with
@@ -139,6 +148,8 @@ public struct TrainingBuffers: Sendable {
     public let narrowed: Bool
     /// The family normalises each head of q and k (`ModelLayout.hasHeadNorms`).
     public let headNorms: Bool
+    /// The family normalises the attention block's and the MLP's outputs.
+    public let attentionOutputNorm, mlpOutputNorm: Bool
 
     public init(_ shape: ModelShape, microBatch: Int, seqLen: Int, lora: Workload.LoRA?,
                 activations: Workload.ActivationDType = .f32, checkpointing: Bool = false) throws {
@@ -154,6 +165,8 @@ public struct TrainingBuffers: Sendable {
         lmHeadTargeted = lora?.targets.contains(.lmHead) ?? false
         narrowed = activations == .bf16 && !checkpointing
         headNorms = shape.layout.hasHeadNorms
+        attentionOutputNorm = shape.layout.normSites.contains(.attentionOutput)
+        mlpOutputNorm = shape.layout.normSites.contains(.mlpOutput)
     }
 
     /// The slots kept in bf16 (none unless `narrowed`).
@@ -167,7 +180,8 @@ public struct TrainingBuffers: Sendable {
     /// The slots a layer's forward fills, in the order it fills them.
     public var slots: [Slot] {
         [.attentionNormRMS] + (headNorms ? [.qPreNorm, .kPreNorm, .qNormRMS, .kNormRMS] : [])
-            + [.q, .k, .v, .probs, .attention, .residual, .mlpNormRMS, .gate, .up] + layerTargets.map(Slot.loraU)
+            + [.q, .k, .v, .probs, .attention] + (attentionOutputNorm ? [.attentionOutput, .attentionOutputRMS] : [])
+            + [.residual, .mlpNormRMS, .gate, .up] + (mlpOutputNorm ? [.mlpOutput, .mlpOutputRMS] : []) + layerTargets.map(Slot.loraU)
     }
 
     public func floats(_ slot: Slot, _ layer: ModelShape.Layer) throws -> CheckedSize {
@@ -184,6 +198,8 @@ public struct TrainingBuffers: Sendable {
         case .kPreNorm: return try t * kv * d
         case .qNormRMS: return try t * h
         case .kNormRMS: return try t * kv
+        case .attentionOutput, .mlpOutput: return try t * c
+        case .attentionOutputRMS, .mlpOutputRMS: return t
         }
     }
 

@@ -38,6 +38,7 @@ extension StepProgramBuilder {
         // one layer's normed rows and silu(gate)·up.
         var stepLong = [try program.buffer(Names.rope, kind: .workspace) { try t * sizes.d * f },
                         try program.buffer(Names.scratch, kind: .workspace) { try Names.scratchFloats * CheckedSize(f) }]
+        if shape.localRope { stepLong.append(try program.buffer(Names.ropeLocal, kind: .workspace) { try t * sizes.d * f }) }
         if sizes.lora {
             stepLong.append(try program.buffer(Names.loraGradient, kind: .workspace) { try t * sizes.r * f })
             stepLong.append(try program.buffer(Names.loraDropout, kind: .workspace) { try t * (try sizes.widestInput(shape)) * f })

@@ -147,9 +147,9 @@ final class CheckpointValidationTests: XCTestCase {
         try JSONSerialization.data(withJSONObject: config).write(to: url)
         expectFormatError(directory, file: "config.json", problem: "missing required field num_hidden_layers")
         config["num_hidden_layers"] = 2
-        config["architectures"] = ["MistralForCausalLM"]
+        config["architectures"] = ["Phi3ForCausalLM"]
         try JSONSerialization.data(withJSONObject: config).write(to: url)
-        expectFormatError(directory, file: "config.json", problem: "MistralForCausalLM is not supported")
+        expectFormatError(directory, file: "config.json", problem: "architecture Phi3ForCausalLM is not supported; loramd runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM")
         config["architectures"] = ["LlamaForCausalLM"]
         config["rope_scaling"] = ["rope_type": "yarn", "factor": 4.0]
         try JSONSerialization.data(withJSONObject: config).write(to: url)

@@ -205,3 +205,14 @@ final class MistralGoldenTests: XCTestCase {
     func testLoRAGradientsAndOneAdamWStep() throws { try golden.checkLoRAGradientsAndOneAdamWStep() }
     func testFullParameterGradientsOfEveryBaseTensor() throws { try golden.checkFullParameterGradientsOfEveryBaseTensor() }
 }
+
+final class Gemma3GoldenTests: XCTestCase {
+    let golden = FamilyGolden(folder: "golden-gemma3", family: "gemma3")
+    func testConfigResolvesToItsFamily() throws { try golden.checkConfigResolvesToItsFamily() }
+    func testLogitsAtEveryChunkSizeAndDecoding() throws { try golden.checkLogitsAtEveryChunkSizeAndDecoding() }
+    func testHiddenStatesAfterEveryLayer() throws { try golden.checkHiddenStatesAfterEveryLayer() }
+    func testGreedyIds() throws { try golden.checkGreedyIds() }
+    func testPEFTAdapterLogits() throws { try golden.checkPEFTAdapterLogits() }
+    func testLoRAGradientsAndOneAdamWStep() throws { try golden.checkLoRAGradientsAndOneAdamWStep() }
+    func testFullParameterGradientsOfEveryBaseTensor() throws { try golden.checkFullParameterGradientsOfEveryBaseTensor() }
+}

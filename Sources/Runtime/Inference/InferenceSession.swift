@@ -59,6 +59,9 @@ public final class InferenceSession: @unchecked Sendable {
     private let buffers: DecoderBlock.Activations
     private let workspace: LoRALinear.Workspace
     private let x, xn, scores, ropeTable: UnsafeMutablePointer<Float>
+    /// The sliding layers' rope and angles where they differ (Gemma 3).
+    private let localRope: RotaryEmbedding?
+    private let localRopeTable: UnsafeMutablePointer<Float>?
     private let scoreCapacity: Int
     private let outputHead: LoRALinear
     private let loraU: UnsafeMutablePointer<Float>?
@@ -97,6 +100,9 @@ public final class InferenceSession: @unchecked Sendable {
                      "the session's arena is planned for another chunk size")
         cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: max(1, capacity))
         rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
+        localRope = config.localRope.map { RotaryEmbedding(headDim: config.headDim, theta: $0.theta, scaling: $0.scaling) }
+        localRopeTable = arena.floats(GenerationBuffers.ropeLocal.rawValue)
+        precondition((localRope == nil) == (localRopeTable == nil), "the session's arena is planned for another family")
         weights = StepWeights(model: model, copy: false)
         (x, xn, scores, ropeTable) = (buffer(.hidden), buffer(.norm), buffer(.scores), buffer(.rope))
         scoreCapacity = arena.floatCount(GenerationBuffers.scores.rawValue)
@@ -106,6 +112,9 @@ public final class InferenceSession: @unchecked Sendable {
                                               attention: buffer(.attention), residual: x, mlpNorm: xn, gate: buffer(.gate),
                                               up: buffer(.up), act: buffer(.gate))
         if let loraU, let adapter { for target in LoRATarget.layerTargets where adapter.targets.contains(target) { shared.loraU[target] = loraU } }
+        // One buffer for both blocks' outputs before their norms (Gemma 3); no rms kept.
+        let blockOutput = arena.floats(GenerationBuffers.blockOutput.rawValue)
+        (shared.attentionOutput, shared.mlpOutput) = (blockOutput, blockOutput)
         buffers = shared
         // An fp32 model reads its weights in place and has no scratch planned (nor ever touches one).
         workspace = LoRALinear.Workspace(scratch: arena.floats(GenerationBuffers.weightScratch.rawValue) ?? x,
@@ -191,13 +200,14 @@ public final class InferenceSession: @unchecked Sendable {
     private func forwardChunk(_ tokens: UnsafeBufferPointer<Int>, observe: ((HiddenState, UnsafePointer<Float>, Int, Int) -> Void)?,
                               firstToken: Int) {
         let n = tokens.count, position = cache.length
-        Embedding.forward(tokens, table: model.embedding, out: x, hidden: model.config.hiddenSize)
+        Embedding.forward(tokens, table: model.embedding, out: x, hidden: model.config.hiddenSize, scale: model.config.embeddingScale)
         observe?(.embeddings, x, n, firstToken)
         rope.fillTable(ropeTable, tokens: n, position: position)
+        if let localRope, let localRopeTable { localRope.fillTable(localRopeTable, tokens: n, position: position) }
         for (l, block) in blocks.enumerated() {
             block.attentionForward(buffers, rows: n, attention: .cached(cache, layer: l, position: position, scores: scores,
                                                                         scoreCapacity: scoreCapacity),
-                                   ropeTable: ropeTable, workspace: workspace)
+                                   ropeTable: block.localRope ? localRopeTable! : ropeTable, workspace: workspace)
             block.mlpForward(buffers, rows: n, output: x, workspace: workspace)
             observe?(.layer(l), x, n, firstToken)
         }

@@ -3,12 +3,13 @@ import MemoryPlanner
 /// One decoder layer of any family, the one forward inference and training share, with each
 /// block's backward beside its forward:
 ///
-///     attention block: residual = x + o(attention(rope(q'), rope(k'), v')),  n = rmsnorm(x)
+///     attention block: residual = x + post(o(attention(rope(q'), rope(k'), v'))),  n = rmsnorm(x)
 ///                      q' = headnorm(q(n) + b_q), k' = headnorm(k(n) + b_k), v' = v(n) + b_v
-///     MLP block:       output = residual + down(silu(gate(m)) · up(m)),    m = rmsnorm(residual)
+///     MLP block:       output = residual + post(down(act(gate(m)) · up(m))),   m = rmsnorm(residual)
 ///
-/// The biases (Qwen2) and the per-head RMSNorms over D (Qwen3) are stages a family's layout
-/// turns on by having the tensors; without them the layer is LLaMA's.
+/// The biases (Qwen2), the per-head RMSNorms over D (Qwen3, Gemma 3) and the RMSNorms on each
+/// block's output (`post`, Gemma 3) are stages a family's layout turns on by having the tensors;
+/// act is silu or the tanh GELU (`ModelConfig.activation`). Without them the layer is LLaMA's.
 ///
 /// Buffers are the caller's. Inference passes one set every layer reuses (the residual stream
 /// updated in place, one norm buffer, act written over gate, no rms kept); training passes the
@@ -22,6 +23,13 @@ struct DecoderBlock {
     let qBias, kBias, vBias: UnsafeMutablePointer<Float>?
     /// RMSNorm weights (D) over each head of q and k before RoPE, where the family has them.
     let qNorm, kNorm: UnsafeMutablePointer<Float>?
+    /// RMSNorms on the attention block's and the MLP's outputs, before the residual add (Gemma 3).
+    let attentionOutputNorm, mlpOutputNorm: UnsafeMutablePointer<Float>?
+    let activation: ModelConfig.Activation
+    /// q·kᵀ's scale (1/√D unless the family says otherwise).
+    let attentionScale: Float
+    /// The layer rotates with the config's local rope (the caller passes that table).
+    let localRope: Bool
     let heads, kvHeads, intermediate, hidden: Int
     let eps: Float
     let rope: RotaryEmbedding
@@ -37,6 +45,9 @@ struct DecoderBlock {
         var input, attentionNorm, q, k, v, attention, residual, mlpNorm, gate, up, act: UnsafeMutablePointer<Float>
         var attentionNormRMS, mlpNormRMS, probs: UnsafeMutablePointer<Float>?
         var qPreNorm, kPreNorm, qNormRMS, kNormRMS: UnsafeMutablePointer<Float>?
+        /// With output norms: o's and down's outputs before them (T, C) and their 1/rms (T);
+        /// inference passes one (T, C) buffer for both and no rms.
+        var attentionOutput, attentionOutputRMS, mlpOutput, mlpOutputRMS: UnsafeMutablePointer<Float>?
         var loraU: [LoRATarget: UnsafeMutablePointer<Float>] = [:]
     }
 
@@ -63,11 +74,15 @@ struct DecoderBlock {
         postAttentionNorm = layer.postAttentionNorm
         (qBias, kBias, vBias) = (layer.vector(.bias(.q)), layer.vector(.bias(.k)), layer.vector(.bias(.v)))
         (qNorm, kNorm) = (layer.vector(.headNorm(.q)), layer.vector(.headNorm(.k)))
+        (attentionOutputNorm, mlpOutputNorm) = (layer.vector(.norm(.attentionOutput)), layer.vector(.norm(.mlpOutput)))
+        activation = config.activation
+        attentionScale = config.attentionScale ?? 1 / Float(config.headDim).squareRoot()
+        localRope = config.usesLocalRope(layer: index)
         (heads, kvHeads, intermediate) = (layer.shape.heads, layer.shape.kvHeads, layer.shape.intermediate)
         hidden = config.hiddenSize
         eps = config.rmsNormEps
         self.rope = rope
-        window = config.slidingWindow
+        window = config.window(layer: index)
     }
 
     // MARK: Attention block
@@ -100,12 +115,20 @@ struct DecoderBlock {
         case let .cached(cache, layer, position, scores, capacity):
             cache.store(layer: layer, k: a.k, v: a.v, tokens: t, position: position)
             CausalAttention.forward(q: a.q, out: a.attention, tokens: t, position: position, heads: heads, kvHeads: kvHeads,
-                                    layer: layer, cache: cache, scores: scores, scoreCapacity: capacity, window: window)
+                                    layer: layer, cache: cache, scores: scores, scoreCapacity: capacity, window: window,
+                                    scale: attentionScale)
         case let .sequences(shape):
             SequenceAttention.forward(q: a.q, k: a.k, v: a.v, probs: a.probs!, out: a.attention, shape: shape)
         }
         if a.residual != a.input { a.residual.update(from: a.input, count: t * hidden) }
-        o.forward(a.attention, rows: t, out: a.residual, accumulate: true, u: a.loraU[.o], workspace: workspace)
+        guard let attentionOutputNorm, let out = a.attentionOutput else {
+            o.forward(a.attention, rows: t, out: a.residual, accumulate: true, u: a.loraU[.o], workspace: workspace)
+            return
+        }
+        // residual += rmsnorm(o(attention)), normed in the (free by now) norm buffer.
+        o.forward(a.attention, rows: t, out: out, u: a.loraU[.o], workspace: workspace)
+        RMSNorm.forward(out, weight: attentionOutputNorm, out: a.attentionNorm, rows: t, cols: hidden, eps: eps, inverse: a.attentionOutputRMS)
+        Residual.add(a.attentionNorm, into: a.residual, count: t * hidden)
     }
 
     /// `dx` holds the gradient of the residual on entry and of the layer input on exit. Without
@@ -116,7 +139,10 @@ struct DecoderBlock {
                            workspace: LoRALinear.Workspace) {
         let t = shape.rows * shape.seqLen, d = rope.headDim
         g.attention.update(repeating: 0, count: t * heads * d)
-        o.backward(dy: dx, x: a.attention, u: a.loraU[.o], dx: g.attention, rows: t, gradients: gradients, workspace: workspace)
+        // With an output norm, o's output gradient is the norm's input gradient (in g.attentionNorm, free until q/k/v's).
+        let oGradient = outputNormBackward(attentionOutputNorm, dy: dx, x: a.attentionOutput, inverse: a.attentionOutputRMS,
+                                           into: g.attentionNorm, rows: t, gradients: gradients)
+        o.backward(dy: oGradient, x: a.attention, u: a.loraU[.o], dx: g.attention, rows: t, gradients: gradients, workspace: workspace)
         SequenceAttention.backward(dOut: g.attention, q: a.q, k: a.k, v: a.v, probs: a.probs!, dq: g.q, dk: g.k, dv: g.v,
                                    dScores: g.scores, shape: shape)
         rope.applyBackward(g.q, tokens: t, heads: heads, rowStride: heads * d, table: ropeTable)
@@ -148,8 +174,27 @@ struct DecoderBlock {
 
     // MARK: MLP block
 
+    /// `dy` itself without an output norm; else the gradient of the norm's input, written into `into`.
+    private func outputNormBackward(_ weight: UnsafeMutablePointer<Float>?, dy: UnsafeMutablePointer<Float>, x: UnsafeMutablePointer<Float>?,
+                                    inverse: UnsafeMutablePointer<Float>?, into: UnsafeMutablePointer<Float>, rows t: Int,
+                                    gradients: GradientBuffers) -> UnsafeMutablePointer<Float> {
+        guard let weight else { return dy }
+        into.update(repeating: 0, count: t * hidden)
+        RMSNorm.backward(dy: dy, x: x!, weight: weight, inverse: inverse!, dx: into, weightGrad: gradients.gradient(forNorm: weight),
+                         rows: t, cols: hidden)
+        return into
+    }
+
+    private func gateForward(_ a: Activations, count: Int) {
+        switch activation {
+        case .silu: SwiGLU.forward(gate: a.gate, up: a.up, out: a.act, count: count)
+        case .geluTanh: GeGLU.forward(gate: a.gate, up: a.up, out: a.act, count: count)
+        }
+    }
+
     /// `output` (may be the residual itself): residual + down(act). nil when recomputing for the
-    /// backward: the output exists already, only down's x·Aᵀ is needed again.
+    /// backward: the output exists already, only down's x·Aᵀ (and, with an output norm, what the
+    /// norm's backward reads) is needed again.
     func mlpForward(_ a: Activations, rows t: Int, output: UnsafeMutablePointer<Float>?, workspace: LoRALinear.Workspace) {
         RMSNorm.forward(a.residual, weight: postAttentionNorm, out: a.mlpNorm, rows: t, cols: hidden, eps: eps, inverse: a.mlpNormRMS)
         if t == 1, Linear.readsInPlace(gate.weight), Linear.readsInPlace(up.weight) {
@@ -160,7 +205,16 @@ struct DecoderBlock {
             gate.forward(a.mlpNorm, rows: t, out: a.gate, u: a.loraU[.gate], workspace: workspace)
             up.forward(a.mlpNorm, rows: t, out: a.up, u: a.loraU[.up], workspace: workspace)
         }
-        SwiGLU.forward(gate: a.gate, up: a.up, out: a.act, count: t * intermediate)
+        gateForward(a, count: t * intermediate)
+        if let mlpOutputNorm, let out = a.mlpOutput {
+            // output = residual + rmsnorm(down(act)), normed in the (free by now) norm buffer.
+            down.forward(a.act, rows: t, out: out, u: a.loraU[.down], workspace: workspace)
+            RMSNorm.forward(out, weight: mlpOutputNorm, out: a.mlpNorm, rows: t, cols: hidden, eps: eps, inverse: a.mlpOutputRMS)
+            guard let output else { return }
+            if output != a.residual { output.update(from: a.residual, count: t * hidden) }
+            Residual.add(a.mlpNorm, into: output, count: t * hidden)
+            return
+        }
         guard let output else {
             if let u = a.loraU[.down] { down.project(a.act, rows: t, u: u, workspace: workspace) }
             return
@@ -174,9 +228,15 @@ struct DecoderBlock {
     func mlpBackward(_ a: Activations, dx: UnsafeMutablePointer<Float>, _ g: Gradients, rows t: Int, gradients: GradientBuffers,
                      workspace: LoRALinear.Workspace) {
         g.act.update(repeating: 0, count: t * intermediate)
-        if down.backwardReadsInput(gradients) { SwiGLU.forward(gate: a.gate, up: a.up, out: a.act, count: t * intermediate) }
-        down.backward(dy: dx, x: a.act, u: a.loraU[.down], dx: g.act, rows: t, gradients: gradients, workspace: workspace)
-        SwiGLU.backward(dout: g.act, gate: a.gate, up: a.up, dgate: g.gate, dup: g.up, count: t * intermediate)
+        if down.backwardReadsInput(gradients) { gateForward(a, count: t * intermediate) }
+        // With an output norm, down's output gradient is the norm's input gradient (in g.mlpNorm, free until gate/up's).
+        let downGradient = outputNormBackward(mlpOutputNorm, dy: dx, x: a.mlpOutput, inverse: a.mlpOutputRMS, into: g.mlpNorm,
+                                              rows: t, gradients: gradients)
+        down.backward(dy: downGradient, x: a.act, u: a.loraU[.down], dx: g.act, rows: t, gradients: gradients, workspace: workspace)
+        switch activation {
+        case .silu: SwiGLU.backward(dout: g.act, gate: a.gate, up: a.up, dgate: g.gate, dup: g.up, count: t * intermediate)
+        case .geluTanh: GeGLU.backward(dout: g.act, gate: a.gate, up: a.up, dgate: g.gate, dup: g.up, count: t * intermediate)
+        }
         g.mlpNorm.update(repeating: 0, count: t * hidden)
         if gate.backwardReadsInput(gradients) || up.backwardReadsInput(gradients) {
             RMSNorm.remake(a.residual, weight: postAttentionNorm, inverse: a.mlpNormRMS!, out: a.mlpNorm, rows: t, cols: hidden)

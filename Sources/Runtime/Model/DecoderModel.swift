@@ -120,15 +120,17 @@ public final class DecoderModel: @unchecked Sendable {
         return out
     }
 
-    /// Every 1-D tensor (norms, biases, per-head norms) under its Hugging Face name.
+    /// Every 1-D tensor (norms, biases, per-head norms) under its Hugging Face name, with the
+    /// values transformers' files hold (Gemma's norms as w, not 1 + w).
     public func namedNorms() -> [(name: String, values: [Float])] {
+        let family = config.family
         var out: [(String, [Float])] = []
         for (i, layer) in layers.enumerated() {
-            for spec in config.family.layout.layer where spec.isVector {
-                out.append((ModelLayout.hfName(spec, layer: i), layer.vectors[spec.role]!))
+            for spec in family.layout.layer where spec.isVector {
+                out.append((ModelLayout.hfName(spec, layer: i), family.hfValues(spec.role, layer.vectors[spec.role]!)))
             }
         }
-        out.append((config.family.layout.globalSpec(.finalNorm)!.hf, finalNorm))
+        out.append((family.layout.globalSpec(.finalNorm)!.hf, family.hfValues(.finalNorm, finalNorm)))
         return out
     }
 
@@ -181,7 +183,8 @@ public final class DecoderModel: @unchecked Sendable {
         return try assemble(config: config, pruning: pruning, matrix: { spec, layer, rows, cols in
             try Weight.load(Self.hfName(spec, layer: layer), from: checkpoint, rows: rows, cols: cols, dtype: dtype)
         }, vector: { spec, layer, count in
-            try Weight.load(Self.hfName(spec, layer: layer), from: checkpoint, rows: 1, cols: count, dtype: .f32, isVector: true).toArray()
+            let values = try Weight.load(Self.hfName(spec, layer: layer), from: checkpoint, rows: 1, cols: count, dtype: .f32, isVector: true)
+            return config.family.runtimeValues(spec.role, values.toArray())
         })
     }
 

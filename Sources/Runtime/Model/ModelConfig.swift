@@ -27,9 +27,41 @@ public struct ModelConfig: Equatable, Sendable {
     public var declaredDType: String?
     /// Per-layer shapes; uniform for an original model, varying for a pruned one.
     public var layers: [ModelShape.Layer]
-    /// Each query attends to at most this many latest keys (itself included); nil: all (Mistral's
-    /// `sliding_window`).
+    /// Each query attends to at most this many latest keys (itself included) in the sliding
+    /// layers; nil: all (Mistral's and Gemma 3's `sliding_window`).
     public var slidingWindow: Int?
+    /// Which layers slide (Gemma 3's `layer_types`); nil: every layer, when `slidingWindow` is set.
+    public var slidingLayers: [Bool]?
+    /// The rotary embedding of the sliding layers when it differs from the others' (Gemma 3:
+    /// θ 10000 unscaled locally, `ropeTheta` and `ropeScaling` globally).
+    public var localRope: LocalRope?
+    /// Attention scores are q·k times this; nil: 1/√head_dim (Gemma 3: query_pre_attn_scalar^−½).
+    public var attentionScale: Float?
+    /// The embedding rows are multiplied by this before the first layer (Gemma 3: √hidden).
+    public var embeddingScale: Float?
+    /// The MLP's gate activation.
+    public var activation: Activation = .silu
+
+    public struct LocalRope: Equatable, Sendable {
+        public var theta: Double
+        public var scaling: RopeScaling?
+        public init(theta: Double, scaling: RopeScaling? = nil) {
+            self.theta = theta
+            self.scaling = scaling
+        }
+    }
+
+    /// silu(gate)·up (LLaMA, Qwen) or gelu_tanh(gate)·up (Gemma's GeGLU).
+    public enum Activation: String, Equatable, Sendable { case silu, geluTanh = "gelu_pytorch_tanh" }
+
+    /// The window of layer `layer`'s attention (nil: it sees every earlier key).
+    public func window(layer: Int) -> Int? {
+        guard let slidingWindow, slidingLayers?[layer] ?? true else { return nil }
+        return slidingWindow
+    }
+
+    /// Whether layer `layer` rotates with `localRope` (a sliding layer of a family that has one).
+    public func usesLocalRope(layer: Int) -> Bool { localRope != nil && window(layer: layer) != nil }
 
     public enum RopeScaling: Equatable, Sendable {
         case linear(factor: Double)
@@ -189,12 +221,12 @@ public struct ModelConfig: Equatable, Sendable {
     /// config.json in the transformers layout (what `model/save` and `make-model` write).
     public func jsonObject() -> [String: Any] {
         var object: [String: Any] = [
-            "architectures": [family.hfArchitecture], "model_type": family.modelType, "hidden_act": "silu", "attention_dropout": 0.0,
+            "architectures": [family.hfArchitecture], "model_type": family.modelType, "attention_dropout": 0.0,
             "hidden_size": hiddenSize, "intermediate_size": intermediateSize, "num_hidden_layers": layerCount,
             "num_attention_heads": headCount, "num_key_value_heads": kvHeadCount, "head_dim": headDim,
             "vocab_size": vocabSize, "rms_norm_eps": Double(rmsNormEps), "rope_theta": ropeTheta,
             "tie_word_embeddings": tiedEmbeddings, "max_position_embeddings": maxPositionEmbeddings,
-            "initializer_range": 0.02, "use_cache": true,
+            "initializer_range": 0.02, "use_cache": true, "hidden_act": activation.rawValue,
         ]
         family.type.writeConfig(self, into: &object)
         if let bosTokenId { object["bos_token_id"] = bosTokenId }
@@ -223,90 +255,6 @@ public struct ModelConfig: Equatable, Sendable {
     }
 }
 
-/// Typed reads of config fields with errors that name the field.
-public struct ConfigFields {
-    public let object: [String: Any]
-    public let file: String
-    var prefix = ""
-
-    init(_ object: [String: Any], file: String, prefix: String = "") {
-        self.object = object
-        self.file = file
-        self.prefix = prefix
-    }
-
-    /// JSONSerialization's booleans also cast to numbers; tell them apart by their dynamic type.
-    static func isBoolean(_ value: Any) -> Bool {
-        value is Bool && String(describing: type(of: value)).contains("Bool")
-    }
-
-    /// An integer value (not a boolean, not fractional).
-    static func integer(_ value: Any) -> Int? {
-        guard !isBoolean(value), let d = value as? Double, d.rounded() == d, abs(d) < 9e15 else { return nil }
-        return Int(d)
-    }
-
-    func number(_ key: String) throws -> Double? {
-        guard let value = object[key], !(value is NSNull) else { return nil }
-        guard !Self.isBoolean(value), let d = value as? Double else {
-            throw FormatError(file: file, "\(prefix)\(key) must be a number")
-        }
-        return d
-    }
-
-    func positiveInt(_ key: String) throws -> Int {
-        guard let value = try optionalPositiveInt(key) else { throw FormatError(file: file, "missing required field \(prefix)\(key)") }
-        return value
-    }
-
-    /// FormatError unless `key` is absent or `expected` (an activation the family computes).
-    public func requireActivation(_ key: String, _ expected: String) throws {
-        guard let value = object[key], !(value is NSNull) else { return }
-        guard let text = value as? String, text == expected else {
-            throw FormatError(file: file, "\(prefix)\(key) \(value) is not supported; this family uses \(expected)")
-        }
-    }
-
-    /// FormatError when `key` is true: a variant loramd does not compute (`supported` says what is).
-    public func refuseTrue(_ key: String, _ supported: String) throws {
-        if let value = object[key], Self.isBoolean(value), value as! Bool {
-            throw FormatError(file: file, "\(prefix)\(key) true is not supported; \(supported)")
-        }
-    }
-
-    public func optionalPositiveInt(_ key: String) throws -> Int? {
-        guard let d = try number(key) else { return nil }
-        guard d.rounded() == d, d > 0, d < 1e12 else { throw FormatError(file: file, "\(prefix)\(key) must be a positive integer, got \(d)") }
-        return Int(d)
-    }
-
-    func optionalDouble(_ key: String) throws -> Double? {
-        guard let d = try number(key) else { return nil }
-        guard d.isFinite, d > 0 else { throw FormatError(file: file, "\(prefix)\(key) must be a positive number, got \(d)") }
-        return d
-    }
-
-    func requiredDouble(_ key: String) throws -> Double {
-        guard let d = try optionalDouble(key) else { throw FormatError(file: file, "missing required field \(prefix)\(key)") }
-        return d
-    }
-
-    /// bos/eos ids: an integer, a list of integers, or absent/null.
-    func tokenIds(_ key: String) throws -> [Int] {
-        switch object[key] {
-        case .none, is NSNull: return []
-        case let list as [Any]:
-            return try list.map {
-                guard let n = Self.integer($0), n >= 0 else { throw FormatError(file: file, "\(prefix)\(key) must be a token id or a list of them") }
-                return n
-            }
-        case let value?:
-            guard let n = Self.integer(value), n >= 0 else { throw FormatError(file: file, "\(prefix)\(key) must be a token id or a list of them") }
-            return [n]
-        }
-    }
-}
-
 extension ModelConfig {
     /// transformers' shape of tensor `spec` in a layer of `layer`'s widths.
     public func shape(of spec: TensorSpec, layer: ModelShape.Layer) -> [Int] {
@@ -317,6 +265,6 @@ extension ModelConfig {
     public var modelShape: ModelShape {
         ModelShape(hidden: hiddenSize, headDim: headDim, vocab: vocabSize, tiedEmbeddings: tiedEmbeddings,
                    layers: layers.map { .init(heads: $0.heads, kvHeads: $0.kvHeads, intermediate: $0.intermediate) },
-                   layout: family.layout)
+                   layout: family.layout, localRope: localRope != nil)
     }
 }

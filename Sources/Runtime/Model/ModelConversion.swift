@@ -32,9 +32,11 @@ extension DecoderModel {
         }
         let embedding = convert(self.embedding)
         let layers = self.layers.map { l in
-            l.mapLinears { convert($1) }.mapVectors { round($1) }
+            // Rounded as saved: a (1 + w) norm's w goes through the dtype.
+            l.mapLinears { convert($1) }.mapVectors { config.family.runtimeValues($0, round(config.family.hfValues($0, $1))) }
         }
-        return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: round(finalNorm),
+        let finalNorm = config.family.runtimeValues(.finalNorm, round(config.family.hfValues(.finalNorm, self.finalNorm)))
+        return DecoderModel(config: config, embedding: embedding, layers: layers, finalNorm: finalNorm,
                           lmHead: config.tiedEmbeddings ? nil : convert(lmHead), pruning: pruning)
     }
 

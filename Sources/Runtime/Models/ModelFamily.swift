@@ -21,6 +21,9 @@ public protocol ModelFamilyDescription {
     /// llama.cpp's converter reorders q_proj/k_proj rows into ggml's interleaved rotary order
     /// (LLaMA's rope); families with NEOX rope (Qwen2, Qwen3, Gemma 3) keep transformers' order.
     static var ggufPermutesQK: Bool { get }
+    /// Added to norm weights read from transformers' files and taken off when writing them: the
+    /// runtime holds the multiplier (Gemma's (1 + w) norms: 1; others 0).
+    static var hfNormOffset: Float { get }
     /// Reads and checks the family's own config.json fields into `config`; what loramd would
     /// compute differently from transformers is a FormatError naming the field.
     static func readConfig(_ fields: ConfigFields, into config: inout ModelConfig) throws
@@ -33,6 +36,7 @@ public protocol ModelFamilyDescription {
 }
 
 extension ModelFamilyDescription {
+    public static var hfNormOffset: Float { 0 }
     public static func readGGUF(_ keys: GGUFMetadataReader, into config: inout ModelConfig) throws {}
     public static func writeConfig(_ config: ModelConfig, into object: inout [String: Any]) {}
     public static var presets: [(name: String, config: [String: Any])] { [] }
@@ -49,8 +53,25 @@ public struct ModelFamily: Equatable, Sendable, CustomStringConvertible {
     public var layout: ModelLayout { type.layout }
     public var ggufPermutesQK: Bool { type.ggufPermutesQK }
     public var hfArchitecture: String { type.hfArchitectures[0] }
+    public var hfNormOffset: Float { type.hfNormOffset }
     public var modelType: String { type.modelTypes[0] }
     public var ggufArchitecture: String { type.ggufArchitecture }
 
     public static func == (a: ModelFamily, b: ModelFamily) -> Bool { a.name == b.name }
+
+    /// A 1-D tensor of role `role` as the runtime holds it, from transformers' values (norms
+    /// gain `hfNormOffset`), and back.
+    public func runtimeValues(_ role: TensorSpec.Role, _ values: [Float]) -> [Float] {
+        offsets(role) ? values.map { $0 + hfNormOffset } : values
+    }
+    public func hfValues(_ role: TensorSpec.Role, _ values: [Float]) -> [Float] {
+        offsets(role) ? values.map { $0 - hfNormOffset } : values
+    }
+    private func offsets(_ role: TensorSpec.Role) -> Bool {
+        guard hfNormOffset != 0 else { return false }
+        switch role {
+        case .norm, .headNorm, .finalNorm: return true
+        default: return false
+        }
+    }
 }

@@ -9,6 +9,7 @@ public enum ModelRegistry {
         Mistral.self,
         Qwen2.self,
         Qwen3.self,
+        Gemma3.self,
     ]
 
     public static var supportedNames: String { families.map { $0.name }.joined(separator: ", ") }

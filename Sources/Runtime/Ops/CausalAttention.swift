@@ -15,12 +15,13 @@ enum CausalAttention {
     static let maxBlockRows = StepProgramBuilder.attentionBlockRows
 
     /// `window`: each query sees only that many latest keys (`WindowedSoftmax`); nil: all.
+    /// `scale`: of q·kᵀ (nil: 1/√D).
     static func forward(q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, tokens: Int, position: Int,
                         heads: Int, kvHeads: Int, layer: Int, cache: KVCache,
-                        scores: UnsafeMutablePointer<Float>, scoreCapacity: Int, window: Int? = nil) {
+                        scores: UnsafeMutablePointer<Float>, scoreCapacity: Int, window: Int? = nil, scale: Float? = nil) {
         let d = cache.headDim, total = position + tokens
         let group = heads / kvHeads
-        let scale = 1 / Float(d).squareRoot()
+        let scale = scale ?? 1 / Float(d).squareRoot()
         let stride = heads * d
         if tokens == 1 {
             // Decode: each head in one pass over its cache, all heads in one parallel region.

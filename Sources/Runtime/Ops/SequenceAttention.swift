@@ -14,8 +14,10 @@ enum SequenceAttention {
         let rows, seqLen, heads, kvHeads, headDim: Int
         /// Each query sees only this many latest keys (`WindowedSoftmax`); nil: all.
         var window: Int? = nil
+        /// Of q·kᵀ; nil: 1/√D.
+        var attentionScale: Float? = nil
         var group: Int { heads / kvHeads }
-        var scale: Float { 1 / Float(headDim).squareRoot() }
+        var scale: Float { attentionScale ?? 1 / Float(headDim).squareRoot() }
     }
 
     /// Query rows go in blocks of this many: a block reads only the keys its last row can see, so

@@ -26,6 +26,8 @@ public final class TrainingStep: @unchecked Sendable {
     public let arena: PlannedBuffers
     private let tasks: [StepTask]
     private let rope: RotaryEmbedding
+    /// The sliding layers' rope where it differs (Gemma 3).
+    private let localRope: RotaryEmbedding?
     /// Per layer: the set the backward reads, the set a checkpointed forward drops at once (nil
     /// without checkpointing), the gradients, and where the layer's output goes.
     private let kept: [DecoderBlock.Activations]
@@ -76,6 +78,7 @@ public final class TrainingStep: @unchecked Sendable {
         precondition(tasks.contains(.loss), "the step's program says nothing to run: build it with StepProgramBuilder.trainingStep")
         let config = weights.config
         rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
+        localRope = config.localRope.map { RotaryEmbedding(headDim: config.headDim, theta: $0.theta, scaling: $0.scaling) }
         typealias Names = TrainingBuffers
         let targets = LoRATarget.layerTargets.filter { adapter?.targets.contains($0) ?? false }
         let layers = config.layers.indices
@@ -96,6 +99,9 @@ public final class TrainingStep: @unchecked Sendable {
             if config.family.layout.hasHeadNorms {
                 (a.qPreNorm, a.kPreNorm, a.qNormRMS, a.kNormRMS) = (slot(.qPreNorm), slot(.kPreNorm), slot(.qNormRMS), slot(.kNormRMS))
             }
+            let sites = config.family.layout.normSites
+            if sites.contains(.attentionOutput) { (a.attentionOutput, a.attentionOutputRMS) = (slot(.attentionOutput), slot(.attentionOutputRMS)) }
+            if sites.contains(.mlpOutput) { (a.mlpOutput, a.mlpOutputRMS) = (slot(.mlpOutput), slot(.mlpOutputRMS)) }
             return a
         }
         kept = layers.map { set($0, transient: false) }
@@ -143,24 +149,29 @@ public final class TrainingStep: @unchecked Sendable {
         let blocks = weights.layers.enumerated().map {
             DecoderBlock(layer: $0.element, index: $0.offset, adapter: adapter, dropoutSeed: dropoutSeed, config: config, rope: rope)
         }
-        let ropeTable = arena.require(TrainingBuffers.rope)
+        let globalTable = arena.require(TrainingBuffers.rope), localTable = localRope.map { _ in arena.require(TrainingBuffers.ropeLocal) }
+        func ropeTable(_ l: Int) -> UnsafeMutablePointer<Float> { blocks[l].localRope ? localTable! : globalTable }
         let hidden = arena.require(TrainingBuffers.hiddenGradient)
         func shape(_ l: Int) -> SequenceAttention.Shape {
             SequenceAttention.Shape(rows: rows, seqLen: seqLen, heads: blocks[l].heads, kvHeads: blocks[l].kvHeads, headDim: config.headDim,
-                                    window: blocks[l].window)
+                                    window: blocks[l].window, attentionScale: blocks[l].attentionScale)
         }
         var result: (lossSum: Double, tokens: Int) = (0, 0)
         for task in tasks {
             switch task {
             case .embed:
-                for b in 0..<rows { rope.fillTable(ropeTable + b * seqLen * config.headDim, tokens: seqLen, position: 0) }
+                for b in 0..<rows {
+                    rope.fillTable(globalTable + b * seqLen * config.headDim, tokens: seqLen, position: 0)
+                    if let localRope, let localTable { localRope.fillTable(localTable + b * seqLen * config.headDim, tokens: seqLen, position: 0) }
+                }
                 ids.withUnsafeBufferPointer {
-                    Embedding.forward($0, table: weights.embedding, out: arena.require(TrainingBuffers.input(layer: 0)), hidden: config.hiddenSize)
+                    Embedding.forward($0, table: weights.embedding, out: arena.require(TrainingBuffers.input(layer: 0)), hidden: config.hiddenSize,
+                                      scale: config.embeddingScale)
                 }
             case let .attentionForward(l, recompute):
                 try checkpoint()
                 let a = recompute ? kept[l] : dropped[l] ?? kept[l]
-                blocks[l].attentionForward(a, rows: tokens, attention: .sequences(shape(l)), ropeTable: ropeTable, workspace: workspace)
+                blocks[l].attentionForward(a, rows: tokens, attention: .sequences(shape(l)), ropeTable: ropeTable(l), workspace: workspace)
                 convert(layer: l, mlp: false, narrow: true)
             case let .mlpForward(l, recompute):
                 let a = recompute ? kept[l] : dropped[l] ?? kept[l]
@@ -178,11 +189,13 @@ public final class TrainingStep: @unchecked Sendable {
                 let inputGradient = l > 0 || gradients.gradient(for: weights.embedding) != nil
                     || gradients.gradient(forNorm: weights.layers[0].inputNorm) != nil
                 convert(layer: l, mlp: false, narrow: false)
-                blocks[l].attentionBackward(kept[l], dx: hidden, layerGradients[l], shape: shape(l), ropeTable: ropeTable,
+                blocks[l].attentionBackward(kept[l], dx: hidden, layerGradients[l], shape: shape(l), ropeTable: ropeTable(l),
                                             gradients: gradients, inputGradient: inputGradient, workspace: workspace)
             case .embedBackward:
                 if let gradient = gradients.gradient(for: weights.embedding) {
-                    ids.withUnsafeBufferPointer { Embedding.backward($0, dOut: hidden, gradient: gradient, hidden: config.hiddenSize) }
+                    ids.withUnsafeBufferPointer {
+                        Embedding.backward($0, dOut: hidden, gradient: gradient, hidden: config.hiddenSize, scale: config.embeddingScale)
+                    }
                 }
             case .optimizer, .prefill, .decode:
                 break  // the job steps the optimizer once per gradAccum micro-batches
