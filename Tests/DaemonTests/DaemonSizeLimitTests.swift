@@ -184,6 +184,6 @@ final class DaemonSizeLimitTests: XCTestCase {
         try Data(#"{"hidden_size":4096,"intermediate_size":11008,"num_hidden_layers":1e15,"num_attention_heads":32,"vocab_size":32000}"#.utf8).write(to: config)
         let run = try DaemonProcess.run(["plan", "--config", config.path])
         XCTAssertEqual(run.status, 2, run.output)
-        XCTAssertTrue(run.output.contains("num_hidden_layers' is 1000000000000000, past loramd's limit of 4096"), run.output)
+        XCTAssertTrue(run.output.contains("config.json: num_hidden_layers is 1000000000000000, past loramd's limit of 4096"), run.output)
     }
 }

@@ -36,6 +36,13 @@ public struct ConfigFields {
         return value
     }
 
+    /// true, false, or nil when absent or null; anything else is a FormatError.
+    public func optionalBool(_ key: String) throws -> Bool? {
+        guard let value = object[key], !(value is NSNull) else { return nil }
+        guard Self.isBoolean(value) else { throw FormatError(file: file, "\(prefix)\(key) must be true or false") }
+        return value as? Bool
+    }
+
     /// FormatError unless `key` is absent or `expected` (an activation the family computes).
     public func requireActivation(_ key: String, _ expected: String) throws {
         guard let value = object[key], !(value is NSNull) else { return }
@@ -53,7 +60,10 @@ public struct ConfigFields {
 
     public func optionalPositiveInt(_ key: String) throws -> Int? {
         guard let d = try number(key) else { return nil }
-        guard d.rounded() == d, d > 0, d < 9e15 else { throw FormatError(file: file, "\(prefix)\(key) must be a positive integer, got \(d)") }
+        guard d.rounded() == d, d > 0, d < 9e15 else {
+            let shown = d.rounded() == d && abs(d) < 9e15 ? "\(Int(d))" : "\(d)"
+            throw FormatError(file: file, "\(prefix)\(key) must be a positive integer, got \(shown)")
+        }
         return Int(d)
     }
 

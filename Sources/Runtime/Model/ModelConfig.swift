@@ -131,7 +131,7 @@ public struct ModelConfig: Equatable, Sendable {
         try Self.checkWidths(file: file, hidden: hiddenSize, intermediate: intermediateSize, layers: layerCount, heads: headCount,
                              kvHeads: kvHeadCount, headDim: headDim, vocab: vocabSize)
         rmsNormEps = Float(try fields.optionalDouble("rms_norm_eps") ?? 1e-6)
-        tiedEmbeddings = object["tie_word_embeddings"].map(ConfigFields.isBoolean) == true ? (object["tie_word_embeddings"] as! Bool) : false
+        tiedEmbeddings = try fields.optionalBool("tie_word_embeddings") ?? false
         let positions = try fields.optionalPositiveInt("max_position_embeddings") ?? 2048
         try Self.sizeChecked(file: file) { try SizeLimits.check(positions, atMost: SizeLimits.positions, "max_position_embeddings") }
         maxPositionEmbeddings = positions
