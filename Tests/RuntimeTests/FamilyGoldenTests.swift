@@ -149,6 +149,34 @@ struct FamilyGolden {
         XCTAssertLessThanOrEqual(worstStep, 5e-6, "A, B after one AdamW step")
     }
 
+    /// model/save's folder and GGUF (F32) load back to the same config, weights and logits.
+    func checkSavedFilesLoadBack(_ directory: URL) throws {
+        let model = try model(), ids = try ids(), golden = try npy("logits.npy")
+        try model.save(to: directory.appendingPathComponent("hf"))
+        let fromFolder = try DecoderModel.load(directory: directory.appendingPathComponent("hf"))
+        XCTAssertEqual(fromFolder.config, model.config)
+        let url = directory.appendingPathComponent("model.gguf")
+        try model.saveGGUF(to: url, type: .f32)
+        let file = try GGUFFile(url: url)
+        let fromGGUF = try DecoderModel.load(gguf: file, config: try DecoderModel.config(gguf: file), dtype: .f32)
+        for config in [fromGGUF.config] {
+            // GGUF has no mistral architecture: llama.cpp's converter writes Mistral as llama.
+            XCTAssertEqual(config.family.layout, model.config.family.layout)
+            XCTAssertEqual(config.family.ggufArchitecture, model.config.family.ggufArchitecture)
+            XCTAssertEqual(config.layers, model.config.layers)
+            XCTAssertEqual((0..<config.layerCount).map(config.window), (0..<config.layerCount).map(model.config.window))
+            XCTAssertEqual(config.localRope, model.config.localRope)
+            XCTAssertEqual(config.attentionScale, model.config.attentionScale)
+            XCTAssertEqual(config.ropeScaling, model.config.ropeScaling)
+        }
+        for loaded in [fromFolder, fromGGUF] {
+            for ((name, a), (_, b)) in zip(model.namedWeights(), loaded.namedWeights()) { XCTAssertEqual(a.toArray(), b.toArray(), name) }
+            for ((name, a), (_, b)) in zip(model.namedNorms(), loaded.namedNorms()) { XCTAssertEqual(a, b, name) }
+            let diff = maxAbsDifference(try logits(loaded, ids), golden.values)
+            XCTAssertLessThanOrEqual(diff, Self.tolerance(golden.values), "max |d| = \(diff)")
+        }
+    }
+
     func checkFullParameterGradientsOfEveryBaseTensor() throws {
         let model = try model(), ids = try ids()
         let golden = try tensors("full_grads.safetensors")
@@ -171,6 +199,7 @@ final class Qwen2GoldenTests: XCTestCase {
     func testPEFTAdapterLogits() throws { try golden.checkPEFTAdapterLogits() }
     func testLoRAGradientsAndOneAdamWStep() throws { try golden.checkLoRAGradientsAndOneAdamWStep() }
     func testFullParameterGradientsOfEveryBaseTensor() throws { try golden.checkFullParameterGradientsOfEveryBaseTensor() }
+    func testSavedFilesLoadBack() throws { try golden.checkSavedFilesLoadBack(try temporaryDirectory()) }
 }
 
 final class Qwen2TiedGoldenTests: XCTestCase {
@@ -182,6 +211,7 @@ final class Qwen2TiedGoldenTests: XCTestCase {
     func testPEFTAdapterLogits() throws { try golden.checkPEFTAdapterLogits() }
     func testLoRAGradientsAndOneAdamWStep() throws { try golden.checkLoRAGradientsAndOneAdamWStep() }
     func testFullParameterGradientsOfEveryBaseTensor() throws { try golden.checkFullParameterGradientsOfEveryBaseTensor() }
+    func testSavedFilesLoadBack() throws { try golden.checkSavedFilesLoadBack(try temporaryDirectory()) }
 }
 
 final class Qwen3GoldenTests: XCTestCase {
@@ -193,6 +223,7 @@ final class Qwen3GoldenTests: XCTestCase {
     func testPEFTAdapterLogits() throws { try golden.checkPEFTAdapterLogits() }
     func testLoRAGradientsAndOneAdamWStep() throws { try golden.checkLoRAGradientsAndOneAdamWStep() }
     func testFullParameterGradientsOfEveryBaseTensor() throws { try golden.checkFullParameterGradientsOfEveryBaseTensor() }
+    func testSavedFilesLoadBack() throws { try golden.checkSavedFilesLoadBack(try temporaryDirectory()) }
 }
 
 final class MistralGoldenTests: XCTestCase {
@@ -204,6 +235,7 @@ final class MistralGoldenTests: XCTestCase {
     func testPEFTAdapterLogits() throws { try golden.checkPEFTAdapterLogits() }
     func testLoRAGradientsAndOneAdamWStep() throws { try golden.checkLoRAGradientsAndOneAdamWStep() }
     func testFullParameterGradientsOfEveryBaseTensor() throws { try golden.checkFullParameterGradientsOfEveryBaseTensor() }
+    func testSavedFilesLoadBack() throws { try golden.checkSavedFilesLoadBack(try temporaryDirectory()) }
 }
 
 final class Gemma3GoldenTests: XCTestCase {
@@ -215,4 +247,5 @@ final class Gemma3GoldenTests: XCTestCase {
     func testPEFTAdapterLogits() throws { try golden.checkPEFTAdapterLogits() }
     func testLoRAGradientsAndOneAdamWStep() throws { try golden.checkLoRAGradientsAndOneAdamWStep() }
     func testFullParameterGradientsOfEveryBaseTensor() throws { try golden.checkFullParameterGradientsOfEveryBaseTensor() }
+    func testSavedFilesLoadBack() throws { try golden.checkSavedFilesLoadBack(try temporaryDirectory()) }
 }

@@ -104,6 +104,13 @@ public struct GGUFMetadataReader {
         }
     }
 
+    public func boolArray(_ key: String) throws -> [Bool]? {
+        try array(key, "bools")?.enumerated().map { k, item in
+            guard let v = item.boolValue else { throw error("\(key)[\(k)]", "expected a bool, got \(GGUFMetadataReader.describe(item))") }
+            return v
+        }
+    }
+
     public func floatArray(_ key: String) throws -> [Double]? {
         try array(key, "numbers")?.enumerated().map { k, item in
             guard let v = item.doubleValue else { throw error("\(key)[\(k)]", "expected a number, got \(GGUFMetadataReader.describe(item))") }

@@ -42,6 +42,7 @@ extension DecoderModel {
             let scaled = RotaryEmbedding(headDim: c.headDim, theta: c.ropeTheta, scaling: c.ropeScaling).inverseFrequencies
             ropeDivisors = zip(plain, scaled).map { $0 / $1 }
         }
+        c.family.type.writeGGUF(c, into: &writer)
         for (key, value) in tokenizer { writer.set(key, value) }
 
         func add(_ name: String, _ weight: Weight, headDim: Int? = nil) throws {

@@ -79,18 +79,41 @@ public enum Gemma3: ModelFamilyDescription {
 
     /// llama.cpp's gemma3 reading (llama-model.cpp): window from `attention.sliding_window`, every
     /// sixth layer global, local rope θ 10000 unscaled, and scores scaled by 1/√head_dim, except
-    /// the 62-layer 27B, whose query_pre_attn_scalar is hidden / heads.
+    /// the 62-layer 27B, whose query_pre_attn_scalar is hidden / heads. A file loramd wrote for a
+    /// model that differs from those rules says so in the keys `writeGGUF` adds.
     public static func readGGUF(_ keys: GGUFMetadataReader, into config: inout ModelConfig) throws {
         config.activation = .geluTanh
         config.slidingWindow = try keys.optionalPositiveInt("gemma3.attention.sliding_window", limit: SizeLimits.positions)
-        config.slidingLayers = (0..<config.layerCount).map { ($0 + 1) % 6 != 0 }
-        config.localRope = .init(theta: 10000)
-        let scalar = config.layerCount == 62 ? config.hiddenSize / config.headCount : config.headDim
-        config.attentionScale = 1 / Float(scalar).squareRoot()
+        config.slidingLayers = try keys.boolArray(Keys.pattern) ?? llamaCppPattern(layers: config.layerCount)
+        guard config.slidingLayers?.count == config.layerCount else {
+            throw FormatError(file: keys.file, "\(Keys.pattern) has \(config.slidingLayers!.count) entries for \(config.layerCount) layers")
+        }
+        config.localRope = .init(theta: try keys.optionalPositiveDouble(Keys.localTheta) ?? 10000)
+        config.attentionScale = try keys.optionalPositiveDouble(Keys.scale).map(Float.init) ?? llamaCppScale(config)
         config.embeddingScale = Float(Double(config.hiddenSize).squareRoot())
         for key in ["gemma3.final_logit_softcapping", "gemma3.attn_logit_softcapping"] where keys.metadata[key] != nil {
             throw FormatError(file: keys.file, "\(key) is set; Gemma 3 without softcapping is supported")
         }
+    }
+
+    enum Keys {
+        static let pattern = "gemma3.attention.sliding_window_pattern", localTheta = "gemma3.rope.freq_base_swa"
+        static let scale = "gemma3.attention.scale"
+    }
+
+    static func llamaCppPattern(layers: Int) -> [Bool] { (0..<layers).map { ($0 + 1) % 6 != 0 } }
+    static func llamaCppScale(_ config: ModelConfig) -> Float {
+        1 / Float(config.layerCount == 62 ? config.hiddenSize / config.headCount : config.headDim).squareRoot()
+    }
+
+    /// The window, and where the model differs from what llama.cpp assumes of a gemma3 file, the
+    /// keys that say how (the layer pattern, the local θ, the score scale).
+    public static func writeGGUF(_ config: ModelConfig, into writer: inout GGUFWriter) {
+        if let window = config.slidingWindow { writer.set("gemma3.attention.sliding_window", .uint32(UInt32(window))) }
+        let pattern = (0..<config.layerCount).map { config.window(layer: $0) != nil }
+        if pattern != llamaCppPattern(layers: config.layerCount) { writer.set(Keys.pattern, .array(.bool, pattern.map { .bool($0) })) }
+        if let theta = config.localRope?.theta, theta != 10000 { writer.set(Keys.localTheta, .float32(Float(theta))) }
+        if let scale = config.attentionScale, scale != llamaCppScale(config) { writer.set(Keys.scale, .float32(scale)) }
     }
 
     public static func writeConfig(_ config: ModelConfig, into object: inout [String: Any]) {

@@ -31,6 +31,8 @@ public protocol ModelFamilyDescription {
     static func readGGUF(_ keys: GGUFMetadataReader, into config: inout ModelConfig) throws
     /// The family's own fields of a config.json loramd writes.
     static func writeConfig(_ config: ModelConfig, into object: inout [String: Any])
+    /// The family's own metadata of a GGUF file loramd writes (the keys every decoder has are written already).
+    static func writeGGUF(_ config: ModelConfig, into writer: inout GGUFWriter)
     /// Published configs of its big members, for plans by name (`memory/plan {model: {preset}}`).
     static var presets: [(name: String, config: [String: Any])] { get }
 }
@@ -39,6 +41,7 @@ extension ModelFamilyDescription {
     public static var hfNormOffset: Float { 0 }
     public static func readGGUF(_ keys: GGUFMetadataReader, into config: inout ModelConfig) throws {}
     public static func writeConfig(_ config: ModelConfig, into object: inout [String: Any]) {}
+    public static func writeGGUF(_ config: ModelConfig, into writer: inout GGUFWriter) {}
     public static var presets: [(name: String, config: [String: Any])] { [] }
 }
 
