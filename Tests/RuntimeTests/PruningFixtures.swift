@@ -21,6 +21,13 @@ enum PruningFixtures {
 
     static let ids = [1, 17, 5, 99, 42, 8, 63, 120, 3, 77, 31, 2, 56, 91]
 
+    /// The tiny golden model of each family beside LLaMA (Tests/Fixtures/golden-<family>).
+    static func familyModels() throws -> [(String, DecoderModel)] {
+        try ["qwen2", "qwen2-tied", "qwen3", "gemma3", "mistral"].map { name in
+            (name, try DecoderModel.load(directory: Fixtures.root.appendingPathComponent("golden-\(name)/model")))
+        }
+    }
+
     /// Every position's logits of `model` (with `adapter`) for `ids`.
     static func logits(_ model: DecoderModel, adapter: LoRAAdapter? = nil, ids: [Int] = ids) throws -> [Float] {
         let session = try InferenceSession(model: model, capacity: ids.count, adapter: adapter)

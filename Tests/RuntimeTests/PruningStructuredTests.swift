@@ -47,8 +47,10 @@ final class PruningStructuredTests: XCTestCase {
     /// neuron is zeroing its down_proj column. Zeroing the q/k/v rows instead would not do: zero
     /// scores still give a uniform softmax, so the head would still add the mean of v.
     func testPrunedForwardEqualsOriginalWithPrunedStructuresZeroed() throws {
+        // Every family: Qwen2's q/k/v biases go with their heads, Qwen3's and Gemma's per-head
+        // norms stay whole, Gemma's output norms see the same block output.
         for (name, model) in [("gqa", PruningFixtures.gqaModel()), ("mha", PruningFixtures.mhaModel()),
-                              ("tiny", try DecoderModel.load(directory: Fixtures.tinyModel))] {
+                              ("tiny", try DecoderModel.load(directory: Fixtures.tinyModel))] + (try PruningFixtures.familyModels()) {
             let pruned = try StructuredPruner.prune(model, ratio: 0.5, importance: .random(seed: 11))
             let manifest = try XCTUnwrap(pruned.pruning)
             let d = model.config.headDim
@@ -121,6 +123,23 @@ final class PruningStructuredTests: XCTestCase {
         }
         // 0.75 keeps int(8 · 0.25) = 2 heads.
         XCTAssertEqual(try StructuredPruner.prune(mha, ratio: 0.75, importance: .l2).pruning?.kept[1]?.qHeads, [2, 5])
+    }
+
+    /// Taylor importance needs the full backward of each family (biases, per-head and output norms).
+    func testTaylorPrunesEveryFamily() throws {
+        for (name, model) in try PruningFixtures.familyModels() {
+            let calibration = try TaylorCalibration(model: model, examples: PruningFixtures.examples(count: 2, length: 16, vocab: 200), seqLen: 16)
+            XCTAssertTrue(calibration.loss.isFinite, name)
+            let taylor = try StructuredPruner.prune(model, ratio: 0.5, importance: .taylor(calibration))
+            XCTAssertNoThrow(try taylor.pruning!.validate(against: taylor.config), name)
+            XCTAssertEqual(taylor.config.family, model.config.family, name)
+            // The carrier saves and loads back as its family, per-layer widths and manifest with it.
+            let directory = try temporaryDirectory(name)
+            try taylor.save(to: directory)
+            let loaded = try DecoderModel.load(directory: directory)
+            XCTAssertEqual(loaded.config, taylor.config, name)
+            XCTAssertEqual(maxAbsDifference(try PruningFixtures.logits(loaded), try PruningFixtures.logits(taylor)), 0, name)
+        }
     }
 
     func testTaylorRunsOnACalibrationSetAndDiffersFromL2() throws {
