@@ -5,11 +5,12 @@ import Runtime
 /// BPE tokenizer trained on a built-in corpus, so the README, tests and benchmarks need no download.
 enum MakeModelCommand {
     static let usage = """
-    usage: loramd make-model --out DIR [--preset tiny|small] [--seed N] [--dtype f32|bf16|f16] [--tied] [--std X]
+    usage: loramd make-model --out DIR [--preset tiny|small] [--family NAME] [--seed N] [--dtype f32|bf16|f16] [--tied] [--std X]
            loramd make-model --gguf FILE [--gguf-type F32|F16|BF16|Q8_0|Q4_0|Q4_1|Q5_0|Q5_1] [same options]
 
     Writes config.json, generation_config.json, model.safetensors, tokenizer.json and
-    tokenizer_config.json: a random LlamaForCausalLM that loads like any Hugging Face checkpoint.
+    tokenizer_config.json: a random model (LlamaForCausalLM, or --family's: llama, mistral, qwen2,
+    qwen3, gemma3) that loads like any Hugging Face checkpoint.
     With --gguf, the same model as one GGUF file as llama.cpp's converter writes it (tokenizer in
     its metadata; linears and embeddings in --gguf-type, default F16; norms F32).
       tiny   2 layers, hidden 64, 4 heads / 2 kv heads, MLP 176, vocab 512 (the golden model's shape)
@@ -23,6 +24,7 @@ enum MakeModelCommand {
         var dtype = TensorDType.f32
         var tied = false
         var gguf: String?
+        var family = ModelFamily(Llama.self)
         var ggufType = GGUFTensorType.f16
         let ggufTypes: [String: GGUFTensorType] = ["F32": .f32, "F16": .f16, "BF16": .bf16, "Q8_0": .q8_0, "Q4_0": .q4_0,
                                                    "Q4_1": .q4_1, "Q5_0": .q5_0, "Q5_1": .q5_1]
@@ -35,13 +37,16 @@ enum MakeModelCommand {
             switch argument {
             case "--help", "-h": print(usage); return 0
             case "--tied": tied = true
-            case "--preset", "--out", "--seed", "--dtype", "--std", "--gguf", "--gguf-type":
+            case "--preset", "--out", "--seed", "--dtype", "--std", "--gguf", "--gguf-type", "--family":
                 guard let value = rest.popFirst() else { return fail("\(argument) needs a value") }
                 switch argument {
                 case "--preset":
                     guard let p = ModelMaker.Preset(rawValue: value) else { return fail("unknown preset '\(value)'") }
                     preset = p
                 case "--out": out = value
+                case "--family":
+                    guard let f = ModelRegistry.family(named: value) else { return fail("unknown family '\(value)'; known: \(ModelRegistry.supportedNames)") }
+                    family = f
                 case "--gguf": gguf = value
                 case "--gguf-type":
                     guard let t = ggufTypes[value.uppercased()] else { return fail("--gguf-type must be one of \(ggufTypes.keys.sorted().joined(separator: ", "))") }
@@ -63,6 +68,7 @@ enum MakeModelCommand {
         var config = preset.config
         config.tiedEmbeddings = tied
         do {
+            config = try ModelMaker.config(config, family: family)
             let start = Date()
             let tokenizer = try TokenizerBuilder.byteLevelBPE(corpus: TokenizerBuilder.builtInCorpus, vocabularySize: config.vocabSize)
             let model = ModelMaker.randomModel(config: config, initialization: initialization, dtype: dtype)

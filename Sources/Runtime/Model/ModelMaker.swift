@@ -35,6 +35,17 @@ public enum ModelMaker {
         }
     }
 
+    /// `config`'s widths as a model of `family`, read through the one config parser (so the
+    /// family's own fields take their defaults, plus its `makerFields`).
+    public static func config(_ config: ModelConfig, family: ModelFamily) throws -> ModelConfig {
+        var object = config.jsonObject()
+        for key in ["architectures", "model_type", "hidden_act", "attention_bias", "mlp_bias", "pretraining_tp"] { object[key] = nil }
+        object["architectures"] = [family.hfArchitecture]
+        object["model_type"] = family.modelType
+        object.merge(family.type.makerFields) { $1 }
+        return try ModelConfig(json: try JSONSerialization.data(withJSONObject: object))
+    }
+
     public static func randomModel(config: ModelConfig, initialization: Initialization = .init(),
                                    dtype: TensorDType = .f32) -> DecoderModel {
         var random = GaussianSource(seed: initialization.seed)

@@ -128,6 +128,8 @@ public enum Gemma3: ModelFamilyDescription {
         object["rope_local_base_freq"] = config.localRope?.theta ?? 10000
     }
 
+    public static let makerFields: [String: Any] = ["sliding_window": 32, "sliding_window_pattern": 2]
+
     public static let presets: [(name: String, config: [String: Any])] = [
         ("gemma-3-270m", gemma3(hidden: 640, intermediate: 2048, layers: 18, heads: 4, kvHeads: 1, headDim: 256, scalar: 256)),
         ("gemma-3-1b", gemma3(hidden: 1152, intermediate: 6912, layers: 26, heads: 4, kvHeads: 1, headDim: 256, scalar: 256)),
