@@ -53,6 +53,7 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
             scaling = .object([("type", .string("divisors")), ("divisors", .array(divisors.map { .double(Double($0)) }))])
         }
         return .object([
+            ("family", .string(c.family.name)), ("slidingWindow", c.slidingWindow.map { .int(Int64($0)) } ?? .null),
             ("layers", .int(Int64(c.layerCount))), ("hidden", .int(Int64(c.hiddenSize))),
             ("intermediate", .int(Int64(c.intermediateSize))), ("heads", .int(Int64(c.headCount))),
             ("kvHeads", .int(Int64(c.kvHeadCount))), ("headDim", .int(Int64(c.headDim))), ("vocab", .int(Int64(c.vocabSize))),

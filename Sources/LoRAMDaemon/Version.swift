@@ -1,6 +1,6 @@
 /// The daemon's version, reported by `--version` and `initialize`.
 enum LoRAMDVersion {
-    static let current = "0.10.2"
+    static let current = "0.11.0"
     /// The RPC contract version implemented (docs/rpc.md).
     static let contract = 0
 }
