@@ -55,15 +55,18 @@ extension StepProgramBuilder {
         try workload.checkSizes()
         var program = StepProgram()
         let f = 4
-        let positions = try workload.microBatch * (try CheckedSize(workload.seqLen) + workload.newTokens)
+        let sequence = try CheckedSize(workload.seqLen) + workload.newTokens
+        let positions = try workload.microBatch * sequence
         try addWeights(&program, shape, base: workload.baseDType)
         if let lora = workload.lora {
             try program.buffer("adapter", kind: .adapter, persistent: true) {
                 try CheckedSize(try shape.loraParameterCount(rank: lora.r, targets: lora.targets)) * f
             }
         }
+        // A sliding layer's cache holds its window and a chunk (ModelShape.kvSlots), the others every position.
+        let slots = shape.kvSlots(positions: sequence.value, chunk: chunk)
         let kv = try program.buffer("kv_cache", kind: .kvCache, persistent: true) {
-            try CheckedSize.sum(shape.layers.map { try 2 * CheckedSize($0.kvHeads) }) * positions * shape.headDim * f
+            try CheckedSize.sum(zip(shape.layers, slots).map { try 2 * CheckedSize($0.kvHeads) * $1 }) * workload.microBatch * shape.headDim * f
         }
         var session: [Int] = []
         for buffer in GenerationBuffers.allCases {

@@ -23,9 +23,12 @@ public struct ModelShape: Codable, Equatable, Sendable {
     public var layout: ModelLayout
     /// Sliding layers rotate with a rope of their own (Gemma 3): a second table of angles.
     public var localRope: Bool
+    /// Each layer's attention window (nil: every earlier key); empty: no layer slides.
+    public var windows: [Int?] = []
 
     public init(hidden: Int, headDim: Int, vocab: Int, tiedEmbeddings: Bool, layers: [Layer], layout: ModelLayout = .decoder,
-                localRope: Bool = false) {
+                localRope: Bool = false, windows: [Int?] = []) {
+        self.windows = windows
         self.hidden = hidden
         self.headDim = headDim
         self.vocab = vocab
@@ -43,7 +46,7 @@ public struct ModelShape: Codable, Equatable, Sendable {
                   layout: layout)
     }
 
-    private enum CodingKeys: String, CodingKey { case hidden, headDim, vocab, tiedEmbeddings, layers, layout, localRope }
+    private enum CodingKeys: String, CodingKey { case hidden, headDim, vocab, tiedEmbeddings, layers, layout, localRope, windows }
 
     /// A shape encoded without `layout` (before families had one) is LLaMA's.
     public init(from decoder: Decoder) throws {
@@ -53,6 +56,17 @@ public struct ModelShape: Codable, Equatable, Sendable {
                   layers: try c.decode([Layer].self, forKey: .layers),
                   layout: try c.decodeIfPresent(ModelLayout.self, forKey: .layout) ?? .decoder,
                   localRope: try c.decodeIfPresent(Bool.self, forKey: .localRope) ?? false)
+        windows = try c.decodeIfPresent([Int?].self, forKey: .windows) ?? []
+    }
+
+    /// Positions each layer's KV cache holds for a sequence of `positions` run in prefill chunks
+    /// of up to `chunk` tokens: all of them, or for a sliding layer its window plus a chunk (the
+    /// keys the chunk's first query still sees, and the chunk's own).
+    public func kvSlots(positions: Int, chunk: Int) -> [Int] {
+        layers.indices.map { l in
+            guard windows.indices.contains(l), let window = windows[l] else { return positions }
+            return min(positions, window + max(1, chunk) - 1)
+        }
     }
 
     /// Elements of tensor `spec` in a layer of `layer`'s widths.

@@ -28,7 +28,8 @@ final class StepProgramConsistencyTests: XCTestCase {
         let generation = try StepProgramBuilder.generation(shape, Workload(kind: .generate, seqLen: 20, newTokens: 12))
         XCTAssertNoThrow(try generation.validate())
         let cache = generation.buffers.first { $0.kind == .kvCache }!.bytes
-        XCTAssertEqual(cache, KVCache.byteCount(kvHeads: config.layers.map(\.kvHeads), headDim: config.headDim, capacity: 32))
+        XCTAssertEqual(cache, KVCache.byteCount(kvHeads: config.layers.map(\.kvHeads), headDim: config.headDim,
+                                                slots: shape.kvSlots(positions: 32, chunk: StepProgramBuilder.inferenceChunk)))
     }
 }
 

@@ -19,7 +19,8 @@ struct InferenceService {
         // The session's own program: the one InferenceSession runs in.
         let program = try InferenceSession.program(model: loaded.model, capacity: capacity, adapter: adapter, logitsRows: logitsRows)
         // The planned KV cache (checked arithmetic) is the cache the session allocates.
-        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: capacity)
+        let kvBytes = KVCache.byteCount(kvHeads: loaded.model.layers.map(\.shape.kvHeads), headDim: config.headDim,
+                                        slots: config.modelShape.kvSlots(positions: capacity, chunk: InferenceSession.defaultChunkSize))
         // A placement that fails is an error, never a session charged 0 bytes of workspace.
         return (kvBytes, try BestFitPlacement(program.transientOnly()))
     }

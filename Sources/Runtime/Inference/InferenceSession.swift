@@ -98,7 +98,9 @@ public final class InferenceSession: @unchecked Sendable {
         func buffer(_ b: GenerationBuffers) -> UnsafeMutablePointer<Float> { arena.require(b.rawValue) }
         precondition(arena.floatCount(GenerationBuffers.rope.rawValue) == self.chunkSize * config.headDim,
                      "the session's arena is planned for another chunk size")
-        cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: max(1, capacity))
+        let shape = config.modelShape
+        cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: max(1, capacity),
+                        slots: shape.kvSlots(positions: max(1, capacity), chunk: self.chunkSize), windows: shape.windows)
         rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
         localRope = config.localRope.map { RotaryEmbedding(headDim: config.headDim, theta: $0.theta, scaling: $0.scaling) }
         localRopeTable = arena.floats(GenerationBuffers.ropeLocal.rawValue)

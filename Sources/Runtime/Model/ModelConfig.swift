@@ -265,6 +265,7 @@ extension ModelConfig {
     public var modelShape: ModelShape {
         ModelShape(hidden: hiddenSize, headDim: headDim, vocab: vocabSize, tiedEmbeddings: tiedEmbeddings,
                    layers: layers.map { .init(heads: $0.heads, kvHeads: $0.kvHeads, intermediate: $0.intermediate) },
-                   layout: family.layout, localRope: localRope != nil)
+                   layout: family.layout, localRope: localRope != nil,
+                   windows: slidingWindow == nil ? [] : (0..<layerCount).map(window))
     }
 }

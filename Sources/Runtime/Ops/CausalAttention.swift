@@ -25,11 +25,13 @@ enum CausalAttention {
         let stride = heads * d
         if tokens == 1 {
             // Decode: each head in one pass over its cache, all heads in one parallel region.
+            // Keys from the window's first (held at slot first − cache.first) to the query itself.
             let first = WindowedSoftmax.firstKey(position: total - 1, window: window), seen = total - first
+            let slot = first - cache.first(layer: layer)
             Parallel.ranges(heads, costPerItem: seen * d * 2) { range in
                 for h in range {
-                    lk_attend_one(q + h * d, cache.keys(layer: layer, head: h / group) + first * d,
-                                  cache.values(layer: layer, head: h / group) + first * d, d, seen, scale, scores + h * total, out + h * d)
+                    lk_attend_one(q + h * d, cache.keys(layer: layer, head: h / group) + slot * d,
+                                  cache.values(layer: layer, head: h / group) + slot * d, d, seen, scale, scores + h * total, out + h * d)
                 }
             }
             return
@@ -38,11 +40,14 @@ enum CausalAttention {
         var start = 0
         while start < tokens {
             let rows = min(blockRows, tokens - start)
-            // Keys this block can see: up to its last row's position.
-            let visible = position + start + rows
+            // Keys this block can see: from its first row's window start (slot `slot` of the cache)
+            // up to its last row's position; score column j is key `lowest + j`.
+            let lowest = WindowedSoftmax.firstKey(position: position + start, window: window)
+            let slot = lowest - cache.first(layer: layer)
+            let visible = position + start + rows - lowest
             let headScores = rows * visible
             for h in 0..<heads {
-                let keys = cache.keys(layer: layer, head: h / group)
+                let keys = cache.keys(layer: layer, head: h / group) + slot * d
                 let qBlock = q + start * stride + h * d
                 let s = scores + h * headScores
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(d),
@@ -53,13 +58,13 @@ enum CausalAttention {
                 var index = range.lowerBound
                 while index < range.upperBound {
                     let h = index / rows, r0 = index % rows, r1 = min(rows, r0 + (range.upperBound - index))
-                    WindowedSoftmax.rows(scores + h * headScores, width: visible, rows: r0..<r1, firstPosition: position + start,
+                    WindowedSoftmax.rows(scores + h * headScores, width: visible, rows: r0..<r1, firstPosition: position + start - lowest,
                                          window: window)
                     index += r1 - r0
                 }
             }
             for h in 0..<heads {
-                let values = cache.values(layer: layer, head: h / group)
+                let values = cache.values(layer: layer, head: h / group) + slot * d
                 let oBlock = out + start * stride + h * d
                 let s = scores + h * headScores
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(visible),
