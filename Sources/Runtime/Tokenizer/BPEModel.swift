@@ -26,7 +26,49 @@ final class BPEModel: @unchecked Sendable {
     /// Number of vocabulary entries (tokenizers' `get_vocab_size`).
     var size: Int { idByToken.count }
 
-    init(_ object: TokenizerJSONParser.Object, _ path: String, _ json: TokenizerJSON) throws {
+    private init(idByToken: [TokenBytes: Int], tokenById: [[UInt8]?], merges: [UInt64: (rank: Int32, id: Int32)],
+                 unknownToken: [UInt8]?, byteFallback: Bool, fuseUnknown: Bool, ignoreMerges: Bool,
+                 continuingSubwordPrefix: [UInt8]?, endOfWordSuffix: [UInt8]?) {
+        self.idByToken = idByToken
+        self.tokenById = tokenById
+        self.merges = merges
+        self.fuseUnknown = fuseUnknown
+        self.ignoreMerges = ignoreMerges
+        self.continuingSubwordPrefix = continuingSubwordPrefix
+        self.endOfWordSuffix = endOfWordSuffix
+        // tokenizers fails at encode time when `unk_token` is missing from the vocabulary; here an
+        // unknown character without a usable unk token is dropped instead.
+        unknownId = unknownToken.flatMap { idByToken[TokenBytes($0)] }
+        byteFallbackIds = byteFallback ? (0..<256).map { b in
+            Int32(idByToken[TokenBytes(String(format: "<0x%02X>", b))] ?? -1)
+        } : nil
+        // Tokens are valid UTF-8, so one whose lead byte spans it all is a single scalar.
+        var idByScalar: [UInt32: Int32] = [:]
+        for (token, id) in idByToken {
+            let bytes = token.bytes
+            guard let lead = bytes.first, ByteText.sequenceLength(lead: lead) == bytes.count else { continue }
+            idByScalar[ByteText.decodeScalar(bytes, at: 0, length: bytes.count).value] = Int32(id)
+        }
+        self.idByScalar = idByScalar
+    }
+
+    /// A model from a vocabulary in id order (a repeated token keeps its last id, as in a JSON
+    /// vocab) and merges of ids, best first: a GGUF's, already validated.
+    convenience init(vocabulary: [[UInt8]], idByToken: [TokenBytes: Int], merges mergeList: [GGUFTokenizerSpec.Merge],
+                     unknownToken: [UInt8]?, byteFallback: Bool, fuseUnknown: Bool) {
+        var tokenById = [[UInt8]?](repeating: nil, count: vocabulary.count)
+        for (token, id) in idByToken { tokenById[id] = token.bytes }
+        var merges: [UInt64: (rank: Int32, id: Int32)] = [:]
+        merges.reserveCapacity(mergeList.count)
+        for (rank, merge) in mergeList.enumerated() {
+            merges[BPEModel.key(Int(merge.left), Int(merge.right))] = (Int32(rank), merge.merged)
+        }
+        self.init(idByToken: idByToken, tokenById: tokenById, merges: merges, unknownToken: unknownToken,
+                  byteFallback: byteFallback, fuseUnknown: fuseUnknown, ignoreMerges: false,
+                  continuingSubwordPrefix: nil, endOfWordSuffix: nil)
+    }
+
+    convenience init(_ object: TokenizerJSONParser.Object, _ path: String, _ json: TokenizerJSON) throws {
         let vocabObject = try json.object(json.optional(object, "vocab"), "\(path).vocab")
         var idByToken: [TokenBytes: Int] = [:]
         idByToken.reserveCapacity(vocabObject.count)
@@ -43,32 +85,13 @@ final class BPEModel: @unchecked Sendable {
         }
         var tokenById = [[UInt8]?](repeating: nil, count: largest + 1)
         for (token, id) in idByToken { tokenById[id] = token.bytes }
-        self.idByToken = idByToken
-        self.tokenById = tokenById
 
-        continuingSubwordPrefix = try json.optionalString(object, "continuing_subword_prefix", path).map { Array($0.utf8) }
-        endOfWordSuffix = try json.optionalString(object, "end_of_word_suffix", path).map { Array($0.utf8) }
-        fuseUnknown = try json.bool(object, "fuse_unk", path, default: false)
-        ignoreMerges = try json.bool(object, "ignore_merges", path, default: false)
-        // tokenizers fails at encode time when `unk_token` is missing from the vocabulary; here an
-        // unknown character without a usable unk token is dropped instead.
-        unknownId = try json.optionalString(object, "unk_token", path).flatMap { idByToken[TokenBytes($0)] }
-        if try json.bool(object, "byte_fallback", path, default: false) {
-            byteFallbackIds = (0..<256).map { b in
-                Int32(idByToken[TokenBytes(String(format: "<0x%02X>", b))] ?? -1)
-            }
-        } else {
-            byteFallbackIds = nil
-        }
-
-        var idByScalar: [UInt32: Int32] = [:]
-        for (token, id) in idByToken {
-            let scalars = token.string.unicodeScalars
-            if scalars.count == 1, let scalar = scalars.first, Array(String(scalar).utf8) == token.bytes {
-                idByScalar[scalar.value] = Int32(id)
-            }
-        }
-        self.idByScalar = idByScalar
+        let continuingSubwordPrefix = try json.optionalString(object, "continuing_subword_prefix", path).map { Array($0.utf8) }
+        let endOfWordSuffix = try json.optionalString(object, "end_of_word_suffix", path).map { Array($0.utf8) }
+        let fuseUnknown = try json.bool(object, "fuse_unk", path, default: false)
+        let ignoreMerges = try json.bool(object, "ignore_merges", path, default: false)
+        let unknownToken = try json.optionalString(object, "unk_token", path).map { Array($0.utf8) }
+        let byteFallback = try json.bool(object, "byte_fallback", path, default: false)
 
         let mergeList = try json.array(json.optional(object, "merges") ?? [Any](), "\(path).merges")
         var merges: [UInt64: (rank: Int32, id: Int32)] = [:]
@@ -109,7 +132,9 @@ final class BPEModel: @unchecked Sendable {
             // A repeated pair takes its later rank, as when tokenizers collects its merge map.
             merges[BPEModel.key(leftId, rightId)] = (Int32(rank), Int32(mergedId))
         }
-        self.merges = merges
+        self.init(idByToken: idByToken, tokenById: tokenById, merges: merges, unknownToken: unknownToken,
+                  byteFallback: byteFallback, fuseUnknown: fuseUnknown, ignoreMerges: ignoreMerges,
+                  continuingSubwordPrefix: continuingSubwordPrefix, endOfWordSuffix: endOfWordSuffix)
     }
 
     @inline(__always)

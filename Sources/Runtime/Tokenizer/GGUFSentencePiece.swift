@@ -27,37 +27,46 @@ extension GGUFTokenizerSpec {
     /// transformers' `generate_merges(vocab, vocab_scores)`: for each distinct token (first
     /// occurrence order), every split into two vocabulary tokens at a code point boundary, ordered by
     /// the pieces' ids; then all of them ordered by the token's score, the left piece's length and the
-    /// right piece's length, each descending, ties kept in that order. A repeated token takes its
-    /// last id and its last score, as Python's dicts do.
-    static func derivedMerges(tokens: [[UInt8]], scores: [Double], idByToken: [TokenBytes: Int]) -> [(left: [UInt8], right: [UInt8])] {
+    /// right piece's length (in code points), each descending, ties kept in that order. A repeated
+    /// token takes its last id and its last score, as Python's dicts do. Merges come back as ids.
+    static func derivedMerges(tokens: [[UInt8]], scores: [Double], idByToken: [TokenBytes: Int]) -> [Merge] {
         var scoreByToken: [TokenBytes: Double] = [:]
-        var order: [[UInt8]] = []
-        for (token, score) in zip(tokens, scores) {
-            if scoreByToken.updateValue(score, forKey: TokenBytes(token)) == nil { order.append(token) }
+        scoreByToken.reserveCapacity(tokens.count)
+        var order: [Int] = []
+        for (k, (token, score)) in zip(tokens, scores).enumerated() {
+            if scoreByToken.updateValue(score, forKey: TokenBytes(token)) == nil { order.append(k) }
         }
+        // Plain values only: a sort of half a million candidates moves no arrays.
         struct Candidate {
-            let left: [UInt8], right: [UInt8]
-            let score: Double
-            let leftLength: Int, rightLength: Int
-            let position: Int
+            var merge: Merge
+            var score: Double
+            var leftLength: Int32, rightLength: Int32
+            var position: Int32
         }
         var candidates: [Candidate] = []
-        for token in order {
-            let scalars = ByteText.scalarRanges(token)
-            guard scalars.count > 1 else { continue }
-            var local: [(left: [UInt8], right: [UInt8], leftId: Int, rightId: Int, split: Int)] = []
-            for split in 1..<scalars.count {
-                let cut = scalars[split].range.lowerBound
-                let left = Array(token[..<cut]), right = Array(token[cut...])
-                if let leftId = idByToken[TokenBytes(left)], let rightId = idByToken[TokenBytes(right)] {
-                    local.append((left, right, leftId, rightId, split))
-                }
+        candidates.reserveCapacity(2 * tokens.count)
+        var local: [Candidate] = []
+        var starts: [Int] = []
+        for k in order {
+            let token = tokens[k]
+            starts.removeAll(keepingCapacity: true)
+            for (i, byte) in token.enumerated() where byte & 0xC0 != 0x80 { starts.append(i) }
+            guard starts.count > 1 else { continue }
+            let key = TokenBytes(token)
+            let merged = Int32(idByToken[key]!)
+            let score = scoreByToken[key]!
+            local.removeAll(keepingCapacity: true)
+            for split in 1..<starts.count {
+                let cut = starts[split]
+                guard let left = idByToken[TokenBytes(Array(token[..<cut]))],
+                      let right = idByToken[TokenBytes(Array(token[cut...]))] else { continue }
+                local.append(Candidate(merge: Merge(left: Int32(left), right: Int32(right), merged: merged), score: score,
+                                       leftLength: Int32(split), rightLength: Int32(starts.count - split), position: 0))
             }
-            local.sort { ($0.leftId, $0.rightId) < ($1.leftId, $1.rightId) }
-            let score = scoreByToken[TokenBytes(token)]!
-            for piece in local {
-                candidates.append(Candidate(left: piece.left, right: piece.right, score: score, leftLength: piece.split,
-                                            rightLength: scalars.count - piece.split, position: candidates.count))
+            local.sort { ($0.merge.left, $0.merge.right) < ($1.merge.left, $1.merge.right) }
+            for var candidate in local {
+                candidate.position = Int32(candidates.count)
+                candidates.append(candidate)
             }
         }
         candidates.sort { a, b in
@@ -66,6 +75,6 @@ extension GGUFTokenizerSpec {
             if a.rightLength != b.rightLength { return a.rightLength > b.rightLength }
             return a.position < b.position
         }
-        return candidates.map { ($0.left, $0.right) }
+        return candidates.map(\.merge)
     }
 }

@@ -33,8 +33,11 @@ extension Tokenizer {
     /// Every missing or malformed field is a `FormatError` of `fileName` naming the key.
     public convenience init(ggufMetadata: [String: GGUFValue], fileName: String) throws {
         let spec = try GGUFTokenizerSpec(metadata: ggufMetadata, file: fileName)
+        let parts = spec.parts()
         do {
-            try self.init(tokenizerJSON: spec.tokenizerJSON(), config: spec.configJSON(), fileName: fileName)
+            try self.init(model: parts.model, addedTokens: spec.addedTokens, normalizer: parts.normalizer,
+                          preTokenizer: parts.preTokenizer, decoder: parts.decoder, postProcessor: nil,
+                          settings: parts.settings, source: .gguf(spec), json: TokenizerJSON(file: fileName))
         } catch let error as FormatError {
             // The spec is validated, so this should not happen; if it does, do not blame a tokenizer.json.
             throw FormatError(file: fileName, "tokenizer.ggml.*: \(error.problem)")
@@ -79,6 +82,11 @@ struct GGUFTokenizerSpec {
     /// `gemma` is SentencePiece as transformers' GemmaTokenizer shapes it (see `gemmaVocabulary`).
     enum Kind { case byteLevel, sentencePiece, gemma }
 
+    /// One merge: two vocabulary ids and the id of their concatenation.
+    struct Merge: Equatable {
+        let left: Int32, right: Int32, merged: Int32
+    }
+
     /// transformers' GGUF_PRE_TOKENIZER_SPLITS, limited to the regexes `SplitRegex` implements.
     static let splitRegexByPre: [String: String] = {
         var table: [String: String] = [:]
@@ -107,7 +115,10 @@ struct GGUFTokenizerSpec {
     let kind: Kind
     /// The vocabulary as the BPE model sees it (byte-level tokens respelled), in id order.
     let vocabulary: [[UInt8]]
-    let merges: [(left: [UInt8], right: [UInt8])]
+    /// `vocabulary`'s ids by token; a repeated token has its last id.
+    let idByToken: [TokenBytes: Int]
+    /// The merges, best first, as ids into `vocabulary`.
+    let merges: [Merge]
     let addedTokens: [AddedToken]
     let splitRegex: String?
     /// NFC before splitting (Qwen2).
@@ -199,9 +210,10 @@ struct GGUFTokenizerSpec {
         var idByToken: [TokenBytes: Int] = [:]
         idByToken.reserveCapacity(count)
         for (id, token) in vocabulary.enumerated() { idByToken[TokenBytes(token)] = id }  // a repeat: the later id
+        self.idByToken = idByToken
 
         if let fileMerges {
-            var parsed: [(left: [UInt8], right: [UInt8])] = []
+            var parsed: [Merge] = []
             parsed.reserveCapacity(fileMerges.count)
             for (k, line) in fileMerges.enumerated() {
                 let path = "\(Key.merges)[\(k)]"
@@ -210,13 +222,17 @@ struct GGUFTokenizerSpec {
                     throw reader.error(path, "\"\(String(decoding: line, as: UTF8.self))\" is not two tokens separated by one space")
                 }
                 let left = Array(parts[0]), right = Array(parts[1])
-                for side in [left, right] where idByToken[TokenBytes(side)] == nil {
-                    throw reader.error(path, "token \"\(String(decoding: side, as: UTF8.self))\" is not in \(Key.tokens)")
+                var ids: [Int32] = []
+                for side in [left, right] {
+                    guard let id = idByToken[TokenBytes(side)] else {
+                        throw reader.error(path, "token \"\(String(decoding: side, as: UTF8.self))\" is not in \(Key.tokens)")
+                    }
+                    ids.append(Int32(id))
                 }
-                guard idByToken[TokenBytes(left + right)] != nil else {
+                guard let merged = idByToken[TokenBytes(left + right)] else {
                     throw reader.error(path, "merged token \"\(String(decoding: left + right, as: UTF8.self))\" is not in \(Key.tokens)")
                 }
-                parsed.append((left, right))
+                parsed.append(Merge(left: ids[0], right: ids[1], merged: Int32(merged)))
             }
             merges = parsed
         } else if kind == .gemma {

@@ -1,7 +1,39 @@
 import Foundation
 
-/// The tokenizer.json and tokenizer_config.json transformers builds from a GGUF's tokenizer metadata.
+/// The tokenizer transformers builds from a GGUF's tokenizer metadata, as the runtime's parts and
+/// as the tokenizer.json / tokenizer_config.json a saved folder carries. The two must agree (the
+/// Hugging Face round trip tests check it).
 extension GGUFTokenizerSpec {
+    func parts() -> (model: BPEModel, normalizer: TokenNormalizer?, preTokenizer: PreTokenizer?, decoder: TokenDecoder?,
+                     settings: TokenizerConfig) {
+        let marker = Array("\u{2581}".utf8)
+        let normalizer: TokenNormalizer?, preTokenizer: PreTokenizer, decoder: TokenDecoder
+        switch kind {
+        case .byteLevel:
+            normalizer = normalizesNFC ? .nfc : nil
+            if let splitRegex, let regex = SplitRegex(pattern: splitRegex) {
+                preTokenizer = .sequence([.split(.regex(regex), behavior: .isolated, invert: false),
+                                          .byteLevel(addPrefixSpace: false, useRegex: false)])
+            } else {
+                preTokenizer = .byteLevel(addPrefixSpace: false, useRegex: true)
+            }
+            decoder = .byteLevel
+        case .sentencePiece:
+            normalizer = nil
+            preTokenizer = .metaspace(replacement: marker, prependScheme: .first, split: false)
+            decoder = .sequence([.replace(pattern: marker, content: [0x20]), .byteFallback, .fuse, .strip(content: " ", start: 1, stop: 0)])
+        case .gemma:
+            normalizer = .replace(pattern: [0x20], content: marker)
+            preTokenizer = .split(.literal([0x20]), behavior: .mergedWithPrevious, invert: false)
+            decoder = .sequence([.replace(pattern: marker, content: [0x20]), .byteFallback, .fuse])
+        }
+        let model = BPEModel(vocabulary: vocabulary, idByToken: idByToken, merges: merges, unknownToken: unknownToken,
+                             byteFallback: kind != .byteLevel, fuseUnknown: kind != .byteLevel)
+        let settings = TokenizerConfig(addBos: addBos, addEos: addEos, bosToken: bosToken.map { String(decoding: $0, as: UTF8.self) },
+                                       eosToken: eosToken.map { String(decoding: $0, as: UTF8.self) })
+        return (model, normalizer, preTokenizer, decoder, settings)
+    }
+
     func tokenizerJSON() -> Data {
         var out = JSONBytes()
         out.raw(#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":["#)
@@ -54,9 +86,9 @@ extension GGUFTokenizerSpec {
         out.raw(#"},"merges":["#)
         for (k, merge) in merges.enumerated() {
             out.raw(k > 0 ? ",[" : "[")
-            out.string(merge.left)
+            out.string(vocabulary[Int(merge.left)])
             out.raw(",")
-            out.string(merge.right)
+            out.string(vocabulary[Int(merge.right)])
             out.raw("]")
         }
         out.raw("]}}")
