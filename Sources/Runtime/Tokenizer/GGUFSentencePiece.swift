@@ -14,6 +14,12 @@ extension GGUFTokenizerSpec {
         }
     }
 
+    /// transformers' Gemma merges: derived with each token's position in the file as its score
+    /// (Gemma's scores do not follow its merge order).
+    func gemmaMerges() -> [Merge] {
+        Self.derivedMerges(tokens: vocabulary, scores: vocabulary.indices.map { -Double($0) }, idByToken: idByToken)
+    }
+
     /// Python's `str.isspace`: bidirectional class WS, B or S, or category Zs.
     static func isPythonWhitespace(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {

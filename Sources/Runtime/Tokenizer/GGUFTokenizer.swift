@@ -117,8 +117,10 @@ struct GGUFTokenizerSpec {
     let vocabulary: [[UInt8]]
     /// `vocabulary`'s ids by token; a repeated token has its last id.
     let idByToken: [TokenBytes: Int]
-    /// The merges, best first, as ids into `vocabulary`.
-    let merges: [Merge]
+    /// The merges, best first, as ids into `vocabulary`; nil for Gemma without merges in the file,
+    /// whose derived merges rank by file position (`gemmaMerges()`), which the BPE model follows
+    /// without the list.
+    let merges: [Merge]?
     let addedTokens: [AddedToken]
     let splitRegex: String?
     /// NFC before splitting (Qwen2).
@@ -216,28 +218,22 @@ struct GGUFTokenizerSpec {
             var parsed: [Merge] = []
             parsed.reserveCapacity(fileMerges.count)
             for (k, line) in fileMerges.enumerated() {
-                let path = "\(Key.merges)[\(k)]"
-                let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
-                guard parts.count == 2 else {
-                    throw reader.error(path, "\"\(String(decoding: line, as: UTF8.self))\" is not two tokens separated by one space")
+                func fail(_ problem: String) -> FormatError { reader.error("\(Key.merges)[\(k)]", problem) }
+                func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+                guard let space = line.firstIndex(of: 0x20), !line[(space + 1)...].contains(0x20) else {
+                    throw fail("\"\(text(line))\" is not two tokens separated by one space")
                 }
-                let left = Array(parts[0]), right = Array(parts[1])
-                var ids: [Int32] = []
-                for side in [left, right] {
-                    guard let id = idByToken[TokenBytes(side)] else {
-                        throw reader.error(path, "token \"\(String(decoding: side, as: UTF8.self))\" is not in \(Key.tokens)")
-                    }
-                    ids.append(Int32(id))
-                }
+                let left = Array(line[..<space]), right = Array(line[(space + 1)...])
+                guard let leftId = idByToken[TokenBytes(left)] else { throw fail("token \"\(text(left))\" is not in \(Key.tokens)") }
+                guard let rightId = idByToken[TokenBytes(right)] else { throw fail("token \"\(text(right))\" is not in \(Key.tokens)") }
                 guard let merged = idByToken[TokenBytes(left + right)] else {
-                    throw reader.error(path, "merged token \"\(String(decoding: left + right, as: UTF8.self))\" is not in \(Key.tokens)")
+                    throw fail("merged token \"\(text(left + right))\" is not in \(Key.tokens)")
                 }
-                parsed.append(Merge(left: ids[0], right: ids[1], merged: Int32(merged)))
+                parsed.append(Merge(left: Int32(leftId), right: Int32(rightId), merged: Int32(merged)))
             }
             merges = parsed
         } else if kind == .gemma {
-            // Gemma's scores do not follow its merge order; transformers ranks by position in the file.
-            merges = Self.derivedMerges(tokens: vocabulary, scores: (0..<count).map { -Double($0) }, idByToken: idByToken)
+            merges = nil
         } else if kind == .sentencePiece {
             guard let scores else {
                 throw reader.error(Key.scores, "missing (needed to derive the merges of a file without \(Key.merges))")
@@ -284,6 +280,20 @@ struct GGUFTokenizerSpec {
 
     /// Whether every scalar of `token` is one of the 256 stand-ins of GPT-2's byte alphabet.
     static func isInByteAlphabet(_ token: [UInt8]) -> Bool {
-        String(decoding: token, as: UTF8.self).unicodeScalars.allSatisfy { ByteLevelAlphabet.byte(for: $0) != nil }
+        // The alphabet is U+0021...U+007E, U+00A1...U+0143 less U+00AD; tokens are valid UTF-8.
+        var i = 0
+        while i < token.count {
+            let lead = token[i]
+            if lead < 0x80 {
+                guard lead >= 0x21 && lead <= 0x7E else { return false }
+                i += 1
+                continue
+            }
+            guard lead >= 0xC2 && lead <= 0xC5, i + 1 < token.count else { return false }
+            let scalar = UInt32(lead & 0x1F) << 6 | UInt32(token[i + 1] & 0x3F)
+            guard scalar >= 0xA1 && scalar <= 0x143 && scalar != 0xAD else { return false }
+            i += 2
+        }
+        return true
     }
 }

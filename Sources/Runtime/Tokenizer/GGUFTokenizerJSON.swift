@@ -84,7 +84,7 @@ extension GGUFTokenizerSpec {
             out.raw(":\(id)")
         }
         out.raw(#"},"merges":["#)
-        for (k, merge) in merges.enumerated() {
+        for (k, merge) in (merges ?? gemmaMerges()).enumerated() {
             out.raw(k > 0 ? ",[" : "[")
             out.string(vocabulary[Int(merge.left)])
             out.raw(",")
