@@ -12,7 +12,7 @@ Run with the reference venv (transformers, tokenizers, gguf, sentencepiece, prot
 
     python3 scripts/make-family-tokenizer-reference.py qwen   [GGUF]   # fixture GGUF + qwen2.5_coder_tokenization.json
     python3 scripts/make-family-tokenizer-reference.py gemma  [GGUF]   # gemma3_tokenization.json
-    python3 scripts/make-family-tokenizer-reference.py hf-folders      # the hf-*/ skeletons (see below)
+    python3 scripts/make-family-tokenizer-reference.py hf-folders      # hf-qwen2.5-coder/, hf-gemma3/
 
 GGUF defaults: the model cache (~/.cache/loramd/models/...), as scripts/fetch-model writes it.
 
@@ -29,6 +29,10 @@ correction where its GGUF loader is shown to drop a step of the model's own toke
   runs of 32 or more spaces (it takes the longest whitespace piece first, as llama.cpp does), and
   on `<pad>`/`<eos>`/`<bos>`/`<unk>` typed in text (control pieces it never matches); those
   cases carry `sentencepiece_ids_no_special`. The reference follows transformers.
+
+hf-*/ are what transformers' `save_pretrained` writes for the two (Qwen's with the NFC above), less
+the vocabulary and merges of tokenizer.json (11 and 33 MB): the test splices those in from the GGUF
+and checks them against splice.json's checksum before loading the folder's tokenizer.json.
 
 A reference JSON holds what scripts/make-gguf-tokenizer-reference.py's do (special ids, vocabulary
 size, chat template, `cases` with ids / ids_no_special / decoded / decoded_skip, seeded random
@@ -245,12 +249,65 @@ def make_gemma(model_path):
     write(FIXTURES / "gemma3_tokenization.json", data)
 
 
+def fnv1a64(chunks):
+    value = 0xCBF29CE484222325
+    for chunk in chunks:
+        for byte in chunk:
+            value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{value:016x}"
+
+
+def vocab_and_merges_checksum(model):
+    """FNV-1a 64 over the vocabulary in id order ("token\\0id\\n") and the merges in rank order
+    ("left right\\n"): the Swift test splices both in from the GGUF and checks the same sum."""
+    chunks = [token.encode() + b"\0" + str(index).encode() + b"\n"
+              for token, index in sorted(model["vocab"].items(), key=lambda item: item[1])]
+    chunks += [f"{left} {right}\n".encode() for left, right in model["merges"]]
+    return fnv1a64(chunks)
+
+
+def make_hf_folder(tokenizer, name, texts):
+    """transformers' save_pretrained of `tokenizer` as a skeleton: tokenizer.json without the
+    vocabulary and merges (tens of MB; the test splices them in from the GGUF), with their
+    checksum, and tokenizer_config.json."""
+    import tempfile
+    from transformers import AutoTokenizer
+    folder = FIXTURES / name
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as saved:
+        tokenizer.save_pretrained(saved)
+        reloaded = AutoTokenizer.from_pretrained(saved)
+        for text in texts:
+            assert reloaded(text)["input_ids"] == tokenizer(text)["input_ids"], text
+        state = json.loads(Path(saved, "tokenizer.json").read_text())
+        config = Path(saved, "tokenizer_config.json").read_text()
+    model = state["model"]
+    splice = {"vocabulary_size": len(model["vocab"]), "merge_count": len(model["merges"]),
+              "fnv1a64": vocab_and_merges_checksum(model)}
+    model["vocab"], model["merges"] = {}, []
+    (folder / "tokenizer.json").write_text(json.dumps(state, ensure_ascii=False, separators=(",", ":")) + "\n")
+    (folder / "tokenizer_config.json").write_text(config)
+    (folder / "splice.json").write_text(json.dumps(splice) + "\n")
+    print(f"{folder.relative_to(ROOT)}: {splice}")
+
+
+def make_hf_folders(qwen_path, gemma_path):
+    from tokenizers import normalizers
+    base = base_script()
+    qwen = load(qwen_path)
+    qwen.backend_tokenizer.normalizer = normalizers.NFC()  # as in the reference (see above)
+    make_hf_folder(qwen, "hf-qwen2.5-coder", all_texts(base, QWEN_SPECIAL))
+    make_hf_folder(load(gemma_path), "hf-gemma3", all_texts(base, GEMMA_SPECIAL))
+
+
 def main(argv):
     command = argv[1] if len(argv) > 1 else "help"
     if command == "qwen":
         make_qwen(Path(argv[2]) if len(argv) > 2 else QWEN_GGUF)
     elif command == "gemma":
         make_gemma(Path(argv[2]) if len(argv) > 2 else GEMMA_GGUF)
+    elif command == "hf-folders":
+        make_hf_folders(QWEN_FIXTURE, GEMMA_GGUF)
     else:
         print(__doc__)
         return 2

@@ -76,6 +76,69 @@ final class FamilyTokenizerTests: XCTestCase {
         }
     }
 
+    /// The folders transformers' `save_pretrained` writes for the two, loaded through tokenizer.json:
+    /// the fixtures keep all but the vocabulary and merges, spliced back in from the GGUF and
+    /// checked against the checksum of transformers' own before loading.
+    func testTransformersSavedFoldersMatchTransformers() throws {
+        var families = [("hf-qwen2.5-coder", try TestGGUFMetadata.read(Self.qwenFile), "qwen2.5_coder_tokenization.json")]
+        if let metadata = try? Self.gemmaMetadata() { families.append(("hf-gemma3", metadata, "gemma3_tokenization.json")) }
+        for (name, metadata, reference) in families {
+            let folder = Self.fixtures.appendingPathComponent(name)
+            let spec = try GGUFTokenizerSpec(metadata: metadata, file: name)
+            let splice = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("splice.json"))) as! [String: Any]
+            let (json, checksum) = try Self.spliced(skeleton: Data(contentsOf: folder.appendingPathComponent("tokenizer.json")), spec)
+            XCTAssertEqual(checksum, splice["fnv1a64"] as? String, "\(name): vocabulary and merges differ from transformers'")
+            XCTAssertEqual((spec.merges ?? spec.gemmaMerges()).count, splice["merge_count"] as? Int, name)
+            let start = Date()
+            let tokenizer = try Tokenizer(tokenizerJSON: json, config: Data(contentsOf: folder.appendingPathComponent("tokenizer_config.json")),
+                                          fileName: folder.appendingPathComponent("tokenizer.json").path)
+            let seconds = Date().timeIntervalSince(start)
+            let checked = try checkReference(tokenizer, try Self.reference(reference), metadata: metadata, file: name)
+            print("\(name) (tokenizer.json, \(json.count) bytes, loaded in \(String(format: "%.2f", seconds)) s): \(checked) cases checked")
+        }
+    }
+
+    /// The skeleton tokenizer.json with the spec's vocabulary and merges in place of its empty
+    /// ones, and the FNV-1a 64 the reference script computes over them.
+    static func spliced(skeleton: Data, _ spec: GGUFTokenizerSpec) throws -> (Data, String) {
+        var vocab = JSONBytes(), merges = JSONBytes()
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        func mix(_ bytes: [UInt8]) { for b in bytes { hash = (hash ^ UInt64(b)) &* 0x100_0000_01B3 } }
+        vocab.raw("{")
+        for (id, token) in spec.vocabulary.enumerated() where spec.idByToken[TokenBytes(token)] == id {
+            if vocab.bytes.count > 1 { vocab.raw(",") }
+            vocab.string(token)
+            vocab.raw(":\(id)")
+            mix(token + [0] + Array("\(id)\n".utf8))
+        }
+        vocab.raw("}")
+        merges.raw("[")
+        for (k, merge) in (spec.merges ?? spec.gemmaMerges()).enumerated() {
+            let left = spec.vocabulary[Int(merge.left)], right = spec.vocabulary[Int(merge.right)]
+            merges.raw(k > 0 ? ",[" : "[")
+            merges.string(left)
+            merges.raw(",")
+            merges.string(right)
+            merges.raw("]")
+            mix(left + [0x20] + right + [0x0A])
+        }
+        merges.raw("]")
+        // Both found in the small skeleton, then filled from the later one back.
+        var bytes = [UInt8](skeleton)
+        var fills: [(range: Range<Int>, bytes: [UInt8])] = []
+        for (empty, filled) in [(#""vocab":{}"#, vocab.bytes), (#""merges":[]"#, merges.bytes)] {
+            let key = Array(empty.utf8)
+            guard let start = ByteText.occurrences(of: key, in: bytes).first?.lowerBound else {
+                throw FormatError(file: "tokenizer.json", "no \(empty) to fill")
+            }
+            fills.append(((start + key.count - 2)..<(start + key.count), filled))
+        }
+        for fill in fills.sorted(by: { $0.range.lowerBound > $1.range.lowerBound }) {
+            bytes.replaceSubrange(fill.range, with: fill.bytes)
+        }
+        return (Data(bytes), String(format: "%016llx", hash))
+    }
+
     /// Load times of the large vocabularies, SmolLM2's (49k tokens, 48k merges) as the baseline, and
     /// encoding speed on 100 KB (a hang, not a speed bound, fails: a debug build on a shared machine).
     func testLoadAndEncodeTimes() throws {

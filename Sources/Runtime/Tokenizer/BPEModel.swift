@@ -95,8 +95,9 @@ final class BPEModel: @unchecked Sendable {
         var tokenById = [[UInt8]?](repeating: nil, count: largest + 1)
         for (token, id) in idByToken { tokenById[id] = token.bytes }
 
-        let continuingSubwordPrefix = try json.optionalString(object, "continuing_subword_prefix", path).map { Array($0.utf8) }
-        let endOfWordSuffix = try json.optionalString(object, "end_of_word_suffix", path).map { Array($0.utf8) }
+        // An empty prefix or suffix (transformers writes "" for Qwen2) changes nothing: none, the fast path.
+        let continuingSubwordPrefix = try json.optionalString(object, "continuing_subword_prefix", path).flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+        let endOfWordSuffix = try json.optionalString(object, "end_of_word_suffix", path).flatMap { $0.isEmpty ? nil : Array($0.utf8) }
         let fuseUnknown = try json.bool(object, "fuse_unk", path, default: false)
         let ignoreMerges = try json.bool(object, "ignore_merges", path, default: false)
         let unknownToken = try json.optionalString(object, "unk_token", path).map { Array($0.utf8) }
