@@ -25,10 +25,13 @@ extension Tokenizer {
     /// Tokens typed control (3) become special added tokens (for `gpt2`, only those spelled in the
     /// byte alphabet), user-defined ones (4) plain added tokens; the BOS, EOS, unknown and padding
     /// tokens the ids name are special added tokens too, and so are the defaults of the class
-    /// transformers builds (`<|endoftext|>` for gpt2; `<s>`, `</s>`, `<unk>` for llama; `<bos>`, `<eos>`,
-    /// `<unk>`, `<pad>`, `<mask>` for Gemma), with a new
-    /// id after the vocabulary when the file does not have them. BOS/EOS are added per `tokenizer.ggml.add_bos_token` /
+    /// transformers builds (`<|endoftext|>` for gpt2; `<s>`, `</s>`, `<unk>` for llama; `<bos>`,
+    /// `<eos>`, `<unk>`, `<pad>`, `<mask>` for Gemma), with a new id after the vocabulary when the
+    /// file does not have them. BOS/EOS are added per `tokenizer.ggml.add_bos_token` /
     /// `add_eos_token` (defaults: BOS on for `llama`, off for `gpt2`; EOS off).
+    ///
+    /// The tokenizer is built from these parts directly; `huggingFaceFiles()` writes the equivalent
+    /// tokenizer.json only when asked.
     ///
     /// Every missing or malformed field is a `FormatError` of `fileName` naming the key.
     public convenience init(ggufMetadata: [String: GGUFValue], fileName: String) throws {
