@@ -10,8 +10,9 @@ final class BPEModel: @unchecked Sendable {
     let idByToken: [TokenBytes: Int]
     /// id → token bytes; nil for ids the vocabulary skips.
     let tokenById: [[UInt8]?]
-    /// (left id, right id) → (rank, merged id), keyed as left << 32 | right.
-    private let merges: [UInt64: (rank: Int32, id: Int32)]
+    /// (left id, right id) → (rank, merged id), keyed as left << 32 | right; nil when every pair
+    /// whose concatenation is a token merges into it, ranked by that token's id (see `init(vocabulary:)`).
+    private let merges: [UInt64: (rank: Int32, id: Int32)]?
     /// Ids of single-scalar tokens, for the first step of every word.
     private let idByScalar: [UInt32: Int32]
     /// `<0xAB>` ids by byte, when `byte_fallback` is on.
@@ -26,7 +27,57 @@ final class BPEModel: @unchecked Sendable {
     /// Number of vocabulary entries (tokenizers' `get_vocab_size`).
     var size: Int { idByToken.count }
 
-    init(_ object: TokenizerJSONParser.Object, _ path: String, _ json: TokenizerJSON) throws {
+    private init(idByToken: [TokenBytes: Int], tokenById: [[UInt8]?], merges: [UInt64: (rank: Int32, id: Int32)]?,
+                 unknownToken: [UInt8]?, byteFallback: Bool, fuseUnknown: Bool, ignoreMerges: Bool,
+                 continuingSubwordPrefix: [UInt8]?, endOfWordSuffix: [UInt8]?) {
+        self.idByToken = idByToken
+        self.tokenById = tokenById
+        self.merges = merges
+        self.fuseUnknown = fuseUnknown
+        self.ignoreMerges = ignoreMerges
+        self.continuingSubwordPrefix = continuingSubwordPrefix
+        self.endOfWordSuffix = endOfWordSuffix
+        // tokenizers fails at encode time when `unk_token` is missing from the vocabulary; here an
+        // unknown character without a usable unk token is dropped instead.
+        unknownId = unknownToken.flatMap { idByToken[TokenBytes($0)] }
+        byteFallbackIds = byteFallback ? (0..<256).map { b in
+            Int32(idByToken[TokenBytes(String(format: "<0x%02X>", b))] ?? -1)
+        } : nil
+        // Tokens are valid UTF-8, so one whose lead byte spans it all is a single scalar.
+        var idByScalar: [UInt32: Int32] = [:]
+        for (token, id) in idByToken {
+            let bytes = token.bytes
+            guard let lead = bytes.first, ByteText.sequenceLength(lead: lead) == bytes.count else { continue }
+            idByScalar[ByteText.decodeScalar(bytes, at: 0, length: bytes.count).value] = Int32(id)
+        }
+        self.idByScalar = idByScalar
+    }
+
+    /// A model from a vocabulary in id order (a repeated token keeps its last id, as in a JSON
+    /// vocab) and merges of ids, best first: a GGUF's, already validated. Without merges, every
+    /// split of a token into two tokens is a merge ranked by the token's id: the merges transformers
+    /// derives for Gemma (ranked by file position), without listing half a million of them. Splits
+    /// of one token rank alike here and by length there; that order never matters, since two
+    /// such pairs side by side are either disjoint or of the same lengths.
+    convenience init(vocabulary: [[UInt8]], idByToken: [TokenBytes: Int], merges mergeList: [GGUFTokenizerSpec.Merge]?,
+                     unknownToken: [UInt8]?, byteFallback: Bool, fuseUnknown: Bool) {
+        var tokenById = [[UInt8]?](repeating: nil, count: vocabulary.count)
+        for (token, id) in idByToken { tokenById[id] = token.bytes }
+        var merges: [UInt64: (rank: Int32, id: Int32)]? = nil
+        if let mergeList {
+            var table: [UInt64: (rank: Int32, id: Int32)] = [:]
+            table.reserveCapacity(mergeList.count)
+            for (rank, merge) in mergeList.enumerated() {
+                table[BPEModel.key(Int(merge.left), Int(merge.right))] = (Int32(rank), merge.merged)
+            }
+            merges = table
+        }
+        self.init(idByToken: idByToken, tokenById: tokenById, merges: merges, unknownToken: unknownToken,
+                  byteFallback: byteFallback, fuseUnknown: fuseUnknown, ignoreMerges: false,
+                  continuingSubwordPrefix: nil, endOfWordSuffix: nil)
+    }
+
+    convenience init(_ object: TokenizerJSONParser.Object, _ path: String, _ json: TokenizerJSON) throws {
         let vocabObject = try json.object(json.optional(object, "vocab"), "\(path).vocab")
         var idByToken: [TokenBytes: Int] = [:]
         idByToken.reserveCapacity(vocabObject.count)
@@ -43,32 +94,14 @@ final class BPEModel: @unchecked Sendable {
         }
         var tokenById = [[UInt8]?](repeating: nil, count: largest + 1)
         for (token, id) in idByToken { tokenById[id] = token.bytes }
-        self.idByToken = idByToken
-        self.tokenById = tokenById
 
-        continuingSubwordPrefix = try json.optionalString(object, "continuing_subword_prefix", path).map { Array($0.utf8) }
-        endOfWordSuffix = try json.optionalString(object, "end_of_word_suffix", path).map { Array($0.utf8) }
-        fuseUnknown = try json.bool(object, "fuse_unk", path, default: false)
-        ignoreMerges = try json.bool(object, "ignore_merges", path, default: false)
-        // tokenizers fails at encode time when `unk_token` is missing from the vocabulary; here an
-        // unknown character without a usable unk token is dropped instead.
-        unknownId = try json.optionalString(object, "unk_token", path).flatMap { idByToken[TokenBytes($0)] }
-        if try json.bool(object, "byte_fallback", path, default: false) {
-            byteFallbackIds = (0..<256).map { b in
-                Int32(idByToken[TokenBytes(String(format: "<0x%02X>", b))] ?? -1)
-            }
-        } else {
-            byteFallbackIds = nil
-        }
-
-        var idByScalar: [UInt32: Int32] = [:]
-        for (token, id) in idByToken {
-            let scalars = token.string.unicodeScalars
-            if scalars.count == 1, let scalar = scalars.first, Array(String(scalar).utf8) == token.bytes {
-                idByScalar[scalar.value] = Int32(id)
-            }
-        }
-        self.idByScalar = idByScalar
+        // An empty prefix or suffix (transformers writes "" for Qwen2) changes nothing: none, the fast path.
+        let continuingSubwordPrefix = try json.optionalString(object, "continuing_subword_prefix", path).flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+        let endOfWordSuffix = try json.optionalString(object, "end_of_word_suffix", path).flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+        let fuseUnknown = try json.bool(object, "fuse_unk", path, default: false)
+        let ignoreMerges = try json.bool(object, "ignore_merges", path, default: false)
+        let unknownToken = try json.optionalString(object, "unk_token", path).map { Array($0.utf8) }
+        let byteFallback = try json.bool(object, "byte_fallback", path, default: false)
 
         let mergeList = try json.array(json.optional(object, "merges") ?? [Any](), "\(path).merges")
         var merges: [UInt64: (rank: Int32, id: Int32)] = [:]
@@ -109,7 +142,17 @@ final class BPEModel: @unchecked Sendable {
             // A repeated pair takes its later rank, as when tokenizers collects its merge map.
             merges[BPEModel.key(leftId, rightId)] = (Int32(rank), Int32(mergedId))
         }
-        self.merges = merges
+        self.init(idByToken: idByToken, tokenById: tokenById, merges: merges, unknownToken: unknownToken,
+                  byteFallback: byteFallback, fuseUnknown: fuseUnknown, ignoreMerges: ignoreMerges,
+                  continuingSubwordPrefix: continuingSubwordPrefix, endOfWordSuffix: endOfWordSuffix)
+    }
+
+    /// The merge of two adjacent symbols, if there is one.
+    @inline(__always)
+    private func merge(_ left: Int32, _ right: Int32) -> (rank: Int32, id: Int32)? {
+        if let merges { return merges[BPEModel.key(Int(left), Int(right))] }
+        guard let a = tokenById[Int(left)], let b = tokenById[Int(right)], let id = idByToken[TokenBytes(a + b)] else { return nil }
+        return (Int32(id), Int32(id))
     }
 
     @inline(__always)
@@ -196,8 +239,8 @@ final class BPEModel: @unchecked Sendable {
         let count = w.symbols.count
         guard count > 1 else { return }
         for pos in 0..<(count - 1) {
-            if let merge = merges[BPEModel.key(Int(w.symbols[pos].id), Int(w.symbols[pos + 1].id))] {
-                w.queue.push(BPEWorkspace.Candidate(rank: merge.rank, position: Int32(pos), id: merge.id))
+            if let found = merge(w.symbols[pos].id, w.symbols[pos + 1].id) {
+                w.queue.push(BPEWorkspace.Candidate(rank: found.rank, position: Int32(pos), id: found.id))
             }
         }
         while let top = w.queue.pop() {
@@ -206,7 +249,7 @@ final class BPEModel: @unchecked Sendable {
             let nextPos = Int(w.symbols[pos].next)
             if nextPos < 0 { continue }
             let right = w.symbols[nextPos]
-            guard let current = merges[BPEModel.key(Int(w.symbols[pos].id), Int(right.id))], current.id == top.id else { continue }
+            guard let current = merge(w.symbols[pos].id, right.id), current.id == top.id else { continue }
 
             w.symbols[pos].id = top.id
             w.symbols[pos].length += right.length
@@ -215,12 +258,12 @@ final class BPEModel: @unchecked Sendable {
             if right.next >= 0 { w.symbols[Int(right.next)].previous = Int32(pos) }
 
             let previous = Int(w.symbols[pos].previous)
-            if previous >= 0, let merge = merges[BPEModel.key(Int(w.symbols[previous].id), Int(top.id))] {
-                w.queue.push(BPEWorkspace.Candidate(rank: merge.rank, position: Int32(previous), id: merge.id))
+            if previous >= 0, let found = merge(w.symbols[previous].id, top.id) {
+                w.queue.push(BPEWorkspace.Candidate(rank: found.rank, position: Int32(previous), id: found.id))
             }
             let next = Int(w.symbols[pos].next)
-            if next >= 0, let merge = merges[BPEModel.key(Int(top.id), Int(w.symbols[next].id))] {
-                w.queue.push(BPEWorkspace.Candidate(rank: merge.rank, position: Int32(pos), id: merge.id))
+            if next >= 0, let found = merge(top.id, w.symbols[next].id) {
+                w.queue.push(BPEWorkspace.Candidate(rank: found.rank, position: Int32(pos), id: found.id))
             }
         }
     }

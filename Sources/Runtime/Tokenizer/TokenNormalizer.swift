@@ -1,7 +1,10 @@
+import Foundation
+
 /// The `normalizer` of a tokenizer.json: rewrites each stretch of input text between added tokens
 /// before pre-tokenization. LLaMA-2 / Mistral files use `Sequence[Prepend("▁"), Replace(" ", "▁")]`,
 /// which is how SentencePiece marks word starts. Text is UTF-8 bytes throughout: the rewrites are
-/// byte-exact and never subject to Swift's canonical-equivalence string comparison.
+/// byte-exact and never subject to Swift's canonical-equivalence string comparison. Qwen2 files use
+/// `NFC`.
 indirect enum TokenNormalizer {
     case sequence([TokenNormalizer])
     /// Prepends the text to a non-empty piece.
@@ -10,6 +13,8 @@ indirect enum TokenNormalizer {
     case replace(pattern: [UInt8], content: [UInt8])
     /// Removes leading and/or trailing Unicode White_Space.
     case strip(left: Bool, right: Bool)
+    /// Unicode canonical composition (NFC).
+    case nfc
 
     func apply(_ text: [UInt8]) -> [UInt8] {
         switch self {
@@ -26,6 +31,10 @@ indirect enum TokenNormalizer {
             if right { while upper > lower, scalars[upper - 1].scalar.properties.isWhitespace { upper -= 1 } }
             guard lower < upper else { return [] }
             return Array(text[scalars[lower].range.lowerBound..<scalars[upper - 1].range.upperBound])
+        case .nfc:
+            // ASCII is always NFC; other text goes through Foundation's normalizer.
+            guard text.contains(where: { $0 >= 0x80 }) else { return text }
+            return Array(String(decoding: text, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8)
         }
     }
 
@@ -41,11 +50,13 @@ indirect enum TokenNormalizer {
         case "Replace":
             let pattern = try ReplacePattern.parse(object["pattern"], "\(path).pattern", json)
             return .replace(pattern: pattern, content: Array(try json.string(object["content"], "\(path).content").utf8))
+        case "NFC":
+            return .nfc
         case "Strip":
             return .strip(left: try json.bool(object, "strip_left", path, default: true),
                           right: try json.bool(object, "strip_right", path, default: true))
         default:
-            throw json.error("\(path).type", "unsupported normalizer type \"\(type)\" (supported: Sequence, Prepend, Replace, Strip)")
+            throw json.error("\(path).type", "unsupported normalizer type \"\(type)\" (supported: Sequence, Prepend, Replace, Strip, NFC)")
         }
     }
 }

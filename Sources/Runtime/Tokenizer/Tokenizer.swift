@@ -44,10 +44,29 @@ public final class Tokenizer: @unchecked Sendable {
     public let specialTokenIds: Set<Int>
     /// Largest id + 1 over the model vocabulary and the added tokens.
     public let vocabularySize: Int
+    /// What this tokenizer was built from: tokenizer.json (and tokenizer_config.json) bytes, or a
+    /// GGUF's tokenizer metadata, which is built directly (a JSON round trip of a 262k vocabulary
+    /// costs seconds) and written as JSON only when asked.
+    enum Source {
+        case json(Data, config: Data?)
+        case gguf(GGUFTokenizerSpec)
+    }
+    let source: Source
+
     /// The tokenizer.json and tokenizer_config.json bytes this tokenizer was built from (for a
-    /// GGUF, the ones its metadata was translated to): what a saved Hugging Face folder carries.
-    let sourceJSON: Data
-    let sourceConfig: Data?
+    /// GGUF, the ones its metadata translates to): what a saved Hugging Face folder carries.
+    var sourceJSON: Data {
+        switch source {
+        case .json(let data, _): return data
+        case .gguf(let spec): return spec.tokenizerJSON()
+        }
+    }
+    var sourceConfig: Data? {
+        switch source {
+        case .json(_, let config): return config
+        case .gguf(let spec): return spec.configJSON()
+        }
+    }
 
     /// Reads DIR/tokenizer.json, and DIR/tokenizer_config.json when present.
     public convenience init(directory: URL) throws {
@@ -60,11 +79,9 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Parses tokenizer.json bytes, with tokenizer_config.json bytes for files without a
     /// post-processor. `fileName` names the file in errors (the config is named as its sibling).
-    public init(tokenizerJSON: Data, config: Data? = nil, fileName: String = "tokenizer.json") throws {
+    public convenience init(tokenizerJSON: Data, config: Data? = nil, fileName: String = "tokenizer.json") throws {
         let json = TokenizerJSON(file: fileName)
         let root = try json.parse(tokenizerJSON)
-        sourceJSON = tokenizerJSON
-        sourceConfig = config
 
         let modelObject = try json.object(json.optional(root, "model"), "model")
         let modelType = try json.optionalString(modelObject, "type", "model")
@@ -72,11 +89,9 @@ public final class Tokenizer: @unchecked Sendable {
             throw json.error("model.type", "unsupported model type \"\(modelType ?? "none")\" (only BPE is supported)")
         }
         let model = try BPEModel(modelObject, "model", json)
-        self.model = model
-
-        normalizer = try json.optional(root, "normalizer").map { try TokenNormalizer.parse($0, "normalizer", json) }
-        preTokenizer = try json.optional(root, "pre_tokenizer").map { try PreTokenizer.parse($0, "pre_tokenizer", json) }
-        decoder = try json.optional(root, "decoder").map { try TokenDecoder.parse($0, "decoder", json) }
+        let normalizer = try json.optional(root, "normalizer").map { try TokenNormalizer.parse($0, "normalizer", json) }
+        let preTokenizer = try json.optional(root, "pre_tokenizer").map { try PreTokenizer.parse($0, "pre_tokenizer", json) }
+        let decoder = try json.optional(root, "decoder").map { try TokenDecoder.parse($0, "decoder", json) }
 
         var entries: [AddedToken] = []
         if let list = json.optional(root, "added_tokens") {
@@ -92,6 +107,22 @@ public final class Tokenizer: @unchecked Sendable {
                     normalized: try json.bool(object, "normalized", path, default: true)))
             }
         }
+        let settings = try TokenizerConfig(config, file: Tokenizer.siblingConfigName(of: fileName))
+        let postProcessor = try json.optional(root, "post_processor").map { try TokenPostProcessor.parse($0, "post_processor", json) }
+        try self.init(model: model, addedTokens: entries, normalizer: normalizer, preTokenizer: preTokenizer, decoder: decoder,
+                      postProcessor: postProcessor, settings: settings, source: .json(tokenizerJSON, config: config), json: json)
+    }
+
+    /// The tokenizer from its parts; `postProcessor` nil takes BOS/EOS from `settings`, as
+    /// transformers does for a tokenizer.json without one. `json` names the file in errors.
+    init(model: BPEModel, addedTokens entries: [AddedToken], normalizer: TokenNormalizer?, preTokenizer: PreTokenizer?,
+         decoder: TokenDecoder?, postProcessor: TokenPostProcessor?, settings: TokenizerConfig, source: Source,
+         json: TokenizerJSON) throws {
+        self.model = model
+        self.normalizer = normalizer
+        self.preTokenizer = preTokenizer
+        self.decoder = decoder
+        self.source = source
         let added = AddedVocabulary(entries, modelId: { model.idByToken[$0] }, modelSize: model.size,
                                     normalizer: normalizer)
         self.added = added
@@ -101,7 +132,6 @@ public final class Tokenizer: @unchecked Sendable {
         })
         vocabularySize = max(model.tokenById.count, (added.idByContent.values.max() ?? -1) + 1)
 
-        let settings = try TokenizerConfig(config, file: Tokenizer.siblingConfigName(of: fileName))
         func lookup(_ token: String?) -> Int? {
             guard let token else { return nil }
             let key = TokenBytes(token)
@@ -110,18 +140,18 @@ public final class Tokenizer: @unchecked Sendable {
         let configBos = lookup(settings.bosToken)
         let configEos = lookup(settings.eosToken)
 
-        if let processor = json.optional(root, "post_processor") {
-            postProcessor = try TokenPostProcessor.parse(processor, "post_processor", json)
+        if let postProcessor {
+            self.postProcessor = postProcessor
         } else if settings.present {
             // Without a post-processor, transformers adds BOS/EOS according to the config.
             let before = settings.addBos ? configBos.map { [$0] } ?? [] : []
             let after = settings.addEos ? configEos.map { [$0] } ?? [] : []
-            postProcessor = before.isEmpty && after.isEmpty ? nil : .template(before: before, after: after)
+            self.postProcessor = before.isEmpty && after.isEmpty ? nil : .template(before: before, after: after)
         } else {
-            postProcessor = nil
+            self.postProcessor = nil
         }
 
-        let surrounding: (before: [Int], after: [Int]) = postProcessor?.surroundingIds ?? ([], [])
+        let surrounding: (before: [Int], after: [Int]) = self.postProcessor?.surroundingIds ?? ([], [])
         // Every id encode can emit must be a token: a template id past the vocabulary would
         // otherwise reach the model as an id it has no row for.
         let size = vocabularySize
@@ -249,6 +279,15 @@ struct TokenizerConfig {
     var addEos = false
     var bosToken: String?
     var eosToken: String?
+
+    /// The settings a GGUF's metadata gives.
+    init(addBos: Bool, addEos: Bool, bosToken: String?, eosToken: String?) {
+        present = true
+        self.addBos = addBos
+        self.addEos = addEos
+        self.bosToken = bosToken
+        self.eosToken = eosToken
+    }
 
     init(_ data: Data?, file: String) throws {
         guard let data else { return }
