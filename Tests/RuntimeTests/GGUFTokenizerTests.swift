@@ -120,7 +120,7 @@ final class GGUFTokenizerMetadataErrorTests: XCTestCase {
         assertRejected(Self.spm, key, "expected a string, got a uint32 value") { $0[key] = .uint32(1) }
         assertRejected(Self.spm, key, "unsupported tokenizer model \"bert\"") { $0[key] = .string("bert") }
         assertRejected(Self.spm, key, "not valid UTF-8") { $0[key] = .string([0x67, 0xFF]) }
-        assertRejected(Self.spm, key, "architecture \"gemma\"") { $0["general.architecture"] = .string("gemma") }
+        assertRejected(Self.spm, key, "architecture \"phi3\"") { $0["general.architecture"] = .string("phi3") }
         assertRejected(Self.spm, "general.architecture", "expected a string") { $0["general.architecture"] = .bool(true) }
     }
 
