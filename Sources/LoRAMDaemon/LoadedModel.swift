@@ -78,7 +78,7 @@ final class LoadedModel: LiveObject, @unchecked Sendable {
                 (try? RegularFile.contents(source.appendingPathComponent(name))).map { (name, $0) }
             }
         case .gguf:
-            return tokenizer?.huggingFaceFiles(chatTemplate: chatTemplate) ?? []
+            return tokenizer?.huggingFaceFiles(chatTemplate: chatTemplate, embeddingRows: model.config.vocabSize) ?? []
         }
     }
 

@@ -34,13 +34,17 @@ extension GGUFTokenizerSpec {
         return (model, normalizer, preTokenizer, decoder, settings)
     }
 
-    func tokenizerJSON() -> Data {
+    /// `idsBelow`: only the added tokens whose id is below it.
+    func tokenizerJSON(idsBelow limit: Int? = nil) -> Data {
         var out = JSONBytes()
         out.raw(#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":["#)
-        for (k, token) in addedTokens.enumerated() {
+        // Each token's id as tokenizers assigns it (the model's, else the next free one), which is
+        // what a reader of the file expects to find (tokenizers itself reassigns them the same way).
+        let ids = AddedVocabulary(addedTokens, modelId: { idByToken[$0] }, modelSize: vocabulary.count, normalizer: nil).idByContent
+        let kept = addedTokens.filter { token in limit.map { (ids[TokenBytes(token.content)] ?? 0) < $0 } ?? true }
+        for (k, token) in kept.enumerated() {
             if k > 0 { out.raw(",") }
-            // Ids are assigned by the tokenizer (model id, else the next free one), as tokenizers does.
-            out.raw(#"{"id":0,"content":"#)
+            out.raw(#"{"id":\#(ids[TokenBytes(token.content)] ?? 0),"content":"#)
             out.string(token.content)
             out.raw(#","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":\#(token.special)}"#)
         }

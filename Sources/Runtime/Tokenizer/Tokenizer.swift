@@ -165,9 +165,13 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// tokenizer.json and tokenizer_config.json for a Hugging Face folder, the config carrying
-    /// `chatTemplate` when one is given.
-    public func huggingFaceFiles(chatTemplate: String? = nil) -> [(name: String, data: Data)] {
-        var files: [(String, Data)] = [("tokenizer.json", sourceJSON)]
+    /// `chatTemplate` when one is given. `embeddingRows`: a GGUF's tokenizer leaves out the added
+    /// tokens its model has no embedding row for (a gpt2 file's default `<|endoftext|>` when the
+    /// vocabulary lacks it), which a folder may not have (`ModelCheckpoint.tokenizer()`).
+    public func huggingFaceFiles(chatTemplate: String? = nil, embeddingRows: Int? = nil) -> [(name: String, data: Data)] {
+        var json = sourceJSON
+        if case .gguf(let spec) = source, let embeddingRows { json = spec.tokenizerJSON(idsBelow: embeddingRows) }
+        var files: [(String, Data)] = [("tokenizer.json", json)]
         var config = sourceConfig.flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] } ?? [:]
         if let chatTemplate { config["chat_template"] = chatTemplate }
         if sourceConfig != nil || chatTemplate != nil,
