@@ -9,9 +9,10 @@ usage: loramd [--stdio] [--debug-methods] [--max-message-bytes N]
        loramd plan --preset llama-3.1-70b [...]                   (memory-plan dry run; see loramd plan --help)
        loramd --help | --version
 
-loramd trains LoRA adapters on a pruned (and optionally 4-bit) copy of a LLaMA-family model and
-serves them with the original (LoRAM, "Train Small, Infer Large"). It speaks JSON-RPC 2.0 with
-Language Server Protocol framing on stdin/stdout; editors, notebooks and scripts spawn it.
+loramd trains LoRA adapters on a pruned (and optionally 4-bit) copy of a LLaMA, Mistral,
+Qwen2/2.5, Qwen3 or Gemma 3 model and serves them with the original (LoRAM, "Train Small,
+Infer Large"). It speaks JSON-RPC 2.0 with Language Server Protocol framing on stdin/stdout;
+editors, notebooks and scripts spawn it.
 The protocol is described in docs/rpc.md.
 
 options:

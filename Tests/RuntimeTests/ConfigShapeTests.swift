@@ -141,4 +141,36 @@ final class ConfigShapeTests: XCTestCase {
         XCTAssertEqual(try ModelRegistry.presetShape(named: "Qwen2.5-7B")?.layout, Qwen2.layout)
         XCTAssertNil(try ModelRegistry.presetShape(named: "phi-3"))
     }
+
+    /// Gemma 3 270M at 32k positions: the 3 global layers' caches hold every position, the 15
+    /// sliding ones their window of 512 and a prefill chunk (767), and the plan charges that: 21%
+    /// of what 18 full caches take.
+    func testASlidingLayersCacheHoldsItsWindowAndAChunk() throws {
+        let shape = try XCTUnwrap(try ModelRegistry.presetShape(named: "gemma-3-270m"))
+        XCTAssertEqual(shape.windows.compactMap { $0 }, Array(repeating: 512, count: 15))
+        let slots = shape.kvSlots(positions: 32768, chunk: StepProgramBuilder.inferenceChunk)
+        XCTAssertEqual(slots.filter { $0 == 32768 }.count, 3)
+        XCTAssertEqual(slots.filter { $0 == 512 + 255 }.count, 15)
+        let program = try StepProgramBuilder.generation(shape, Workload(kind: .generate, seqLen: 32000, newTokens: 768))
+        let kv = try XCTUnwrap(program.buffers.first { $0.kind == .kvCache }).bytes
+        XCTAssertEqual(kv, 2 * 1 * 256 * 4 * (3 * 32768 + 15 * 767))
+        XCTAssertEqual(kv, KVCache.byteCount(kvHeads: Array(repeating: 1, count: 18), headDim: 256, slots: slots))
+    }
+
+    /// PEFT target_modules are matched against the family's module names: Gemma's four layer
+    /// norms and its q/k norms are modules (a pattern on them adapts nothing loramd can), its
+    /// projections the same seven as LLaMA's.
+    func testPEFTTargetsResolveAgainstTheFamilysModules() throws {
+        let names = PEFTAdapterConfig.moduleNames(layerCount: 1, layout: Gemma3.layout)
+        for name in ["model.layers.0.pre_feedforward_layernorm", "model.layers.0.post_feedforward_layernorm",
+                     "model.layers.0.self_attn.q_norm", "model.layers.0.mlp.gate_proj"] {
+            XCTAssertTrue(names.contains(name), name)
+        }
+        func resolve(_ pattern: String) throws -> Set<LoRATarget> {
+            let object: [String: Any] = ["peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": pattern]
+            return try PEFTAdapterConfig(json: JSONSerialization.data(withJSONObject: object)).resolveTargets(layerCount: 2, layout: Gemma3.layout)
+        }
+        XCTAssertEqual(try resolve(#".*\.(q|v)_proj"#), [.q, .v])
+        XCTAssertThrowsError(try resolve(#".*feedforward_layernorm"#))
+    }
 }

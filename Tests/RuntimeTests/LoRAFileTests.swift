@@ -222,7 +222,7 @@ final class LoRAFileTests: XCTestCase {
             (#".*(?P<x>q)_proj"#, "not a regular expression"),
             (["q_proj", "embed_tokens"], "embed_tokens"),
             (["q_proj", "mlp"], "not one of the linears"),
-            (["wq"], "not a module of a LLaMA model"),
+            (["wq"], "not a module of the model"),
             ([String](), "empty"),
         ]
         for (targets, mention) in refused {

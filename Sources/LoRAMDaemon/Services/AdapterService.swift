@@ -42,7 +42,8 @@ struct AdapterService {
             } else {
                 let directory = try PathParam.existingDirectory(params.path, field: "path")
                 let config = try PEFTAdapterConfig(directory: directory)
-                (rank, targets, read) = (config.rank, try config.resolveTargets(layerCount: layerCount, checkpoint: context.checkCancelled),
+                (rank, targets, read) = (config.rank, try config.resolveTargets(layerCount: layerCount, layout: loaded.model.config.family.layout,
+                                                                                     checkpoint: context.checkCancelled),
                                          { try PEFTAdapterFile.load(directory: directory, model: loaded.model) })
             }
             let bytes = LoadedAdapter.bytes(parameters: LoRAAdapter.parameterCount(config: loaded.model.config, rank: rank, targets: targets))

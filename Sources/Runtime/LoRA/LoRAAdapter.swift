@@ -4,7 +4,7 @@ import MemoryPlanner
 /// Runtime's view of a LoRA target (the enum itself lives in MemoryPlanner, which plans adapters
 /// without weights): PEFT's module paths.
 extension LoRATarget {
-    /// PEFT's module path inside a LlamaForCausalLM (without `base_model.model.`).
+    /// PEFT's module path inside a decoder of any family loramd runs (without `base_model.model.`).
     public func modulePath(layer: Int) -> String {
         switch self {
         case .q, .k, .v, .o: return "model.layers.\(layer).self_attn.\(rawValue)"

@@ -6,7 +6,7 @@ import MemoryPlanner
 /// wrongly; written with the keys PEFT 0.21 writes, so PEFT loads what loramd saves.
 ///
 /// `target_modules` resolves as PEFT resolves it, against every module name of a
-/// LlamaForCausalLM: a list entry matches a name equal to it or ending in `.entry`; a string is a
+/// the model (`moduleNames`): a list entry matches a name equal to it or ending in `.entry`; a string is a
 /// regular expression that must match a whole name (`re.fullmatch`), or PEFT's `all-linear`.
 public struct PEFTAdapterConfig: Equatable, Sendable {
     public enum TargetModules: Equatable, Sendable {
@@ -105,15 +105,21 @@ public struct PEFTAdapterConfig: Equatable, Sendable {
         baseModelNameOrPath = present("base_model_name_or_path") as? String
     }
 
-    /// Every module name of a LlamaForCausalLM with `layerCount` layers, as PyTorch's
-    /// `named_modules()` lists them (the root excluded, as PEFT skips it).
-    public static func moduleNames(layerCount: Int) -> [String] {
+    /// Every module name of a model of `layout`'s family with `layerCount` layers, as PyTorch's
+    /// `named_modules()` lists them (the root excluded, as PEFT skips it): the linears and each
+    /// norm (Qwen3's and Gemma's per-head norms inside self_attn, Gemma's four layer norms).
+    public static func moduleNames(layerCount: Int, layout: ModelLayout = .decoder) -> [String] {
+        let norms = layout.layer.filter {
+            if case .norm = $0.role { return true }
+            if case .headNorm = $0.role { return true }
+            return false
+        }.map { String($0.hf.dropLast(".weight".count)) }
         var names = ["model", "model.embed_tokens", "model.layers"]
         for i in 0..<layerCount {
             let p = "model.layers.\(i)"
             names += [p, "\(p).self_attn"] + [LoRATarget.q, .k, .v, .o].map { $0.modulePath(layer: i) }
             names += ["\(p).mlp"] + [LoRATarget.gate, .up, .down].map { $0.modulePath(layer: i) } + ["\(p).mlp.act_fn"]
-            names += ["\(p).input_layernorm", "\(p).post_attention_layernorm"]
+            names += norms.map { "\(p).\($0)" }
         }
         return names + ["model.norm", "model.rotary_emb", "lm_head"]
     }
@@ -129,9 +135,9 @@ public struct PEFTAdapterConfig: Equatable, Sendable {
     /// (PEFT would adapt an embedding or fail), and a projection matched in some layers only;
     /// a pattern longer than `maxPatternLength` or slower than `patternTimeLimit`. `checkpoint`
     /// runs while a pattern matches; what it throws (a cancellation) ends the matching.
-    public func resolveTargets(layerCount: Int, checkpoint: () throws -> Void = {}) throws -> Set<LoRATarget> {
+    public func resolveTargets(layerCount: Int, layout: ModelLayout = .decoder, checkpoint: () throws -> Void = {}) throws -> Set<LoRATarget> {
         let file = Self.fileName
-        let names = Self.moduleNames(layerCount: layerCount)
+        let names = Self.moduleNames(layerCount: layerCount, layout: layout)
         var matched: [String] = []
         switch targetModules {
         case .pattern("all-linear"):
@@ -158,7 +164,7 @@ public struct PEFTAdapterConfig: Equatable, Sendable {
             for entry in entries {
                 let hits = names.filter { $0 == entry || $0.hasSuffix("." + entry) }
                 guard !hits.isEmpty else {
-                    throw FormatError(file: file, "target_modules names \"\(entry)\", which is not a module of a LLaMA model (loramd adapts \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", ")))")
+                    throw FormatError(file: file, "target_modules names \"\(entry)\", which is not a module of the model (loramd adapts \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
                 matched += hits
             }

@@ -28,7 +28,7 @@ public enum PEFTAdapterFile {
     /// Reads the adapter in `directory` for `model`.
     public static func load(directory: URL, model: DecoderModel) throws -> LoRAAdapter {
         let config = try PEFTAdapterConfig(directory: directory)
-        let targets = try config.resolveTargets(layerCount: model.config.layerCount)
+        let targets = try config.resolveTargets(layerCount: model.config.layerCount, layout: model.config.family.layout)
         let weightsURL = directory.appendingPathComponent(weightsFileName)
         guard FileManager.default.fileExists(atPath: weightsURL.path) else {
             if FileManager.default.fileExists(atPath: directory.appendingPathComponent("adapter_model.bin").path) {

@@ -112,7 +112,7 @@ public struct PruningManifest: Codable, Equatable, Sendable {
         }
         for (i, widths) in original.enumerated() {
             guard widths.heads > 0, widths.kvHeads > 0, widths.intermediate > 0, widths.heads % widths.kvHeads == 0 else {
-                throw fail("layer \(i): original widths \(widths) are not a LLaMA layer's")
+                throw fail("layer \(i): original widths \(widths) are not a decoder layer's")
             }
         }
         // The original widths within SizeLimits, before anything is sized by them (the GQA groups
