@@ -74,10 +74,10 @@ MULTI = ("Bonjour, je m'appelle Marie et j'habite à Paris. 東京は日本の�
 QUESTION = "Write a haiku about autumn leaves."
 
 
-def long_text():
+def long_text(chars):
     """Deterministic long text: the start of Python's textwrap.py (this interpreter's stdlib; the
     text itself is stored in reference.json)."""
-    return inspect.getsource(textwrap)[:2600]
+    return inspect.getsource(textwrap)[:chars]
 
 
 MODELS = {
@@ -92,7 +92,7 @@ MODELS = {
             {"name": "multilingual", "kind": "plain", "text": MULTI},
             {"name": "chat", "kind": "plain",
              "text": f"<start_of_turn>user\n{QUESTION}<end_of_turn>\n<start_of_turn>model\n"},
-            {"name": "long", "kind": "plain", "text": None, "min_tokens": 600,
+            {"name": "long", "kind": "plain", "text": None, "chars": 2600, "min_tokens": 600,
              "extra_positions": [100, 300, 510, 511, 512, 513, 514]},
         ],
         "full_rows": ["long", "chat"],
@@ -111,7 +111,7 @@ MODELS = {
             {"name": "chat", "kind": "chat", "messages": [{"role": "user", "content": QUESTION}]},
             {"name": "fim", "kind": "plain",
              "text": "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n    return c<|fim_middle|>"},
-            {"name": "long", "kind": "plain", "text": None, "min_tokens": 600,
+            {"name": "long", "kind": "plain", "text": None, "chars": 3000, "min_tokens": 600,
              "extra_positions": [100, 300, 511, 512]},
         ],
         "full_rows": ["python", "prose", "chat", "long"],
@@ -309,20 +309,21 @@ def main():
     sample = sorted(sample)[:SAMPLED_IDS]
     sample_t = torch.tensor(sample)
 
-    prompts, full_rows, at_rows = [], [], []
-    window_check = None
-    for p in spec["prompts"]:
+    encoded = []
+    for p in spec["prompts"]:  # tokenize everything first: fail early, before the slow part
         if p["kind"] == "chat":
             text = tok.apply_chat_template(p["messages"], tokenize=False, add_generation_prompt=True)
             ids = tok(text, add_special_tokens=False).input_ids
         else:
-            text = p["text"]
-            if text is None:
-                text = long_text()
+            text = p["text"] if p["text"] is not None else long_text(p["chars"])
             ids = tok(text).input_ids
+        assert len(ids) >= p.get("min_tokens", 0), f"{p['name']}: {len(ids)} tokens"
+        encoded.append((p, text, ids))
+
+    prompts, full_rows, at_rows = [], [], []
+    window_check = None
+    for p, text, ids in encoded:
         n = len(ids)
-        if p.get("min_tokens"):
-            assert n >= p["min_tokens"], f"{p['name']}: {n} tokens"
         with torch.no_grad():
             logits = model(torch.tensor([ids]), use_cache=False).logits[0]
         positions = sorted({q for q in p.get("extra_positions", []) if q < n} |
@@ -372,8 +373,8 @@ def main():
         }
         if p["kind"] == "chat":
             entry["messages"] = p["messages"]
-        if p["text"] is None:
-            entry["text_source"] = (f"inspect.getsource(textwrap)[:2600] on Python {platform.python_version()} "
+        if "text" in p and p["text"] is None:
+            entry["text_source"] = (f"inspect.getsource(textwrap)[:{p['chars']}] on Python {platform.python_version()} "
                                     f"(sha256 of the text {hashlib.sha256(text.encode()).hexdigest()})")
         prompts.append(entry)
         print(f"{p['name']}: {n} ids, greedy -> {tok.decode(new_ids)!r} (min margin {min(step_margins):.3f}, "
