@@ -240,6 +240,40 @@ final class MistralGoldenTests: XCTestCase {
 
 final class Gemma3GoldenTests: XCTestCase {
     let golden = FamilyGolden(folder: "golden-gemma3", family: "gemma3")
+
+    /// The text model of a multimodal checkpoint (Gemma3ForConditionalGeneration, as Gemma 3
+    /// 4B-27B ship): config.json's text_config, weights under `language_model.model.` (older
+    /// transformers) or `model.language_model.` (newer), a vision tensor beside them.
+    func testTheTextModelOfAMultimodalCheckpoint() throws {
+        let source = golden.root.appendingPathComponent("model")
+        let text = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as! [String: Any]
+        let expected = try golden.npy("logits.npy")
+        for prefix in ["language_model.model.", "model.language_model."] {
+            let folder = try temporaryDirectory()
+            var textConfig = text
+            textConfig["architectures"] = nil
+            let config: [String: Any] = ["architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+                                         "text_config": textConfig, "vision_config": ["hidden_size": 8]]
+            try JSONSerialization.data(withJSONObject: config).write(to: folder.appendingPathComponent("config.json"))
+            // The same tensor bytes under the multimodal names (a safetensors header is its length and JSON).
+            let data = try Data(contentsOf: source.appendingPathComponent("model.safetensors"))
+            let length = data.prefix(8).withUnsafeBytes { Int($0.loadUnaligned(as: UInt64.self)) }
+            var header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + length))) as! [String: Any]
+            for key in header.keys where key.hasPrefix("model.") {
+                header[prefix + key.dropFirst("model.".count)] = header.removeValue(forKey: key)
+            }
+            let json = try JSONSerialization.data(withJSONObject: header)
+            var out = Data()
+            withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+            out.append(json)
+            out.append(data.subdata(in: (8 + length)..<data.count))
+            try out.write(to: folder.appendingPathComponent("model.safetensors"))
+            let model = try DecoderModel.load(directory: folder)
+            XCTAssertEqual(model.config.family.name, "gemma3", prefix)
+            let diff = maxAbsDifference(try golden.logits(model, try golden.ids()), expected.values)
+            XCTAssertLessThanOrEqual(diff, FamilyGolden.tolerance(expected.values), "\(prefix): max |d| = \(diff)")
+        }
+    }
     func testConfigResolvesToItsFamily() throws { try golden.checkConfigResolvesToItsFamily() }
     func testLogitsAtEveryChunkSizeAndDecoding() throws { try golden.checkLogitsAtEveryChunkSizeAndDecoding() }
     func testHiddenStatesAfterEveryLayer() throws { try golden.checkHiddenStatesAfterEveryLayer() }

@@ -40,27 +40,50 @@ public final class CheckpointDirectory: @unchecked Sendable {
                 location[tensor] = shard
             }
             self.files = opened.keys.sorted().map { opened[$0]! }
-            self.location = location
+            self.location = Self.languageModelAliases(location)
         } else if manager.fileExists(atPath: single.path) {
             let file = try SafetensorsFile(url: single)
             self.files = [file]
-            self.location = file.tensors.mapValues { _ in file }
+            self.location = Self.languageModelAliases(file.tensors.mapValues { _ in file })
         } else {
             throw FormatError(file: Self.singleFileName, "no \(Self.singleFileName) or \(Self.indexFileName) in \(url.path)")
         }
     }
 
+    /// A multimodal checkpoint's text model (Gemma 3 4B-27B's Gemma3ForConditionalGeneration) is
+    /// read under the decoder's own names: `language_model.model.X` (transformers before 4.52) and
+    /// `model.language_model.X` (after) also answer to `model.X`, and `language_model.lm_head.weight`
+    /// to `lm_head.weight`. The vision tower's tensors are never asked for.
+    static func languageModelAliases(_ location: [String: SafetensorsFile]) -> [String: SafetensorsFile] {
+        guard location["model.embed_tokens.weight"] == nil else { return location }
+        var out = location
+        for (name, file) in location {
+            for (prefix, canonical) in [("language_model.model.", "model."), ("model.language_model.", "model."),
+                                        ("language_model.lm_head.", "lm_head.")] where name.hasPrefix(prefix) {
+                out[canonical + name.dropFirst(prefix.count)] = file
+            }
+        }
+        return out
+    }
+
     public var tensorNames: [String] { location.keys.sorted() }
     public var fileNames: [String] { files.map(\.fileName) }
 
-    public func info(_ name: String) -> SafetensorsFile.TensorInfo? { location[name]?.tensors[name] }
+    public func info(_ name: String) -> SafetensorsFile.TensorInfo? { location[name].flatMap { $0.tensors[fileName(name, in: $0)] } }
+
+    /// The name `name` has in `file` (itself, or the multimodal one it aliases).
+    private func fileName(_ name: String, in file: SafetensorsFile) -> String {
+        if file.tensors[name] != nil { return name }
+        let rest = name.hasPrefix("model.") ? String(name.dropFirst("model.".count)) : name
+        return ["language_model.model." + rest, "model.language_model." + rest, "language_model." + name].first { file.tensors[$0] != nil } ?? name
+    }
 
     /// The file holding `name`, for error messages.
     public func fileName(of name: String) -> String { location[name]?.fileName ?? Self.singleFileName }
 
     /// The raw bytes of tensor `name`; valid while this object lives.
     public func bytes(of name: String) -> UnsafeRawBufferPointer? {
-        guard let file = location[name], let info = file.tensors[name] else { return nil }
+        guard let file = location[name], let info = file.tensors[fileName(name, in: file)] else { return nil }
         return file.bytes(of: info)
     }
 

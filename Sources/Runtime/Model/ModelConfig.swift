@@ -104,7 +104,8 @@ public struct ModelConfig: Equatable, Sendable {
 
     public init(json data: Data) throws {
         let file = Self.fileName
-        let object = try FormatError.jsonObject(data, file: file)
+        // A multimodal checkpoint whose text model loramd runs is read as that model (its text_config).
+        let object = ModelRegistry.textModelConfig(try FormatError.jsonObject(data, file: file))
         let fields = ConfigFields(object, file: file)
         family = try ModelRegistry.family(architectures: object["architectures"] as? [String], modelType: object["model_type"] as? String,
                                           file: file)

@@ -128,6 +128,28 @@ public enum Gemma3: ModelFamilyDescription {
         object["rope_local_base_freq"] = config.localRope?.theta ?? 10000
     }
 
+    /// Gemma 3 4B-27B ship as Gemma3ForConditionalGeneration (model_type gemma3): the text model
+    /// is `text_config`, which lists only what differs from Gemma3TextConfig's defaults; its
+    /// weights sit under `language_model.` (CheckpointDirectory reads them by the decoder's names).
+    public static func textModelConfig(_ object: [String: Any]) -> [String: Any]? {
+        guard object["model_type"] as? String == "gemma3" || (object["architectures"] as? [String])?.contains("Gemma3ForConditionalGeneration") == true,
+              let text = object["text_config"] as? [String: Any] else { return nil }
+        let defaults: [String: Any] = [
+            "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+            "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "max_position_embeddings": 131072,
+            "rms_norm_eps": 1e-6, "sliding_window": 4096, "query_pre_attn_scalar": 256, "rope_theta": 1000000.0,
+            "rope_local_base_freq": 10000.0, "hidden_activation": "gelu_pytorch_tanh", "bos_token_id": 2, "eos_token_id": 1,
+            "tie_word_embeddings": true,
+        ]
+        var merged = defaults.merging(text) { $1 }
+        for key in ["bos_token_id", "eos_token_id", "tie_word_embeddings", "dtype", "torch_dtype"] where text[key] == nil {
+            if let value = object[key] { merged[key] = value }
+        }
+        merged["architectures"] = ["Gemma3ForCausalLM"]
+        merged["model_type"] = "gemma3_text"
+        return merged
+    }
+
     public static let makerFields: [String: Any] = ["sliding_window": 32, "sliding_window_pattern": 2]
 
     public static let presets: [(name: String, config: [String: Any])] = [

@@ -35,6 +35,9 @@ public protocol ModelFamilyDescription {
     static func writeGGUF(_ config: ModelConfig, into writer: inout GGUFWriter)
     /// Published configs of its big members, for plans by name (`memory/plan {model: {preset}}`).
     static var presets: [(name: String, config: [String: Any])] { get }
+    /// A multimodal checkpoint's config.json, when its text model is this family's: the text
+    /// model's fields (its defaults filled in as transformers fills them); nil when it is not.
+    static func textModelConfig(_ object: [String: Any]) -> [String: Any]?
     /// config.json fields a random model of the family (`ModelMaker`) gets beyond its widths, so
     /// that it exercises what the family has (Gemma 3: a window short enough to matter).
     static var makerFields: [String: Any] { get }
@@ -47,6 +50,7 @@ extension ModelFamilyDescription {
     public static func writeGGUF(_ config: ModelConfig, into writer: inout GGUFWriter) {}
     public static var presets: [(name: String, config: [String: Any])] { [] }
     public static var makerFields: [String: Any] { [:] }
+    public static func textModelConfig(_ object: [String: Any]) -> [String: Any]? { nil }
 }
 
 /// A family as a value a config carries: equal when the names are.

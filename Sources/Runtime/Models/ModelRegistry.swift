@@ -34,6 +34,11 @@ public enum ModelRegistry {
         throw FormatError(file: file, "general.architecture is '\(architecture)'; loramd runs \(families.map { $0.ggufArchitecture }.joined(separator: ", "))")
     }
 
+    /// `object` itself, or the text model's config of a multimodal checkpoint a family runs.
+    static func textModelConfig(_ object: [String: Any]) -> [String: Any] {
+        families.lazy.compactMap { $0.textModelConfig(object) }.first ?? object
+    }
+
     public static func family(named name: String) -> ModelFamily? {
         families.first { $0.name == name }.map(ModelFamily.init)
     }
