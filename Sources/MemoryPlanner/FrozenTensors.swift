@@ -14,7 +14,8 @@ public struct FrozenTensors: Sendable {
         contains("model.embed_tokens.weight") || (tied && contains("lm_head.weight"))
     }
 
-    /// The base tensors a model of `shape` trains with, by name and element count; `tied`: as trained (a tied model untied for training has a head of its own).
+    /// The base tensors a model of `shape` trains with, by name and element count; `tied`: as
+    /// trained (a tied model untied for training has a head of its own).
     public static func tensors(_ shape: ModelShape, tied: Bool) -> [(name: String, count: Int)] {
         // The shape is a loaded model's, within SizeLimits: the products cannot overflow.
         func count(_ spec: TensorSpec, _ layer: ModelShape.Layer) -> Int { (try? shape.elements(spec, layer).value) ?? 0 }

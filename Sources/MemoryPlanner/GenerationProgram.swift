@@ -38,7 +38,9 @@ public enum GenerationBuffers: String, CaseIterable, Sendable {
             return max(try h * positions, min(try h * min(t, CheckedSize(StepProgramBuilder.attentionBlockRows)) * positions, CheckedSize(16 << 20)))
         case .rope: return try t * d
         case .ropeLocal: return shape.localRope ? try t * d : CheckedSize(0)
-        case .blockOutput: return shape.layout.normSites.contains(.attentionOutput) || shape.layout.normSites.contains(.mlpOutput) ? try t * c : CheckedSize(0)
+        case .blockOutput:
+            let sites = shape.layout.normSites
+            return sites.contains(.attentionOutput) || sites.contains(.mlpOutput) ? try t * c : CheckedSize(0)
         case .weightScratch: return CheckedSize(StepProgramBuilder.inferenceScratchFloats(base: workload.baseDType))
         case .loraU: return try t * (workload.lora?.r ?? 0)
         case .logits: return try workload.logitsRows * CheckedSize(shape.vocab)

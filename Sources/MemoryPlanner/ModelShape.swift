@@ -24,7 +24,7 @@ public struct ModelShape: Codable, Equatable, Sendable {
     /// Sliding layers rotate with a rope of their own (Gemma 3): a second table of angles.
     public var localRope: Bool
     /// Each layer's attention window (nil: every earlier key); empty: no layer slides.
-    public var windows: [Int?] = []
+    public var windows: [Int?]
 
     public init(hidden: Int, headDim: Int, vocab: Int, tiedEmbeddings: Bool, layers: [Layer], layout: ModelLayout = .decoder,
                 localRope: Bool = false, windows: [Int?] = []) {
@@ -55,8 +55,8 @@ public struct ModelShape: Codable, Equatable, Sendable {
                   vocab: try c.decode(Int.self, forKey: .vocab), tiedEmbeddings: try c.decode(Bool.self, forKey: .tiedEmbeddings),
                   layers: try c.decode([Layer].self, forKey: .layers),
                   layout: try c.decodeIfPresent(ModelLayout.self, forKey: .layout) ?? .decoder,
-                  localRope: try c.decodeIfPresent(Bool.self, forKey: .localRope) ?? false)
-        windows = try c.decodeIfPresent([Int?].self, forKey: .windows) ?? []
+                  localRope: try c.decodeIfPresent(Bool.self, forKey: .localRope) ?? false,
+                  windows: try c.decodeIfPresent([Int?].self, forKey: .windows) ?? [])
     }
 
     /// Positions each layer's KV cache holds for a sequence of `positions` run in prefill chunks
@@ -74,7 +74,7 @@ public struct ModelShape: Codable, Equatable, Sendable {
         try spec.shape(layer, hidden: hidden, headDim: headDim, vocab: vocab).reduce(CheckedSize(1)) { try $0 * $1 }
     }
 
-    /// Weights of one layer's linears (what its dtype sizes; the vectors stay fp32).
+    /// Weights of one layer's linears (what the base dtype sizes; the vectors are charged apart).
     public func linearParameters(_ layer: Layer) throws -> Int {
         try CheckedSize.named("one layer's parameters") {
             try CheckedSize.sum(try layout.layer.filter { !$0.isVector }.map { try elements($0, layer) })

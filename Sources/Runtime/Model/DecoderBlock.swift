@@ -33,13 +33,13 @@ struct DecoderBlock {
     let heads, kvHeads, intermediate, hidden: Int
     let eps: Float
     let rope: RotaryEmbedding
-    /// Each query sees only this many latest keys (Mistral's sliding_window); nil: all.
+    /// Each query sees only this many latest keys (Mistral's layers, Gemma 3's sliding ones); nil: all.
     let window: Int?
 
     /// A layer's buffers. Training only: `attentionNormRMS`/`mlpNormRMS` (1/rms per row),
     /// `probs` (B, H, S, S), and with per-head norms q and k before them (`qPreNorm`, `kPreNorm`)
-    /// with their 1/rms per head (`qNormRMS` (T·H), `kNormRMS` (T·KV)). `loraU`: x·Aᵀ per targeted linear (training keeps each; inference
-    /// points them all at one workspace). `attentionNorm`, `mlpNorm` and `act` are only read
+    /// with their 1/rms per head (`qNormRMS` (T·H), `kNormRMS` (T·KV)). `loraU`: x·Aᵀ per
+    /// targeted linear (training keeps each; inference points them all at one workspace). `attentionNorm`, `mlpNorm` and `act` are only read
     /// within the op that writes them: the backward remakes them first.
     struct Activations {
         var input, attentionNorm, q, k, v, attention, residual, mlpNorm, gate, up, act: UnsafeMutablePointer<Float>
