@@ -249,6 +249,9 @@ def diff_stats(got, want):
 def report(name, got, want, tol=None):
     mx, rel, mean, agree = diff_stats(got, want)
     text = f"{name}: max |d| {mx:.3g} (relative {rel:.3g}), mean |d| {mean:.3g}, argmax agreement {agree:.0%}"
+    if tol is None and len(got) > 1:
+        # llama.cpp's quantized runs of Qwen2.5 differ most at position 0 (see the main docstring).
+        text += f"; from position 1 on: max |d| {diff_stats(got[1:], want[1:])[0]:.3g}"
     if tol is None:
         log(f"info {text}")
         return True
