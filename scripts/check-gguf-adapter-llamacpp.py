@@ -3,7 +3,10 @@
 
     /work/refenv/bin/python scripts/check-gguf-adapter-llamacpp.py COMMAND [options]
 
-Commands (default base: the SmolLM2 Q4_1 GGUF `scripts/fetch-model smollm2` caches):
+Commands (default base: the SmolLM2 Q4_1 GGUF `scripts/fetch-model smollm2` caches). --base is a
+GGUF of architecture llama, qwen2 or qwen3, or a Hugging Face folder (e.g.
+Tests/Fixtures/golden-qwen2/model), which loramd converts first (model/load, model/save {format:
+"gguf", ggufType: "F32"}) into the work folder; transformers then runs that folder, not the GGUF.
 
   logits --base B.gguf [--adapter A.gguf] --ids 1,2,3 [--save out.npz]
       llama.cpp's logits at every position, without and (with --adapter) with the adapter:
@@ -16,16 +19,25 @@ Commands (default base: the SmolLM2 Q4_1 GGUF `scripts/fetch-model smollm2` cach
       from N(0, bInitStd) so it matters; --train-steps N also trains it N steps on a small text),
       saves it with adapter/save {format: "gguf"}, then `compare` on that file.
   vs-transformers [--base B.gguf]
-      llama.cpp's base logits against Tests/Fixtures/smollm2 (transformers, dequantized fp32).
+      llama.cpp's base logits against transformers fp32: Tests/Fixtures/smollm2 for the SmolLM2
+      GGUF; for another base, transformers run here (on its folder, or on the GGUF dequantized).
   synthetic [--base B.gguf] [--transformers]
       A random GGUF LoRA adapter written here with gguf-py in convert_lora_to_gguf.py's layout:
       llama.cpp loads it, it changes the logits, and its effect equals a base GGUF with
       W + scale*B*A folded in with numpy (and, with --transformers, transformers' model with the
-      HF-order delta, which checks the q/k row permutation); F16 factors and lora_scale too.
+      HF-order delta, which checks the q/k row permutation: present for `llama`, absent for
+      qwen2/qwen3, whose NEOX rope llama.cpp's converter leaves in transformers' order); F16
+      factors and lora_scale too.
   all       vs-transformers, synthetic --transformers, and loramd when the daemon exists.
 
+Prompts: the fixtures' ids on SmolLM2; on another GGUF with a tokenizer, the fixtures' two texts
+tokenized by llama.cpp; on one without (a tiny random model), two seeded lists of 36 ids. A GGUF
+without tokenizer (loramd's model/save of a folder without tokenizer.json) does not load in
+llama.cpp ("key not found in model: tokenizer.ggml.model"); its F32 copy gets a placeholder
+vocabulary (llamacpp_gguf.add_placeholder_vocab) and the as-given runs are skipped.
+
 How the comparison is made meaningful: llama.cpp computes a quantized GGUF with the quantized
-weights and, on the CPU, quantizes activations to Q8_1 for those dot products; its KV cache is F16
+weights and, on the CPU, quantizes activations to Q8_1/Q8_K for those dot products; its KV cache is F16
 by default, and flash attention (off by default here) converts to F16 too. So by default llama.cpp
 runs an F32 copy of the base (every tensor dequantized with gguf-py: the weights loramd and
 transformers use) with an F32 KV cache and flash attention off (--exact, the default). Measured on
@@ -33,6 +45,18 @@ SmolLM2 against transformers' fp32: max |dlogit| 8e-5 (relative 2.6e-6); TOL_EXA
 pass mark. With --quantized llama.cpp runs the GGUF as given (Q4_1: max |dlogit| 1-3.4, relative up
 to 9%, argmax agreement 86-100%): reported, with the adapter's effect (with - without) compared
 as well, but per-logit agreement is not expected there.
+
+Measured (llama-cpp-python 0.3.36 built from the sdist, GGML_NATIVE, on AVX-512 without AMX):
+- Qwen2.5-Coder-1.5B-Instruct Q4_K_M, F32 copy: loramd (f32) vs llama.cpp max |dlogit| 1.9e-4
+  (logits up to 21; relative 9e-6), transformers fp32 vs llama.cpp 7.4e-5; a loramd-trained
+  adapter's effect (with - without, up to 10.5) agrees to 3.1e-4. As given (Q4_K/Q6_K weights
+  times Q8_K activations, F16 or F32 KV) llama.cpp differs by up to 12 (argmax 57-86%), almost all
+  of it at position 0 (KL 3.5-5.6 nats there, <= 0.004 after; max |dlogit| <= 0.54 from position
+  1 on): the first token of a Qwen2.5 prompt carries huge activations that llama.cpp's quantized
+  products do not keep. That is llama.cpp's arithmetic, not loramd's: the F32 copy of the same
+  GGUF agrees with loramd and transformers at every position.
+- tiny qwen2, qwen2-tied, qwen3 goldens through loramd's GGUF writer: llama.cpp vs transformers
+  and vs loramd max |dlogit| <= 3.2e-6, adapter effects <= 3.8e-6.
 
 Needs llama-cpp-python, numpy and gguf (plus torch and transformers for vs-transformers' fixture
 regeneration and synthetic --transformers); loramd and its tests do not. Not run by CI.

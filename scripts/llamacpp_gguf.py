@@ -264,6 +264,9 @@ def report_delta(name, got_with, got_without, want_with, want_without, tol=None)
     effect = float(np.abs(dw).max())
     mx = float(np.abs(dg - dw).max())
     text = f"{name}: adapter effect max |delta| {effect:.3g}, difference of effects max {mx:.3g} ({100 * mx / max(effect, 1e-30):.2g}% of it)"
+    if tol is None and len(dg) > 1:
+        e1, m1 = float(np.abs(dw[1:]).max()), float(np.abs(dg[1:] - dw[1:]).max())
+        text += f"; from position 1 on: effect {e1:.3g}, difference {m1:.3g} ({100 * m1 / max(e1, 1e-30):.2g}%)"
     if tol is None:
         log(f"info {text}")
         return True
