@@ -6,8 +6,7 @@ models, fp32 with eager attention:
 
 GOLDEN is `llama` (Tests/Fixtures/golden: tiny, tiny_lora, tiny_lora_logits.npy; the default) or a
 family golden (Tests/Fixtures/golden-<name>: model, lora, lora_logits.npy, golden.json), e.g.
-`qwen2 qwen2-tied qwen3 mistral`, or `all` for every one of them (not gemma3: loramd does not
-load Gemma 3 yet). On each:
+`qwen2 qwen2-tied qwen3 gemma3 mistral`, or `all` for every one of them. On each:
 
 1. loramd loads the golden PEFT adapter and saves it; PEFT loads what loramd saved and gives
    the golden LoRA logits.
@@ -37,7 +36,7 @@ from transformers.utils import logging as transformers_logging
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "Tests/Fixtures"
-FAMILIES = ["qwen2", "qwen2-tied", "qwen3", "mistral"]  # golden-gemma3 exists; loramd does not load Gemma 3 yet
+FAMILIES = ["qwen2", "qwen2-tied", "qwen3", "gemma3", "mistral"]
 TOLERANCE = 3e-5
 sys.path.insert(0, str(ROOT / "clients/python"))
 from loram_client import LoramClient  # noqa: E402

@@ -100,6 +100,8 @@ struct ModelService {
                 do { tokenizer = try t.ggufMetadata() } catch let error as Tokenizer.GGUFExportError {
                     warnings.append("tokenizer left out: \(error.description)")
                 }
+            } else if loaded.tokenizer == nil {
+                warnings.append("the model has no tokenizer, so the file has no tokenizer.ggml.* metadata: llama.cpp will not load it (loramd will, with token ids)")
             }
             if let template = loaded.chatTemplate, !tokenizer.contains(where: { $0.key == "tokenizer.chat_template" }) {
                 tokenizer.append(("tokenizer.chat_template", .string(template)))
