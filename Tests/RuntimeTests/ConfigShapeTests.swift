@@ -143,7 +143,7 @@ final class ConfigShapeTests: XCTestCase {
     }
 
     /// Gemma 3 270M at 32k positions: the 3 global layers' caches hold every position, the 15
-    /// sliding ones their window of 512 and a prefill chunk (767), and the plan charges that: 21%
+    /// sliding ones their window of 512 and a prefill chunk (767), and the plan charges that: 19%
     /// of what 18 full caches take.
     func testASlidingLayersCacheHoldsItsWindowAndAChunk() throws {
         let shape = try XCTUnwrap(try ModelRegistry.presetShape(named: "gemma-3-270m"))
