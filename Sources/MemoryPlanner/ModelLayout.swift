@@ -142,8 +142,8 @@ public struct ModelLayout: Codable, Equatable, Sendable {
         global.filter { !(tied && $0.role == .outputHead) }
     }
 
-    /// transformers' full name of layer tensor `spec` in layer `index`.
-    public static func hfName(_ spec: TensorSpec, layer index: Int) -> String { "model.layers.\(index).\(spec.hf)" }
-    /// GGUF's full name of layer tensor `spec` in layer `index`.
-    public static func ggufName(_ spec: TensorSpec, layer index: Int) -> String { "blk.\(index).\(spec.gguf)" }
+    /// transformers' full name of `spec`: a layer tensor's in layer `index`, a global one's (nil) its own.
+    public static func hfName(_ spec: TensorSpec, layer index: Int?) -> String { index.map { "model.layers.\($0).\(spec.hf)" } ?? spec.hf }
+    /// GGUF's full name of `spec`, likewise.
+    public static func ggufName(_ spec: TensorSpec, layer index: Int?) -> String { index.map { "blk.\($0).\(spec.gguf)" } ?? spec.gguf }
 }

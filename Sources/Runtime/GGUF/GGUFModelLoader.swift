@@ -23,12 +23,9 @@ extension DecoderModel {
     /// Bytes the weights of `file` take once loaded as `dtype` (norms and biases, the 1-D tensors,
     /// fp32), from the tensor infos: what is charged before reading.
     public static func plannedBytes(gguf file: GGUFFile, config: ModelConfig, dtype: TensorDType) -> Int {
-        let layout = config.family.layout
-        var specs = layout.globals(tied: config.tiedEmbeddings).map { ($0, $0.gguf) }
-        for i in 0..<config.layerCount { specs += layout.layer.map { ($0, ModelLayout.ggufName($0, layer: i)) } }
-        return specs.reduce(0) { total, entry in
-            guard let info = file.tensors[entry.1] else { return total }
-            return total + info.elementCount * (entry.0.isVector ? 4 : dtype.byteSize)
+        config.tensors.reduce(0) { total, tensor in
+            guard let info = file.tensors[ModelLayout.ggufName(tensor.spec, layer: tensor.layer)] else { return total }
+            return total + info.elementCount * (tensor.spec.isVector ? 4 : dtype.byteSize)
         }
     }
 
@@ -36,15 +33,11 @@ extension DecoderModel {
     /// family's converter permuted them.
     public static func load(gguf file: GGUFFile, config: ModelConfig, dtype: TensorDType) throws -> DecoderModel {
         let loader = GGUFWeightLoader(file: file, dtype: dtype)
-        func permuted(_ spec: TensorSpec) -> Int? {
-            guard config.family.ggufPermutesQK else { return nil }
-            return [.linear(.q), .linear(.k), .bias(.q), .bias(.k)].contains(spec.role) ? config.headDim : nil
-        }
-        func name(_ spec: TensorSpec, _ layer: Int?) -> String { layer.map { ModelLayout.ggufName(spec, layer: $0) } ?? spec.gguf }
+        func permuted(_ spec: TensorSpec) -> Int? { config.family.ggufRotaryHeadDim(spec.role, headDim: config.headDim) }
         return try assemble(config: config, matrix: { spec, layer, rows, cols in
-            try loader.matrix(name(spec, layer), rows: rows, cols: cols, headDim: permuted(spec))
+            try loader.matrix(ModelLayout.ggufName(spec, layer: layer), rows: rows, cols: cols, headDim: permuted(spec))
         }, vector: { spec, layer, count in
-            let values = try loader.vector(name(spec, layer), count: count)
+            let values = try loader.vector(ModelLayout.ggufName(spec, layer: layer), count: count)
             return permuted(spec).map { GGUFRotaryOrder.permutedRows(values, rows: count, cols: 1, headDim: $0, toGGUF: false) } ?? values
         })
     }

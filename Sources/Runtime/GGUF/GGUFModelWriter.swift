@@ -3,8 +3,8 @@ import Foundation
 
 /// Writing a model as a GGUF file llama.cpp loads: the metadata its converter writes under the
 /// family's architecture, the layout's GGUF names, Q/K rows in its rotary order where the family
-/// permutes them, norms and biases in F32, and the decoder linears and embeddings in `type` (a tensor whose rows are not whole blocks of `type` stays F32, as
-/// llama.cpp's quantizer leaves it).
+/// permutes them, norms and biases in F32, and the decoder linears and embeddings in `type` (a
+/// tensor whose rows are not whole blocks of `type` stays F32, as llama.cpp's quantizer leaves it).
 extension DecoderModel {
     public func saveGGUF(to url: URL, type: GGUFTensorType, tokenizer: [(key: String, value: GGUFValue)] = [],
                          name: String = "loramd", rule: OutputRule = .ggufFile) throws {
@@ -57,9 +57,7 @@ extension DecoderModel {
             try writer.addTensor(name, dimensions: [values.count], values: values, as: .f32)
         }
         let layout = c.family.layout
-        func rotaryOrder(_ role: TensorSpec.Role) -> Int? {
-            c.family.ggufPermutesQK && [.linear(.q), .linear(.k), .bias(.q), .bias(.k)].contains(role) ? c.headDim : nil
-        }
+        func rotaryOrder(_ role: TensorSpec.Role) -> Int? { c.family.ggufRotaryHeadDim(role, headDim: c.headDim) }
         try add(layout.globalSpec(.embedding)!.gguf, embedding)
         if let ropeDivisors { try addNorm(GGUFRotaryOrder.ropeFrequencies, ropeDivisors) }
         for (i, layer) in layers.enumerated() {

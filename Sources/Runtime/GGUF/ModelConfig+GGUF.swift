@@ -80,14 +80,9 @@ extension ModelConfig {
                 throw FormatError(file: file, "tensor \(name) has dimensions \(found) (ne0 first); the metadata implies \(expected)")
             }
         }
-        // GGUF dimensions list ne0 (transformers' last axis) first.
-        for (i, layer) in layers.enumerated() {
-            for spec in family.layout.layer {
-                try require(ModelLayout.ggufName(spec, layer: i), shape(of: spec, layer: layer).reversed())
-            }
-        }
-        for spec in family.layout.globals(tied: tiedEmbeddings) where spec.role != .embedding {
-            try require(spec.gguf, shape(of: spec, layer: layers[0]).reversed())
+        // GGUF dimensions list ne0 (transformers' last axis) first; the embedding was checked first.
+        for (spec, layer, shape) in tensors where spec.role != .embedding {
+            try require(ModelLayout.ggufName(spec, layer: layer), shape.reversed())
         }
     }
 

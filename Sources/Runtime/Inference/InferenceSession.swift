@@ -101,8 +101,8 @@ public final class InferenceSession: @unchecked Sendable {
         let shape = config.modelShape
         cache = KVCache(kvHeads: model.layers.map(\.shape.kvHeads), headDim: config.headDim, capacity: max(1, capacity),
                         slots: shape.kvSlots(positions: max(1, capacity), chunk: self.chunkSize), windows: shape.windows)
-        rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
-        localRope = config.localRope.map { RotaryEmbedding(headDim: config.headDim, theta: $0.theta, scaling: $0.scaling) }
+        rope = RotaryEmbedding(config: config)
+        localRope = RotaryEmbedding.local(config)
         localRopeTable = arena.floats(GenerationBuffers.ropeLocal.rawValue)
         precondition((localRope == nil) == (localRopeTable == nil), "the session's arena is planned for another family")
         weights = StepWeights(model: model, copy: false)

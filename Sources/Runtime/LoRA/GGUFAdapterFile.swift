@@ -38,9 +38,8 @@ public enum GGUFAdapterFile {
         for (i, pairs) in adapter.layers.enumerated() {
             for target in LoRATarget.layerTargets {
                 guard let pair = pairs[target] else { continue }
-                let rotary = family.ggufPermutesQK && (target == .q || target == .k)
                 try add(ModelLayout.ggufName(family.layout.layerSpec(.linear(target))!, layer: i), pair,
-                        permuteHeadDim: rotary ? config.headDim : nil)
+                        permuteHeadDim: family.ggufRotaryHeadDim(.linear(target), headDim: config.headDim))
             }
         }
         if let lmHead = adapter.lmHead { try add(family.layout.globalSpec(.outputHead)!.gguf, lmHead, permuteHeadDim: nil) }
@@ -133,9 +132,8 @@ public enum GGUFAdapterFile {
                 guard info.type.isDequantizable else { throw FormatError(file: file.fileName, "tensor \(info.name) has type \(info.type.name), which loramd cannot read") }
                 try file.dequantize(info, elements: 0..<info.elementCount, into: weight.float32!)
             }
-            if model.config.family.ggufPermutesQK && (entry.target == .q || entry.target == .k) {
-                let b = GGUFRotaryOrder.permutedRows(pair.b.toArray(), rows: pair.b.rows, cols: pair.b.cols,
-                                                    headDim: model.config.headDim, toGGUF: false)
+            if let headDim = model.config.family.ggufRotaryHeadDim(.linear(entry.target), headDim: model.config.headDim) {
+                let b = GGUFRotaryOrder.permutedRows(pair.b.toArray(), rows: pair.b.rows, cols: pair.b.cols, headDim: headDim, toGGUF: false)
                 b.withUnsafeBufferPointer { pair.b.assign($0.baseAddress!) }
             }
         }

@@ -141,25 +141,13 @@ public final class DecoderModel: @unchecked Sendable {
         return try load(config: config, checkpoint: try CheckpointDirectory(url: directory), dtype: dtype)
     }
 
-    /// Every tensor `config` implies, by transformers' name, with its shape.
-    static func expectedTensors(_ config: ModelConfig) -> [(name: String, spec: TensorSpec, shape: [Int])] {
-        let layout = config.family.layout
-        var out = layout.globals(tied: config.tiedEmbeddings).filter { $0.role == .embedding }
-            .map { ($0.hf, $0, config.shape(of: $0, layer: config.layers[0])) }
-        for (i, layer) in config.layers.enumerated() {
-            out += layout.layer.map { (ModelLayout.hfName($0, layer: i), $0, config.shape(of: $0, layer: layer)) }
-        }
-        out += layout.globals(tied: config.tiedEmbeddings).filter { $0.role != .embedding }
-            .map { ($0.hf, $0, config.shape(of: $0, layer: config.layers[0])) }
-        return out
-    }
-
     /// Bytes the weights of `checkpoint` will occupy once loaded as `dtype` (nil: as stored),
     /// from the headers alone: what the memory budget is charged before anything is read.
     public static func plannedBytes(config: ModelConfig, checkpoint: CheckpointDirectory, dtype: TensorDType?) -> Int {
-        expectedTensors(config).reduce(0) { total, tensor in
-            if NF4Checkpoint.isQuantized(tensor.name, in: checkpoint) { return total + NF4Checkpoint.plannedBytes(tensor.name, in: checkpoint) }
-            guard let info = checkpoint.info(tensor.name) else { return total }
+        config.tensors.reduce(0) { total, tensor in
+            let name = ModelLayout.hfName(tensor.spec, layer: tensor.layer)
+            if NF4Checkpoint.isQuantized(name, in: checkpoint) { return total + NF4Checkpoint.plannedBytes(name, in: checkpoint) }
+            guard let info = checkpoint.info(name) else { return total }
             return total + info.elementCount * (tensor.spec.isVector ? 4 : (dtype ?? info.dtype).byteSize)
         }
     }
@@ -168,7 +156,9 @@ public final class DecoderModel: @unchecked Sendable {
     /// (NF4-quantized ones are checked when read): from the headers alone, so a config whose widths
     /// the files do not have is refused before anything is charged or allocated for it.
     public static func checkTensorShapes(config: ModelConfig, checkpoint: CheckpointDirectory) throws {
-        for (name, _, expected) in expectedTensors(config) where !NF4Checkpoint.isQuantized(name, in: checkpoint) {
+        for (spec, layer, expected) in config.tensors {
+            let name = ModelLayout.hfName(spec, layer: layer)
+            if NF4Checkpoint.isQuantized(name, in: checkpoint) { continue }
             guard let info = checkpoint.info(name) else { throw FormatError(file: checkpoint.fileName(of: name), "missing tensor \(name)") }
             guard info.shape == expected else {
                 throw FormatError(file: checkpoint.fileName(of: name), "tensor \(name) has shape \(info.shape), the config implies \(expected)")
@@ -181,16 +171,12 @@ public final class DecoderModel: @unchecked Sendable {
         try checkTensorShapes(config: config, checkpoint: checkpoint)
         let pruning = try PruningManifest.load(directory: checkpoint.url, config: config)
         return try assemble(config: config, pruning: pruning, matrix: { spec, layer, rows, cols in
-            try Weight.load(Self.hfName(spec, layer: layer), from: checkpoint, rows: rows, cols: cols, dtype: dtype)
+            try Weight.load(ModelLayout.hfName(spec, layer: layer), from: checkpoint, rows: rows, cols: cols, dtype: dtype)
         }, vector: { spec, layer, count in
-            let values = try Weight.load(Self.hfName(spec, layer: layer), from: checkpoint, rows: 1, cols: count, dtype: .f32, isVector: true)
+            let values = try Weight.load(ModelLayout.hfName(spec, layer: layer), from: checkpoint, rows: 1, cols: count, dtype: .f32,
+                                         isVector: true)
             return config.family.runtimeValues(spec.role, values.toArray())
         })
-    }
-
-    /// transformers' full name of `spec`: in layer `layer`, or global (nil).
-    public static func hfName(_ spec: TensorSpec, layer: Int?) -> String {
-        layer.map { ModelLayout.hfName(spec, layer: $0) } ?? spec.hf
     }
 
     /// A model of `config` from its tensors: `matrix` reads a [rows, cols] weight, `vector` a 1-D

@@ -257,6 +257,17 @@ public struct ModelConfig: Equatable, Sendable {
 }
 
 extension ModelConfig {
+    /// Every tensor the config implies, in the order files list them (the embedding, each layer's,
+    /// then the final norm and an untied head): the layout's entry, its layer (nil: global) and
+    /// transformers' shape. The one walk loading, planned bytes and shape checks share.
+    public var tensors: [(spec: TensorSpec, layer: Int?, shape: [Int])] {
+        let layout = family.layout, globals = layout.globals(tied: tiedEmbeddings)
+        func global(_ spec: TensorSpec) -> (spec: TensorSpec, layer: Int?, shape: [Int]) { (spec, nil, shape(of: spec, layer: layers[0])) }
+        var out = globals.filter { $0.role == .embedding }.map(global)
+        for (i, layer) in layers.enumerated() { out += layout.layer.map { ($0, i, shape(of: $0, layer: layer)) } }
+        return out + globals.filter { $0.role != .embedding }.map(global)
+    }
+
     /// transformers' shape of tensor `spec` in a layer of `layer`'s widths.
     public func shape(of spec: TensorSpec, layer: ModelShape.Layer) -> [Int] {
         spec.shape(layer, hidden: hiddenSize, headDim: headDim, vocab: vocabSize)

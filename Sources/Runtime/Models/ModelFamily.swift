@@ -70,6 +70,12 @@ public struct ModelFamily: Equatable, Sendable, CustomStringConvertible {
 
     public static func == (a: ModelFamily, b: ModelFamily) -> Bool { a.name == b.name }
 
+    /// `headDim` for the tensors llama.cpp's converter stores in its interleaved rotary order
+    /// (q and k, their biases too) where the family permutes them; nil for every other tensor.
+    public func ggufRotaryHeadDim(_ role: TensorSpec.Role, headDim: Int) -> Int? {
+        ggufPermutesQK && [.linear(.q), .linear(.k), .bias(.q), .bias(.k)].contains(role) ? headDim : nil
+    }
+
     /// A 1-D tensor of role `role` as the runtime holds it, from transformers' values (norms
     /// gain `hfNormOffset`), and back.
     public func runtimeValues(_ role: TensorSpec.Role, _ values: [Float]) -> [Float] {

@@ -31,7 +31,9 @@ public enum ModelRegistry {
     /// The family of a GGUF file's `general.architecture`.
     public static func family(ggufArchitecture architecture: String, file: String) throws -> ModelFamily {
         if let found = families.first(where: { $0.ggufArchitecture == architecture }) { return ModelFamily(found) }
-        throw FormatError(file: file, "general.architecture is '\(architecture)'; loramd runs \(families.map { $0.ggufArchitecture }.joined(separator: ", "))")
+        // Mistral's files are llama's: each architecture named once.
+        let known = families.map { $0.ggufArchitecture }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        throw FormatError(file: file, "general.architecture is '\(architecture)'; loramd runs \(known.joined(separator: ", "))")
     }
 
     /// `object` itself, or the text model's config of a multimodal checkpoint a family runs.

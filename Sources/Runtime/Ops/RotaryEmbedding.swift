@@ -84,3 +84,15 @@ public struct RotaryEmbedding: Sendable {
         }
     }
 }
+
+extension RotaryEmbedding {
+    /// The rope of `config`'s layers (its global layers' when the sliding ones have their own).
+    init(config: ModelConfig) {
+        self.init(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
+    }
+
+    /// The sliding layers' own rope (Gemma 3), nil when every layer shares `init(config:)`'s.
+    static func local(_ config: ModelConfig) -> RotaryEmbedding? {
+        config.localRope.map { RotaryEmbedding(headDim: config.headDim, theta: $0.theta, scaling: $0.scaling) }
+    }
+}

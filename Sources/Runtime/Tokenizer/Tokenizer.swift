@@ -169,8 +169,9 @@ public final class Tokenizer: @unchecked Sendable {
     /// tokens its model has no embedding row for (a gpt2 file's default `<|endoftext|>` when the
     /// vocabulary lacks it), which a folder may not have (`ModelCheckpoint.tokenizer()`).
     public func huggingFaceFiles(chatTemplate: String? = nil, embeddingRows: Int? = nil) -> [(name: String, data: Data)] {
-        var json = sourceJSON
-        if case .gguf(let spec) = source, let embeddingRows { json = spec.tokenizerJSON(idsBelow: embeddingRows) }
+        // A GGUF's tokenizer.json is written once, for these rows.
+        let json: Data
+        if case .gguf(let spec) = source { json = spec.tokenizerJSON(idsBelow: embeddingRows) } else { json = sourceJSON }
         var files: [(String, Data)] = [("tokenizer.json", json)]
         var config = sourceConfig.flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] } ?? [:]
         if let chatTemplate { config["chat_template"] = chatTemplate }

@@ -77,8 +77,8 @@ public final class TrainingStep: @unchecked Sendable {
         tasks = arena.program.ops.compactMap(\.task)
         precondition(tasks.contains(.loss), "the step's program says nothing to run: build it with StepProgramBuilder.trainingStep")
         let config = weights.config
-        rope = RotaryEmbedding(headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling)
-        localRope = config.localRope.map { RotaryEmbedding(headDim: config.headDim, theta: $0.theta, scaling: $0.scaling) }
+        rope = RotaryEmbedding(config: config)
+        localRope = RotaryEmbedding.local(config)
         typealias Names = TrainingBuffers
         let targets = LoRATarget.layerTargets.filter { adapter?.targets.contains($0) ?? false }
         let layers = config.layers.indices
