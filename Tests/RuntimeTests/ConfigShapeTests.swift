@@ -125,7 +125,8 @@ final class ConfigShapeTests: XCTestCase {
 
     /// Published parameter counts: Qwen2.5-7B 7.62B (its model card), Qwen2.5-0.5B 0.49B and
     /// 1.5B 1.54B, Qwen3-8B 8.19B, Gemma-3-270m 268M, Gemma-3-27B's text model ~27B (the card's 27B
-    /// counts the 0.4B vision tower too). Each answers in well under 0.1 s.
+    /// counts the 0.4B vision tower too). How fast each answers is measured, not asserted
+    /// (bench/results/plan-presets-2026-12-08.txt); the bound here is for a hang.
     func testFamilyPresetsHaveTheirPublishedParameterCounts() throws {
         let expected: [(String, Double, Double)] = [
             ("qwen2.5-0.5b", 0.494e9, 0.005e9), ("qwen2.5-1.5b", 1.544e9, 0.005e9), ("qwen2.5-7b", 7.616e9, 0.01e9),
@@ -136,7 +137,9 @@ final class ConfigShapeTests: XCTestCase {
             let start = Date()
             let shape = try XCTUnwrap(try ModelRegistry.presetShape(named: name), name)
             XCTAssertEqual(Double(try shape.parameterCount), count, accuracy: tolerance, name)
-            XCTAssertLessThan(Date().timeIntervalSince(start), 0.1, name)
+            let seconds = Date().timeIntervalSince(start)
+            XCTAssertLessThan(seconds, 60, "\(name): a hang")
+            print("\(name): \(try shape.parameterCount) parameters in \(seconds) s")
         }
         XCTAssertEqual(try ModelRegistry.presetShape(named: "Qwen2.5-7B")?.layout, Qwen2.layout)
         XCTAssertNil(try ModelRegistry.presetShape(named: "phi-3"))
