@@ -50,7 +50,10 @@ final class DaemonFamilyTests: XCTestCase {
             XCTAssertEqual(try logits(3, loadedId), try logits(4, recoveredId), family)
             // The carrier loads back as its family.
             d.request(5, "model/load", #"{"path":"\#(try XCTUnwrap(files["carrier"]?.stringValue))"}"#)
-            XCTAssertNotNil(d.response(id: 5)?["result"]?["modelId"], "\(family): \(d.received.last ?? .null)")
+            let carrier = try XCTUnwrap(d.response(id: 5)?["result"], "\(family): \(d.received.last ?? .null)")
+            XCTAssertEqual(carrier["config"]?["family"], .string(family))
+            // make-model gives Gemma 3 a window of 32 (its makerFields); the others slide nowhere.
+            XCTAssertEqual(carrier["config"]?["slidingWindow"], family == "gemma3" ? .int(32) : .null, family)
             d.closeInput()
             _ = d.exitCode()
         }
